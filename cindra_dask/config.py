@@ -1,0 +1,546 @@
+"""Configuration: one frozen pydantic model per section, YAML load/save and the commented template.
+
+Section and field names, meanings and defaults follow cindra 2.0 (``cindra configure``), so a cindra
+user recognises them. cindra-dask adds the ``cluster`` section, ``runtime.max_chunk_memory`` (the
+memory budget from which chunk sizes are derived), ``runtime.seed``, ``file_io.recording_name`` and
+an optional inline ``acquisition`` section (otherwise ``cindra_parameters.json`` beside the TIFFs is
+read). Everything else (the YAML template, ``--help`` text, the field tables in the docs) is
+generated from these models; nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cindra_dask.errors import ConfigurationError, InputError
+
+SCHEMA_VERSION = 1
+ACQUISITION_FILE_NAME = "cindra_parameters.json"
+
+
+class Section(BaseModel):
+    """Base of every configuration section: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def _parse_memory(value: str) -> str:
+    from dask.utils import parse_bytes
+
+    try:
+        parsed = parse_bytes(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{value!r} is not a memory size such as '32MiB' or '2GB'") from error
+    if parsed <= 0:
+        raise ValueError("must be a positive memory size")
+    return value
+
+
+MemorySize = Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[A-Za-z]*\s*$")]
+
+# ----------------------------------------------------------------------------------------------
+# Acquisition parameters (cindra_parameters.json)
+# ----------------------------------------------------------------------------------------------
+
+
+class AcquisitionParameters(Section):
+    """How the frames in the TIFFs were acquired (cindra's ``cindra_parameters.json``)."""
+
+    frame_rate: float = Field(gt=0, description="Volume rate in Hz (all planes); per-plane rate = frame_rate / plane_number.")
+    plane_number: int = Field(ge=1, le=64, description="Number of physical z-planes interleaved in the TIFF pages.")
+    channel_number: int = Field(ge=1, le=2, description="Number of channels interleaved per plane (1 or 2).")
+    roi_number: int = Field(default=1, ge=1, le=64, description="MROI regions per plane; more than 1 enables MROI mode.")
+    roi_lines: tuple[tuple[int, ...], ...] = Field(
+        default=(), description="Per MROI region, the raw-frame row indices it occupies (first and last are used, inclusive)."
+    )
+    roi_x_coordinates: tuple[float, ...] = Field(default=(), description="Per MROI region, its left edge in the combined field of view (px).")
+    roi_y_coordinates: tuple[float, ...] = Field(default=(), description="Per MROI region, its top edge in the combined field of view (px).")
+
+    @model_validator(mode="after")
+    def _check_mroi(self) -> "AcquisitionParameters":
+        if self.roi_number > 1:
+            for name in ("roi_lines", "roi_x_coordinates", "roi_y_coordinates"):
+                count = len(getattr(self, name))
+                if count != self.roi_number:
+                    raise ValueError(f"{name} has {count} entries but roi_number is {self.roi_number}: give one entry per MROI region")
+            for region, lines in enumerate(self.roi_lines):
+                if len(lines) == 0:
+                    raise ValueError(f"roi_lines[{region}] is empty: list the raw-frame rows of region {region}")
+                if min(lines) < 0 or lines[-1] < lines[0]:
+                    raise ValueError(f"roi_lines[{region}] must be non-negative and ascending (first row ≤ last row)")
+        return self
+
+    @property
+    def plane_frame_rate_hz(self) -> float:
+        """Sampling rate of one plane in Hz."""
+        return self.frame_rate / self.plane_number
+
+    @property
+    def is_mroi(self) -> bool:
+        """True when frames hold several MROI regions stacked along the rows."""
+        return self.roi_number > 1
+
+    @property
+    def virtual_plane_count(self) -> int:
+        """Planes as processed: physical planes × MROI regions."""
+        return self.plane_number * self.roi_number
+
+
+def load_acquisition_parameters(path: Path) -> AcquisitionParameters:
+    """Read and validate ``cindra_parameters.json``; errors name the file and field."""
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError as error:
+        raise InputError(f"{path}: not found; write cindra_parameters.json beside the TIFFs or add an 'acquisition' section to the configuration") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        line = getattr(error, "lineno", "?")
+        raise InputError(f"{path}: not valid JSON (line {line}): {getattr(error, 'msg', error)}; fix the file's syntax") from error
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: expected a JSON object with frame_rate, plane_number, channel_number")
+    try:
+        return AcquisitionParameters.model_validate(payload)
+    except ValidationError as error:
+        raise InputError(*_describe_validation_error(error, source=str(path))) from error
+
+
+# ----------------------------------------------------------------------------------------------
+# Single-recording sections
+# ----------------------------------------------------------------------------------------------
+
+
+class RuntimeSettings(Section):
+    """Execution settings shared by every phase."""
+
+    display_progress_bars: bool = Field(default=True, description="Show a progress bar for long Dask computations (the dashboard link is always printed).")
+    max_chunk_memory: MemorySize = Field(
+        default="32MiB",
+        description="Memory budget of one chunk of float32 frames; frame chunks (and so task sizes) are derived from it. A task peaks at a few times this.",
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of every random choice (frame samples, PCA); per-block generators derive from it.")
+
+    _memory = field_validator("max_chunk_memory")(_parse_memory)
+
+    @property
+    def max_chunk_bytes(self) -> int:
+        """``max_chunk_memory`` in bytes."""
+        from dask.utils import parse_bytes
+
+        return int(parse_bytes(self.max_chunk_memory))
+
+
+class MainSettings(Section):
+    """What the recording holds."""
+
+    two_channels: bool = Field(default=False, description="Expect two interleaved channels per plane (must agree with channel_number).")
+    first_channel_functional: bool = Field(default=True, description="The first channel carries activity (is detected and extracted).")
+    second_channel_functional: bool = Field(default=False, description="The second channel carries activity too: it is detected and extracted independently.")
+    tau: float = Field(default=0.4, gt=0, le=10, description="Indicator decay time constant in seconds; sets the temporal bin size and the OASIS decay.")
+    ignored_flyback_planes: tuple[int, ...] = Field(default=(), description="Plane indices ingested but never registered or processed (flyback frames).")
+    custom_classifier_path: Path | None = Field(default=None, description="A cindra .npz classifier (training_labels plus feature columns, ≥100 samples); None uses the bundled one.")
+
+    @model_validator(mode="after")
+    def _check_functional(self) -> "MainSettings":
+        if not (self.first_channel_functional or self.second_channel_functional):
+            raise ValueError("first_channel_functional and second_channel_functional are both false: at least one channel must be functional")
+        if self.second_channel_functional and not self.two_channels:
+            raise ValueError("second_channel_functional needs two_channels: true")
+        return self
+
+
+class FileIOSettings(Section):
+    """Where the data are and where results go."""
+
+    data_path: Path | None = Field(default=None, description="Directory searched (recursively) for cindra_parameters.json; the TIFFs sit in that same directory.")
+    output_path: Path | None = Field(default=None, description="Directory that receives <recording_name>.zarr.")
+    recording_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$", description="Store name; default: the name of the directory holding the TIFFs.")
+    ignored_file_names: tuple[str, ...] = Field(default=(), description="TIFF file stems (names without extension) to skip.")
+    repeat_binarization: bool = Field(default=False, description="Ingest the TIFFs again even if the store holds a complete ingest (drops every later result).")
+
+
+class RegistrationSettings(Section):
+    """Rigid motion correction and what it shares with nonrigid."""
+
+    repeat_registration: bool = Field(default=False, description="Register again even if registration is complete.")
+    align_by_first_channel: bool = Field(default=True, description="Compute offsets on the first channel (else the second); the other channel gets the same offsets.")
+    reference_frame_count: int = Field(default=500, gt=0, le=100_000, description="Evenly spaced frames sampled to build the reference image.")
+    batch_size: int = Field(default=100, gt=0, le=100_000, description="cindra's frames per registration batch; here an upper bound on frames per task (chunks also follow max_chunk_memory).")
+    maximum_offset_fraction: float = Field(default=0.1, gt=0, le=1, description="Largest rigid offset as a fraction of the smaller frame side; also the bad-frame cutoff.")
+    spatial_smoothing_sigma: float = Field(default=1.15, ge=0, le=20, description="Gaussian sigma (px) applied to the phase-correlation kernel.")
+    temporal_smoothing_sigma: float = Field(default=0.0, ge=0, le=100, description="Gaussian sigma (frames) smoothing correlation surfaces over time; chunks get halos so results do not depend on chunking.")
+    two_step_registration: bool = Field(default=False, description="Register twice, the second time against a reference built from registered frames.")
+    gpu_batch_size: int = Field(default=0, ge=0, description="Accepted for cindra compatibility; cindra-dask registers on CPU workers and ignores it.")
+    bad_frame_threshold: float = Field(default=1.0, gt=0, le=100, description="Outlier-metric cutoff (×100) above which a frame is marked bad.")
+    normalize_frames: bool = Field(default=True, description="Clip reference and frames to the reference's 1st/99th percentiles before correlating.")
+    registration_metric_principal_components: int = Field(default=5, ge=0, le=50, description="Principal components for the registration quality metrics; 0 disables.")
+    compute_bidirectional_phase_offset: bool = Field(default=False, description="Estimate the odd/even line (bidirectional scanning) offset.")
+    bidirectional_phase_offset_override: int = Field(default=0, ge=-50, le=50, description="Non-zero: use this odd/even line offset (px) instead of estimating it.")
+
+
+class OnePhotonRegistrationSettings(Section):
+    """Pre-filtering of the correlation copies for one-photon data."""
+
+    enabled: bool = Field(default=False, description="High-pass (and optionally smooth) frames before correlating; for one-photon/widefield data.")
+    spatial_highpass_window: int = Field(default=42, gt=0, le=1000, description="Box high-pass window in px (even).")
+    pre_smoothing_sigma: int = Field(default=0, ge=0, le=100, description="Box pre-smoothing window in px (even); 0 disables.")
+    edge_taper_pixels: float = Field(default=40.0, ge=0, le=1000, description="Sigmoid edge-taper slope (px) used instead of 3×spatial_smoothing_sigma.")
+
+    @field_validator("spatial_highpass_window", "pre_smoothing_sigma")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"must be even, got {value}")
+        return value
+
+
+class NonrigidRegistrationSettings(Section):
+    """Block-wise (piecewise rigid) motion correction after the rigid step."""
+
+    enabled: bool = Field(default=True, description="Correct nonrigid motion with overlapping blocks.")
+    block_size: tuple[int, int] = Field(default=(128, 128), description="Block height and width in px; a side ≥ the frame side gives one block.")
+    signal_to_noise_threshold: float = Field(default=1.2, gt=0, le=100, description="Blocks with a weaker correlation peak borrow from their neighbours.")
+    maximum_block_offset: float = Field(default=5.0, gt=0, le=100, description="Largest block offset (px) relative to the rigid result.")
+
+    @field_validator("block_size")
+    @classmethod
+    def _positive_blocks(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 16:
+            raise ValueError("block sides must be at least 16 px")
+        return value
+
+
+class ROIDetectionSettings(Section):
+    """Sparse ROI detection on the temporally binned movie."""
+
+    enabled: bool = Field(default=True, description="False skips detection and extraction for the plane.")
+    preclassification_threshold: float = Field(default=0.0, ge=0, le=1, description=">0 removes ROIs whose shape-only cell probability is not above it.")
+    threshold_scaling: float = Field(default=1.0, gt=0, le=100, description="Multiplies the detection threshold; higher finds fewer ROIs.")
+    spatial_highpass_window: int = Field(default=25, gt=0, le=1000, description="Box size (px) of the spatial high-pass (neuropil removal) in detection.")
+    maximum_overlap: float = Field(default=0.75, gt=0, le=1, description="Largest fraction of an ROI's pixels shared with others before it is dropped.")
+    temporal_highpass_window: int = Field(default=100, gt=0, le=100_000, description="Temporal high-pass window in binned frames (<10: Gaussian sigma).")
+    maximum_iterations: int = Field(default=50, gt=0, le=10_000, description="Detection loop limit is 250 × this.")
+    maximum_binned_frames: int = Field(default=5000, gt=0, le=1_000_000, description="Cap on the number of temporal bins (sets the bin size for long recordings).")
+    denoise: bool = Field(default=False, description="Block-PCA denoise the binned movie before detection.")
+    crop_to_soma: bool = Field(default=True, description="Crop ROIs to the soma for statistics and classifier features.")
+
+
+class SignalExtractionSettings(Section):
+    """Fluorescence and neuropil extraction."""
+
+    extract_neuropil: bool = Field(default=True, description="Extract neuropil traces (False: neuropil fluorescence is zero).")
+    allow_overlap: bool = Field(default=False, description="Keep pixels shared by several ROIs (False drops them from every ROI).")
+    minimum_neuropil_pixels: int = Field(default=350, gt=0, le=1_000_000, description="Smallest neuropil mask in px.")
+    inner_neuropil_border_radius: int = Field(default=2, ge=0, le=100, description="Dilations (px) of the ROI excluded from its neuropil.")
+    cell_probability_percentile: float = Field(default=50, ge=0, le=100, description="Percentile rule marking 'cell' pixels excluded from neuropil masks.")
+    classification_threshold: float = Field(default=0.5, ge=0, le=1, description="An ROI is a cell when its probability is above this.")
+    batch_size: int = Field(default=500, gt=0, le=1_000_000, description="cindra's frames per extraction batch and ROIs per OASIS batch; here an upper bound on ROIs per trace chunk.")
+    colocalization_threshold: float = Field(default=0.65, ge=0, le=1, description="Channel-2 colocalization cutoff (intensity ratio or overlap fraction).")
+
+
+class BaselineMethod(str, enum.Enum):
+    """How the slow baseline is estimated before deconvolution."""
+
+    MAXIMIN = "maximin"
+    CONSTANT = "constant"
+    CONSTANT_PERCENTILE = "constant_percentile"
+
+
+class SpikeDeconvolutionSettings(Section):
+    """Neuropil subtraction, baseline and OASIS deconvolution."""
+
+    extract_spikes: bool = Field(default=True, description="Run baseline subtraction and OASIS (False: subtracted fluorescence and spikes are zero).")
+    neuropil_coefficient: float = Field(default=0.7, ge=0, le=2, description="F_corrected = F − coefficient × F_neuropil.")
+    baseline_method: BaselineMethod = Field(default=BaselineMethod.MAXIMIN, description="maximin, constant or constant_percentile.")
+    baseline_window: float = Field(default=60.0, gt=0, le=100_000, description="Maximin window in seconds.")
+    baseline_sigma: float = Field(default=10.0, ge=0, le=10_000, description="Gaussian pre-smoothing (frames) for maximin and constant baselines.")
+    baseline_percentile: float = Field(default=8.0, ge=0, le=100, description="Percentile for the constant_percentile baseline.")
+
+
+class JobqueueKind(str, enum.Enum):
+    """Batch systems supported through dask-jobqueue."""
+
+    SLURM = "slurm"
+    PBS = "pbs"
+    LSF = "lsf"
+    SGE = "sge"
+
+
+class ClusterSettings(Section):
+    """Where the Dask graph runs: a LocalCluster (default), a running scheduler, or a batch queue."""
+
+    scheduler_address: str | None = Field(default=None, description="Address of a running scheduler (tcp://host:8786); overrides the local and jobqueue settings.")
+    workers: int = Field(default=0, ge=0, le=10_000, description="Local worker processes (0: one per core) or jobqueue jobs to start.")
+    threads_per_worker: int = Field(default=1, ge=1, le=256, description="Threads per worker; kernels are single-threaded, so parallelism comes from workers × threads.")
+    memory_limit_per_worker: MemorySize | Literal["auto"] = Field(default="auto", description="Memory limit of each local worker ('auto': RAM / workers).")
+    dashboard_address: str = Field(default=":8787", description="Where the local dashboard listens (':0' picks a free port).")
+    jobqueue: JobqueueKind | None = Field(default=None, description="Start workers through dask-jobqueue on slurm, pbs, lsf or sge (needs the 'hpc' extra).")
+    jobqueue_options: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the dask-jobqueue cluster class (cores, memory, queue, walltime, ...).")
+
+    @field_validator("memory_limit_per_worker")
+    @classmethod
+    def _memory_or_auto(cls, value: str) -> str:
+        return value if value == "auto" else _parse_memory(value)
+
+
+class SingleRecordingConfiguration(Section):
+    """Everything `cindra-dask run` needs for one recording."""
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Configuration schema version.")
+    pipeline_type: Literal["single-recording"] = Field(default="single-recording", description="Which pipeline this file configures.")
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Execution settings.")
+    main: MainSettings = Field(default_factory=MainSettings, description="What the recording holds.")
+    file_io: FileIOSettings = Field(default_factory=FileIOSettings, description="Inputs and outputs.")
+    acquisition: AcquisitionParameters | None = Field(default=None, description="Acquisition parameters; None reads cindra_parameters.json beside the TIFFs.")
+    registration: RegistrationSettings = Field(default_factory=RegistrationSettings, description="Rigid registration.")
+    one_photon_registration: OnePhotonRegistrationSettings = Field(default_factory=OnePhotonRegistrationSettings, description="One-photon pre-filtering.")
+    nonrigid_registration: NonrigidRegistrationSettings = Field(default_factory=NonrigidRegistrationSettings, description="Nonrigid registration.")
+    roi_detection: ROIDetectionSettings = Field(default_factory=ROIDetectionSettings, description="ROI detection.")
+    signal_extraction: SignalExtractionSettings = Field(default_factory=SignalExtractionSettings, description="Signal extraction.")
+    spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Multi-recording sections
+# ----------------------------------------------------------------------------------------------
+
+
+class RecordingIOSettings(Section):
+    """Which processed recordings are tracked together."""
+
+    recording_directories: tuple[Path, ...] = Field(default=(), description="Recording stores (<name>.zarr) to track across; at least two; the first is the main one.")
+    dataset_name: str = Field(default="", pattern=r"^[a-z0-9_\-]*$", description="Name of this tracking dataset (lower case); results go to multi_recording/<dataset_name>/ in every store.")
+    repeat_selection: bool = Field(default=False, description="Select ROIs again even if a selection exists.")
+
+
+class ROISelectionSettings(Section):
+    """Which ROIs of each recording take part in tracking."""
+
+    probability_threshold: float = Field(default=0.85, ge=0, le=1, description="Minimum cell probability.")
+    maximum_size: int = Field(default=1000, gt=0, le=1_000_000, description="Largest ROI in px.")
+    mroi_region_margin: int = Field(default=30, ge=0, le=10_000, description="Minimum distance (px) of a centroid from an MROI region border.")
+    probability_threshold_channel_2: float | None = Field(default=None, ge=0, le=1, description="Channel 2 value; None inherits probability_threshold.")
+    maximum_size_channel_2: int | None = Field(default=None, gt=0, le=1_000_000, description="Channel 2 value; None inherits maximum_size.")
+    mroi_region_margin_channel_2: int | None = Field(default=None, ge=0, le=10_000, description="Channel 2 value; None inherits mroi_region_margin.")
+
+
+class ReferenceImageType(str, enum.Enum):
+    """Detection image used for cross-recording registration."""
+
+    MEAN = "mean"
+    ENHANCED_MEAN = "enhanced_mean"
+    MAXIMUM_PROJECTION = "maximum_projection"
+
+
+class DiffeomorphicRegistrationSettings(Section):
+    """Groupwise diffeomorphic demons registration into a common space."""
+
+    image_type: ReferenceImageType = Field(default=ReferenceImageType.ENHANCED_MEAN, description="Which detection image is registered.")
+    grid_sampling_factor: float = Field(default=1.0, gt=0, le=1, description="Growth of the B-spline knot spacing with scale.")
+    final_grid_sampling: float = Field(default=16.0, gt=0, le=1000, description="Knot spacing (px) at the finest scale.")
+    scale_sampling: int = Field(default=30, gt=0, le=10_000, description="Iterations per pyramid level.")
+    speed_factor: float = Field(default=3.0, gt=0, le=100, description="Demons force gain (1–5 is sensible).")
+    repeat_registration: bool = Field(default=False, description="Register again (also redoes tracking and projection).")
+
+
+class ROITrackingSettings(Section):
+    """Clustering of registered ROIs into cells tracked across recordings."""
+
+    threshold: float = Field(default=0.75, ge=0, le=1, description="Jaccard-distance cut of the complete-linkage clustering.")
+    mask_prevalence: float = Field(default=50, ge=0, le=100, description="Minimum percentage of recordings a tracked cell must appear in.")
+    pixel_prevalence: float = Field(default=50, ge=0, le=100, description="Minimum percentage of a cell's members holding a pixel for the template.")
+    step_sizes: tuple[int, int] = Field(default=(200, 200), description="Spatial bin size (px); both equal.")
+    bin_size: int = Field(default=50, gt=0, le=10_000, description="Margin (px) added around each bin when collecting ROIs.")
+    maximum_distance: float = Field(default=20, gt=0, le=10_000, description="Largest centroid distance (px) of candidate pairs.")
+    minimum_size: int = Field(default=25, gt=0, le=1_000_000, description="Smallest number of non-overlapping template pixels.")
+
+    @field_validator("step_sizes")
+    @classmethod
+    def _square(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] != value[1] or value[0] <= 0:
+            raise ValueError("step_sizes must be two equal positive integers")
+        return value
+
+
+class MultiRecordingConfiguration(Section):
+    """Everything `cindra-dask run` needs to track cells across recordings."""
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Configuration schema version.")
+    pipeline_type: Literal["multi-recording"] = Field(default="multi-recording", description="Which pipeline this file configures.")
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Execution settings.")
+    recording_io: RecordingIOSettings = Field(default_factory=RecordingIOSettings, description="Recordings and dataset name.")
+    roi_selection: ROISelectionSettings = Field(default_factory=ROISelectionSettings, description="ROI selection.")
+    diffeomorphic_registration: DiffeomorphicRegistrationSettings = Field(default_factory=DiffeomorphicRegistrationSettings, description="Demons registration.")
+    roi_tracking: ROITrackingSettings = Field(default_factory=ROITrackingSettings, description="Tracking.")
+    signal_extraction: SignalExtractionSettings = Field(default_factory=SignalExtractionSettings, description="Signal extraction (overlap is always allowed).")
+    spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")
+
+
+Configuration = SingleRecordingConfiguration | MultiRecordingConfiguration
+ConfigurationT = TypeVar("ConfigurationT", SingleRecordingConfiguration, MultiRecordingConfiguration)
+PIPELINE_MODELS: dict[str, type[Section]] = {
+    "single-recording": SingleRecordingConfiguration,
+    "multi-recording": MultiRecordingConfiguration,
+}
+
+# ----------------------------------------------------------------------------------------------
+# YAML
+# ----------------------------------------------------------------------------------------------
+
+
+def _describe_validation_error(error: ValidationError, *, source: str) -> list[str]:
+    """One line per problem: '<source>: <field.path>: <what is wrong>'."""
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        kind = item["type"]
+        message = item["msg"]
+        if kind == "extra_forbidden":
+            message = "unknown key; remove it or check its spelling (see `cindra-dask configure`)"
+        elif kind == "missing":
+            message = "required field is missing"
+        elif message.startswith("Value error, "):
+            message = message.removeprefix("Value error, ")
+        lines.append(f"{source}: {location}: {message}")
+    return lines
+
+
+def _yaml_mapping(text: str, *, source: str) -> dict[str, Any]:
+    try:
+        payload = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown line"
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigurationError(f"{source}: YAML syntax error at {where}: {problem}; fix the file's syntax") from error
+    if payload is None:
+        return {}
+    if not isinstance(payload, dict):
+        raise ConfigurationError(f"{source}: expected a mapping of sections (runtime:, main:, ...) at the top level")
+    return payload
+
+
+def _set_dotted(payload: dict[str, Any], dotted: str, value: Any, *, source: str) -> None:
+    parts = dotted.split(".")
+    node = payload
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigurationError(f"{source}: {dotted}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """Parse ``section.field=value`` strings; values are read as YAML scalars/lists."""
+    parsed = []
+    for item in overrides:
+        key, separator, raw_value = item.partition("=")
+        if not separator or not key.strip():
+            raise ConfigurationError(f"--set {item!r}: expected section.field=value")
+        try:
+            value = yaml.safe_load(raw_value) if raw_value.strip() else None
+        except yaml.YAMLError as error:
+            raise ConfigurationError(f"--set {item!r}: value is not valid YAML") from error
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def configuration_from_mapping(
+    payload: dict[str, Any],
+    *,
+    source: str,
+    overrides: list[tuple[str, Any]] | None = None,
+    model: type[ConfigurationT] | None = None,
+) -> Configuration:
+    """Validate a mapping (plus dotted overrides) into the right configuration model."""
+    payload = json.loads(json.dumps(payload, default=str))  # deep copy; paths/enums as text
+    for dotted, value in overrides or []:
+        _set_dotted(payload, dotted, value, source=f"{source} (--set)")
+    if model is None:
+        pipeline_type = payload.get("pipeline_type", "single-recording")
+        if pipeline_type not in PIPELINE_MODELS:
+            raise ConfigurationError(f"{source}: pipeline_type: must be one of {sorted(PIPELINE_MODELS)}, got {pipeline_type!r}")
+        model = PIPELINE_MODELS[pipeline_type]  # type: ignore[assignment]
+    try:
+        return model.model_validate(payload)  # type: ignore[union-attr, return-value]
+    except ValidationError as error:
+        raise ConfigurationError(*_describe_validation_error(error, source=source)) from error
+
+
+def load_configuration(path: Path | str, *, overrides: list[str] | tuple[str, ...] = ()) -> Configuration:
+    """Read a YAML configuration file; errors name the file, the line or the field path."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError as error:
+        raise ConfigurationError(f"{path}: configuration file not found; create one with `cindra-dask configure`") from error
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"{path}: cannot read the configuration file ({error.__class__.__name__})") from error
+    return configuration_from_mapping(_yaml_mapping(text, source=str(path)), source=str(path), overrides=parse_overrides(overrides))
+
+
+def configuration_to_yaml(configuration: Section) -> str:
+    """The configuration as plain YAML (no comments); reloading it gives an equal model."""
+    return yaml.safe_dump(configuration.model_dump(mode="json"), sort_keys=False, default_flow_style=False, width=120)
+
+
+def save_configuration(configuration: Section, path: Path | str) -> Path:
+    """Write :func:`configuration_to_yaml` to ``path``."""
+    path = Path(path)
+    path.write_text(configuration_to_yaml(configuration))
+    return path
+
+
+def _yaml_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def _section_template(model: type[BaseModel], values: BaseModel, indent: str) -> list[str]:
+    lines: list[str] = []
+    for name, field in model.model_fields.items():
+        value = getattr(values, name)
+        description = field.description or ""
+        if isinstance(value, BaseModel):
+            lines += ["", f"{indent}# {description}", f"{indent}{name}:"]
+            lines += _section_template(type(value), value, indent + "  ")
+            continue
+        bounds = [f"{label} {getattr(meta, attribute)}" for meta in field.metadata for attribute, label in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")) if getattr(meta, attribute, None) is not None]
+        suffix = f" [{', '.join(bounds)}]" if bounds else ""
+        lines.append(f"{indent}# {description}{suffix}")
+        dumped = json.loads(json.dumps(value, default=lambda item: item.value if isinstance(item, enum.Enum) else str(item)))
+        lines.append(f"{indent}{name}: {_yaml_value(dumped)}")
+        if name == "acquisition":
+            lines += [f"{indent}# for example:", *(f"{indent}#   {line}" for line in _ACQUISITION_EXAMPLE)]
+    return lines
+
+
+_ACQUISITION_EXAMPLE = ("acquisition:", "  frame_rate: 30.0", "  plane_number: 1", "  channel_number: 1")
+
+
+def configuration_template(pipeline_type: Literal["single-recording", "multi-recording"] = "single-recording", *, values: Section | None = None) -> str:
+    """A commented YAML file with every field (at its default, or at ``values``); it loads back unchanged."""
+    model = PIPELINE_MODELS[pipeline_type]
+    default = values if values is not None else model()
+    header = [
+        f"# cindra-dask {pipeline_type} configuration (schema_version {SCHEMA_VERSION}).",
+        "# Generated from the configuration models: every field, its meaning, bounds and default.",
+        "# Run it with: cindra-dask run THIS_FILE.yaml  (check first with: cindra-dask validate THIS_FILE.yaml)",
+    ]
+    body = _section_template(model, default, "")
+    return "\n".join(header + body) + "\n"
+
+
+def section_hash(configuration: Section, sections: tuple[str, ...], *, extra: Any = None) -> str:
+    """SHA-256 (hex, 16 chars) of the named sections' values plus ``extra``: a phase's identity."""
+    dumped = configuration.model_dump(mode="json")
+    payload = {name: dumped.get(name) for name in sections}
+    payload["__extra__"] = extra
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

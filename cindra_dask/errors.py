@@ -1,0 +1,33 @@
+"""Errors a user sees: each carries one line per problem, naming the file or field and what to do.
+
+The CLI prints ``str(error)`` without a traceback and exits non-zero; library callers catch
+:class:`CindraError`.
+"""
+
+from __future__ import annotations
+
+
+class CindraError(Exception):
+    """Base class of every error meant for the user (printed without a traceback)."""
+
+    def __init__(self, *problems: str) -> None:
+        if not problems:
+            raise ValueError("CindraError needs at least one problem description")
+        self.problems: tuple[str, ...] = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ConfigurationError(CindraError):
+    """The configuration file or an override is invalid (YAML syntax, unknown key, type, range)."""
+
+
+class InputError(CindraError):
+    """The input data (TIFFs, ``cindra_parameters.json``, ``bad_frames.npy``) cannot be used."""
+
+
+class OutputError(CindraError):
+    """The output location cannot be written (permissions, free disk, locked by another run)."""
+
+
+class PhaseUnavailableError(CindraError):
+    """A requested phase is not implemented yet or its prerequisites are missing."""

@@ -1,0 +1,60 @@
+"""Graph builder of the ingest phase: TIFF pages → ``plane_k/raw/channel_c`` Zarr arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cindra_dask.io.tiff import IngestPlan, read_plane_frames
+from cindra_dask.store import FRAME_DIMENSIONS, RecordingStore, frames_path
+
+
+def _read_chunk(plan: IngestPlan, *, plane_index: int, channel: int, block_info: dict | None = None) -> np.ndarray:
+    """Dask block function: decode the pages of one output chunk."""
+    frame_start, frame_stop = block_info[None]["array-location"][0]
+    return read_plane_frames(plan, plane=plan.virtual_planes[plane_index], channel=channel, frame_start=frame_start, frame_stop=frame_stop)
+
+
+def ingest_graph(plan: IngestPlan, store: RecordingStore) -> list[Any]:
+    """Create the raw arrays and return one delayed write per (plane, channel).
+
+    Chunking: one Dask task per Zarr chunk of ``plan.chunk_frames`` frames; a task decodes only
+    its own pages (O(1) each through the recorded IFD offsets), so a task's memory is one chunk
+    regardless of file sizes. Tasks never share a Zarr chunk. The plan (file list and page
+    offsets) is one graph node shared by every task.
+
+    Returns
+    -------
+    list of ``dask.delayed`` writes (nothing is computed here).
+    """
+    import dask
+    import dask.array as da
+
+    plan_node = dask.delayed(plan, pure=True)
+    frame_count = plan.frames_per_plane
+    writes = []
+    for plane in plan.virtual_planes:
+        shape = (frame_count, plane.row_stop - plane.row_start, plan.frame_width)
+        time_chunks = da.core.normalize_chunks((plan.chunk_frames,), (frame_count,))[0]
+        for channel in range(plan.channel_number):
+            target = store.create_array(
+                frames_path(plane.index, channel),
+                shape=shape,
+                dtype=np.dtype(plan.dtype),
+                chunks=(plan.chunk_frames, shape[1], shape[2]),
+                dimension_names=FRAME_DIMENSIONS,
+                attributes={"physical_plane": plane.physical_plane, "row_start": plane.row_start, "row_stop": plane.row_stop, "y_offset": plane.y_offset, "x_offset": plane.x_offset},
+            )
+            frames = da.map_blocks(
+                _read_chunk,
+                plan_node,
+                plane_index=plane.index,
+                channel=channel,
+                chunks=(time_chunks, (shape[1],), (shape[2],)),
+                dtype=np.dtype(plan.dtype),
+                meta=np.empty((0, 0, 0), dtype=np.dtype(plan.dtype)),
+                name=f"ingest-plane{plane.index}-channel{channel}-{dask.base.tokenize(plan, store.path)}",
+            )
+            writes.append(da.store(frames, target, lock=False, compute=False))
+    return writes

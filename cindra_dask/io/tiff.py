@@ -1,0 +1,241 @@
+"""TIFF discovery, page indexing and lazy page reading; the ingest plan.
+
+Conventions (cindra §3.1): one TIFF page is one frame of one plane and channel; pages cycle
+plane-major / channel-minor (p0c0, p0c1, p1c0, ...) and the cycle continues across files, which
+are taken in natural sort order. In MROI mode each physical plane's frame holds ``roi_number``
+regions stacked along the rows; region ``r`` of physical plane ``z`` is virtual plane
+``v = r * plane_number + z`` with rows ``[roi_lines[r][0], roi_lines[r][-1]]``.
+
+Discovery records every page's IFD offset, so a task decodes any page in O(1) (a 50 000-page
+file is never walked per task) and reads only the pages of its own chunk.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+from cindra_dask.config import ACQUISITION_FILE_NAME, AcquisitionParameters
+from cindra_dask.errors import InputError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+SUPPORTED_KINDS = "iuf"
+
+
+def natural_sort_key(name: str) -> list[int | str]:
+    """Key sorting ``file_2`` before ``file_10``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+class TiffFileInfo(NamedTuple):
+    """What discovery learned about one TIFF file.
+
+    Attributes
+    ----------
+    path : file path (str, so the plan pickles small).
+    page_count : pages (frames) in the file.
+    page_shape : (height, width) of every page, px.
+    dtype : numpy dtype string of the pixels.
+    ifd_offsets : (page_count,) int64 byte offset of each page's IFD.
+    """
+
+    path: str
+    page_count: int
+    page_shape: tuple[int, int]
+    dtype: str
+    ifd_offsets: np.ndarray
+
+
+class VirtualPlane(NamedTuple):
+    """A plane as processed: a physical plane, or one MROI region of it.
+
+    Attributes
+    ----------
+    index : virtual plane index (``plane_k`` in the store).
+    physical_plane : z-plane whose pages hold it.
+    row_start, row_stop : rows of the raw page it occupies (stop exclusive).
+    y_offset, x_offset : its position in the combined field of view, px.
+    """
+
+    index: int
+    physical_plane: int
+    row_start: int
+    row_stop: int
+    y_offset: float
+    x_offset: float
+
+
+class IngestPlan(NamedTuple):
+    """Everything an ingest task needs: files, page layout, planes, chunking.
+
+    Attributes
+    ----------
+    files : discovered TIFFs in natural order.
+    file_first_page : (n_files + 1,) int64 global index of each file's first page (and the total).
+    plane_number, channel_number : interleaving of the pages.
+    frames_per_plane : frames per plane and channel (whole cycles only).
+    frame_width : page width, px.
+    dtype : pixel dtype stored in the raw arrays.
+    virtual_planes : the planes written to the store.
+    chunk_frames : frames per Zarr chunk / Dask task.
+    """
+
+    files: tuple[TiffFileInfo, ...]
+    file_first_page: np.ndarray
+    plane_number: int
+    channel_number: int
+    frames_per_plane: int
+    frame_width: int
+    dtype: str
+    virtual_planes: tuple[VirtualPlane, ...]
+    chunk_frames: int
+
+    @property
+    def pages_per_cycle(self) -> int:
+        """Pages in one volume: planes × channels."""
+        return self.plane_number * self.channel_number
+
+    def global_pages(self, *, physical_plane: int, channel: int, frame_start: int, frame_stop: int) -> np.ndarray:
+        """(n,) int64 global page index of frames ``[frame_start, frame_stop)`` of a plane/channel."""
+        frames = np.arange(frame_start, frame_stop, dtype=np.int64)
+        return frames * self.pages_per_cycle + physical_plane * self.channel_number + channel
+
+
+def find_acquisition_file(data_path: Path) -> Path:
+    """The single ``cindra_parameters.json`` under ``data_path`` (searched recursively)."""
+    if not data_path.is_dir():
+        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the TIFFs")
+    found = sorted(data_path.rglob(ACQUISITION_FILE_NAME))
+    if not found:
+        raise InputError(
+            f"{data_path}: no {ACQUISITION_FILE_NAME} found (searched recursively); write one beside the TIFFs "
+            "(frame_rate, plane_number, channel_number) or add an 'acquisition' section to the configuration"
+        )
+    if len(found) > 1:
+        listed = ", ".join(str(path) for path in found[:5])
+        raise InputError(f"{data_path}: {len(found)} {ACQUISITION_FILE_NAME} files found ({listed}); point file_io.data_path at one recording")
+    return found[0]
+
+
+def discover_tiffs(directory: Path, *, ignored_file_names: Sequence[str] = ()) -> list[Path]:
+    """TIFF files directly in ``directory`` (not recursive), natural-sorted, minus ignored stems."""
+    ignored = set(ignored_file_names)
+    candidates = [path for path in directory.iterdir() if path.is_file() and path.suffix.lower() in TIFF_SUFFIXES and path.stem not in ignored]
+    if not candidates:
+        raise InputError(f"{directory}: no .tif/.tiff files found (ignored stems: {sorted(ignored) or 'none'}); check file_io.data_path")
+    return sorted(candidates, key=lambda path: natural_sort_key(path.name))
+
+
+def inspect_tiff(path: Path) -> TiffFileInfo:
+    """Count pages, record their IFD offsets and check the file is complete.
+
+    Raises :class:`InputError` naming the file when it is not a TIFF, is truncated, or holds
+    pages that are not single-sample 2-D images.
+    """
+    import tifffile
+
+    file_size = path.stat().st_size
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = tif.pages
+            pages.useframes = True
+            pages.cache = False
+            first = pages.first
+            if first.samplesperpixel != 1 or len(first.shape) != 2:
+                raise InputError(f"{path}: pages have shape {first.shape} with {first.samplesperpixel} samples per pixel; expected one 2-D grayscale frame per page")
+            dtype = np.dtype(first.dtype)
+            if dtype.kind not in SUPPORTED_KINDS:
+                raise InputError(f"{path}: pixel type {dtype} is not supported; convert the frames to an integer or float type")
+            ifd_offsets = np.empty(len(pages), dtype=np.int64)
+            data_end = 0
+            for index, page in enumerate(pages):
+                ifd_offsets[index] = page.offset
+                if page.dataoffsets:
+                    data_end = max(data_end, max(offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)))
+            shape = (int(first.shape[0]), int(first.shape[1]))
+    except InputError:
+        raise
+    except Exception as error:  # tifffile raises many types for damaged files
+        raise InputError(f"{path}: not a readable TIFF ({error.__class__.__name__}: {error}); replace or remove the file (or list its stem in file_io.ignored_file_names)") from error
+    if data_end > file_size:
+        raise InputError(f"{path}: truncated: pages reference {data_end} bytes but the file has {file_size}; copy the file again or list its stem in file_io.ignored_file_names")
+    return TiffFileInfo(str(path), int(len(ifd_offsets)), shape, dtype.str, ifd_offsets)
+
+
+def virtual_planes(acquisition: AcquisitionParameters, *, frame_height: int) -> tuple[VirtualPlane, ...]:
+    """Planes as processed; MROI regions become virtual planes (``v = region·planes + z``)."""
+    if not acquisition.is_mroi:
+        return tuple(VirtualPlane(z, z, 0, frame_height, 0.0, 0.0) for z in range(acquisition.plane_number))
+    planes = []
+    for region, lines in enumerate(acquisition.roi_lines):
+        first, last = int(lines[0]), int(lines[-1])
+        if last >= frame_height:
+            raise InputError(f"acquisition roi_lines[{region}]: last row {last} is outside the {frame_height}-row frames; fix roi_lines in {ACQUISITION_FILE_NAME}")
+        for z in range(acquisition.plane_number):
+            planes.append(VirtualPlane(region * acquisition.plane_number + z, z, first, last + 1, float(acquisition.roi_y_coordinates[region]), float(acquisition.roi_x_coordinates[region])))
+    return tuple(sorted(planes, key=lambda plane: plane.index))
+
+
+def build_ingest_plan(files: Sequence[TiffFileInfo], acquisition: AcquisitionParameters, *, chunk_frames: int) -> IngestPlan:
+    """Check the files against the acquisition parameters and lay out the ingest.
+
+    Raises :class:`InputError` with one line per problem (inconsistent shapes or dtypes, a page
+    count that is not a whole number of volumes, MROI rows out of range).
+    """
+    problems = []
+    first = files[0]
+    for info in files[1:]:
+        if info.page_shape != first.page_shape:
+            problems.append(f"{info.path}: frames are {info.page_shape[0]}×{info.page_shape[1]} but {first.path} has {first.page_shape[0]}×{first.page_shape[1]}; all TIFFs of a recording must share one frame size (list odd files in file_io.ignored_file_names)")
+        elif info.dtype != first.dtype:
+            problems.append(f"{info.path}: pixel type {np.dtype(info.dtype)} differs from {np.dtype(first.dtype)} in {first.path}; all TIFFs must share one pixel type")
+    total_pages = sum(info.page_count for info in files)
+    cycle = acquisition.plane_number * acquisition.channel_number
+    if total_pages % cycle:
+        problems.append(
+            f"{Path(first.path).parent}: {total_pages} pages in {len(files)} files is not a multiple of plane_number × channel_number = {cycle} "
+            f"({total_pages % cycle} pages left over); check plane_number/channel_number in {ACQUISITION_FILE_NAME} or remove incomplete files"
+        )
+    frames_per_plane = total_pages // cycle
+    if frames_per_plane == 0:
+        problems.append(f"{Path(first.path).parent}: fewer pages ({total_pages}) than one volume ({cycle}); nothing to ingest")
+    try:
+        planes = virtual_planes(acquisition, frame_height=first.page_shape[0])
+    except InputError as error:
+        problems.extend(error.problems)
+        planes = ()
+    if problems:
+        raise InputError(*problems)
+    file_first_page = np.concatenate([[0], np.cumsum([info.page_count for info in files])]).astype(np.int64)
+    return IngestPlan(tuple(files), file_first_page, acquisition.plane_number, acquisition.channel_number, frames_per_plane, first.page_shape[1], first.dtype, planes, max(1, min(chunk_frames, frames_per_plane)))
+
+
+def read_pages(plan: IngestPlan, global_pages: np.ndarray, *, row_start: int = 0, row_stop: int | None = None) -> np.ndarray:
+    """Decode the given global pages (rows ``[row_start, row_stop)``) → (n, rows, width) array.
+
+    Opens each file once and decodes only the requested pages (via their recorded IFD offsets).
+    """
+    import tifffile
+
+    rows = (row_stop if row_stop is not None else plan.files[0].page_shape[0]) - row_start
+    frames = np.empty((len(global_pages), rows, plan.frame_width), dtype=np.dtype(plan.dtype))
+    file_indices = np.searchsorted(plan.file_first_page, global_pages, side="right") - 1
+    for file_index in np.unique(file_indices):
+        info = plan.files[int(file_index)]
+        positions = np.flatnonzero(file_indices == file_index)
+        local_pages = global_pages[positions] - plan.file_first_page[file_index]
+        with tifffile.TiffFile(info.path) as tif:
+            keyframe = tif.pages.first
+            for position, local in zip(positions, local_pages):
+                page = keyframe if local == 0 else tifffile.TiffFrame(tif, index=int(local), offset=int(info.ifd_offsets[local]), keyframe=keyframe)
+                frames[position] = page.asarray()[row_start:row_stop]
+    return frames
+
+
+def read_plane_frames(plan: IngestPlan, *, plane: VirtualPlane, channel: int, frame_start: int, frame_stop: int) -> np.ndarray:
+    """Frames ``[frame_start, frame_stop)`` of one virtual plane and channel: (n, rows, width)."""
+    pages = plan.global_pages(physical_plane=plane.physical_plane, channel=channel, frame_start=frame_start, frame_stop=frame_stop)
+    return read_pages(plan, pages, row_start=plane.row_start, row_stop=plane.row_stop)

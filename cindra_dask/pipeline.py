@@ -1,0 +1,422 @@
+"""The phase runner behind the CLI and notebooks: preflight, phases in order, resume by hash.
+
+Single recording: ``ingest`` → ``process`` → ``combine``. Multi-recording: ``discover`` →
+``extract``. A phase whose record in the store is complete with the same configuration hash is
+skipped; a phase's hash chains the hash of the phase before it, so a change reruns that phase and
+every phase after it. ``force`` (or cindra's ``repeat_*`` flags) reruns regardless.
+
+Nothing is written before :func:`preflight` has checked the configuration, the inputs and the
+output location; the store is locked for the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from cindra_dask.chunking import frames_per_chunk
+from cindra_dask.config import (
+    AcquisitionParameters,
+    Configuration,
+    MultiRecordingConfiguration,
+    SingleRecordingConfiguration,
+    configuration_to_yaml,
+    load_acquisition_parameters,
+    section_hash,
+)
+from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError, PhaseUnavailableError
+from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, discover_tiffs, find_acquisition_file, inspect_tiff
+from cindra_dask.store import RecordingStore, store_path
+
+SINGLE_RECORDING_PHASES = ("ingest", "process", "combine")
+MULTI_RECORDING_PHASES = ("discover", "extract")
+BAD_FRAMES_FILE_NAME = "bad_frames.npy"
+TASK_MEMORY_FACTOR = 8
+"""A registration task holds about this many float32 copies of its chunk (frames, FFTs, warps)."""
+
+
+class RecordingContext(NamedTuple):
+    """What preflight established about one recording; every phase receives it.
+
+    Attributes
+    ----------
+    configuration : the validated configuration.
+    acquisition : the acquisition parameters in force.
+    tiff_directory : folder holding the TIFFs.
+    plan : the ingest plan (files, page layout, chunking).
+    store : the output store (may not exist yet).
+    bad_frame_indices : (k,) int64 user-marked bad frames from ``bad_frames.npy`` (may be empty).
+    """
+
+    configuration: SingleRecordingConfiguration
+    acquisition: AcquisitionParameters
+    tiff_directory: Path
+    plan: IngestPlan
+    store: RecordingStore
+    bad_frame_indices: np.ndarray
+
+
+class PhaseOutcome(NamedTuple):
+    """What happened to one phase (or one plane of a per-plane phase) in a run."""
+
+    name: str
+    state: str  # "ran", "skipped", "unavailable"
+    duration_s: float
+
+
+class RunReport(NamedTuple):
+    """Summary of a run: where the results are and what each phase did."""
+
+    store_path: Path
+    outcomes: tuple[PhaseOutcome, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# preflight
+# ---------------------------------------------------------------------------------------------
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_output(configuration: SingleRecordingConfiguration, store: RecordingStore, *, raw_bytes: int) -> list[str]:
+    problems = []
+    existing = _nearest_existing(store.path.parent)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"file_io.output_path: {configuration.file_io.output_path} cannot be written ({existing} is not a writable directory); choose a writable output_path")
+        return problems
+    try:
+        store.check_unlocked()
+    except OutputError as error:
+        problems.extend(error.problems)
+    free = shutil.disk_usage(existing).free
+    ingested = store.exists and (store.phase_record("ingest") or None) is not None
+    if not ingested and free < raw_bytes:
+        problems.append(f"file_io.output_path: {free / 2**30:.1f} GiB free on {existing} but ingest needs up to {raw_bytes / 2**30:.1f} GiB (uncompressed estimate); free space or choose another output_path")
+    elif free < 2 * raw_bytes:
+        warnings.warn(f"{existing}: {free / 2**30:.1f} GiB free; the raw plus registered movies may need up to {2 * raw_bytes / 2**30:.1f} GiB", stacklevel=3)
+    return problems
+
+
+def _check_worker_memory(configuration: Configuration) -> list[str]:
+    from dask.utils import format_bytes, parse_bytes
+
+    cluster = configuration.cluster
+    if cluster.scheduler_address or cluster.jobqueue:
+        return []
+    import psutil
+
+    from cindra_dask.cluster import local_worker_count
+
+    if cluster.memory_limit_per_worker == "auto":
+        limit = psutil.virtual_memory().total // local_worker_count(cluster)
+    else:
+        limit = parse_bytes(cluster.memory_limit_per_worker)
+    need = TASK_MEMORY_FACTOR * configuration.runtime.max_chunk_bytes * cluster.threads_per_worker
+    if need > limit:
+        return [
+            f"runtime.max_chunk_memory: tasks may need {format_bytes(need)} per worker ({TASK_MEMORY_FACTOR} × {configuration.runtime.max_chunk_memory} × {cluster.threads_per_worker} threads) "
+            f"but a worker has {format_bytes(limit)}; lower runtime.max_chunk_memory or cluster.threads_per_worker, or raise cluster.memory_limit_per_worker"
+        ]
+    return []
+
+
+def _read_bad_frames(path: Path, *, frame_count: int) -> np.ndarray:
+    try:
+        indices = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise InputError(f"{path}: cannot be read as a .npy array of frame indices ({error.__class__.__name__}); fix or remove it") from error
+    indices = np.asarray(indices)
+    if indices.dtype == bool:
+        indices = np.flatnonzero(indices)
+    if indices.ndim != 1 or indices.dtype.kind not in "iu":
+        raise InputError(f"{path}: expected a 1-D integer array of frame indices (or a boolean mask), got {indices.dtype} with shape {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= frame_count):
+        raise InputError(f"{path}: frame indices must lie in [0, {frame_count}); found {indices.min()}..{indices.max()}")
+    return indices.astype(np.int64)
+
+
+def preflight(configuration: SingleRecordingConfiguration) -> RecordingContext:
+    """Check configuration, inputs and output before anything is written.
+
+    Raises a :class:`CindraError` listing every problem found (one line each).
+    """
+    file_io = configuration.file_io
+    problems: list[str] = []
+    if file_io.data_path is None:
+        problems.append("file_io.data_path: not set; give the folder holding the TIFFs and cindra_parameters.json")
+    if file_io.output_path is None:
+        problems.append("file_io.output_path: not set; give the folder that receives the results")
+    if problems:
+        raise ConfigurationError(*problems)
+    data_path = Path(file_io.data_path).expanduser()
+    if not data_path.is_dir():
+        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the TIFFs")
+    if configuration.acquisition is not None:
+        acquisition, tiff_directory = configuration.acquisition, data_path
+    else:
+        parameters_file = find_acquisition_file(data_path)
+        acquisition, tiff_directory = load_acquisition_parameters(parameters_file), parameters_file.parent
+    if configuration.main.two_channels != (acquisition.channel_number == 2):
+        problems.append(f"main.two_channels is {configuration.main.two_channels} but the acquisition has channel_number {acquisition.channel_number}; make them agree")
+    for plane in configuration.main.ignored_flyback_planes:
+        if not 0 <= plane < acquisition.virtual_plane_count:
+            problems.append(f"main.ignored_flyback_planes: plane {plane} does not exist (planes 0..{acquisition.virtual_plane_count - 1})")
+    file_infos = []
+    for path in discover_tiffs(tiff_directory, ignored_file_names=file_io.ignored_file_names):
+        try:
+            file_infos.append(inspect_tiff(path))
+        except InputError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise InputError(*problems)
+    height, width = file_infos[0].page_shape
+    chunk_frames = min(configuration.registration.batch_size, frames_per_chunk(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes))
+    plan = build_ingest_plan(file_infos, acquisition, chunk_frames=chunk_frames)
+    recording_name = file_io.recording_name or tiff_directory.name
+    store = RecordingStore(store_path(Path(file_io.output_path).expanduser(), recording_name))
+    raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
+    problems.extend(_check_output(configuration, store, raw_bytes=raw_bytes))
+    problems.extend(_check_worker_memory(configuration))
+    bad_frames_path = data_path / BAD_FRAMES_FILE_NAME
+    bad_frame_indices = np.zeros(0, np.int64)
+    if bad_frames_path.exists():
+        try:
+            bad_frame_indices = _read_bad_frames(bad_frames_path, frame_count=plan.frames_per_plane)
+        except InputError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise CindraError(*problems)
+    if plan.frames_per_plane < 50:
+        warnings.warn(f"{tiff_directory}: only {plan.frames_per_plane} frames per plane; registration and detection need at least 50 (200+ recommended)", stacklevel=2)
+    return RecordingContext(configuration, acquisition, tiff_directory, plan, store, bad_frame_indices)
+
+
+# ---------------------------------------------------------------------------------------------
+# phases
+# ---------------------------------------------------------------------------------------------
+
+
+def _hashable(configuration: Configuration, sections: tuple[str, ...]) -> dict[str, Any]:
+    """Sections' values without the force flags (``repeat_*``), which must not change a hash."""
+    dumped = configuration.model_dump(mode="json")
+    return {name: {key: value for key, value in (dumped.get(name) or {}).items() if not key.startswith("repeat_")} for name in sections}
+
+
+def ingest_hash(context: RecordingContext) -> str:
+    """Identity of the ingest: acquisition, input files (names, sizes, times) and chunking."""
+    files = [(Path(info.path).name, os.stat(info.path).st_size, os.stat(info.path).st_mtime_ns) for info in context.plan.files]
+    return section_hash(context.configuration, (), extra={"acquisition": context.acquisition.model_dump(mode="json"), "files": files, "chunk_frames": context.plan.chunk_frames})
+
+
+def _compute(client: Any, graphs: Sequence[Any], *, label: str, show_progress: bool) -> list[Any]:
+    """Run delayed objects on the cluster, with a progress bar; re-raise the first failure."""
+    if not graphs:
+        return []
+    futures = client.compute(list(graphs))
+    if show_progress:
+        from distributed import progress
+
+        print(f"{label}:", file=sys.stderr)
+        progress(futures, notebook=False)
+        print(file=sys.stderr)
+    return client.gather(futures)
+
+
+def run_ingest(context: RecordingContext, client: Any, *, show_progress: bool) -> None:
+    """Ingest phase: TIFF pages → ``plane_k/raw/channel_c``; root attrs describe the recording."""
+    from cindra_dask.io.ingest import ingest_graph
+
+    store = context.store
+    for stale in [*store.path.glob("plane_*"), store.path / "combined"]:
+        if stale.exists():
+            store.delete(stale.name)
+    store.update_attributes(
+        acquisition=context.acquisition.model_dump(mode="json"),
+        configuration=configuration_to_yaml(context.configuration),
+        tiff_directory=str(context.tiff_directory),
+        tiff_files=[Path(info.path).name for info in context.plan.files],
+        frames_per_plane=context.plan.frames_per_plane,
+        planes=[plane._asdict() for plane in context.plan.virtual_planes],
+        bad_frame_indices=context.bad_frame_indices.tolist(),
+    )
+    _compute(client, ingest_graph(context.plan, store), label="ingest", show_progress=show_progress)
+
+
+class Phase(NamedTuple):
+    """A phase of the single-recording pipeline.
+
+    Attributes
+    ----------
+    name : phase name (also the key of its record).
+    sections : configuration sections its hash covers (chained with the previous phase's hash).
+    run : the function that builds and computes its graph; None while not implemented.
+    force_flag : a ``section.field`` boolean that forces a rerun (cindra's ``repeat_*``).
+    """
+
+    name: str
+    sections: tuple[str, ...]
+    run: Callable[..., None] | None
+    force_flag: str | None
+
+
+SINGLE_RECORDING_PIPELINE = (
+    Phase("ingest", (), run_ingest, "file_io.repeat_binarization"),
+    Phase("process", ("main", "registration", "one_photon_registration", "nonrigid_registration", "roi_detection", "signal_extraction", "spike_deconvolution"), None, "registration.repeat_registration"),
+    Phase("combine", (), None, None),
+)
+
+
+def _flag(configuration: Configuration, dotted: str | None) -> bool:
+    if dotted is None:
+        return False
+    section, field = dotted.split(".")
+    return bool(getattr(getattr(configuration, section), field))
+
+
+class _LazyClient:
+    """Starts the configured cluster only when a phase first needs it."""
+
+    def __init__(self, configuration: Configuration, client: Any | None) -> None:
+        self._configuration = configuration
+        self._client = client
+        self._stack: Any = None
+
+    def get(self) -> Any:
+        if self._client is None:
+            import contextlib
+
+            from cindra_dask.cluster import cluster_client
+
+            self._stack = contextlib.ExitStack()
+            self._client = self._stack.enter_context(cluster_client(self._configuration.cluster))
+        return self._client
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+
+
+def _selected_phases(requested: Sequence[str] | None) -> list[Phase]:
+    names = [phase.name for phase in SINGLE_RECORDING_PIPELINE]
+    if requested:
+        unknown = [name for name in requested if name not in names]
+        if unknown:
+            raise ConfigurationError(f"--phase {', '.join(unknown)}: unknown phase; single-recording phases are {', '.join(names)}")
+        for name in requested:
+            phase = SINGLE_RECORDING_PIPELINE[names.index(name)]
+            if phase.run is None:
+                raise PhaseUnavailableError(f"phase '{name}' is not available in cindra-dask {_version()} yet; available: {', '.join(p.name for p in SINGLE_RECORDING_PIPELINE if p.run)}")
+    return [phase for phase in SINGLE_RECORDING_PIPELINE if not requested or phase.name in requested]
+
+
+def _version() -> str:
+    from cindra_dask import __version__
+
+    return __version__
+
+
+def run_single_recording(
+    configuration: SingleRecordingConfiguration,
+    *,
+    client: Any | None = None,
+    phases: Sequence[str] | None = None,
+    target_plane: int | None = None,
+    force: bool = False,
+    show_progress: bool | None = None,
+) -> RunReport:
+    """Run the single-recording phases in order, skipping complete ones whose hash matches.
+
+    Parameters
+    ----------
+    configuration : validated configuration.
+    client : a ``distributed.Client``; None starts the cluster of ``configuration.cluster``.
+    phases : subset of ``ingest``, ``process``, ``combine`` (None: all available, in order).
+    target_plane : restrict per-plane phases (``process``) to this plane; ``ingest`` always
+        converts every plane, as cindra's binarization does.
+    force : rerun the selected phases even if complete.
+    show_progress : progress bars (default ``runtime.display_progress_bars``).
+    """
+    selected = _selected_phases(phases)
+    context = preflight(configuration)
+    plane_count = len(context.plan.virtual_planes)
+    if target_plane is not None and not 0 <= target_plane < plane_count:
+        raise ConfigurationError(f"--target-plane {target_plane}: the recording has planes 0..{plane_count - 1}")
+    show = configuration.runtime.display_progress_bars if show_progress is None else show_progress
+    store = context.store
+    outcomes: list[PhaseOutcome] = []
+    lazy_client = _LazyClient(configuration, client)
+    with store.locked():
+        try:
+            previous_hash = ingest_hash(context)
+            invalidated = False
+            for phase in SINGLE_RECORDING_PIPELINE:
+                phase_hash = previous_hash if phase.name == "ingest" else section_hash(configuration, (), extra={"previous": previous_hash, **_hashable(configuration, phase.sections)})
+                previous_hash = phase_hash
+                if phase not in selected:
+                    continue
+                if phase.run is None:
+                    print(f"phase '{phase.name}': not available in cindra-dask {_version()} yet; stopping here", file=sys.stderr)
+                    outcomes.append(PhaseOutcome(phase.name, "unavailable", 0.0))
+                    break
+                record = store.phase_record(phase.name)
+                if not (force or invalidated or _flag(configuration, phase.force_flag)) and record is not None and record.complete and record.config_hash == phase_hash:
+                    print(f"phase '{phase.name}': complete (hash {phase_hash}), skipped", file=sys.stderr)
+                    outcomes.append(PhaseOutcome(phase.name, "skipped", 0.0))
+                    continue
+                invalidated = True
+                for later in SINGLE_RECORDING_PIPELINE[[p.name for p in SINGLE_RECORDING_PIPELINE].index(phase.name) :]:
+                    store.forget_phase(later.name)
+                started = store.mark_phase_started(phase.name, config_hash=phase_hash)
+                phase.run(context, lazy_client.get(), show_progress=show)
+                record = store.mark_phase_complete(phase.name, config_hash=phase_hash, started=started)
+                print(f"phase '{phase.name}': done in {record.duration_s:.1f} s", file=sys.stderr)
+                outcomes.append(PhaseOutcome(phase.name, "ran", float(record.duration_s or 0.0)))
+        finally:
+            lazy_client.close()
+    return RunReport(store.path, tuple(outcomes))
+
+
+def run_multi_recording(configuration: MultiRecordingConfiguration, **_: Any) -> RunReport:
+    """Multi-recording phases (``discover``, ``extract``): not available yet."""
+    raise PhaseUnavailableError(f"the multi-recording pipeline (discover, extract) is not available in cindra-dask {_version()} yet")
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+# ---------------------------------------------------------------------------------------------
+
+
+def store_status(path: Path | str) -> list[str]:
+    """Human-readable lines: each phase's state, hash and timing, then every array's shape."""
+    store = RecordingStore(path)
+    if not store.exists:
+        raise OutputError(f"{path}: not a cindra-dask store (no zarr.json)")
+    lines = [f"store: {store.path}"]
+    holder = store.lock_holder()
+    if holder:
+        lines.append(f"lock: held by process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}")
+    records = store.phase_records()
+    for name in SINGLE_RECORDING_PHASES:
+        record = records.get(name)
+        if record is None:
+            lines.append(f"phase {name:<8} not run")
+        elif record.complete:
+            lines.append(f"phase {name:<8} complete    hash {record.config_hash}  {record.duration_s:.1f} s  finished {record.finished}")
+        else:
+            lines.append(f"phase {name:<8} INCOMPLETE  hash {record.config_hash}  started {record.started} (interrupted or running; a rerun redoes it)")
+    for array_path in store.array_paths():
+        metadata = json.loads((store.path / array_path / "zarr.json").read_text())
+        lines.append(f"  {array_path:<40} shape {tuple(metadata['shape'])}  {metadata['data_type']}  chunks {tuple(metadata['chunk_grid']['configuration']['chunk_shape'])}")
+    return lines

@@ -1,0 +1,354 @@
+"""The Zarr layout of a recording store (DESIGN §3): the one place that knows paths and names.
+
+Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
+
+``/`` attrs
+    ``acquisition`` (acquisition parameters), ``configuration`` (YAML text), ``phases`` (phase
+    records, see :class:`PhaseRecord`), ``versions``, ``frame_shapes``.
+``plane_k/raw/channel_c``
+    ingested frames (T, Ly, Lx), source integer dtype, chunks (chunk_frames, Ly, Lx);
+    planes and channels are numbered from 0 (``plane_k`` is a virtual plane in MROI mode).
+``plane_k/registered/channel_c``
+    motion-corrected frames, same shape and chunks.
+``plane_k/registration/``
+    ``reference_image``, ``rigid_offsets`` (T, 2) f4 = (dy, dx) px: frame t shows the reference
+    moved by +dy rows and +dx columns (registration moves it by −dy, −dx), ``rigid_correlations``,
+    ``bad_frames``, ``nonrigid_offsets`` (T, n_blocks, 2), ``nonrigid_correlations``,
+    ``block_centers``, PC metrics.
+``plane_k/detection/``, ``plane_k/rois/``, ``plane_k/extraction/``, ``combined/``,
+``multi_recording/<dataset>/``
+    see DESIGN §3.
+
+The store's lock is the file ``<recording_name>.zarr.lock`` beside it (files inside a Zarr v3
+hierarchy that are not nodes make Zarr warn). Inputs are never opened for writing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Literal, NamedTuple
+
+import numpy as np
+
+from cindra_dask.errors import OutputError
+from cindra_dask.rois import RaggedRois
+
+STORE_SUFFIX = ".zarr"
+LOCK_SUFFIX = ".lock"
+FRAME_DIMENSIONS = ("t", "y", "x")
+RAW = "raw"
+REGISTERED = "registered"
+REGISTRATION = "registration"
+DETECTION = "detection"
+ROIS = "rois"
+EXTRACTION = "extraction"
+COMBINED = "combined"
+MULTI_RECORDING = "multi_recording"
+ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
+
+
+def plane_path(plane: int) -> str:
+    """Group of plane ``plane`` (0-based; a virtual plane in MROI mode)."""
+    return f"plane_{plane}"
+
+
+def frames_path(plane: int, channel: int, *, kind: Literal["raw", "registered"] = RAW) -> str:
+    """Array of raw or registered frames of one plane and channel (both 0-based)."""
+    return f"{plane_path(plane)}/{kind}/channel_{channel}"
+
+
+def stage_path(plane: int, stage: str) -> str:
+    """Group of a stage's outputs in a plane: registration, detection, rois, extraction."""
+    return f"{plane_path(plane)}/{stage}"
+
+
+def multi_recording_path(dataset_name: str) -> str:
+    """Group of one tracking dataset inside a recording store."""
+    return f"{MULTI_RECORDING}/{dataset_name}"
+
+
+def store_path(output_path: Path, recording_name: str) -> Path:
+    """``<output_path>/<recording_name>.zarr``."""
+    return Path(output_path) / f"{recording_name}{STORE_SUFFIX}"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape the results."""
+    import dask
+    import numba
+    import scipy
+    import zarr
+
+    from cindra_dask import __version__
+
+    return {"cindra_dask": __version__, "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__, "dask": dask.__version__, "zarr": zarr.__version__}
+
+
+def blosc_zstd() -> Any:
+    """The compressor of every array: Blosc with zstd, level 3, bit shuffle."""
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+class PhaseRecord(NamedTuple):
+    """What the store remembers of one phase run (root attrs ``phases[name]``)."""
+
+    status: Literal["running", "complete"]
+    config_hash: str
+    started: str
+    finished: str | None
+    duration_s: float | None
+    versions: dict[str, str]
+
+    @property
+    def complete(self) -> bool:
+        """True when every output of the phase was written."""
+        return self.status == "complete"
+
+
+class RecordingStore:
+    """A recording's Zarr store on the local filesystem.
+
+    Parameters
+    ----------
+    path : the ``.zarr`` directory.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RecordingStore({str(self.path)!r})"
+
+    # -- opening --------------------------------------------------------------------------
+    @property
+    def exists(self) -> bool:
+        """True when the store holds a root group."""
+        return (self.path / "zarr.json").is_file()
+
+    def root(self, mode: Literal["r", "r+", "a"] = "r") -> Any:
+        """The root ``zarr.Group``."""
+        import zarr
+
+        if mode == "a":
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not self.exists:
+            raise OutputError(f"{self.path}: not a cindra-dask store (no zarr.json); run `cindra-dask run` first")
+        return zarr.open_group(str(self.path), mode=mode)
+
+    def __contains__(self, array_path: str) -> bool:
+        return (self.path / array_path / "zarr.json").is_file()
+
+    # -- arrays ---------------------------------------------------------------------------
+    def create_array(
+        self,
+        array_path: str,
+        *,
+        shape: tuple[int, ...],
+        dtype: Any,
+        chunks: tuple[int, ...],
+        dimension_names: tuple[str, ...] | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> Any:
+        """Create (replacing any old one) an empty compressed array for chunk-aligned writes."""
+        root = self.root("a")
+        if array_path in self:
+            self.delete(array_path)
+        return root.create_array(
+            array_path,
+            shape=shape,
+            dtype=dtype,
+            chunks=tuple(max(1, chunk) for chunk in chunks),
+            compressors=blosc_zstd(),
+            dimension_names=dimension_names,
+            fill_value=0,
+            attributes=attributes or {},
+        )
+
+    def write_array(self, array_path: str, data: np.ndarray, *, dimension_names: tuple[str, ...] | None = None, attributes: dict[str, Any] | None = None) -> None:
+        """Write a small array in one piece (one chunk)."""
+        data = np.asarray(data)
+        array = self.create_array(array_path, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,), dimension_names=dimension_names, attributes=attributes)
+        array[...] = data
+
+    def array(self, array_path: str, mode: Literal["r", "r+"] = "r") -> Any:
+        """Open an existing ``zarr.Array``."""
+        import zarr
+
+        if array_path not in self:
+            raise OutputError(f"{self.path}: array {array_path!r} is missing; run the phase that writes it")
+        return zarr.open_array(str(self.path / array_path), mode=mode)
+
+    def read(self, array_path: str) -> np.ndarray:
+        """A whole (small) array as numpy."""
+        return np.asarray(self.array(array_path)[...])
+
+    def delete(self, group_or_array_path: str) -> None:
+        """Remove a group or array (never the root, never inputs)."""
+        target = (self.path / group_or_array_path).resolve()
+        if target == self.path.resolve() or self.path.resolve() not in target.parents:
+            raise ValueError(f"refusing to delete {target}: not inside {self.path}")
+        shutil.rmtree(target, ignore_errors=True)
+
+    def array_paths(self) -> list[str]:
+        """Every array in the store (relative paths, sorted)."""
+        found = []
+        for metadata in sorted(self.path.rglob("zarr.json")):
+            if json.loads(metadata.read_text()).get("node_type") == "array":
+                found.append(metadata.parent.relative_to(self.path).as_posix())
+        return found
+
+    # -- ragged ROIs ----------------------------------------------------------------------
+    def write_rois(self, group_path: str, rois: RaggedRois, **per_roi: np.ndarray) -> None:
+        """Write ragged masks plus one (n, ...) array per statistic under ``group_path``."""
+        if (self.path / group_path).exists():
+            self.delete(group_path)
+        for name in ROI_ARRAYS:
+            self.write_array(f"{group_path}/{name}", getattr(rois, name))
+        for name, values in per_roi.items():
+            values = np.asarray(values)
+            if values.shape[:1] != (rois.count,):
+                raise ValueError(f"{name}: expected {rois.count} rows, got shape {values.shape}")
+            self.write_array(f"{group_path}/{name}", values)
+
+    def read_rois(self, group_path: str) -> RaggedRois:
+        """Ragged masks written by :meth:`write_rois`."""
+        return RaggedRois(*(self.read(f"{group_path}/{name}") for name in ROI_ARRAYS))
+
+    # -- root attributes, written atomically ----------------------------------------------
+    def attributes(self) -> dict[str, Any]:
+        """The root attributes (empty if the store does not exist)."""
+        if not self.exists:
+            return {}
+        return dict(json.loads((self.path / "zarr.json").read_text()).get("attributes", {}))
+
+    def update_attributes(self, **updates: Any) -> None:
+        """Merge ``updates`` into the root attributes with an atomic file replace.
+
+        A crash while writing leaves the previous ``zarr.json`` intact (never a truncated file).
+        """
+        self.root("a")
+        metadata_path = self.path / "zarr.json"
+        metadata = json.loads(metadata_path.read_text())
+        metadata.setdefault("attributes", {}).update(json.loads(json.dumps(updates, default=str)))
+        handle, temporary = tempfile.mkstemp(dir=self.path, prefix=".zarr.json.", suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(metadata, stream, indent=2)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, metadata_path)
+
+    # -- phase records --------------------------------------------------------------------
+    def phase_records(self) -> dict[str, PhaseRecord]:
+        """Every phase record, by phase name."""
+        return {name: PhaseRecord(**record) for name, record in self.attributes().get("phases", {}).items()}
+
+    def phase_record(self, name: str) -> PhaseRecord | None:
+        """The record of phase ``name``, or None if it never started."""
+        return self.phase_records().get(name)
+
+    def _write_phase(self, name: str, record: PhaseRecord | None) -> None:
+        phases = dict(self.attributes().get("phases", {}))
+        if record is None:
+            phases.pop(name, None)
+        else:
+            phases[name] = record._asdict()
+        self.update_attributes(phases=phases)
+
+    def mark_phase_started(self, name: str, *, config_hash: str) -> float:
+        """Record that phase ``name`` is running (incomplete); returns the start time (s)."""
+        started = time.time()
+        self._write_phase(name, PhaseRecord("running", config_hash, _timestamp(started), None, None, versions()))
+        return started
+
+    def mark_phase_complete(self, name: str, *, config_hash: str, started: float) -> PhaseRecord:
+        """Record that every output of phase ``name`` is written. Call only after the last write."""
+        finished = time.time()
+        record = PhaseRecord("complete", config_hash, _timestamp(started), _timestamp(finished), round(finished - started, 3), versions())
+        self._write_phase(name, record)
+        return record
+
+    def forget_phase(self, name: str) -> None:
+        """Drop the record of phase ``name`` (its outputs are removed by the caller)."""
+        if self.exists:
+            self._write_phase(name, None)
+
+    # -- lock -----------------------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        """``<store>.lock`` beside the store."""
+        return self.path.with_name(self.path.name + LOCK_SUFFIX)
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The lock's owner (pid, host, started) if a lock file exists."""
+        try:
+            return json.loads(self.lock_path.read_text())
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return {"pid": -1, "host": "?", "started": "?"}
+
+    def check_unlocked(self) -> None:
+        """Raise :class:`OutputError` if a live run holds the lock (a stale lock only warns)."""
+        holder = self.lock_holder()
+        if holder is None:
+            return
+        if _lock_is_stale(holder):
+            warnings.warn(
+                f"{self.lock_path}: stale lock of process {holder.get('pid')} on {holder.get('host')} (started {holder.get('started')}), which is no longer running; it will be replaced",
+                stacklevel=2,
+            )
+            return
+        raise OutputError(
+            f"{self.path}: locked by another run (process {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}); "
+            f"wait for it to finish, or delete {self.lock_path} if that run is gone"
+        )
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's lock for the duration of a run; a second run is refused."""
+        self.check_unlocked()
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock_path.unlink(missing_ok=True)  # absent, or stale (check_unlocked passed)
+        payload = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": _timestamp(time.time())})
+        try:
+            handle = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            self.check_unlocked()
+            raise OutputError(f"{self.path}: another run took the lock just now; try again later") from None
+        with os.fdopen(handle, "w") as stream:
+            stream.write(payload)
+        try:
+            yield
+        finally:
+            self.lock_path.unlink(missing_ok=True)
+
+
+def _lock_is_stale(holder: dict[str, Any]) -> bool:
+    """True when the lock's process is on this host and no longer alive (or the file is unreadable)."""
+    pid = int(holder.get("pid", -1))
+    if pid < 0:
+        return True
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _timestamp(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).isoformat(timespec="seconds")
