@@ -12,6 +12,7 @@ file is never walked per task) and reads only the pages of its own chunk.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -129,6 +130,17 @@ def discover_tiffs(directory: Path, *, ignored_file_names: Sequence[str] = ()) -
     return sorted(candidates, key=lambda path: natural_sort_key(path.name))
 
 
+class _TiffLogCapture(logging.Handler):
+    """Collects what tifffile logs while indexing (it logs, rather than raises, on bad IFD offsets)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def inspect_tiff(path: Path) -> TiffFileInfo:
     """Count pages, record their IFD offsets and check the file is complete.
 
@@ -138,6 +150,9 @@ def inspect_tiff(path: Path) -> TiffFileInfo:
     import tifffile
 
     file_size = path.stat().st_size
+    logged = _TiffLogCapture()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(logged)
     try:
         with tifffile.TiffFile(path) as tif:
             pages = tif.pages
@@ -160,6 +175,10 @@ def inspect_tiff(path: Path) -> TiffFileInfo:
         raise
     except Exception as error:  # tifffile raises many types for damaged files
         raise InputError(f"{path}: not a readable TIFF ({error.__class__.__name__}: {error}); replace or remove the file (or list its stem in file_io.ignored_file_names)") from error
+    finally:
+        logger.removeHandler(logged)
+    if logged.messages:
+        raise InputError(f"{path}: damaged or truncated TIFF ({logged.messages[0]}); copy the file again or list its stem in file_io.ignored_file_names")
     if data_end > file_size:
         raise InputError(f"{path}: truncated: pages reference {data_end} bytes but the file has {file_size}; copy the file again or list its stem in file_io.ignored_file_names")
     return TiffFileInfo(str(path), int(len(ifd_offsets)), shape, dtype.str, ifd_offsets)

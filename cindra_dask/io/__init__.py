@@ -1,0 +1,1 @@
+"""TIFF input: discovery, lazy page reading and the ingest graph."""

@@ -1,0 +1,54 @@
+"""Shared fixtures: one in-process Dask client for the session, small TIFF recordings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def client() -> Any:
+    """One threaded, in-process Dask client shared by every test that needs a cluster."""
+    from distributed import Client
+
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as shared:
+        yield shared
+
+
+def write_tiff_recording(
+    directory: Path,
+    pages: np.ndarray,
+    *,
+    file_page_counts: Sequence[int],
+    acquisition: dict[str, Any] | None,
+    stem: str = "recording",
+    compression: str | None = None,
+) -> list[Path]:
+    """Write ``pages`` (n_pages, H, W) into TIFF files of the given page counts (+ parameters JSON)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    import tifffile
+
+    assert sum(file_page_counts) == len(pages)
+    paths, start = [], 0
+    for index, count in enumerate(file_page_counts):
+        path = directory / f"{stem}_{index + 1}.tif"
+        tifffile.imwrite(path, pages[start : start + count], compression=compression, photometric="minisblack")
+        paths.append(path)
+        start += count
+    if acquisition is not None:
+        (directory / "cindra_parameters.json").write_text(json.dumps(acquisition))
+    return paths
+
+
+def single_configuration(data_path: Path, output_path: Path, **sections: Any) -> Any:
+    """A single-recording configuration for tests (no progress bars, small chunks)."""
+    from cindra_dask.config import configuration_from_mapping
+
+    payload: dict[str, Any] = {"runtime": {"display_progress_bars": False, "max_chunk_memory": "64KiB"}, "file_io": {"data_path": str(data_path), "output_path": str(output_path)}}
+    for name, values in sections.items():
+        payload.setdefault(name, {}).update(values)
+    return configuration_from_mapping(payload, source="test")

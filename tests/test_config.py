@@ -1,0 +1,114 @@
+"""Configuration: YAML round trips, errors that name the field, the template, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cindra_dask.config import (
+    MultiRecordingConfiguration,
+    SingleRecordingConfiguration,
+    configuration_template,
+    configuration_to_yaml,
+    load_configuration,
+    save_configuration,
+    section_hash,
+)
+from cindra_dask.errors import ConfigurationError
+
+
+@pytest.mark.parametrize("model", [SingleRecordingConfiguration, MultiRecordingConfiguration])
+def test_yaml_round_trip_is_identical(tmp_path: Path, model: type) -> None:
+    configuration = model.model_validate({"runtime": {"seed": 7}, "signal_extraction": {"minimum_neuropil_pixels": 123}})
+    first = save_configuration(configuration, tmp_path / "a.yaml").read_text()
+    reloaded = load_configuration(tmp_path / "a.yaml")
+    assert reloaded == configuration
+    assert configuration_to_yaml(reloaded) == first
+    assert reloaded.signal_extraction.minimum_neuropil_pixels == 123
+
+
+@pytest.mark.parametrize("pipeline", ["single-recording", "multi-recording"])
+def test_template_loads_back_to_defaults_and_documents_every_field(tmp_path: Path, pipeline: str) -> None:
+    text = configuration_template(pipeline)
+    (tmp_path / "t.yaml").write_text(text)
+    loaded = load_configuration(tmp_path / "t.yaml")
+    model = SingleRecordingConfiguration if pipeline == "single-recording" else MultiRecordingConfiguration
+    assert loaded == model()
+    data_lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    comment_lines = [line for line in text.splitlines() if line.lstrip().startswith("#")]
+    assert len(comment_lines) >= len(data_lines)  # every field and section has its description
+
+
+def test_cindra_defaults_are_kept() -> None:
+    defaults = SingleRecordingConfiguration()
+    assert defaults.main.tau == 0.4
+    assert defaults.registration.reference_frame_count == 500
+    assert defaults.registration.maximum_offset_fraction == 0.1
+    assert defaults.registration.spatial_smoothing_sigma == 1.15
+    assert defaults.nonrigid_registration.block_size == (128, 128)
+    assert defaults.roi_detection.threshold_scaling == 1.0
+    assert defaults.roi_detection.preclassification_threshold == 0.0
+    assert defaults.signal_extraction.minimum_neuropil_pixels == 350
+    assert defaults.spike_deconvolution.baseline_window == 60.0
+    multi = MultiRecordingConfiguration()
+    assert multi.roi_tracking.threshold == 0.75
+    assert multi.diffeomorphic_registration.final_grid_sampling == 16.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("registration:\n  reference_frame_cont: 10\n", "registration.reference_frame_cont: unknown key"),
+        ("registration:\n  reference_frame_count: many\n", "registration.reference_frame_count: Input should be a valid integer"),
+        ("registration:\n  maximum_offset_fraction: 1.5\n", "registration.maximum_offset_fraction: Input should be less than or equal to 1"),
+        ("nonrigid_registration:\n  block_size: [128]\n", "nonrigid_registration.block_size"),
+        ("one_photon_registration:\n  spatial_highpass_window: 41\n", "one_photon_registration.spatial_highpass_window: must be even"),
+        ("main:\n  first_channel_functional: false\n", "at least one channel must be functional"),
+        ("runtime:\n  max_chunk_memory: lots\n", "runtime.max_chunk_memory"),
+        ("pipeline_type: triple\n", "pipeline_type: must be one of"),
+    ],
+)
+def test_invalid_values_name_the_file_and_field(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError) as caught:
+        load_configuration(path)
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("main:\n  tau: 0.4\nregistration: [unclosed\n  batch_size: 5\n")
+    with pytest.raises(ConfigurationError) as caught:
+        load_configuration(path)
+    assert "YAML syntax error at line" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_overrides_apply_and_are_validated(tmp_path: Path) -> None:
+    path = save_configuration(SingleRecordingConfiguration(), tmp_path / "c.yaml")
+    configuration = load_configuration(path, overrides=["registration.batch_size=50", "nonrigid_registration.block_size=[64, 64]"])
+    assert configuration.registration.batch_size == 50
+    assert configuration.nonrigid_registration.block_size == (64, 64)
+    with pytest.raises(ConfigurationError, match="registration.batch_size"):
+        load_configuration(path, overrides=["registration.batch_size=-3"])
+    with pytest.raises(ConfigurationError, match="expected section.field=value"):
+        load_configuration(path, overrides=["registration.batch_size"])
+
+
+def test_section_hash_ignores_other_sections() -> None:
+    base = SingleRecordingConfiguration()
+    changed_detection = SingleRecordingConfiguration.model_validate({"roi_detection": {"threshold_scaling": 2.0}})
+    changed_registration = SingleRecordingConfiguration.model_validate({"registration": {"batch_size": 7}})
+    assert section_hash(base, ("registration",)) == section_hash(changed_detection, ("registration",))
+    assert section_hash(base, ("registration",)) != section_hash(changed_registration, ("registration",))
+
+
+def test_models_are_frozen() -> None:
+    configuration = SingleRecordingConfiguration()
+    with pytest.raises(Exception):
+        configuration.main.tau = 1.0  # type: ignore[misc]
+    assert yaml.safe_load(configuration_to_yaml(configuration))["main"]["tau"] == 0.4
