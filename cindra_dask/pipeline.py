@@ -64,7 +64,7 @@ class RecordingContext(NamedTuple):
 
 
 class PhaseOutcome(NamedTuple):
-    """What happened to one phase (or one plane of a per-plane phase) in a run."""
+    """What happened to one step (``ingest``, ``registration/plane_0``, ...) in a run."""
 
     name: str
     state: str  # "ran", "skipped", "unavailable"
@@ -234,7 +234,7 @@ def _compute(client: Any, graphs: Sequence[Any], *, label: str, show_progress: b
     return client.gather(futures)
 
 
-def run_ingest(context: RecordingContext, client: Any, *, show_progress: bool) -> None:
+def run_ingest(context: RecordingContext, client: Any, *, plane: int | None, show_progress: bool) -> None:
     """Ingest phase: TIFF pages → ``plane_k/raw/channel_c``; root attrs describe the recording."""
     from cindra_dask.io.ingest import ingest_graph
 
@@ -254,27 +254,37 @@ def run_ingest(context: RecordingContext, client: Any, *, show_progress: bool) -
     _compute(client, ingest_graph(context.plan, store), label="ingest", show_progress=show_progress)
 
 
-class Phase(NamedTuple):
-    """A phase of the single-recording pipeline.
+class Step(NamedTuple):
+    """A resumable unit of the single-recording pipeline (one record in the store per plane if per-plane).
 
     Attributes
     ----------
-    name : phase name (also the key of its record).
-    sections : configuration sections its hash covers (chained with the previous phase's hash).
-    run : the function that builds and computes its graph; None while not implemented.
+    name : step name; its record key is ``name`` or ``name/plane_k``.
+    phase : the phase it belongs to (``ingest``, ``process``, ``combine``).
+    sections : configuration sections its hash covers (chained with the step before it).
+    per_plane : runs once per processed plane.
+    run : ``run(context, client, *, plane, show_progress)``; None while not implemented.
     force_flag : a ``section.field`` boolean that forces a rerun (cindra's ``repeat_*``).
     """
 
     name: str
+    phase: str
     sections: tuple[str, ...]
+    per_plane: bool
     run: Callable[..., None] | None
     force_flag: str | None
 
+    def key(self, plane: int | None) -> str:
+        """Record key of this step (for ``plane`` when per-plane)."""
+        return f"{self.name}/plane_{plane}" if self.per_plane else self.name
 
-SINGLE_RECORDING_PIPELINE = (
-    Phase("ingest", (), run_ingest, "file_io.repeat_binarization"),
-    Phase("process", ("main", "registration", "one_photon_registration", "nonrigid_registration", "roi_detection", "signal_extraction", "spike_deconvolution"), None, "registration.repeat_registration"),
-    Phase("combine", (), None, None),
+
+SINGLE_RECORDING_STEPS = (
+    Step("ingest", "ingest", (), False, run_ingest, "file_io.repeat_binarization"),
+    Step("registration", "process", ("main", "registration", "one_photon_registration", "nonrigid_registration"), True, None, "registration.repeat_registration"),
+    Step("detection", "process", ("main", "roi_detection"), True, None, None),
+    Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, None, None),
+    Step("combine", "combine", (), False, None, None),
 )
 
 
@@ -286,7 +296,7 @@ def _flag(configuration: Configuration, dotted: str | None) -> bool:
 
 
 class _LazyClient:
-    """Starts the configured cluster only when a phase first needs it."""
+    """Starts the configured cluster only when a step first needs it."""
 
     def __init__(self, configuration: Configuration, client: Any | None) -> None:
         self._configuration = configuration
@@ -308,23 +318,72 @@ class _LazyClient:
             self._stack.close()
 
 
-def _selected_phases(requested: Sequence[str] | None) -> list[Phase]:
-    names = [phase.name for phase in SINGLE_RECORDING_PIPELINE]
-    if requested:
-        unknown = [name for name in requested if name not in names]
-        if unknown:
-            raise ConfigurationError(f"--phase {', '.join(unknown)}: unknown phase; single-recording phases are {', '.join(names)}")
-        for name in requested:
-            phase = SINGLE_RECORDING_PIPELINE[names.index(name)]
-            if phase.run is None:
-                raise PhaseUnavailableError(f"phase '{name}' is not available in cindra-dask {_version()} yet; available: {', '.join(p.name for p in SINGLE_RECORDING_PIPELINE if p.run)}")
-    return [phase for phase in SINGLE_RECORDING_PIPELINE if not requested or phase.name in requested]
-
-
 def _version() -> str:
     from cindra_dask import __version__
 
     return __version__
+
+
+def processed_planes(context: RecordingContext) -> list[int]:
+    """Virtual planes that are registered and processed (flyback planes excluded)."""
+    ignored = set(context.configuration.main.ignored_flyback_planes)
+    return [plane.index for plane in context.plan.virtual_planes if plane.index not in ignored]
+
+
+def step_hashes(context: RecordingContext) -> dict[str, str]:
+    """Every step's hash: ingest's, then chained per plane, and combine's over all planes."""
+    configuration = context.configuration
+    hashes = {"ingest": ingest_hash(context)}
+    plane_tails = []
+    for plane in processed_planes(context):
+        previous = hashes["ingest"]
+        for step in SINGLE_RECORDING_STEPS:
+            if step.per_plane:
+                previous = section_hash(configuration, (), extra={"previous": previous, **_hashable(configuration, step.sections)})
+                hashes[step.key(plane)] = previous
+        plane_tails.append(previous)
+    hashes["combine"] = section_hash(configuration, (), extra={"previous": plane_tails})
+    return hashes
+
+
+def _check_phase_names(phases: Sequence[str] | None) -> None:
+    """Unknown or not-yet-available phases are errors (before anything else is looked at)."""
+    phase_names = SINGLE_RECORDING_PHASES
+    if phases:
+        unknown = [name for name in phases if name not in phase_names]
+        if unknown:
+            raise ConfigurationError(f"--phase {', '.join(unknown)}: unknown phase; single-recording phases are {', '.join(phase_names)}")
+        for name in phases:
+            first = next(step for step in SINGLE_RECORDING_STEPS if step.phase == name)
+            if first.run is None:
+                available = sorted({step.phase for step in SINGLE_RECORDING_STEPS if step.run is not None}, key=phase_names.index)
+                raise PhaseUnavailableError(f"phase '{name}' is not available in cindra-dask {_version()} yet; available: {', '.join(available)}")
+
+
+def _units(context: RecordingContext, phases: Sequence[str] | None, target_plane: int | None) -> list[tuple[Step, int | None]]:
+    """(step, plane) pairs to consider, in execution order."""
+    phase_names = SINGLE_RECORDING_PHASES
+    units: list[tuple[Step, int | None]] = []
+    planes = [plane for plane in processed_planes(context) if target_plane is None or plane == target_plane]
+    for phase in phase_names:
+        if phases and phase not in phases:
+            continue
+        steps = [step for step in SINGLE_RECORDING_STEPS if step.phase == phase]
+        if steps[0].per_plane:
+            units += [(step, plane) for plane in planes for step in steps]
+        elif phase == "combine" and target_plane is not None:
+            print("phase 'combine': skipped because --target-plane limits the run to one plane", file=sys.stderr)
+        else:
+            units += [(step, None) for step in steps]
+    return units
+
+
+def _downstream_keys(step: Step, plane: int | None, context: RecordingContext) -> list[str]:
+    """Record keys whose outputs depend on ``step`` (itself included)."""
+    if step.name == "ingest":
+        return [key for key in step_hashes(context)]
+    position = [candidate.name for candidate in SINGLE_RECORDING_STEPS].index(step.name)
+    return [later.key(plane) for later in SINGLE_RECORDING_STEPS[position:] if later.per_plane] + ["combine"]
 
 
 def run_single_recording(
@@ -336,53 +395,49 @@ def run_single_recording(
     force: bool = False,
     show_progress: bool | None = None,
 ) -> RunReport:
-    """Run the single-recording phases in order, skipping complete ones whose hash matches.
+    """Run the single-recording steps in order, skipping complete ones whose hash matches.
 
     Parameters
     ----------
     configuration : validated configuration.
     client : a ``distributed.Client``; None starts the cluster of ``configuration.cluster``.
-    phases : subset of ``ingest``, ``process``, ``combine`` (None: all available, in order).
-    target_plane : restrict per-plane phases (``process``) to this plane; ``ingest`` always
-        converts every plane, as cindra's binarization does.
-    force : rerun the selected phases even if complete.
+    phases : subset of ``ingest``, ``process``, ``combine`` (None: all, in order).
+    target_plane : restrict the per-plane ``process`` steps to this plane (``ingest`` always
+        converts every plane, as cindra's binarization does; ``combine`` is skipped).
+    force : rerun the selected steps even if complete.
     show_progress : progress bars (default ``runtime.display_progress_bars``).
     """
-    selected = _selected_phases(phases)
+    _check_phase_names(phases)
     context = preflight(configuration)
     plane_count = len(context.plan.virtual_planes)
     if target_plane is not None and not 0 <= target_plane < plane_count:
         raise ConfigurationError(f"--target-plane {target_plane}: the recording has planes 0..{plane_count - 1}")
+    units = _units(context, phases, target_plane)
     show = configuration.runtime.display_progress_bars if show_progress is None else show_progress
     store = context.store
     outcomes: list[PhaseOutcome] = []
     lazy_client = _LazyClient(configuration, client)
     with store.locked():
         try:
-            previous_hash = ingest_hash(context)
-            invalidated = False
-            for phase in SINGLE_RECORDING_PIPELINE:
-                phase_hash = previous_hash if phase.name == "ingest" else section_hash(configuration, (), extra={"previous": previous_hash, **_hashable(configuration, phase.sections)})
-                previous_hash = phase_hash
-                if phase not in selected:
-                    continue
-                if phase.run is None:
-                    print(f"phase '{phase.name}': not available in cindra-dask {_version()} yet; stopping here", file=sys.stderr)
-                    outcomes.append(PhaseOutcome(phase.name, "unavailable", 0.0))
+            hashes = step_hashes(context)
+            for step, plane in units:
+                key = step.key(plane)
+                if step.run is None:
+                    print(f"step '{key}': not available in cindra-dask {_version()} yet; stopping here", file=sys.stderr)
+                    outcomes.append(PhaseOutcome(key, "unavailable", 0.0))
                     break
-                record = store.phase_record(phase.name)
-                if not (force or invalidated or _flag(configuration, phase.force_flag)) and record is not None and record.complete and record.config_hash == phase_hash:
-                    print(f"phase '{phase.name}': complete (hash {phase_hash}), skipped", file=sys.stderr)
-                    outcomes.append(PhaseOutcome(phase.name, "skipped", 0.0))
+                record = store.phase_record(key) if store.exists else None
+                if not (force or _flag(configuration, step.force_flag)) and record is not None and record.complete and record.config_hash == hashes[key]:
+                    print(f"step '{key}': complete (hash {hashes[key]}), skipped", file=sys.stderr)
+                    outcomes.append(PhaseOutcome(key, "skipped", 0.0))
                     continue
-                invalidated = True
-                for later in SINGLE_RECORDING_PIPELINE[[p.name for p in SINGLE_RECORDING_PIPELINE].index(phase.name) :]:
-                    store.forget_phase(later.name)
-                started = store.mark_phase_started(phase.name, config_hash=phase_hash)
-                phase.run(context, lazy_client.get(), show_progress=show)
-                record = store.mark_phase_complete(phase.name, config_hash=phase_hash, started=started)
-                print(f"phase '{phase.name}': done in {record.duration_s:.1f} s", file=sys.stderr)
-                outcomes.append(PhaseOutcome(phase.name, "ran", float(record.duration_s or 0.0)))
+                for stale in _downstream_keys(step, plane, context):
+                    store.forget_phase(stale)
+                started = store.mark_phase_started(key, config_hash=hashes[key])
+                step.run(context, lazy_client.get(), plane=plane, show_progress=show)
+                record = store.mark_phase_complete(key, config_hash=hashes[key], started=started)
+                print(f"step '{key}': done in {record.duration_s:.1f} s", file=sys.stderr)
+                outcomes.append(PhaseOutcome(key, "ran", float(record.duration_s or 0.0)))
         finally:
             lazy_client.close()
     return RunReport(store.path, tuple(outcomes))
@@ -399,7 +454,7 @@ def run_multi_recording(configuration: MultiRecordingConfiguration, **_: Any) ->
 
 
 def store_status(path: Path | str) -> list[str]:
-    """Human-readable lines: each phase's state, hash and timing, then every array's shape."""
+    """Human-readable lines: each step's state, hash and timing, then every array's shape."""
     store = RecordingStore(path)
     if not store.exists:
         raise OutputError(f"{path}: not a cindra-dask store (no zarr.json)")
@@ -408,14 +463,17 @@ def store_status(path: Path | str) -> list[str]:
     if holder:
         lines.append(f"lock: held by process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}")
     records = store.phase_records()
-    for name in SINGLE_RECORDING_PHASES:
-        record = records.get(name)
+    plane_indices = [plane["index"] for plane in store.attributes().get("planes", [])]
+    per_plane = [step for step in SINGLE_RECORDING_STEPS if step.per_plane]
+    keys = ["ingest", *(step.key(plane) for plane in plane_indices for step in per_plane), "combine"]
+    for key in keys + sorted(set(records) - set(keys)):
+        record = records.get(key)
         if record is None:
-            lines.append(f"phase {name:<8} not run")
+            lines.append(f"step {key:<24} not run")
         elif record.complete:
-            lines.append(f"phase {name:<8} complete    hash {record.config_hash}  {record.duration_s:.1f} s  finished {record.finished}")
+            lines.append(f"step {key:<24} complete    hash {record.config_hash}  {record.duration_s:.1f} s  finished {record.finished}")
         else:
-            lines.append(f"phase {name:<8} INCOMPLETE  hash {record.config_hash}  started {record.started} (interrupted or running; a rerun redoes it)")
+            lines.append(f"step {key:<24} INCOMPLETE  hash {record.config_hash}  started {record.started} (interrupted or running; a rerun redoes it)")
     for array_path in store.array_paths():
         metadata = json.loads((store.path / array_path / "zarr.json").read_text())
         lines.append(f"  {array_path:<40} shape {tuple(metadata['shape'])}  {metadata['data_type']}  chunks {tuple(metadata['chunk_grid']['configuration']['chunk_shape'])}")

@@ -28,7 +28,7 @@ def test_second_run_skips_ingest_and_changed_field_reruns(tmp_path: Path, client
     write_tiff_recording(tmp_path / "data", pages, file_page_counts=(25, 35), acquisition={"frame_rate": 30.0, "plane_number": 1, "channel_number": 1})
     configuration = single_configuration(tmp_path / "data", tmp_path / "out", registration={"batch_size": 8})
     report = run_single_recording(configuration, client=client)
-    assert [(outcome.name, outcome.state) for outcome in report.outcomes] == [("ingest", "ran"), ("process", "unavailable")]
+    assert [(outcome.name, outcome.state) for outcome in report.outcomes] == [("ingest", "ran"), ("registration/plane_0", "unavailable")]
     store = RecordingStore(report.store_path)
     record, chunk_times = store.phase_record("ingest"), _chunk_times(store)
     assert len(chunk_times) == 8  # ceil(60 / 8)
@@ -62,13 +62,13 @@ def test_status_shows_an_interrupted_phase(tmp_path: Path) -> None:
     assert "INCOMPLETE" in "\n".join(store_status(store.path))
     store.mark_phase_complete("ingest", config_hash="abc", started=started)
     lines = store_status(store.path)
-    assert any(line.startswith("phase ingest") and "complete" in line and "abc" in line for line in lines)
-    assert any(line.startswith("phase process") and "not run" in line for line in lines)
+    assert any(line.startswith("step ingest") and "complete" in line and "abc" in line for line in lines)
+    assert any(line.startswith("step combine") and "not run" in line for line in lines)
 
 
 def test_unavailable_phase_is_a_clear_error(tmp_path: Path) -> None:
     configuration = single_configuration(tmp_path, tmp_path / "out")
-    with pytest.raises(PhaseUnavailableError, match="phase 'combine' is not available"):
+    with pytest.raises(PhaseUnavailableError, match="phase .combine. is not available"):
         run_single_recording(configuration, phases=["combine"])
 
 
