@@ -1,0 +1,161 @@
+"""Neuropil subtraction, slow baselines, dF/F and trace skewness on ROI blocks (cindra §3.6).
+
+Every function works on an (n_rois, T) block that holds the whole time axis (a Dask ROI chunk); rows
+are independent except for the ``constant`` baseline, which cindra takes as **one scalar for all ROIs
+and frames** (the minimum of the Gaussian-smoothed traces). On ROI chunks the graph takes the minimum
+of `smoothed_minima` over all chunks and passes it as ``constant_baseline``; without it the block's
+own minimum is used (identical to cindra when the block holds every ROI).
+
+Baselines (fs = per-plane rate in Hz):
+
+* ``maximin``: Gaussian along time (σ = ``baseline_sigma_frames``, truncate 3) → minimum filter →
+  maximum filter, both of window int(``baseline_window_s`` · fs) frames made odd, mode "nearest".
+* ``constant``: Gaussian (σ = ``baseline_sigma_frames``, scipy's default truncate 4), then the global
+  minimum (a scalar).
+* ``constant_percentile``: each ROI's ``baseline_percentile`` percentile over time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
+from scipy.stats import skew
+
+from cindra_dask.config import BaselineMethod
+
+MAXIMIN_GAUSSIAN_TRUNCATE = 3.0
+"""Gaussian truncation (in σ) of the maximin pre-smoothing."""
+
+CONSTANT_GAUSSIAN_TRUNCATE = 4.0
+"""Gaussian truncation (in σ) of the constant-baseline pre-smoothing (scipy's default)."""
+
+
+def subtract_neuropil(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, *, neuropil_coefficient: float) -> np.ndarray:
+    """F − c · Fneu.
+
+    Parameters
+    ----------
+    cell_fluorescence, neuropil_fluorescence : (n, T) float32.
+    neuropil_coefficient : c (cindra default 0.7).
+
+    Returns
+    -------
+    (n, T) float32 neuropil-corrected fluorescence.
+    """
+    return np.asarray(cell_fluorescence, np.float32) - np.float32(neuropil_coefficient) * np.asarray(neuropil_fluorescence, np.float32)
+
+
+def neuropil_corrected_skewness(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, *, neuropil_coefficient: float) -> np.ndarray:
+    """Skewness over time of F − c · Fneu per ROI (a classifier feature).
+
+    Parameters
+    ----------
+    cell_fluorescence, neuropil_fluorescence : (n, T) float32.
+    neuropil_coefficient : c.
+
+    Returns
+    -------
+    (n,) float32 (``scipy.stats.skew``, biased estimator; NaN for a constant trace).
+    """
+    corrected = subtract_neuropil(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient)
+    return skew(corrected.astype(np.float64), axis=1).astype(np.float32)
+
+
+def _smooth(traces: np.ndarray, sigma_frames: float, truncate: float) -> np.ndarray:
+    """Gaussian along time (axis 1); σ = 0 returns a float32 copy."""
+    traces = np.asarray(traces, np.float32)
+    if sigma_frames <= 0:
+        return traces.copy()
+    return gaussian_filter1d(traces, sigma_frames, axis=1, truncate=truncate)
+
+
+def maximin_window_frames(*, baseline_window_s: float, frame_rate_hz: float) -> int:
+    """Maximin filter window: int(window · fs) frames, made odd."""
+    window_frames = int(baseline_window_s * frame_rate_hz)
+    return window_frames + 1 if window_frames % 2 == 0 else window_frames
+
+
+def maximin_baseline(traces: np.ndarray, *, baseline_window_s: float, baseline_sigma_frames: float, frame_rate_hz: float) -> np.ndarray:
+    """Maximin baseline of every row.
+
+    Parameters
+    ----------
+    traces : (n, T) float32 (neuropil-corrected fluorescence).
+    baseline_window_s : min/max filter window in seconds.
+    baseline_sigma_frames : Gaussian pre-smoothing σ in frames (0: none).
+    frame_rate_hz : per-plane sampling rate.
+
+    Returns
+    -------
+    (n, T) float32 baseline.
+    """
+    window_frames = maximin_window_frames(baseline_window_s=baseline_window_s, frame_rate_hz=frame_rate_hz)
+    smoothed = _smooth(traces, baseline_sigma_frames, MAXIMIN_GAUSSIAN_TRUNCATE)
+    lower = minimum_filter1d(smoothed, window_frames, axis=1, mode="nearest")
+    return maximum_filter1d(lower, window_frames, axis=1, mode="nearest")
+
+
+def smoothed_minima(traces: np.ndarray, *, baseline_sigma_frames: float) -> np.ndarray:
+    """(n,) float32 minimum over time of each Gaussian-smoothed row; their minimum is the ``constant`` baseline."""
+    return _smooth(traces, baseline_sigma_frames, CONSTANT_GAUSSIAN_TRUNCATE).min(axis=1)
+
+
+def percentile_baseline(traces: np.ndarray, *, baseline_percentile: float) -> np.ndarray:
+    """(n, 1) float32 per-ROI percentile over time (the ``constant_percentile`` baseline)."""
+    return np.percentile(np.asarray(traces, np.float32), baseline_percentile, axis=1, keepdims=True).astype(np.float32)
+
+
+def subtract_baseline(
+    traces: np.ndarray,
+    *,
+    baseline_method: BaselineMethod | str,
+    baseline_window_s: float,
+    baseline_sigma_frames: float,
+    baseline_percentile: float,
+    frame_rate_hz: float,
+    constant_baseline: float | None = None,
+) -> np.ndarray:
+    """Baseline-subtracted fluorescence (cindra's ``subtracted_fluorescence``, the OASIS input).
+
+    Parameters
+    ----------
+    traces : (n, T) float32 neuropil-corrected fluorescence (ROI block with the whole time axis).
+    baseline_method : "maximin", "constant" or "constant_percentile".
+    baseline_window_s, baseline_sigma_frames, baseline_percentile, frame_rate_hz : cindra's
+        ``spike_deconvolution`` options (window in s, σ in frames, percentile in [0, 100], fs in Hz).
+    constant_baseline : the global scalar for ``constant`` (min of `smoothed_minima` over every ROI
+        chunk); None takes this block's minimum.
+
+    Returns
+    -------
+    (n, T) float32 traces − baseline.
+    """
+    traces = np.asarray(traces, np.float32)
+    method = BaselineMethod(baseline_method)
+    if method is BaselineMethod.MAXIMIN:
+        baseline = maximin_baseline(traces, baseline_window_s=baseline_window_s, baseline_sigma_frames=baseline_sigma_frames, frame_rate_hz=frame_rate_hz)
+    elif method is BaselineMethod.CONSTANT:
+        if constant_baseline is None:
+            constant_baseline = float(smoothed_minima(traces, baseline_sigma_frames=baseline_sigma_frames).min()) if traces.size else 0.0
+        baseline = np.float32(constant_baseline)
+    else:
+        baseline = percentile_baseline(traces, baseline_percentile=baseline_percentile)
+    return (traces - baseline).astype(np.float32, copy=False)
+
+
+def delta_f_over_f(traces: np.ndarray, baseline: np.ndarray, *, minimum_baseline: float = 1e-6) -> np.ndarray:
+    """(F − F0) / F0 with F0 floored at ``minimum_baseline``.
+
+    Parameters
+    ----------
+    traces : (n, T) float32 fluorescence.
+    baseline : F0, broadcastable to ``traces`` ((n, T), (n, 1) or scalar), same units.
+    minimum_baseline : floor of F0 (same units), guards against division by ~0 or negative baselines.
+
+    Returns
+    -------
+    (n, T) float32 dimensionless dF/F.
+    """
+    traces = np.asarray(traces, np.float32)
+    floor = np.maximum(np.asarray(baseline, np.float32), np.float32(minimum_baseline))
+    return ((traces - baseline) / floor).astype(np.float32, copy=False)

@@ -1,0 +1,118 @@
+"""OASIS spike deconvolution for an AR(1) calcium model (Friedrich, Zhou & Paninski 2017), as cindra
+and suite2p run it (cindra §3.6 "OASIS").
+
+For each trace y (length T) with the fixed decay g = exp(−1 / (tau · fs)) it solves
+
+    minimise ½ Σ_t (c_t − y_t)² + λ Σ_{t≥1} s_t   subject to   s_t = c_t − g · c_{t−1} ≥ 0 (t ≥ 1),
+
+with c_0 free (no baseline, noise or s_min estimation; cindra/suite2p use λ = 0). The pool-adjacent-
+violators pass keeps pools (value v, weight w, start, length l) of frames sharing one exponential
+decay c_{start+j} = v · g^j; a new frame starts a pool, and while the previous pool decays above it
+(v_prev · g^{l_prev} > v) the two merge into
+
+    v = (w_prev · v_prev + g^{l_prev} · w · v) / (w_prev + g^{2 l_prev} · w),  w = w_prev + g^{2 l_prev} · w.
+
+Spikes sit at pool starts: s_start(k) = v_k − g^{l_{k−1}} · v_{k−1} (the first frame carries none).
+A penalty λ > 0 is the same problem on y shifted by −λ · a with a = (−g, 1−g, …, 1−g, 1).
+Pool arithmetic is float64; one workspace per call is reused for every row.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+
+class Deconvolution(NamedTuple):
+    """OASIS result for n traces of T frames.
+
+    Attributes
+    ----------
+    spikes : (n, T) float32 inferred spike amplitudes (≥ 0, trace units; 0 in the first frame).
+    calcium : (n, T) float32 denoised calcium c (trace units).
+    """
+
+    spikes: np.ndarray
+    calcium: np.ndarray
+
+
+def decay_factor(*, tau_s: float, frame_rate_hz: float) -> float:
+    """Per-frame AR(1) decay g = exp(−1 / (tau · fs))."""
+    return float(np.exp(-1.0 / (tau_s * frame_rate_hz)))
+
+
+@numba.njit(cache=True)
+def _oasis_rows(
+    traces: np.ndarray,
+    decay_powers: np.ndarray,
+    penalty_shift: np.ndarray,
+    spikes: np.ndarray,
+    calcium: np.ndarray,
+) -> None:  # pragma: no cover - numba
+    """Pool-adjacent-violators on every row of ``traces``; fills ``spikes`` and ``calcium``."""
+    row_count, frame_count = traces.shape
+    values = np.empty(frame_count, dtype=np.float64)
+    weights = np.empty(frame_count, dtype=np.float64)
+    starts = np.empty(frame_count, dtype=np.int64)
+    lengths = np.empty(frame_count, dtype=np.int64)
+    for row in range(row_count):
+        pool_count = 0
+        for t in range(frame_count):
+            values[pool_count] = traces[row, t] - penalty_shift[t]
+            weights[pool_count] = 1.0
+            starts[pool_count] = t
+            lengths[pool_count] = 1
+            while pool_count > 0:
+                previous = pool_count - 1
+                decay = decay_powers[lengths[previous]]
+                if values[previous] * decay <= values[pool_count]:
+                    break
+                merged_weight = weights[previous] + decay * decay * weights[pool_count]
+                values[previous] = (weights[previous] * values[previous] + decay * weights[pool_count] * values[pool_count]) / merged_weight
+                weights[previous] = merged_weight
+                lengths[previous] += lengths[pool_count]
+                pool_count = previous
+            pool_count += 1
+        spikes[row, 0] = 0.0
+        for pool in range(pool_count):
+            start = starts[pool]
+            if pool > 0:
+                spikes[row, start] = values[pool] - decay_powers[lengths[pool - 1]] * values[pool - 1]
+            calcium[row, start] = values[pool]
+            for offset in range(1, lengths[pool]):
+                spikes[row, start + offset] = 0.0
+                calcium[row, start + offset] = values[pool] * decay_powers[offset]
+
+
+def deconvolve_oasis(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, sparsity_penalty: float = 0.0) -> Deconvolution:
+    """Non-negative AR(1) deconvolution of every row.
+
+    Parameters
+    ----------
+    traces : (n, T) float32 baseline-subtracted fluorescence (an ROI block with the whole time axis).
+    tau_s : indicator decay time constant in seconds.
+    frame_rate_hz : per-plane sampling rate.
+    sparsity_penalty : λ ≥ 0 on Σ s (trace units); 0 is cindra's and suite2p's unpenalised OASIS.
+
+    Returns
+    -------
+    Deconvolution with (n, T) float32 spikes and calcium.
+    """
+    traces = np.ascontiguousarray(traces, dtype=np.float32)
+    if traces.ndim != 2:
+        raise ValueError(f"traces must be (n, T), got shape {traces.shape}")
+    frame_count = traces.shape[1]
+    decay = decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    decay_powers = decay ** np.arange(frame_count + 1, dtype=np.float64)
+    penalty_shift = np.full(frame_count, sparsity_penalty * (1.0 - decay))
+    if frame_count >= 2:
+        penalty_shift[0] = -sparsity_penalty * decay
+        penalty_shift[-1] = sparsity_penalty
+    else:
+        penalty_shift[:] = 0.0
+    spikes = np.empty_like(traces)
+    calcium = np.empty_like(traces)
+    _oasis_rows(traces, decay_powers, penalty_shift, spikes, calcium)
+    return Deconvolution(spikes, calcium)

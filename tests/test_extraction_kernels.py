@@ -1,0 +1,444 @@
+"""Extraction kernels against planted ground truth and plain reference implementations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_dilation, gaussian_filter1d, percentile_filter
+from scipy.optimize import lsq_linear, minimize
+
+from cindra_dask.extraction.baseline import (
+    delta_f_over_f,
+    maximin_baseline,
+    neuropil_corrected_skewness,
+    smoothed_minima,
+    subtract_baseline,
+    subtract_neuropil,
+)
+from cindra_dask.extraction.colocalization import correct_bleedthrough, functional_colocalization, structural_colocalization
+from cindra_dask.extraction.masks import (
+    NEUROPIL_GROWTH_PX,
+    NEUROPIL_MAXIMUM_GROWTH_STEPS,
+    build_extraction_masks,
+    cell_pixel_map,
+    cell_weight_matrix,
+    neuropil_weight_matrix,
+)
+from cindra_dask.extraction.oasis import decay_factor, deconvolve_oasis
+from cindra_dask.extraction.traces import extract_traces
+from cindra_dask.rois import RaggedRois
+
+MASK_OPTIONS: dict[str, Any] = {
+    "allow_overlap": False,
+    "extract_neuropil": True,
+    "cell_probability_percentile": 50.0,
+    "inner_neuropil_border_radius_px": 2,
+    "minimum_neuropil_pixels": 350,
+}
+
+
+def disk_roi(center_y: float, center_x: float, radius_px: float, frame_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ypix, xpix, lam) of a disk with Gaussian-profile weights, clipped to the frame."""
+    height, width = frame_shape
+    rows, columns = np.mgrid[0:height, 0:width]
+    distance_sq = (rows - center_y) ** 2 + (columns - center_x) ** 2
+    inside = distance_sq <= radius_px**2
+    lam = np.exp(-distance_sq[inside] / (2 * (radius_px / 2) ** 2)).astype(np.float32)
+    return rows[inside].astype(np.int32), columns[inside].astype(np.int32), lam
+
+
+def grid_rois(frame_shape: tuple[int, int], *, spacing_px: int, radius_px: float, margin_px: int, rng: np.random.Generator) -> RaggedRois:
+    """Disks on a jittered grid (non-overlapping when spacing > 2·radius + 2)."""
+    height, width = frame_shape
+    masks = []
+    for center_y in range(margin_px, height - margin_px + 1, spacing_px):
+        for center_x in range(margin_px, width - margin_px + 1, spacing_px):
+            jitter = rng.uniform(-1, 1, 2)
+            masks.append(disk_roi(center_y + jitter[0], center_x + jitter[1], radius_px, frame_shape))
+    return RaggedRois.from_masks(masks)
+
+
+def ar1_calcium(spikes: np.ndarray, decay: float) -> np.ndarray:
+    """c_t = decay · c_{t−1} + s_t along axis 1 (float64)."""
+    calcium = np.zeros(spikes.shape)
+    calcium[:, 0] = spikes[:, 0]
+    for t in range(1, spikes.shape[1]):
+        calcium[:, t] = decay * calcium[:, t - 1] + spikes[:, t]
+    return calcium
+
+
+def row_correlations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Pearson r of matching rows."""
+    first = first - first.mean(axis=1, keepdims=True)
+    second = second - second.mean(axis=1, keepdims=True)
+    return (first * second).sum(axis=1) / np.sqrt((first**2).sum(axis=1) * (second**2).sum(axis=1))
+
+
+# ----------------------------------------------------------------------------------------- masks
+
+
+def test_overlap_exclusion_on_a_hand_built_pair() -> None:
+    first = (np.repeat(np.arange(3), 3), np.tile(np.arange(3), 3), np.arange(1, 10, dtype=np.float32))
+    second = (np.repeat(np.arange(1, 4), 3), np.tile(np.arange(1, 4), 3), np.full(9, 2.0, np.float32))
+    covered = (np.array([1, 2]), np.array([1, 2]), np.array([1.0, 1.0], np.float32))  # inside both others
+    rois = RaggedRois.from_masks([first, second, covered])
+    shape = (5, 5)
+    exclusive = cell_weight_matrix(rois, frame_shape=shape, allow_overlap=False).toarray().reshape(3, 5, 5)
+    shared = {(1, 1), (1, 2), (2, 1), (2, 2)}
+    expected_first = np.zeros((5, 5))
+    kept = [(y, x, w) for y, x, w in zip(*first) if (y, x) not in shared]
+    for y, x, w in kept:
+        expected_first[y, x] = w / sum(item[2] for item in kept)
+    expected_second = np.zeros((5, 5))
+    kept_second = [(y, x) for y, x in zip(second[0], second[1]) if (y, x) not in shared]
+    for y, x in kept_second:
+        expected_second[y, x] = 1 / len(kept_second)
+    np.testing.assert_allclose(exclusive[0], expected_first, rtol=1e-6)
+    np.testing.assert_allclose(exclusive[1], expected_second, rtol=1e-6)
+    assert not exclusive[2].any()  # every pixel shared: empty row
+    overlapping = cell_weight_matrix(rois, frame_shape=shape, allow_overlap=True).toarray()
+    np.testing.assert_allclose(overlapping.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(overlapping[0].reshape(5, 5)[2, 2], 9 / 45, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("radius_px", "percentile"), [(2.0, 50.0), (1.5, 30.0), (12.0, 50.0), (3.0, 100.0), (3.0, 0.0)])
+def test_cell_pixel_map_matches_scipy_percentile_rule(radius_px: float, percentile: float) -> None:
+    rng = np.random.default_rng(3)
+    shape = (40, 37)
+    masks = [disk_roi(*rng.uniform(-2, 40, 2), rng.uniform(2, 5), shape) for _ in range(25)]
+    rois = RaggedRois.from_masks([mask for mask in masks if mask[0].size])
+    weight_map = np.zeros(shape)
+    np.maximum.at(weight_map, (rois.ypix, rois.xpix), rois.lam)
+    if percentile == 0:
+        expected = weight_map > 0
+    else:
+        local = percentile_filter(weight_map, percentile=percentile, size=int(5 * radius_px))
+        expected = ~((weight_map < local) | (weight_map == 0))
+    result = cell_pixel_map(rois, frame_shape=shape, roi_radii_px=np.full(rois.count, radius_px), cell_probability_percentile=percentile)
+    np.testing.assert_array_equal(result, expected)
+    assert 0 < result.sum() <= (weight_map > 0).sum()
+
+
+def reference_neuropil_pixels(ypix: np.ndarray, xpix: np.ndarray, cell_pixels: np.ndarray, border_px: int, minimum_pixels: int) -> np.ndarray:
+    """cindra's neuropil rule written plainly: dilate, grow the box while too few pixels, subtract."""
+    height, width = cell_pixels.shape
+    inner = np.zeros((height, width), bool)
+    inner[ypix, xpix] = True
+    if border_px:
+        inner = binary_dilation(inner, structure=np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool), iterations=border_px)
+    region = inner.copy()
+    inner_free = np.sum(inner & ~cell_pixels)
+    steps = 0
+    while steps < NEUROPIL_MAXIMUM_GROWTH_STEPS and np.sum(region & ~cell_pixels) - inner_free <= minimum_pixels:
+        rows, columns = np.nonzero(region)
+        region = np.zeros((height, width), bool)
+        region[
+            max(0, rows.min() - NEUROPIL_GROWTH_PX) : min(height, rows.max() + NEUROPIL_GROWTH_PX + 1),
+            max(0, columns.min() - NEUROPIL_GROWTH_PX) : min(width, columns.max() + NEUROPIL_GROWTH_PX + 1),
+        ] = True
+        steps += 1
+    return np.flatnonzero(region & ~cell_pixels & ~inner)
+
+
+@pytest.mark.parametrize("percentile", [50.0, 0.0])
+def test_neuropil_masks_follow_cindra_rule(percentile: float) -> None:
+    rng = np.random.default_rng(5)
+    shape = (90, 70)
+    rois = RaggedRois.from_masks([disk_roi(*rng.uniform(0, 89, 1), *rng.uniform(0, 69, 1), rng.uniform(3, 6), shape) for _ in range(30)])
+    radii = np.full(rois.count, 4.0)
+    cell_pixels = cell_pixel_map(rois, frame_shape=shape, roi_radii_px=radii, cell_probability_percentile=percentile)
+    for border_px, minimum_pixels in [(2, 350), (0, 120), (4, 5000)]:
+        neuropil = neuropil_weight_matrix(rois, cell_pixels=cell_pixels, inner_neuropil_border_radius_px=border_px, minimum_neuropil_pixels=minimum_pixels)
+        for roi in range(rois.count):
+            ypix, xpix, _ = rois.roi(roi)
+            row = neuropil.getrow(roi)
+            expected = reference_neuropil_pixels(ypix, xpix, cell_pixels, border_px, minimum_pixels)
+            np.testing.assert_array_equal(row.indices, expected)
+            np.testing.assert_allclose(row.data, 1.0 / expected.size, rtol=1e-6)
+            assert not cell_pixels.ravel()[row.indices].any()
+            if minimum_pixels < 1000:
+                assert row.indices.size > minimum_pixels
+            border = np.zeros(shape, bool)
+            border[ypix, xpix] = True
+            if border_px:
+                border = binary_dilation(border, structure=np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool), iterations=border_px)
+            assert not border.ravel()[row.indices].any()
+    if percentile == 0:  # every ROI pixel is a cell pixel: no neuropil mask touches any ROI
+        every_roi = np.zeros(shape[0] * shape[1], bool)
+        every_roi[rois.ypix.astype(np.int64) * shape[1] + rois.xpix] = True
+        assert not every_roi[neuropil.indices].any()
+
+
+def test_build_extraction_masks_rows_and_switches() -> None:
+    rng = np.random.default_rng(6)
+    shape = (64, 64)
+    rois = grid_rois(shape, spacing_px=14, radius_px=4, margin_px=8, rng=rng)
+    masks = build_extraction_masks(rois, frame_shape=shape, roi_radii_px=np.full(rois.count, 4.0), **MASK_OPTIONS)
+    assert masks.cell_weights.shape == masks.neuropil_weights.shape == (rois.count, 64 * 64)
+    assert masks.cell_weights.dtype == masks.neuropil_weights.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(masks.cell_weights.sum(axis=1)).ravel(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(masks.neuropil_weights.sum(axis=1)).ravel(), 1.0, rtol=1e-5)
+    without = build_extraction_masks(rois, frame_shape=shape, roi_radii_px=np.full(rois.count, 4.0), **{**MASK_OPTIONS, "extract_neuropil": False})
+    assert without.neuropil_weights.nnz == 0 and without.neuropil_weights.shape == (rois.count, 64 * 64)
+    with pytest.raises(ValueError, match="outside"):
+        build_extraction_masks(rois, frame_shape=(30, 30), roi_radii_px=np.full(rois.count, 4.0), **MASK_OPTIONS)
+
+
+# ---------------------------------------------------------------------------------------- traces
+
+
+@pytest.fixture(scope="module")
+def small_masks() -> tuple[RaggedRois, Any]:
+    rng = np.random.default_rng(7)
+    shape = (48, 40)
+    rois = RaggedRois.from_masks([disk_roi(*rng.uniform(0, 47, 1), *rng.uniform(0, 39, 1), rng.uniform(2, 5), shape) for _ in range(15)])
+    masks = build_extraction_masks(rois, frame_shape=shape, roi_radii_px=np.full(rois.count, 3.0), **{**MASK_OPTIONS, "allow_overlap": True, "minimum_neuropil_pixels": 200})
+    return rois, masks
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_extract_traces_equals_dense_loop(small_masks: tuple[RaggedRois, Any], dtype: type) -> None:
+    rois, masks = small_masks
+    rng = np.random.default_rng(8)
+    frames = (rng.normal(300, 80, (60, 48, 40))).astype(dtype)
+    traces = extract_traces(frames, masks=masks)
+    frames64 = frames.astype(np.float64)
+    expected_cell = np.stack([(frames64[:, ypix, xpix] * (lam / lam.sum())).sum(axis=1) for ypix, xpix, lam in (rois.roi(i) for i in range(rois.count))])
+    expected_neuropil = np.stack([frames64.reshape(60, -1)[:, masks.neuropil_weights.getrow(i).indices].mean(axis=1) for i in range(rois.count)])
+    assert traces.cell_fluorescence.dtype == traces.neuropil_fluorescence.dtype == np.float32
+    np.testing.assert_allclose(traces.cell_fluorescence, expected_cell, rtol=1e-6)
+    np.testing.assert_allclose(traces.neuropil_fluorescence, expected_neuropil, rtol=1e-6)
+
+
+def test_chunked_extraction_concatenates_to_whole_movie(small_masks: tuple[RaggedRois, Any]) -> None:
+    _, masks = small_masks
+    frames = np.random.default_rng(9).normal(100, 20, (197, 48, 40)).astype(np.float32)
+    whole = extract_traces(frames, masks=masks)
+    pieces = [extract_traces(frames[start:stop], masks=masks) for start, stop in [(0, 97), (97, 194), (194, 197)]]
+    np.testing.assert_array_equal(np.concatenate([piece.cell_fluorescence for piece in pieces], axis=1), whole.cell_fluorescence)
+    np.testing.assert_array_equal(np.concatenate([piece.neuropil_fluorescence for piece in pieces], axis=1), whole.neuropil_fluorescence)
+
+
+def test_planted_movie_neuropil_corrected_traces_track_calcium() -> None:
+    rng = np.random.default_rng(10)
+    shape, frame_count, frame_rate_hz, tau_s, contamination = (64, 64), 1000, 30.0, 0.7, 0.7
+    rois = grid_rois(shape, spacing_px=16, radius_px=4.5, margin_px=8, rng=rng)
+    spikes = (rng.random((rois.count, frame_count)) < 1.0 / frame_rate_hz) * rng.uniform(0.5, 2.0, (rois.count, frame_count))
+    calcium = ar1_calcium(spikes, decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz))
+    footprints = np.zeros((rois.count, shape[0] * shape[1]))
+    for roi in range(rois.count):
+        ypix, xpix, lam = rois.roi(roi)
+        footprints[roi, ypix * shape[1] + xpix] = lam / lam.max()
+    rows, columns = np.mgrid[0 : shape[0], 0 : shape[1]]
+    sources = [np.exp(-((rows - cy) ** 2 + (columns - cx) ** 2) / (2 * 30.0**2)).ravel() for cy, cx in [(0, 0), (63, 63), (0, 63)]]
+    source_traces = gaussian_filter1d(rng.normal(0, 1, (3, frame_count)), 15, axis=1) * 40  # slow, strong neuropil
+    occlusion = 1.0 - (1.0 - contamination) * (footprints.max(axis=0) > 0)  # cells hide part of the neuropil
+    neuropil = (source_traces.T @ np.stack(sources)) * occlusion
+    movie = 100.0 + calcium.T @ footprints * 3.0 + neuropil + rng.normal(0, 1.0, (frame_count, shape[0] * shape[1]))
+    masks = build_extraction_masks(rois, frame_shape=shape, roi_radii_px=np.full(rois.count, 4.5), **{**MASK_OPTIONS, "minimum_neuropil_pixels": 300})
+    traces = extract_traces(movie.reshape(frame_count, *shape).astype(np.float32), masks=masks)
+    corrected = subtract_neuropil(traces.cell_fluorescence, traces.neuropil_fluorescence, neuropil_coefficient=contamination)
+    corrected_r = row_correlations(corrected, calcium)
+    raw_r = row_correlations(traces.cell_fluorescence, calcium)
+    print(f"planted extraction: median r corrected {np.median(corrected_r):.4f} (min {corrected_r.min():.4f}), raw F {np.median(raw_r):.4f}")
+    assert np.median(corrected_r) >= 0.95
+    assert corrected_r.min() >= 0.8  # corner ROIs sit on the steepest neuropil gradients
+    assert np.median(raw_r) < 0.8  # the neuropil really contaminates F
+    skewness = neuropil_corrected_skewness(traces.cell_fluorescence, traces.neuropil_fluorescence, neuropil_coefficient=contamination)
+    assert skewness.shape == (rois.count,) and skewness.dtype == np.float32
+    assert np.all(skewness > 0.5)  # sparse positive transients
+
+
+# ----------------------------------------------------------------------------------------- OASIS
+
+
+def naive_oasis(trace: np.ndarray, decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pool-adjacent-violators with Python lists: (spikes, calcium)."""
+    pools: list[list[float]] = []  # [value, weight, start, length]
+    for t, value in enumerate(trace.astype(float)):
+        pools.append([value, 1.0, t, 1])
+        while len(pools) > 1 and pools[-2][0] * decay ** pools[-2][3] > pools[-1][0]:
+            last = pools.pop()
+            previous = pools[-1]
+            factor = decay ** previous[3]
+            weight = previous[1] + factor**2 * last[1]
+            previous[0] = (previous[1] * previous[0] + factor * last[1] * last[0]) / weight
+            previous[1] = weight
+            previous[3] += last[3]
+    spikes, calcium = np.zeros(trace.size), np.zeros(trace.size)
+    for index, (value, _, start, length) in enumerate(pools):
+        if index > 0:
+            before = pools[index - 1]
+            spikes[start] = value - before[0] * decay ** before[3]
+        for offset in range(length):
+            calcium[start + offset] = value * decay**offset
+    return spikes, calcium
+
+
+def test_oasis_noise_free_spikes_are_exact() -> None:
+    rng = np.random.default_rng(11)
+    frame_rate_hz, tau_s = 30.0, 1.0
+    spikes = (rng.random((20, 2000)) < 0.03) * rng.uniform(0.5, 3.0, (20, 2000))
+    spikes[:, 0] = 0.0
+    calcium = ar1_calcium(spikes, decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz))
+    result = deconvolve_oasis(calcium.astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    error = np.abs(result.spikes - spikes).max()
+    print(f"OASIS noise-free: max spike error {error:.2e}")
+    assert error < 1e-4
+    np.testing.assert_array_equal(result.spikes > 1e-4, spikes > 0)
+    np.testing.assert_allclose(result.calcium, calcium, atol=1e-4)
+
+
+def test_oasis_recovers_spikes_in_noise() -> None:
+    rng = np.random.default_rng(12)
+    frame_rate_hz, tau_s, frame_count = 30.0, 1.0, 6000
+    spikes = (rng.random((30, frame_count)) < 0.5 / frame_rate_hz) * rng.uniform(0.5, 2.0, (30, frame_count))
+    calcium = ar1_calcium(spikes, decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz))
+    noisy = calcium + rng.normal(0, 0.4, calcium.shape)  # SNR: unit spike / noise σ = 2.5
+    result = deconvolve_oasis(noisy.astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    correlation = row_correlations(gaussian_filter1d(result.spikes.astype(np.float64), 2, axis=1), gaussian_filter1d(spikes, 2, axis=1))
+    print(f"OASIS noisy: median r {np.median(correlation):.4f}, min {correlation.min():.4f}")
+    assert np.median(correlation) >= 0.9
+    assert correlation.min() >= 0.85
+    assert np.all(result.spikes >= 0)
+
+
+def test_oasis_agrees_with_naive_pava() -> None:
+    rng = np.random.default_rng(13)
+    frame_rate_hz, tau_s = 15.0, 0.5
+    decay = decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    spikes = (rng.random((6, 400)) < 0.05) * rng.uniform(0.2, 2.0, (6, 400))
+    traces = (ar1_calcium(spikes, decay) + rng.normal(0, 0.3, spikes.shape) - 0.2).astype(np.float32)
+    result = deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    for row in range(traces.shape[0]):
+        naive_spikes, naive_calcium = naive_oasis(traces[row], decay)
+        np.testing.assert_allclose(result.spikes[row], naive_spikes, atol=1e-5)
+        np.testing.assert_allclose(result.calcium[row], naive_calcium, atol=1e-5)
+
+
+@pytest.mark.parametrize("penalty", [0.0, 0.3])
+def test_oasis_is_optimal(penalty: float) -> None:
+    rng = np.random.default_rng(14)
+    frame_rate_hz, tau_s, frame_count = 10.0, 0.8, 60
+    decay = decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    trace = ar1_calcium((rng.random((1, frame_count)) < 0.1) * 2.0, decay)[0] + rng.normal(0, 0.3, frame_count)
+    kernel = np.tril(decay ** np.subtract.outer(np.arange(frame_count), np.arange(frame_count)).clip(0))  # c = K · (c0, s1, …)
+
+    def objective(variables: np.ndarray) -> float:
+        return 0.5 * float(np.sum((kernel @ variables - trace) ** 2)) + penalty * float(variables[1:].sum())
+
+    result = deconvolve_oasis(trace[None].astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz, sparsity_penalty=penalty)
+    ours = np.concatenate([[result.calcium[0, 0]], result.spikes[0, 1:]]).astype(np.float64)
+    bounds_low = np.r_[-np.inf, np.zeros(frame_count - 1)]
+    if penalty == 0:
+        reference = lsq_linear(kernel, trace, bounds=(bounds_low, np.inf), tol=1e-12).x
+    else:
+        reference = minimize(objective, np.r_[trace[0], np.zeros(frame_count - 1)], jac=lambda v: kernel.T @ (kernel @ v - trace) + penalty * np.r_[0.0, np.ones(frame_count - 1)], bounds=[(None, None)] + [(0, None)] * (frame_count - 1), method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 20000}).x
+    assert objective(ours) <= objective(reference) + 1e-5
+    np.testing.assert_allclose(kernel @ ours, kernel @ reference, atol=2e-3)
+    if penalty > 0:
+        unpenalised = deconvolve_oasis(trace[None].astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+        assert result.spikes[0, 1:].sum() < unpenalised.spikes[0, 1:].sum()
+
+
+# -------------------------------------------------------------------------------------- baselines
+
+
+def test_maximin_recovers_slow_drift() -> None:
+    rng = np.random.default_rng(15)
+    frame_rate_hz, frame_count = 30.0, 30000
+    time_s = np.arange(frame_count) / frame_rate_hz
+    drift = np.stack([np.sin(2 * np.pi * time_s / period_s + phase) + slope * time_s / 1000 for period_s, phase, slope in [(1000, 0.0, 0.5), (800, 1.0, -1.0), (1200, 2.0, 0.0), (900, 3.0, 2.0)]])
+    transients = ar1_calcium((rng.random(drift.shape) < 0.05 / frame_rate_hz) * rng.uniform(1.0, 3.0, drift.shape), decay_factor(tau_s=1.0, frame_rate_hz=frame_rate_hz))
+    traces = (drift + transients + rng.normal(0, 0.1, drift.shape)).astype(np.float32)
+    baseline = maximin_baseline(traces, baseline_window_s=60.0, baseline_sigma_frames=10.0, frame_rate_hz=frame_rate_hz)
+    error = np.abs(baseline - drift)  # drift amplitude 1, transients 1–3, noise σ 0.1
+    window_frames = int(60.0 * frame_rate_hz)
+    interior = error[:, window_frames:-window_frames]
+    print(f"maximin drift error: mean |e| {error.mean():.4f}, interior max |e| {interior.max():.4f}, max |e| {error.max():.4f}")
+    assert error.mean() < 0.04
+    assert interior.max() < 0.12
+    assert error.max() < 0.3  # the ends see a one-sided window
+    subtracted = subtract_baseline(traces, baseline_method="maximin", baseline_window_s=60.0, baseline_sigma_frames=10.0, baseline_percentile=8.0, frame_rate_hz=frame_rate_hz)
+    np.testing.assert_allclose(subtracted, traces - baseline, atol=1e-6)
+
+
+def test_constant_and_percentile_baselines() -> None:
+    rng = np.random.default_rng(16)
+    traces = (rng.normal(0, 1, (6, 500)) + np.arange(6)[:, None]).astype(np.float32)
+    options = {"baseline_window_s": 60.0, "baseline_sigma_frames": 10.0, "baseline_percentile": 8.0, "frame_rate_hz": 30.0}
+    whole = subtract_baseline(traces, baseline_method="constant", **options)
+    global_minimum = gaussian_filter1d(traces.astype(np.float64), 10.0, axis=1).min()
+    np.testing.assert_allclose(whole, traces - global_minimum, atol=1e-5)
+    minimum = min(float(smoothed_minima(traces[:4], baseline_sigma_frames=10.0).min()), float(smoothed_minima(traces[4:], baseline_sigma_frames=10.0).min()))
+    chunked = np.concatenate([subtract_baseline(block, baseline_method="constant", constant_baseline=minimum, **options) for block in (traces[:4], traces[4:])])
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+    percentile = subtract_baseline(traces, baseline_method="constant_percentile", **options)
+    np.testing.assert_allclose(np.mean(percentile < 0, axis=1), 0.08, atol=0.005)
+    unsmoothed = maximin_baseline(traces, baseline_window_s=1.0, baseline_sigma_frames=0.0, frame_rate_hz=30.0)
+    assert np.all(unsmoothed <= traces + 1e-6)  # an opening never exceeds the trace
+    ratio = delta_f_over_f(np.full((1, 3), 150.0, np.float32), np.full((1, 3), 100.0, np.float32))
+    np.testing.assert_allclose(ratio, 0.5)
+
+
+# -------------------------------------------------------------------------------- colocalization
+
+
+def test_structural_colocalization_finds_planted_red_cells() -> None:
+    rng = np.random.default_rng(17)
+    shape = (120, 120)
+    rois = grid_rois(shape, spacing_px=15, radius_px=4.5, margin_px=8, rng=rng)
+    red = rng.random(rois.count) < 0.4
+    rows, columns = np.mgrid[0 : shape[0], 0 : shape[1]]
+    functional = 40.0 + 10 * np.sin(rows / 20.0) + rng.normal(0, 1, shape)
+    red_image = np.zeros(shape)
+    for roi in range(rois.count):
+        ypix, xpix, lam = rois.roi(roi)
+        functional[ypix, xpix] += rng.uniform(60, 120) * lam / lam.max()
+        if red[roi]:
+            red_image[ypix, xpix] += rng.uniform(40, 80) * lam / lam.max()
+    bleed_gain = 0.3 + 0.4 * columns / shape[1]  # smooth, position-dependent bleed-through
+    structural = 10.0 + red_image + bleed_gain * functional + rng.normal(0, 1, shape)
+    masks = build_extraction_masks(rois, frame_shape=shape, roi_radii_px=np.full(rois.count, 4.5), **{**MASK_OPTIONS, "minimum_neuropil_pixels": 200})
+    result = structural_colocalization(functional, structural, masks=masks, colocalization_threshold=0.65)
+    flagged = result.cell_colocalization[:, 0] > 0
+    np.testing.assert_array_equal(flagged, result.cell_colocalization[:, 1] > 0.65)
+    precision = (flagged & red).sum() / max(flagged.sum(), 1)
+    recall = (flagged & red).sum() / red.sum()
+    print(f"structural colocalization: precision {precision:.3f}, recall {recall:.3f} ({red.sum()} red of {rois.count})")
+    assert precision >= 0.9 and recall >= 0.9
+    assert result.corrected_structural_image.dtype == np.float32 and np.all(result.corrected_structural_image >= 0)
+    uncorrected_inside = masks.cell_weights @ structural.ravel()
+    corrected_inside = masks.cell_weights @ result.corrected_structural_image.ravel()
+    assert np.median(corrected_inside[~red]) < 0.2 * np.median(uncorrected_inside[~red])  # bleed-through removed
+
+
+def test_bleedthrough_correction_removes_uniform_gain() -> None:
+    rng = np.random.default_rng(18)
+    functional = rng.uniform(10, 100, (60, 45))
+    corrected = correct_bleedthrough(functional, 0.4 * functional)
+    np.testing.assert_allclose(corrected, 0.0, atol=1e-4)
+
+
+def test_functional_colocalization_pairs_planted_overlaps() -> None:
+    shape = (80, 80)
+    centers = [(10, 10), (10, 30), (10, 50), (30, 10), (30, 30), (30, 50), (50, 10), (50, 30), (68, 60), (68, 68)]
+    first = RaggedRois.from_masks([disk_roi(cy, cx, 4, shape) for cy, cx in centers])
+    second_masks = [disk_roi(cy + 1, cx, 4, shape) for cy, cx in centers[:6]]  # 0–5: shifted copies
+    second_masks.append(disk_roi(50 + 5, 10, 4, shape))  # 6: a weak overlap with first ROI 6 (< 0.65)
+    second_masks.append(disk_roi(50, 30, 1.5, shape))  # 7: small ROI inside first ROI 7 (overlap 1.0)
+    second_masks.append(disk_roi(51, 31, 4, shape))  # 8: good but worse match of first ROI 7
+    second_masks.append(disk_roi(68, 62, 4, shape))  # 9: between first 8 (better) and 9
+    second_masks.append(disk_roi(70, 10, 4, shape))  # 10: overlaps nothing
+    second = RaggedRois.from_masks(second_masks)
+    matches = functional_colocalization(first, second, frame_shape=shape, colocalization_threshold=0.65)
+    assert matches.shape == (10, 2) and matches.dtype == np.float32
+    np.testing.assert_array_equal(matches[:, 0], [0, 1, 2, 3, 4, 5, -1, 7, 9, -1])
+    size = first.pixel_counts()[0]
+    shifted = RaggedRois.from_masks([disk_roi(10, 10, 4, shape), disk_roi(11, 10, 4, shape)])
+    overlap = len({*zip(*shifted.roi(0)[:2])} & {*zip(*shifted.roi(1)[:2])}) / size
+    np.testing.assert_allclose(matches[:6, 1], overlap, rtol=1e-6)
+    assert matches[7, 1] == 1.0
+    assert np.all(matches[[6, 9], 1] == 0)
