@@ -29,7 +29,8 @@ def local_worker_count(settings: ClusterSettings) -> int:
     return max(1, (os.cpu_count() or 1) // settings.threads_per_worker)
 
 
-def _start_cluster(settings: ClusterSettings) -> Any:
+def build_cluster(settings: ClusterSettings) -> Any:
+    """The cluster object the settings describe (a jobqueue cluster is built but not yet scaled)."""
     if settings.jobqueue is not None:
         try:
             import dask_jobqueue
@@ -38,9 +39,8 @@ def _start_cluster(settings: ClusterSettings) -> Any:
         cluster_class = getattr(dask_jobqueue, _JOBQUEUE_CLASSES[settings.jobqueue])
         try:
             cluster = cluster_class(**settings.jobqueue_options)
-        except TypeError as error:
-            raise ConfigurationError(f"cluster.jobqueue_options: {error}; see the dask-jobqueue documentation of {cluster_class.__name__}") from error
-        cluster.scale(jobs=max(1, settings.workers))
+        except (TypeError, ValueError) as error:
+            raise ConfigurationError(f"cluster.jobqueue_options: {str(error).splitlines()[0]}; see the dask-jobqueue documentation of {cluster_class.__name__}") from error
         return cluster
     from distributed import LocalCluster
 
@@ -68,11 +68,13 @@ def cluster_client(settings: ClusterSettings, *, announce: bool = True) -> Itera
             raise ConfigurationError(f"cluster.scheduler_address: cannot reach {settings.scheduler_address} ({error}); is the scheduler running?") from error
         cluster = None
     else:
-        cluster = _start_cluster(settings)
+        cluster = build_cluster(settings)
+        if settings.jobqueue is not None:
+            cluster.scale(jobs=max(1, settings.workers))
         client = Client(cluster)
     try:
         if announce:
-            workers = len(client.scheduler_info(n_workers=-1).get("workers", {})) if hasattr(client, "scheduler_info") else "?"
+            workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
             print(f"Dask cluster: {workers} workers; dashboard: {client.dashboard_link}", file=sys.stderr)
         yield client
     finally:

@@ -1,0 +1,40 @@
+"""Cluster entry point: LocalCluster from settings, unreachable scheduler, jobqueue job scripts."""
+
+from __future__ import annotations
+
+import pytest
+
+from cindra_dask.cluster import build_cluster, cluster_client, local_worker_count
+from cindra_dask.config import ClusterSettings
+from cindra_dask.errors import ConfigurationError
+
+
+def test_local_cluster_from_settings_prints_the_dashboard(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = ClusterSettings(workers=2, threads_per_worker=1, memory_limit_per_worker="1GiB", dashboard_address=":0")
+    with cluster_client(settings) as client:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        assert len(workers) == 2
+        assert {worker["memory_limit"] for worker in workers.values()} == {2**30}
+        assert client.submit(sum, [1, 2, 3]).result() == 6
+    assert "dashboard: http" in capsys.readouterr().err
+    assert local_worker_count(ClusterSettings(workers=0, threads_per_worker=1)) >= 1
+
+
+def test_unreachable_scheduler_is_a_clear_error() -> None:
+    with pytest.raises(ConfigurationError, match="cluster.scheduler_address: cannot reach tcp://127.0.0.1:1"):
+        with cluster_client(ClusterSettings(scheduler_address="tcp://127.0.0.1:1")):
+            pass
+
+
+def test_slurm_job_script_carries_the_options() -> None:
+    pytest.importorskip("dask_jobqueue")
+    settings = ClusterSettings.model_validate({"jobqueue": "slurm", "workers": 3, "jobqueue_options": {"cores": 4, "processes": 4, "memory": "16GB", "walltime": "01:30:00", "queue": "short"}})
+    cluster = build_cluster(settings)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert "#SBATCH -p short" in script and "#SBATCH -t 01:30:00" in script and "#SBATCH --cpus-per-task=4" in script
+    assert "--nworkers 4" in script
+    with pytest.raises(ConfigurationError, match="cluster.jobqueue_options"):
+        build_cluster(ClusterSettings.model_validate({"jobqueue": "slurm", "jobqueue_options": {"no_such_option": 1}}))
