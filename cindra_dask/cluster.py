@@ -54,16 +54,17 @@ def build_cluster(settings: ClusterSettings) -> Any:
 
 
 @contextlib.contextmanager
-def cluster_client(settings: ClusterSettings, *, announce: bool = True) -> Iterator[Any]:
+def cluster_client(settings: ClusterSettings, *, announce: bool = True, connect_timeout_s: float = 20.0) -> Iterator[Any]:
     """Connect to (or start) the cluster the settings describe; close what was started on exit.
 
-    Prints the dashboard link to stderr when ``announce`` is true.
+    Prints the dashboard link to stderr when ``announce`` is true; gives up reaching a scheduler
+    address after ``connect_timeout_s``.
     """
     from distributed import Client
 
     if settings.scheduler_address:
         try:
-            client = Client(settings.scheduler_address, timeout="20s")
+            client = Client(settings.scheduler_address, timeout=f"{connect_timeout_s}s")
         except OSError as error:
             raise ConfigurationError(f"cluster.scheduler_address: cannot reach {settings.scheduler_address} ({error}); is the scheduler running?") from error
         cluster = None

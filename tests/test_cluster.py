@@ -22,7 +22,7 @@ def test_local_cluster_from_settings_prints_the_dashboard(capsys: pytest.Capture
 
 def test_unreachable_scheduler_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="cluster.scheduler_address: cannot reach tcp://127.0.0.1:1"):
-        with cluster_client(ClusterSettings(scheduler_address="tcp://127.0.0.1:1")):
+        with cluster_client(ClusterSettings(scheduler_address="tcp://127.0.0.1:1"), connect_timeout_s=1.0):
             pass
 
 
