@@ -1,0 +1,66 @@
+"""Run suite2p 1.1.0 on a folder of TIFFs; executed by benchmarks/.suite2p-venv/bin/python.
+
+Writes ``<out>/suite2p_result.json`` (wall time, suite2p's own per-stage times, peak RSS) and
+``<out>/suite2p_offsets.npz`` (rigid ``yoff``/``xoff``, nonrigid ``yoff1``/``xoff1``, block centres).
+
+Usage: run_suite2p.py DATA_DIR OUT_DIR --fs HZ --tau S [--stage registration|full] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--fs", type=float, required=True)
+    parser.add_argument("--tau", type=float, required=True)
+    parser.add_argument("--stage", choices=["registration", "full"], default="registration")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nonrigid", type=int, default=1)
+    arguments = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(arguments.threads)
+    from suite2p_shim import suite2p
+
+    settings = suite2p.default_settings()
+    settings["torch_device"] = "cpu"
+    settings["fs"] = arguments.fs
+    settings["tau"] = arguments.tau
+    settings["registration"]["nimg_init"] = 500  # cindra's reference_frame_count, as ours
+    settings["registration"]["nonrigid"] = bool(arguments.nonrigid)
+    settings["run"]["do_regmetrics"] = False
+    settings["io"]["combined"] = False
+    if arguments.stage == "registration":
+        settings["run"]["do_detection"] = False
+        settings["run"]["do_deconvolution"] = False
+    database = suite2p.default_db()
+    database["data_path"] = [str(arguments.data)]
+    database["save_path0"] = str(arguments.out)
+    database["nplanes"] = 1
+    database["nchannels"] = 1
+    started = time.perf_counter()
+    suite2p.run_s2p(db=database, settings=settings)
+    wall_s = time.perf_counter() - started
+    plane = arguments.out / "suite2p" / "plane0"
+    ops = np.load(plane / "ops.npy", allow_pickle=True).item()
+    offsets = {key: np.asarray(ops[key]) for key in ("yoff", "xoff", "yoff1", "xoff1", "yblock", "xblock") if key in ops}
+    np.savez(arguments.out / "suite2p_offsets.npz", **offsets)
+    times = {key: float(value) for key, value in (ops.get("plane_times") or {}).items() if np.isscalar(value)}
+    result = {"wall_s": wall_s, "plane_times": times, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    (arguments.out / "suite2p_result.json").write_text(json.dumps(result))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
