@@ -1,0 +1,135 @@
+"""Rebuild the bundled cell classifier (``cindra_dask/data/classifier.npz``) from labelled simulated recordings.
+
+For each (seed, condition) the project simulator renders a 256² × 2000-frame plane without motion;
+the detection step's kernels run on it exactly as the step does (binning, `detect_plane`), then a
+dense extraction (cindra_dask.extraction kernels, default options) gives F and Fneu and the
+``skewness`` of F − 0.7·Fneu. Each detection is labelled by one-to-one IoU matching (≥ 0.3) against
+every planted source: matched to a soma (active or silent) → cell; matched to a dendrite-like source,
+or unmatched (neuropil blobs, fragments, duplicates) → not a cell. The columns ``training_labels``,
+``normalized_pixel_count``, ``compactness``, ``skewness`` are written in cindra's format.
+
+Conditions cycle over noise (default photons, or baseline and neuropil photons halved), density
+(cell and dendrite counts) and indicator τ used for the bin size (the simulator's 1 s, and cindra's
+default 0.4 s, which yields more neuropil detections to learn from). The test seeds (0–9) are never used.
+
+Usage: python benchmarks/train_classifier.py [--seeds 100 101 ...] [--out cindra_dask/data/classifier.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from cindra_dask.detection.binning import bin_frames, bin_size_frames
+from cindra_dask.detection.classify import FEATURE_NAMES, TrainingSet, fit_classifier, cell_probability, neuropil_corrected_skewness, save_training_set
+from cindra_dask.detection.graph import detect_plane
+from cindra_dask.evaluate import match_rois
+from cindra_dask.extraction.masks import build_extraction_masks
+from cindra_dask.extraction.traces import extract_traces
+from cindra_dask.simulate import SimulationParameters, generate_ground_truth, render_frames, to_output_dtype
+
+DEFAULT_SEEDS = tuple(range(100, 112))
+IOU_THRESHOLD = 0.3
+
+
+class Condition(NamedTuple):
+    """One simulated recording's settings besides the seed."""
+
+    photon_scale: float
+    cell_count: int
+    non_cell_count: int
+    tau_s: float
+
+
+CONDITIONS = (
+    Condition(1.0, 120, 30, 1.0),
+    Condition(0.5, 120, 30, 1.0),
+    Condition(1.0, 150, 45, 0.4),
+    Condition(0.5, 90, 45, 0.4),
+)
+
+
+def labelled_detections(seed: int, condition: Condition) -> TrainingSet:
+    """Detect ROIs in one simulated recording and label them against the planted sources."""
+    defaults = SimulationParameters()
+    parameters = SimulationParameters(
+        frame_count=2000,
+        cell_count=condition.cell_count,
+        non_cell_count=condition.non_cell_count,
+        baseline_photons=defaults.baseline_photons * condition.photon_scale,
+        neuropil_photons=defaults.neuropil_photons * condition.photon_scale,
+        rigid_shift_px=0.0,
+        nonrigid_shift_px=0.0,
+        file_count=1,
+        seed=seed,
+    )
+    truth = generate_ground_truth(parameters)
+    frame_shape = (parameters.frame_height, parameters.frame_width)
+    movie = to_output_dtype(render_frames(parameters, truth, plane=0, frames=np.arange(parameters.frame_count), motion=False)[0], parameters.dtype)
+    bin_size = bin_size_frames(frame_count=parameters.frame_count, tau_s=condition.tau_s, frame_rate_hz=parameters.plane_frame_rate_hz, maximum_binned_frames=5000)
+    binned = bin_frames(movie, bin_size=bin_size).frames
+    detection = detect_plane(
+        binned,
+        crop_origin_px=(0, 0),
+        frame_shape=frame_shape,
+        temporal_highpass_window_frames=100,
+        spatial_highpass_window_px=25,
+        threshold_scaling=1.0,
+        maximum_iterations=50,
+        maximum_overlap=0.75,
+        crop_to_soma=True,
+    )
+    statistics = detection.statistics
+    masks = build_extraction_masks(
+        detection.rois,
+        frame_shape=frame_shape,
+        roi_radii_px=statistics.radius_px,
+        allow_overlap=False,
+        extract_neuropil=True,
+        cell_probability_percentile=50,
+        inner_neuropil_border_radius_px=2,
+        minimum_neuropil_pixels=350,
+    )
+    traces = extract_traces(movie, masks=masks)
+    skewness = neuropil_corrected_skewness(traces.cell_fluorescence, traces.neuropil_fluorescence, neuropil_coefficient=0.7)
+    matching = match_rois(detection.rois, truth.rois(), frame_shape=frame_shape, iou_threshold=IOU_THRESHOLD)
+    labels = np.zeros(detection.rois.count, bool)
+    labels[matching.detected_index] = truth.is_cell[matching.true_index]
+    features = np.stack([statistics.normalized_pixel_count, statistics.compactness, np.nan_to_num(skewness)], axis=1).astype(np.float64)
+    return TrainingSet(labels, features, FEATURE_NAMES)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "cindra_dask" / "data" / "classifier.npz")
+    arguments = parser.parse_args()
+    parts = []
+    for index, seed in enumerate(arguments.seeds):
+        condition = CONDITIONS[index % len(CONDITIONS)]
+        started = time.perf_counter()
+        part = labelled_detections(seed, condition)
+        parts.append(part)
+        print(json.dumps({"seed": seed, **condition._asdict(), "detections": int(part.labels.size), "cells": int(part.labels.sum()), "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+    training = TrainingSet(np.concatenate([part.labels for part in parts]), np.concatenate([part.features for part in parts]), FEATURE_NAMES)
+    save_training_set(arguments.out, training)
+    from sklearn.metrics import roc_auc_score
+
+    probability = cell_probability(dict(zip(FEATURE_NAMES, training.features.T)), classifier=fit_classifier(training))
+    summary = {
+        "out": str(arguments.out),
+        "bytes": arguments.out.stat().st_size,
+        "samples": int(training.labels.size),
+        "cell_fraction": round(float(training.labels.mean()), 3),
+        "training_auc": round(float(roc_auc_score(training.labels, probability)), 4),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,441 @@
+"""Graph builder of the extraction step (cindra §3.6–3.7): registered frames → traces, spikes, labels.
+
+One plane's graph::
+
+    plane_k/rois/* ──► ExtractionMasks (one task; a dependency every worker fetches once)
+    registered frame chunks ──blockwise──► (2, n, chunk_T) [cell; neuropil] per chunk
+        ──concatenate on t, rechunk once──► (1, roi_chunk, T) ──► cell_fluorescence, neuropil_fluorescence
+    ROI chunks ──► F − c·Fneu ──► skewness (n,) ──► cell_classification (one task)
+                             └──► baseline subtraction ──► OASIS ──► subtracted_fluorescence, spikes
+    structural channel 2 ──► traces with the same masks; good-frame mean images ──► colocalization
+
+Every output is a dask array, and the step writes all of them with one ``da.store``: a single
+collection type, because computing Arrays together with Delayed objects returns the results in
+the wrong order in the installed dask (2026.8.0).
+
+Memory: a frame task holds one registered chunk plus its (2, n, chunk_T) float32 traces; every task
+after the rechunk holds a few (roi_chunk, T) float32 blocks, with roi_chunk chosen by
+`cindra_dask.chunking.roi_chunk_size` so that one block fits ``runtime.max_chunk_memory``. Nothing
+holds the whole movie; only the (roi_chunk, T) blocks grow with T.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from cindra_dask.chunking import roi_chunk_size
+from cindra_dask.config import BaselineMethod, SignalExtractionSettings, SingleRecordingConfiguration, SpikeDeconvolutionSettings
+from cindra_dask.extraction.baseline import neuropil_corrected_skewness, smoothed_minima, subtract_baseline, subtract_neuropil
+from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
+from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
+from cindra_dask.extraction.oasis import deconvolve_oasis
+from cindra_dask.extraction.traces import extract_traces
+from cindra_dask.rois import RaggedRois
+from cindra_dask.store import EXTRACTION, REGISTRATION, ROIS, frames_path, stage_path
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from cindra_dask.pipeline import RecordingContext
+
+TRACE_DIMENSIONS = ("roi", "t")
+TRACE_DTYPE = np.dtype(np.float32)
+ROI_RADIUS = "radius_px"
+"""ROI statistic (``plane_k/rois/``) giving the radii of the cell-pixel percentile window."""
+
+SHAPE_FEATURES = ("normalized_pixel_count", "compactness")
+"""Classifier inputs that are ROI statistics written by detection (the third is ``skewness``)."""
+
+CELL_FLUORESCENCE = "cell_fluorescence"
+NEUROPIL_FLUORESCENCE = "neuropil_fluorescence"
+SUBTRACTED_FLUORESCENCE = "subtracted_fluorescence"
+SPIKES = "spikes"
+SKEWNESS = "skewness"
+CELL_CLASSIFICATION = "cell_classification"
+CELL_COLOCALIZATION = "cell_colocalization"
+CORRECTED_STRUCTURAL_MEAN_IMAGE = "corrected_structural_mean_image"
+STRUCTURAL_SUFFIX = "_channel_2"
+"""cindra's suffix of the structural (second) channel's trace files."""
+
+
+class ExtractionGraph(NamedTuple):
+    """Lazy outputs of one plane's functional channel (float32 dask arrays; nothing computed).
+
+    Attributes
+    ----------
+    cell_fluorescence, neuropil_fluorescence : (n, T), chunks (roi_chunk, T).
+    subtracted_fluorescence, spikes : (n, T), chunks (roi_chunk, T); None when spikes are not
+        extracted (the stored arrays are then all zeros).
+    skewness : (n,) one chunk, skewness of F − c·Fneu.
+    cell_classification : (n, 2) one chunk, [is_cell (0/1), probability].
+    """
+
+    cell_fluorescence: Any
+    neuropil_fluorescence: Any
+    subtracted_fluorescence: Any | None
+    spikes: Any | None
+    skewness: Any
+    cell_classification: Any
+
+
+class StructuralGraph(NamedTuple):
+    """Lazy outputs of a structural channel 2 (float32 dask arrays; nothing computed).
+
+    Attributes
+    ----------
+    cell_fluorescence, neuropil_fluorescence : (n, T), chunks (roi_chunk, T): channel-2 traces
+        through the functional channel's masks (None without ROIs).
+    cell_colocalization : (n, 2) one chunk, [colocalized (0/1), p] (None without ROIs).
+    corrected_structural_mean_image : (Ly, Lx) one chunk, channel-2 mean minus bleed-through.
+    """
+
+    cell_fluorescence: Any | None
+    neuropil_fluorescence: Any | None
+    cell_colocalization: Any | None
+    corrected_structural_mean_image: Any
+
+
+# ---------------------------------------------------------------------------------------------
+# block functions (run inside tasks)
+# ---------------------------------------------------------------------------------------------
+
+
+def _meta(ndim: int) -> np.ndarray:
+    """Empty float32 array of ``ndim`` dimensions: the ``meta`` of a block function's output (never call kernels to infer it)."""
+    return np.empty((0,) * ndim, TRACE_DTYPE)
+
+
+def _trace_block(frames: np.ndarray, masks: ExtractionMasks) -> np.ndarray:
+    """(2, n, chunk_T) float32 [cell; neuropil] fluorescence of one frame chunk."""
+    traces = extract_traces(frames, masks=masks)
+    return np.stack([traces.cell_fluorescence, traces.neuropil_fluorescence])
+
+
+def _good_frame_sum_block(frames: np.ndarray, good_frames: np.ndarray) -> np.ndarray:
+    """(1, Ly, Lx) float64 sum of the good frames of one chunk."""
+    return frames[good_frames].sum(axis=0, dtype=np.float64)[None]
+
+
+def _constant_baseline_block(traces: np.ndarray, constant_baseline: np.ndarray, **baseline_options: Any) -> np.ndarray:
+    """`subtract_baseline` with the plane's global ``constant`` baseline (a 0-d array)."""
+    return subtract_baseline(traces, constant_baseline=float(constant_baseline), **baseline_options)
+
+
+def _spike_block(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float) -> np.ndarray:
+    """(r, T) float32 OASIS spikes of one ROI chunk."""
+    return deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz).spikes
+
+
+def _classification_block(skewness: np.ndarray, *, shape_features: dict[str, np.ndarray], classifier_path: Path | None, threshold: float) -> np.ndarray:
+    """(n, 2) float32 [is_cell, probability]: cindra's classifier fitted on ``classifier_path`` (None: the bundled set)."""
+    from cindra_dask.detection.classify import classify, load_classifier
+
+    return classify({**shape_features, SKEWNESS: skewness}, classifier=load_classifier(classifier_path), threshold=threshold)
+
+
+def _colocalization_block(functional_mean_image: np.ndarray, structural_mean_image: np.ndarray, masks: ExtractionMasks, *, colocalization_threshold: float) -> np.ndarray:
+    """(n, 2) float32 `structural_colocalization` flags and probabilities."""
+    return structural_colocalization(functional_mean_image, structural_mean_image, masks=masks, colocalization_threshold=colocalization_threshold).cell_colocalization
+
+
+# ---------------------------------------------------------------------------------------------
+# graph builders (lazy, pure)
+# ---------------------------------------------------------------------------------------------
+
+
+def trace_roi_chunk(*, frame_count: int, roi_count: int, configuration: SingleRecordingConfiguration) -> int:
+    """ROIs per (roi_chunk, T) trace chunk: `roi_chunk_size` within ``runtime.max_chunk_memory``, at most
+    ``signal_extraction.batch_size`` and at most n (at least 1)."""
+    fitting = roi_chunk_size(frame_count=frame_count, max_chunk_bytes=configuration.runtime.max_chunk_bytes, upper_bound=configuration.signal_extraction.batch_size)
+    return max(1, min(fitting, roi_count))
+
+
+def extraction_masks(rois: RaggedRois, *, frame_shape: tuple[int, int], roi_radii_px: np.ndarray, signal_extraction: SignalExtractionSettings) -> Any:
+    """One delayed `ExtractionMasks` of the plane.
+
+    Chunking: a single task; every frame task depends on its key, so a worker fetches the masks
+    once and reuses them for all its chunks (they are never embedded in the tasks).
+    """
+    import dask
+
+    return dask.delayed(build_extraction_masks, pure=True)(
+        rois,
+        frame_shape=tuple(frame_shape),
+        roi_radii_px=np.asarray(roi_radii_px, np.float32),
+        allow_overlap=signal_extraction.allow_overlap,
+        extract_neuropil=signal_extraction.extract_neuropil,
+        cell_probability_percentile=signal_extraction.cell_probability_percentile,
+        inner_neuropil_border_radius_px=signal_extraction.inner_neuropil_border_radius,
+        minimum_neuropil_pixels=signal_extraction.minimum_neuropil_pixels,
+    )
+
+
+def masked_traces(frames: Any, masks: Any, *, roi_count: int, roi_chunk: int, max_chunk_bytes: int) -> Any:
+    """Cell and neuropil fluorescence of every ROI, rechunked to whole-time ROI blocks.
+
+    Parameters
+    ----------
+    frames : (T, Ly, Lx) dask array of registered frames (any real dtype).
+    masks : delayed `ExtractionMasks` with n rows (`extraction_masks`).
+    roi_count : n.
+    roi_chunk : ROIs per output chunk.
+    max_chunk_bytes : memory budget of one intermediate block of the rechunk.
+
+    Returns
+    -------
+    (2, n, T) float32 dask array [cell; neuropil], chunks (1, roi_chunk, T).
+
+    Chunking: one task per frame chunk (spatial chunks are concatenated into whole frames) gives
+    (2, n, chunk_T); the chunks are concatenated along t and rechunked once to (1, roi_chunk, T).
+    """
+    import dask.array as da
+
+    per_frame_chunk = da.blockwise(
+        _trace_block,
+        "cnt",
+        frames,
+        "tyx",
+        masks,
+        None,
+        new_axes={"c": 2, "n": roi_count},
+        concatenate=True,
+        token="masked-traces",
+        dtype=TRACE_DTYPE,
+        meta=_meta(3),
+    )
+    frame_count = frames.shape[0]
+    block_limit = max(max_chunk_bytes, roi_chunk * frame_count * TRACE_DTYPE.itemsize)
+    return per_frame_chunk.rechunk((1, roi_chunk, frame_count), method="tasks", block_size_limit=block_limit)
+
+
+def deconvolution_graph(
+    cell_fluorescence: Any,
+    neuropil_fluorescence: Any,
+    *,
+    spike_deconvolution: SpikeDeconvolutionSettings,
+    tau_s: float,
+    frame_rate_hz: float,
+) -> tuple[Any, Any, Any]:
+    """Skewness, baseline-subtracted fluorescence and OASIS spikes over ROI chunks.
+
+    Parameters
+    ----------
+    cell_fluorescence, neuropil_fluorescence : (n, T) float32 dask arrays, chunks (roi_chunk, T).
+    spike_deconvolution : baseline and OASIS options (``extract_spikes`` False gives None outputs).
+    tau_s : indicator decay (``main.tau``), s.
+    frame_rate_hz : per-plane sampling rate.
+
+    Returns
+    -------
+    (skewness (n,), subtracted_fluorescence (n, T) or None, spikes (n, T) or None), float32 dask arrays.
+
+    Chunking: every step is one task per ROI chunk; the ``constant`` baseline adds a reduction of
+    per-chunk minima to one scalar that every chunk task receives (cindra's global minimum).
+    """
+    import dask.array as da
+
+    coefficient = spike_deconvolution.neuropil_coefficient
+    skewness = da.map_blocks(neuropil_corrected_skewness, cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=coefficient, drop_axis=1, dtype=TRACE_DTYPE, meta=_meta(1))
+    if not spike_deconvolution.extract_spikes:
+        return skewness, None, None
+    corrected = da.map_blocks(subtract_neuropil, cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=coefficient, dtype=TRACE_DTYPE, meta=_meta(2))
+    baseline_options = {
+        "baseline_method": spike_deconvolution.baseline_method.value,
+        "baseline_window_s": spike_deconvolution.baseline_window,
+        "baseline_sigma_frames": spike_deconvolution.baseline_sigma,
+        "baseline_percentile": spike_deconvolution.baseline_percentile,
+        "frame_rate_hz": frame_rate_hz,
+    }
+    if spike_deconvolution.baseline_method is BaselineMethod.CONSTANT:
+        global_minimum = corrected.map_blocks(smoothed_minima, baseline_sigma_frames=spike_deconvolution.baseline_sigma, drop_axis=1, dtype=TRACE_DTYPE, meta=_meta(1)).min()
+        subtracted = da.map_blocks(_constant_baseline_block, corrected, global_minimum, dtype=TRACE_DTYPE, meta=_meta(2), **baseline_options)
+    else:
+        subtracted = corrected.map_blocks(subtract_baseline, dtype=TRACE_DTYPE, meta=_meta(2), **baseline_options)
+    spikes = subtracted.map_blocks(_spike_block, tau_s=tau_s, frame_rate_hz=frame_rate_hz, dtype=TRACE_DTYPE, meta=_meta(2))
+    return skewness, subtracted, spikes
+
+
+def extraction_graph(
+    frames: Any,
+    masks: Any,
+    *,
+    roi_count: int,
+    shape_features: dict[str, np.ndarray],
+    configuration: SingleRecordingConfiguration,
+    frame_rate_hz: float,
+) -> ExtractionGraph:
+    """The functional channel's extraction of one plane, lazily.
+
+    Parameters
+    ----------
+    frames : (T, Ly, Lx) dask array of the functional channel's registered frames.
+    masks : the plane's delayed `ExtractionMasks` (`extraction_masks`), n ≥ 1 rows.
+    roi_count : n.
+    shape_features : (n,) ``normalized_pixel_count`` and ``compactness`` (ROI statistics).
+    configuration : ``signal_extraction``, ``spike_deconvolution``, ``main.tau``,
+        ``main.custom_classifier_path`` and ``runtime.max_chunk_memory`` are used.
+    frame_rate_hz : per-plane sampling rate.
+
+    Chunking: see `masked_traces` (frame chunks → (roi_chunk, T) blocks, roi_chunk from
+    `trace_roi_chunk`) and `deconvolution_graph` (one task per ROI chunk). Skewness is gathered
+    into one chunk for the single classification task.
+    """
+    roi_chunk = trace_roi_chunk(frame_count=frames.shape[0], roi_count=roi_count, configuration=configuration)
+    traces = masked_traces(frames, masks, roi_count=roi_count, roi_chunk=roi_chunk, max_chunk_bytes=configuration.runtime.max_chunk_bytes)
+    cell_fluorescence, neuropil_fluorescence = traces[0], traces[1]
+    skewness, subtracted, spikes = deconvolution_graph(
+        cell_fluorescence,
+        neuropil_fluorescence,
+        spike_deconvolution=configuration.spike_deconvolution,
+        tau_s=configuration.main.tau,
+        frame_rate_hz=frame_rate_hz,
+    )
+    skewness = skewness.rechunk(roi_count)
+    classification = skewness.map_blocks(
+        _classification_block,
+        shape_features={name: np.asarray(shape_features[name], np.float32) for name in SHAPE_FEATURES},
+        classifier_path=configuration.main.custom_classifier_path,
+        threshold=configuration.signal_extraction.classification_threshold,
+        new_axis=1,
+        chunks=((roi_count,), (2,)),
+        dtype=TRACE_DTYPE,
+        meta=_meta(2),
+    )
+    return ExtractionGraph(cell_fluorescence, neuropil_fluorescence, subtracted, spikes, skewness, classification)
+
+
+def good_frame_mean(frames: Any, good_frames: np.ndarray) -> Any:
+    """(Ly, Lx) float32 dask array (one chunk): mean of the good frames.
+
+    Chunking: one partial sum per frame chunk, then a tree reduction.
+    """
+    import dask.array as da
+
+    good = da.from_array(np.asarray(good_frames, bool), chunks=(frames.chunks[0],))
+    partial_sums = da.blockwise(_good_frame_sum_block, "tyx", frames, "tyx", good, "t", adjust_chunks={"t": 1}, dtype=np.float64, meta=np.empty((0, 0, 0), np.float64), concatenate=True)
+    return (partial_sums.sum(axis=0) / max(1, int(np.count_nonzero(good_frames)))).astype(np.float32).rechunk(-1)
+
+
+def structural_graph(
+    functional_frames: Any,
+    structural_frames: Any,
+    masks: Any,
+    colocalization_masks: Any,
+    *,
+    roi_count: int,
+    good_frames: np.ndarray,
+    configuration: SingleRecordingConfiguration,
+) -> StructuralGraph:
+    """Channel-2 traces through the functional masks and intensity colocalization (cindra §3.7).
+
+    Parameters
+    ----------
+    functional_frames, structural_frames : (T, Ly, Lx) dask arrays of the registered channels.
+    masks : the plane's delayed `ExtractionMasks` (None when n = 0).
+    colocalization_masks : delayed `ExtractionMasks` with neuropil rows, whose neuropil means give
+        the "outside" intensities (``masks`` itself unless ``extract_neuropil`` is False).
+    roi_count : n.
+    good_frames : (T,) bool frames entering the mean images (registration's bad frames excluded).
+    configuration : ``signal_extraction`` and ``runtime.max_chunk_memory`` are used.
+
+    Chunking: traces as in `masked_traces`; the mean images reuse the frame chunks that the trace
+    tasks read (same keys) and reduce them to two (Ly, Lx) images for the colocalization tasks.
+    """
+    functional_mean, structural_mean = good_frame_mean(functional_frames, good_frames), good_frame_mean(structural_frames, good_frames)
+    corrected = functional_mean.map_blocks(correct_bleedthrough, structural_mean, dtype=TRACE_DTYPE, meta=_meta(2))
+    if roi_count == 0:
+        return StructuralGraph(None, None, None, corrected)
+    roi_chunk = trace_roi_chunk(frame_count=structural_frames.shape[0], roi_count=roi_count, configuration=configuration)
+    traces = masked_traces(structural_frames, masks, roi_count=roi_count, roi_chunk=roi_chunk, max_chunk_bytes=configuration.runtime.max_chunk_bytes)
+    colocalization = functional_mean.map_blocks(
+        _colocalization_block,
+        structural_mean,
+        colocalization_masks,
+        colocalization_threshold=configuration.signal_extraction.colocalization_threshold,
+        chunks=((roi_count,), (2,)),
+        dtype=TRACE_DTYPE,
+        meta=_meta(2),
+    )
+    return StructuralGraph(traces[0], traces[1], colocalization, corrected)
+
+
+# ---------------------------------------------------------------------------------------------
+# the step
+# ---------------------------------------------------------------------------------------------
+
+
+def run_extraction_step(context: RecordingContext, client: Client, *, plane: int, show_progress: bool) -> None:
+    """Extraction step of one plane: masks, traces, skewness, classification, baseline, OASIS.
+
+    Reads ``plane_k/registered/channel_c`` (c = the functional channel), ``plane_k/rois/*``
+    (masks, ``radius_px``, ``normalized_pixel_count``, ``compactness``) and, with a structural
+    channel 2, ``plane_k/registration/bad_frames``. Writes ``plane_k/extraction/{cell_fluorescence,
+    neuropil_fluorescence, subtracted_fluorescence, spikes}`` (n, T) f4 chunks (roi_chunk, T),
+    ``cell_classification`` (n, 2) f4 and ``plane_k/rois/skewness`` (n,) f4; with a structural
+    channel 2 also ``{cell,neuropil}_fluorescence_channel_2`` (n, T), ``cell_colocalization`` (n, 2)
+    and ``corrected_structural_mean_image`` (Ly, Lx). ``spike_deconvolution.extract_spikes`` False
+    leaves ``subtracted_fluorescence`` and ``spikes`` all zeros; zero ROIs give (0, T) arrays.
+    Two functional channels: only the first is extracted. Idempotent (every output is replaced).
+    """
+    import dask.array as da
+    from dask import is_dask_collection
+
+    from cindra_dask.pipeline import _compute
+
+    store, configuration = context.store, context.configuration
+    main = configuration.main
+    functional_channel = 0 if main.first_channel_functional else 1
+    structural = main.two_channels and not (main.first_channel_functional and main.second_channel_functional)
+    frames = da.from_zarr(store.array(frames_path(plane, functional_channel, kind="registered")))
+    frame_count, frame_shape = frames.shape[0], frames.shape[1:]
+    rois_group, extraction_group = stage_path(plane, ROIS), stage_path(plane, EXTRACTION)
+    rois = store.read_rois(rois_group)
+    roi_count = rois.count
+    roi_chunk = trace_roi_chunk(frame_count=frame_count, roi_count=roi_count, configuration=configuration)
+
+    def create(array_path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dimension_names: tuple[str, ...] | None = None) -> Any:
+        return store.create_array(array_path, shape=shape, dtype=TRACE_DTYPE, chunks=chunks, dimension_names=dimension_names)
+
+    trace_names = [CELL_FLUORESCENCE, NEUROPIL_FLUORESCENCE, SUBTRACTED_FLUORESCENCE, SPIKES]
+    if structural:
+        trace_names += [CELL_FLUORESCENCE + STRUCTURAL_SUFFIX, NEUROPIL_FLUORESCENCE + STRUCTURAL_SUFFIX]
+    traces = {name: create(f"{extraction_group}/{name}", (roi_count, frame_count), (roi_chunk, frame_count), TRACE_DIMENSIONS) for name in trace_names}
+    skewness_target = create(f"{rois_group}/{SKEWNESS}", (roi_count,), (roi_count,))
+    classification_target = create(f"{extraction_group}/{CELL_CLASSIFICATION}", (roi_count, 2), (roi_count, 2))
+    writes: list[tuple[Any, Any]] = []  # (source, target); zero-filled targets stay zero
+    masks = None
+    if roi_count:
+        masks = extraction_masks(rois, frame_shape=frame_shape, roi_radii_px=store.read(f"{rois_group}/{ROI_RADIUS}"), signal_extraction=configuration.signal_extraction)
+        graph = extraction_graph(
+            frames,
+            masks,
+            roi_count=roi_count,
+            shape_features={name: store.read(f"{rois_group}/{name}") for name in SHAPE_FEATURES},
+            configuration=configuration,
+            frame_rate_hz=context.acquisition.plane_frame_rate_hz,
+        )
+        writes += [(graph.cell_fluorescence, traces[CELL_FLUORESCENCE]), (graph.neuropil_fluorescence, traces[NEUROPIL_FLUORESCENCE])]
+        writes += [(graph.skewness, skewness_target), (graph.cell_classification, classification_target)]
+        if graph.spikes is not None:
+            writes += [(graph.subtracted_fluorescence, traces[SUBTRACTED_FLUORESCENCE]), (graph.spikes, traces[SPIKES])]
+    if structural:
+        structural_frames = da.from_zarr(store.array(frames_path(plane, 1 - functional_channel, kind="registered")))
+        good_frames = ~store.read(f"{stage_path(plane, REGISTRATION)}/bad_frames").astype(bool)
+        colocalization_target = create(f"{extraction_group}/{CELL_COLOCALIZATION}", (roi_count, 2), (roi_count, 2))
+        image_target = create(f"{extraction_group}/{CORRECTED_STRUCTURAL_MEAN_IMAGE}", frame_shape, frame_shape, ("y", "x"))
+        colocalization_masks = masks
+        if roi_count and not configuration.signal_extraction.extract_neuropil:
+            with_neuropil = configuration.signal_extraction.model_copy(update={"extract_neuropil": True})
+            colocalization_masks = extraction_masks(rois, frame_shape=frame_shape, roi_radii_px=store.read(f"{rois_group}/{ROI_RADIUS}"), signal_extraction=with_neuropil)
+        channel_2 = structural_graph(frames, structural_frames, masks, colocalization_masks, roi_count=roi_count, good_frames=good_frames, configuration=configuration)
+        writes.append((channel_2.corrected_structural_mean_image, image_target))
+        if roi_count:
+            writes += [(channel_2.cell_fluorescence, traces[CELL_FLUORESCENCE + STRUCTURAL_SUFFIX]), (channel_2.neuropil_fluorescence, traces[NEUROPIL_FLUORESCENCE + STRUCTURAL_SUFFIX])]
+            writes.append((channel_2.cell_colocalization, colocalization_target))
+    if writes:
+        sources, targets = zip(*writes)
+        stored = da.store(list(sources), list(targets), lock=False, compute=False)
+        _compute(client, [stored] if is_dask_collection(stored) else list(stored), label=f"extraction plane {plane}", show_progress=show_progress)

@@ -1,0 +1,280 @@
+"""Per-chunk registration: the reference plan built once per worker, and one pass over a chunk.
+
+A graph builder (``registration/graph.py``) builds one `ReferencePlan` from the reference image,
+ships it to the workers once, and maps `register_frames` over frame chunks. With temporal
+smoothing, each chunk is given ``temporal_halo_frames(...)`` extra frames on each side (fewer at
+the ends of the recording) and the results do not depend on the chunking; the second channel is
+moved with `apply_offsets`.
+
+Per chunk: bidirectional correction (odd rows) → correlation copy (one-photon prefilter, clipping
+to the reference's 1st/99th percentiles) → rigid offsets (subpixel) → block offsets on the rigidly
+corrected copy → one cubic warp of the bidirectionally corrected frames by rigid + interpolated
+block offsets (a single interpolation; see `cindra_dask.registration.nonrigid`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from cindra_dask.registration.bidiphase import correct_bidirectional_offset
+from cindra_dask.registration.nonrigid import (
+    BlockLayout,
+    NonrigidPlan,
+    block_layout,
+    build_nonrigid_plan,
+    estimate_nonrigid_offsets,
+    warp_frames,
+)
+from cindra_dask.registration.one_photon import one_photon_prefilter
+from cindra_dask.registration.rigid import (
+    ClipRange,
+    RigidPlan,
+    build_rigid_plan,
+    clip_range,
+    estimate_rigid_offsets,
+    normalize_frames,
+    temporal_radius_frames,
+)
+
+_STAGES_PER_ESTIMATE = 2
+"""Rigid and nonrigid estimation each smooth over time twice (integer search, refinement)."""
+
+
+class PlanOptions(NamedTuple):
+    """The keyword options a `ReferencePlan` was built with (see `build_reference_plan`)."""
+
+    maximum_offset_fraction: float
+    spatial_smoothing_sigma_px: float
+    temporal_smoothing_sigma_frames: float
+    normalize_frames: bool
+    one_photon: bool
+    one_photon_highpass_window_px: int
+    one_photon_presmoothing_window_px: int
+    one_photon_edge_taper_px: float
+    nonrigid: bool
+    block_size_px: tuple[int, int]
+    signal_to_noise_threshold: float
+    maximum_block_offset_px: float
+
+
+class ReferencePlan(NamedTuple):
+    """Everything precomputed from one reference image; build once per worker, reuse per chunk.
+
+    Attributes
+    ----------
+    reference_image : (H, W) float32 reference as given (not filtered or clipped).
+    options : the options it was built with.
+    clip : intensity range frames are clipped to before correlating, or None.
+    rigid : rigid taper, reference mean fill, kernels and search radius.
+    nonrigid : block layout, block tapers and kernels, SNR smoothing; None when nonrigid is off.
+    """
+
+    reference_image: np.ndarray
+    options: PlanOptions
+    clip: ClipRange | None
+    rigid: RigidPlan
+    nonrigid: NonrigidPlan | None
+
+    @property
+    def layout(self) -> BlockLayout | None:
+        """The block layout, or None without nonrigid registration."""
+        return None if self.nonrigid is None else self.nonrigid.layout
+
+
+class RegisteredChunk(NamedTuple):
+    """Result of `register_frames` for the non-halo frames of a chunk.
+
+    Attributes
+    ----------
+    registered : (T, H, W) float32 motion-corrected frames.
+    rigid_offsets : (T, 2) float32 (dy, dx) px: frame t shows the reference moved by +dy rows, +dx columns.
+    rigid_correlations : (T,) float32 phase-correlation peak values.
+    nonrigid_offsets : (T, n_blocks, 2) float32 px relative to the rigidly corrected frame (n_blocks = 0 without nonrigid).
+    nonrigid_correlations : (T, n_blocks) float32.
+    """
+
+    registered: np.ndarray
+    rigid_offsets: np.ndarray
+    rigid_correlations: np.ndarray
+    nonrigid_offsets: np.ndarray
+    nonrigid_correlations: np.ndarray
+
+
+def build_reference_plan(
+    reference_image: np.ndarray,
+    *,
+    maximum_offset_fraction: float = 0.1,
+    spatial_smoothing_sigma_px: float = 1.15,
+    temporal_smoothing_sigma_frames: float = 0.0,
+    normalize_frames: bool = True,
+    one_photon: bool = False,
+    one_photon_highpass_window_px: int = 42,
+    one_photon_presmoothing_window_px: int = 0,
+    one_photon_edge_taper_px: float = 40.0,
+    nonrigid: bool = True,
+    block_size_px: tuple[int, int] = (128, 128),
+    signal_to_noise_threshold: float = 1.2,
+    maximum_block_offset_px: float = 5.0,
+    workers: int = 1,
+) -> ReferencePlan:
+    """Precompute registration against a reference image (cindra's defaults).
+
+    Parameters
+    ----------
+    reference_image : (H, W) reference (e.g. from `cindra_dask.registration.reference.compute_reference_image`).
+    maximum_offset_fraction : rigid search radius as a fraction of min(H, W).
+    spatial_smoothing_sigma_px : Gaussian sigma (px) of the correlation kernels; the 2P taper slope is 3σ.
+    temporal_smoothing_sigma_frames : Gaussian sigma (frames) smoothing correlation surfaces over time.
+    normalize_frames : clip reference and frames to the reference's 1st/99th percentiles.
+    one_photon : high-pass (and optionally pre-smooth) the correlation copies.
+    one_photon_highpass_window_px : even box width (px) of the high-pass.
+    one_photon_presmoothing_window_px : even box width (px) of the pre-smoothing; 0 disables it.
+    one_photon_edge_taper_px : taper slope (px) used instead of 3σ in one-photon mode.
+    nonrigid : estimate and correct block offsets.
+    block_size_px : (h, w) block size (px).
+    signal_to_noise_threshold : blocks below it borrow correlation from their neighbours.
+    maximum_block_offset_px : block search radius (px) relative to the rigid offset.
+    workers : threads for ``scipy.fft``.
+    """
+    options = PlanOptions(
+        float(maximum_offset_fraction), float(spatial_smoothing_sigma_px), float(temporal_smoothing_sigma_frames), bool(normalize_frames),
+        bool(one_photon), int(one_photon_highpass_window_px), int(one_photon_presmoothing_window_px), float(one_photon_edge_taper_px),
+        bool(nonrigid), (int(block_size_px[0]), int(block_size_px[1])), float(signal_to_noise_threshold), float(maximum_block_offset_px),
+    )
+    reference = np.asarray(reference_image, np.float32)
+    clip = clip_range(_correlation_copy(reference, options=options, clip=None)) if normalize_frames else None
+    correlation_reference = _correlation_copy(reference, options=options, clip=clip)
+    taper_slope_px = one_photon_edge_taper_px if one_photon else 3 * spatial_smoothing_sigma_px
+    rigid_plan = build_rigid_plan(
+        correlation_reference,
+        maximum_offset_fraction=maximum_offset_fraction,
+        spatial_smoothing_sigma_px=spatial_smoothing_sigma_px,
+        taper_slope_px=taper_slope_px,
+        workers=workers,
+    )
+    nonrigid_plan = None
+    if nonrigid:
+        nonrigid_plan = build_nonrigid_plan(
+            correlation_reference,
+            layout=block_layout(frame_shape=reference.shape, block_size_px=options.block_size_px),
+            frame_taper_mask=rigid_plan.taper_mask,
+            spatial_smoothing_sigma_px=spatial_smoothing_sigma_px,
+            maximum_block_offset_px=maximum_block_offset_px,
+            signal_to_noise_threshold=signal_to_noise_threshold,
+            workers=workers,
+        )
+    return ReferencePlan(reference, options, clip, rigid_plan, nonrigid_plan)
+
+
+def _correlation_copy(frames: np.ndarray, *, options: PlanOptions, clip: ClipRange | None) -> np.ndarray:
+    """One-photon prefilter (when enabled) then clipping (when ``clip`` is given), float32."""
+    filtered = np.asarray(frames, np.float32)
+    if options.one_photon:
+        filtered = one_photon_prefilter(
+            filtered, highpass_window_px=options.one_photon_highpass_window_px, presmoothing_window_px=options.one_photon_presmoothing_window_px
+        )
+    return filtered if clip is None else normalize_frames(filtered, clip=clip)
+
+
+def correlation_frames(frames: np.ndarray, *, plan: ReferencePlan) -> np.ndarray:
+    """The copy of frames offsets are estimated on: one-photon filtered and clipped as the plan says.
+
+    Parameters
+    ----------
+    frames : (T, H, W) bidirectionally corrected frames.
+    plan : from `build_reference_plan`.
+
+    Returns
+    -------
+    (T, H, W) float32.
+    """
+    return _correlation_copy(frames, options=plan.options, clip=plan.clip)
+
+
+def temporal_halo_frames(*, temporal_smoothing_sigma_frames: float, nonrigid: bool) -> int:
+    """Context frames a chunk needs on each side so that `register_frames` is chunking-independent.
+
+    Rigid estimation smooths over time twice and nonrigid estimation (which uses the rigid offsets)
+    twice more, each reading ``int(4·sigma + 0.5)`` frames on each side. 0 without smoothing.
+    """
+    radius = temporal_radius_frames(temporal_smoothing_sigma_frames=temporal_smoothing_sigma_frames)
+    return radius * _STAGES_PER_ESTIMATE * (2 if nonrigid else 1)
+
+
+def register_frames(
+    frames: np.ndarray,
+    *,
+    plan: ReferencePlan,
+    halo_before_frames: int = 0,
+    halo_after_frames: int = 0,
+    bidirectional_offset_px: int = 0,
+    workers: int = 1,
+) -> RegisteredChunk:
+    """Register a chunk of frames in one pass (rigid, then nonrigid, then one warp).
+
+    Parameters
+    ----------
+    frames : (halo_before + T + halo_after, H, W) raw frames, any real dtype. The halo frames are
+        context for temporal smoothing only (give ``temporal_halo_frames(...)`` on each side where
+        the recording has them, none beyond its ends); they are not returned.
+    plan : from `build_reference_plan` (same H, W).
+    halo_before_frames, halo_after_frames : leading / trailing context frames in ``frames``.
+    bidirectional_offset_px : odd-row offset to correct first (see `cindra_dask.registration.bidiphase`).
+    workers : threads for ``scipy.fft``.
+
+    Returns
+    -------
+    `RegisteredChunk` for the T non-halo frames.
+    """
+    total = len(frames)
+    core = slice(halo_before_frames, total - halo_after_frames)
+    if halo_before_frames < 0 or halo_after_frames < 0 or core.start > core.stop:
+        raise ValueError(f"halos ({halo_before_frames}, {halo_after_frames}) do not fit {total} frames")
+    if tuple(frames.shape[1:]) != plan.reference_image.shape:
+        raise ValueError(f"frames are {tuple(frames.shape[1:])}, the reference is {plan.reference_image.shape}")
+    smoothing = plan.options.temporal_smoothing_sigma_frames
+    if smoothing <= 0:  # halo frames only serve temporal smoothing
+        frames, core = frames[core], slice(None)
+    corrected = correct_bidirectional_offset(frames, offset_px=bidirectional_offset_px)
+    correlation_copy = correlation_frames(corrected, plan=plan)
+    rigid_estimate = estimate_rigid_offsets(correlation_copy, plan=plan.rigid, temporal_smoothing_sigma_frames=smoothing, workers=workers)
+    if plan.nonrigid is None:
+        nonrigid_offsets = np.zeros((len(corrected), 0, 2), np.float32)
+        nonrigid_correlations = np.zeros((len(corrected), 0), np.float32)
+    else:
+        blocks = estimate_nonrigid_offsets(
+            correlation_copy, rigid_offsets=rigid_estimate.offsets, plan=plan.nonrigid, temporal_smoothing_sigma_frames=smoothing, workers=workers
+        )
+        nonrigid_offsets, nonrigid_correlations = blocks.offsets, blocks.correlations
+    del correlation_copy
+    rigid_offsets, nonrigid_offsets = rigid_estimate.offsets[core].copy(), nonrigid_offsets[core].copy()
+    registered = warp_frames(corrected[core], rigid_offsets=rigid_offsets, nonrigid_offsets=nonrigid_offsets, layout=plan.layout)
+    return RegisteredChunk(registered, rigid_offsets, rigid_estimate.correlations[core].copy(), nonrigid_offsets, nonrigid_correlations[core].copy())
+
+
+def apply_offsets(
+    frames: np.ndarray,
+    *,
+    rigid_offsets: np.ndarray,
+    nonrigid_offsets: np.ndarray | None = None,
+    layout: BlockLayout | None = None,
+    bidirectional_offset_px: int = 0,
+) -> np.ndarray:
+    """Move frames (e.g. the second channel) by offsets estimated elsewhere, as `register_frames` does.
+
+    Parameters
+    ----------
+    frames : (T, H, W) raw frames.
+    rigid_offsets : (T, 2) px.
+    nonrigid_offsets : (T, n_blocks, 2) px or None.
+    layout : block layout of ``nonrigid_offsets`` (``plan.layout``).
+    bidirectional_offset_px : odd-row offset to correct first.
+
+    Returns
+    -------
+    (T, H, W) float32 registered frames.
+    """
+    corrected = correct_bidirectional_offset(frames, offset_px=bidirectional_offset_px)
+    return warp_frames(corrected, rigid_offsets=rigid_offsets, nonrigid_offsets=nonrigid_offsets, layout=layout)
