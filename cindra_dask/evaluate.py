@@ -92,3 +92,37 @@ def row_correlations(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def smoothed_spike_correlations(inferred: np.ndarray, truth: np.ndarray, *, sigma_frames: float = 2.0) -> np.ndarray:
     """(n,) Pearson r of spike trains after Gaussian smoothing (σ in frames) along time."""
     return row_correlations(gaussian_filter1d(np.asarray(inferred, np.float64), sigma_frames, axis=1), gaussian_filter1d(np.asarray(truth, np.float64), sigma_frames, axis=1))
+
+
+def displacement_rms_error(estimated: np.ndarray, truth: np.ndarray, *, margin_px: int = 0) -> float:
+    """RMS (px) of the dense displacement error, up to the reference's own (static) displacement.
+
+    The reference image is an average of moving frames, so it carries a fixed displacement of its
+    own: each pixel's median error over time is removed before the RMS.
+
+    Parameters
+    ----------
+    estimated, truth : (T, 2, H, W) (dy, dx) px; frame t shows the reference displaced by the field.
+    margin_px : border excluded on every side (content there enters and leaves the frame).
+    """
+    difference = np.asarray(estimated, np.float64) - np.asarray(truth, np.float64)
+    if margin_px:
+        difference = difference[..., margin_px:-margin_px, margin_px:-margin_px]
+    difference -= np.median(difference, axis=0)
+    return float(np.sqrt(np.mean(np.sum(difference**2, axis=1))))
+
+
+def registration_displacement(*, rigid_offsets: np.ndarray, nonrigid_offsets: np.ndarray, block_centers: np.ndarray, frame_shape: tuple[int, int], block_size_px: tuple[int, int]) -> np.ndarray:
+    """Dense (T, 2, H, W) float32 displacement a registration corrected, from its stored offsets.
+
+    ``rigid_offsets`` (T, 2), ``nonrigid_offsets`` (T, n_blocks, 2) as in ``plane_k/registration``;
+    no blocks (n_blocks = 0) means rigid only.
+    """
+    from cindra_dask.registration.nonrigid import block_layout, displacement_field
+
+    layout = block_layout(frame_shape=frame_shape, block_size_px=block_size_px)
+    if len(block_centers) and len(block_centers) != len(layout.centers):
+        raise ValueError(f"{len(block_centers)} stored block centres but block_size_px {block_size_px} gives {len(layout.centers)}")
+    return np.stack(
+        [displacement_field(rigid_offset=rigid, nonrigid_offsets=blocks if blocks.size else None, layout=layout) for rigid, blocks in zip(rigid_offsets, nonrigid_offsets)]
+    )

@@ -221,10 +221,17 @@ def ingest_hash(context: RecordingContext) -> str:
 
 
 def _compute(client: Any, graphs: Sequence[Any], *, label: str, show_progress: bool) -> list[Any]:
-    """Run delayed objects on the cluster, with a progress bar; re-raise the first failure."""
+    """Run Dask collections on the cluster in one graph, with a progress bar; results in input order.
+
+    Every collection is wrapped as a ``Delayed`` first: dask 2026.8 groups mixed collection types
+    (Array before Delayed) and returns their results in group order, not input order.
+    """
+    import dask
+    from dask.delayed import Delayed
+
     if not graphs:
         return []
-    futures = client.compute(list(graphs))
+    futures = client.compute([graph if isinstance(graph, Delayed) else dask.delayed(graph) for graph in graphs])
     if show_progress:
         from distributed import progress
 
@@ -279,11 +286,32 @@ class Step(NamedTuple):
         return f"{self.name}/plane_{plane}" if self.per_plane else self.name
 
 
+def run_registration(context: RecordingContext, client: Any, *, plane: int, show_progress: bool) -> None:
+    """Registration step (see `cindra_dask.registration.graph.run_registration_step`)."""
+    from cindra_dask.registration.graph import run_registration_step
+
+    run_registration_step(context, client, plane=plane, show_progress=show_progress)
+
+
+def run_detection(context: RecordingContext, client: Any, *, plane: int, show_progress: bool) -> None:
+    """Detection step (see `cindra_dask.detection.graph.run_detection_step`)."""
+    from cindra_dask.detection.graph import run_detection_step
+
+    run_detection_step(context, client, plane=plane, show_progress=show_progress)
+
+
+def run_extraction(context: RecordingContext, client: Any, *, plane: int, show_progress: bool) -> None:
+    """Extraction step (see `cindra_dask.extraction.graph.run_extraction_step`)."""
+    from cindra_dask.extraction.graph import run_extraction_step
+
+    run_extraction_step(context, client, plane=plane, show_progress=show_progress)
+
+
 SINGLE_RECORDING_STEPS = (
     Step("ingest", "ingest", (), False, run_ingest, "file_io.repeat_binarization"),
-    Step("registration", "process", ("main", "registration", "one_photon_registration", "nonrigid_registration"), True, None, "registration.repeat_registration"),
-    Step("detection", "process", ("main", "roi_detection"), True, None, None),
-    Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, None, None),
+    Step("registration", "process", ("main", "registration", "one_photon_registration", "nonrigid_registration"), True, run_registration, "registration.repeat_registration"),
+    Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, run_detection, None),
+    Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, run_extraction, None),
     Step("combine", "combine", (), False, None, None),
 )
 

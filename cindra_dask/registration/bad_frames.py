@@ -22,6 +22,10 @@ MEDIAN_WINDOW_FRAMES = 101
 """Longest running-median window (frames)."""
 OFFSET_LIMIT_FRACTION = 0.95
 """Offsets beyond this fraction of the maximum offset are bad."""
+MINIMUM_CORRELATION_RATIO = 0.1
+"""Frames whose correlation peak is below this fraction of its running median are bad: blank, or
+moved beyond the search range (beyond cindra, whose outlier metric alone misses such frames when
+their estimated offset happens to fall near the running median; see tests/test_registration_graph.py)."""
 
 
 class ValidCrop(NamedTuple):
@@ -78,6 +82,7 @@ def bad_frame_mask(
         relative_correlation = np.maximum(0.0, correlations / median_correlation)
         metric = deviation / relative_correlation
     bad = np.nan_to_num(metric, nan=0.0, posinf=np.inf) > 100 * bad_frame_threshold
+    bad |= relative_correlation < MINIMUM_CORRELATION_RATIO
     bad |= np.abs(offsets[:, 0]) > OFFSET_LIMIT_FRACTION * maximum_offset_fraction * frame_shape[0]
     bad |= np.abs(offsets[:, 1]) > OFFSET_LIMIT_FRACTION * maximum_offset_fraction * frame_shape[1]
     user = np.asarray(user_bad_frames, np.int64).ravel()

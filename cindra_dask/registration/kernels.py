@@ -278,3 +278,18 @@ def apply_offsets(
     """
     corrected = correct_bidirectional_offset(frames, offset_px=bidirectional_offset_px)
     return warp_frames(corrected, rigid_offsets=rigid_offsets, nonrigid_offsets=nonrigid_offsets, layout=layout)
+
+
+def to_source_dtype(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Registered float32 frames in the raw frames' dtype: rounded and clipped to its range for integers.
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32.
+    dtype : target dtype (the raw array's).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        return frames.astype(dtype)
+    limits = np.iinfo(dtype)
+    return np.clip(np.rint(frames), limits.min, limits.max).astype(dtype)
