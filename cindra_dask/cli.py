@@ -185,13 +185,14 @@ def _simulation_parameters(model: Any, values: dict[str, Any]) -> Any:
 def demo(
     directory: Annotated[Optional[Path], typer.Argument(help="Where to put the simulated data and results (default: a new temporary directory).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Local worker processes.")] = 2,
-    frames: Annotated[int, typer.Option("--frames", help="Frames of the simulated recording.")] = 600,
-    size: Annotated[int, typer.Option("--size", help="Frame height and width (px).")] = 128,
+    frames: Annotated[int, typer.Option("--frames", help="Frames of the simulated recording.")] = 1000,
+    size: Annotated[int, typer.Option("--size", help="Frame height and width (px).")] = 256,
 ) -> None:
-    """Simulate a small recording and run every available phase on a LocalCluster."""
+    """Simulate a small recording, run the whole pipeline on a LocalCluster and score it against the truth."""
     from cindra_dask.config import ClusterSettings, FileIOSettings, RuntimeSettings, SingleRecordingConfiguration, save_configuration
+    from cindra_dask.evaluate import score_recording
     from cindra_dask.pipeline import run_single_recording, store_status
-    from cindra_dask.simulate import SimulationParameters, write_recording
+    from cindra_dask.simulate import SimulationParameters, load_ground_truth, write_recording
 
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="cindra-dask-demo-"))
     data_path = directory / "data" / "demo_recording"
@@ -211,10 +212,106 @@ def demo(
     typer.echo("")
     for line in store_status(report.store_path):
         typer.echo(line)
-    unavailable = [outcome.name for outcome in report.outcomes if outcome.state == "unavailable"]
-    typer.echo(f"\ndemo finished in {time.time() - started:.1f} s; configuration: {config_path}; results: {report.store_path}")
-    if unavailable:
-        typer.echo(f"not available in this version yet: {', '.join(unavailable)}")
+    elapsed = time.time() - started
+    scores = score_recording(report.store_path, load_ground_truth(data_path / "ground_truth.npz"))
+    typer.echo("\naccuracy against the simulator's ground truth:")
+    typer.echo(f"  registration: rigid offsets {scores.rigid_offset_rms_px:.3f} px RMS; residual displacement field {scores.displacement_rms_px:.3f} px RMS")
+    typer.echo(f"  detection: F1 {scores.detection_f1:.3f} (precision {scores.detection_precision:.3f}, recall {scores.detection_recall:.3f}) against active somata")
+    typer.echo(f"  extraction: median trace r {scores.trace_correlation:.3f}, median spike r {scores.spike_correlation:.3f} over {scores.matched_cells} matched cells")
+    typer.echo(f"\ndemo finished in {elapsed:.1f} s; configuration: {config_path}; results: {report.store_path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs: manifest, verify, reset, clean, export, report
+# ---------------------------------------------------------------------------------------------
+
+StoreArgument = Annotated[Path, typer.Argument(help="A recording store (<name>.zarr).")]
+
+
+@app.command()
+@user_errors
+def manifest(store: StoreArgument) -> None:
+    """(Re)write <store>/datapackage.json: every array with shape, dtype, chunks and SHA-256; configuration, versions, phase timings."""
+    from cindra_dask.manifest import write_manifest
+
+    typer.echo(f"wrote {write_manifest(store)}")
+
+
+@app.command()
+@user_errors
+def verify(store: StoreArgument) -> None:
+    """Recompute every array's checksum and compare the store with its manifest (exit 1 on differences)."""
+    from cindra_dask.manifest import verify_store
+
+    differences = verify_store(store)
+    for line in differences:
+        typer.echo(f"difference: {line}")
+    if differences:
+        typer.echo(f"{store}: {len(differences)} difference(s) from the manifest", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"{store}: OK — every array matches the manifest")
+
+
+@app.command()
+@user_errors
+def reset(
+    store: StoreArgument,
+    phase: Annotated[str, typer.Option("--phase", help="ingest, process or combine: removes its outputs and those of the phases after it, and forgets their records.")],
+) -> None:
+    """Remove a phase's outputs (and later phases'), so that the next `run` redoes them."""
+    from cindra_dask.manifest import reset_store
+
+    change = reset_store(store, phase=phase)
+    typer.echo(f"{store}: removed {len(change.removed_arrays)} array(s); forgot step(s) {', '.join(change.forgotten_records) or 'none'}; `cindra-dask run` redoes them")
+
+
+@app.command()
+@user_errors
+def clean(
+    store: StoreArgument,
+    registered: Annotated[bool, typer.Option("--registered", help="Remove the registered (motion-corrected) movies.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Also remove the raw frames, the store's copy of the TIFFs (refused if the TIFFs are gone; the TIFFs are never touched).")] = False,
+) -> None:
+    """Remove intermediate movies to free disk space; ROIs, traces and images stay."""
+    from cindra_dask.manifest import clean_store
+
+    change = clean_store(store, what=("registered",) if registered else (), remove_raw=raw)
+    if not change.removed_arrays:
+        typer.echo(f"{store}: nothing to remove")
+        return
+    for path in change.removed_arrays:
+        typer.echo(f"removed {path}")
+
+
+export_app = typer.Typer(name="export", help="Write a store's results in other tools' formats.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("suite2p")
+@user_errors
+def export_suite2p_command(
+    store: StoreArgument,
+    output: Annotated[Path, typer.Argument(help="Folder to receive plane0/, plane1/, ... (suite2p's <save_path0>/suite2p).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace files of an earlier export.")] = False,
+) -> None:
+    """suite2p-compatible files per plane: stat.npy, F.npy, Fneu.npy, spks.npy, iscell.npy, ops.npy (loadable in the suite2p GUI)."""
+    from cindra_dask.export import export_suite2p
+
+    written = export_suite2p(store, output, overwrite=overwrite)
+    planes = sorted({path.parent.name for path in written})
+    typer.echo(f"wrote {len(written)} files for {', '.join(planes)} into {output}")
+
+
+@app.command()
+@user_errors
+def report(
+    store: StoreArgument,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file to write (default: <name>_report.html beside the store).")] = None,
+) -> None:
+    """Write a self-contained HTML quality-control report (images with ROI outlines, offsets, traces, timings)."""
+    from cindra_dask.report import write_report
+
+    typer.echo(f"wrote {write_report(store, output)}")
 
 
 def main() -> None:

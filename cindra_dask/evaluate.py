@@ -5,7 +5,7 @@ Users can score their own labelled data with the same functions (e.g. ROIs drawn
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
@@ -126,3 +126,78 @@ def registration_displacement(*, rigid_offsets: np.ndarray, nonrigid_offsets: np
     return np.stack(
         [displacement_field(rigid_offset=rigid, nonrigid_offsets=blocks if blocks.size else None, layout=layout) for rigid, blocks in zip(rigid_offsets, nonrigid_offsets)]
     )
+
+
+class RecordingScores(NamedTuple):
+    """Accuracy of one processed plane against the simulator's truth.
+
+    Attributes
+    ----------
+    rigid_offset_rms_px : `offset_rms_error` of the rigid offsets over the truly good frames.
+    displacement_rms_px : `displacement_rms_error` of the dense (rigid + nonrigid) correction on
+        up to 100 evenly spaced good frames, 8 px border excluded.
+    detection_precision, detection_recall, detection_f1 : ROIs classified as cells vs active true
+        somata (Hungarian matching, IoU ≥ 0.3).
+    trace_correlation : median Pearson r of F − c·Fneu (c: the run's neuropil_coefficient) of the
+        matched cells vs their true calcium.
+    spike_correlation : median r of inferred vs true spikes, both smoothed (σ = 2 frames).
+    matched_cells : matched pairs the correlations are over.
+    """
+
+    rigid_offset_rms_px: float
+    displacement_rms_px: float
+    detection_precision: float
+    detection_recall: float
+    detection_f1: float
+    trace_correlation: float
+    spike_correlation: float
+    matched_cells: int
+
+
+def score_recording(store_path: Any, truth: Any, *, plane: int = 0) -> RecordingScores:
+    """Score a processed store against the `cindra_dask.simulate.GroundTruth` it was simulated with.
+
+    Parameters
+    ----------
+    store_path : the recording store (after ``process``).
+    truth : ground truth (``load_ground_truth(data / "ground_truth.npz")``).
+    plane : plane to score.
+    """
+    import yaml
+
+    from cindra_dask.extraction.baseline import subtract_neuropil
+    from cindra_dask.simulate import nonrigid_displacement
+    from cindra_dask.store import RecordingStore
+
+    store = RecordingStore(store_path)
+    registration, rois_group, extraction = f"plane_{plane}/registration", f"plane_{plane}/rois", f"plane_{plane}/extraction"
+    configuration = yaml.safe_load(store.attributes()["configuration"])
+    good = ~np.asarray(truth.bad_frames[plane], bool)
+    rigid = store.read(f"{registration}/rigid_offsets")
+    rigid_error = offset_rms_error(rigid, truth.rigid_offsets[plane], valid=good)
+    frames = np.flatnonzero(good)[np.linspace(0, good.sum(), 1 + min(100, int(good.sum())))[:-1].astype(np.int64)]
+    frame_shape = store.read(f"{registration}/reference_image").shape
+    block_size = tuple((configuration.get("nonrigid_registration") or {}).get("block_size", (128, 128)))
+    estimated = registration_displacement(
+        rigid_offsets=rigid[frames], nonrigid_offsets=store.read(f"{registration}/nonrigid_offsets")[frames],
+        block_centers=store.read(f"{registration}/block_centers"), frame_shape=frame_shape, block_size_px=block_size,
+    )
+    planted = nonrigid_displacement(truth, plane, frames) + truth.rigid_offsets[plane][frames][:, :, None, None]
+    displacement_error = displacement_rms_error(estimated, planted, margin_px=8)
+
+    sources = np.flatnonzero((truth.plane_index == plane) & truth.is_cell & truth.active)
+    rois = store.read_rois(rois_group)
+    is_cell = store.read(f"{extraction}/cell_classification")[:, 0] == 1
+    cells = np.flatnonzero(is_cell)
+    matching = match_rois(rois.select(cells), truth.rois().select(sources), frame_shape=frame_shape)
+    detected, true_sources = cells[matching.detected_index], sources[matching.true_index]
+    coefficient = float((configuration.get("signal_extraction") or {}).get("neuropil_coefficient", 0.7))
+    corrected = subtract_neuropil(store.read(f"{extraction}/cell_fluorescence")[detected], store.read(f"{extraction}/neuropil_fluorescence")[detected], neuropil_coefficient=coefficient)
+    trace_r = row_correlations(corrected, truth.calcium[true_sources]) if len(detected) else np.zeros(0)
+    spike_r = smoothed_spike_correlations(store.read(f"{extraction}/spikes")[detected], truth.spikes[true_sources]) if len(detected) else np.zeros(0)
+    return RecordingScores(rigid_error, displacement_error, matching.precision, matching.recall, matching.f1, _median(trace_r), _median(spike_r), len(detected))
+
+
+def _median(values: np.ndarray) -> float:
+    """Median ignoring NaN (constant rows); NaN when empty."""
+    return float(np.nanmedian(values)) if len(values) else float("nan")

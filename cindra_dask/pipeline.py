@@ -307,12 +307,19 @@ def run_extraction(context: RecordingContext, client: Any, *, plane: int, show_p
     run_extraction_step(context, client, plane=plane, show_progress=show_progress)
 
 
+def run_combine(context: RecordingContext, client: Any, *, plane: None, show_progress: bool) -> None:
+    """Combine step (see `cindra_dask.combine.run_combine`)."""
+    from cindra_dask import combine
+
+    combine.run_combine(context, client, show_progress=show_progress)
+
+
 SINGLE_RECORDING_STEPS = (
     Step("ingest", "ingest", (), False, run_ingest, "file_io.repeat_binarization"),
     Step("registration", "process", ("main", "registration", "one_photon_registration", "nonrigid_registration"), True, run_registration, "registration.repeat_registration"),
     Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, run_detection, None),
     Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, run_extraction, None),
-    Step("combine", "combine", (), False, None, None),
+    Step("combine", "combine", (), False, run_combine, None),
 )
 
 

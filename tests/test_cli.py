@@ -47,8 +47,8 @@ def test_configure_validate_run_status(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "step ingest" in result.output and "complete" in result.output
     assert "plane_1/raw/channel_0" in result.output and "(60, 48, 40)" in result.output
 
-    result = runner.invoke(app, ["run", str(config), "--phase", "combine"])
-    assert result.exit_code == 2 and "phase 'combine' is not available" in result.output
+    result = runner.invoke(app, ["run", str(config), "--phase", "discover"])
+    assert result.exit_code == 2 and "unknown phase" in result.output
     result = runner.invoke(app, ["run", str(config), "--target-plane", "5", "--phase", "ingest"])
     assert result.exit_code == 2 and "--target-plane 5" in result.output
     result = runner.invoke(app, ["run", str(config), "--set", "registration.batch_size=0"])
@@ -58,9 +58,10 @@ def test_configure_validate_run_status(tmp_path: Path) -> None:
 def test_demo_runs_on_a_local_cluster(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", str(tmp_path), "--frames", "120", "--size", "64", "--workers", "1"])
     assert result.exit_code == 0, result.output
-    assert "demo finished" in result.output
+    assert "demo finished" in result.output and "accuracy against the simulator's ground truth" in result.output
     store = RecordingStore(tmp_path / "results" / "demo_recording.zarr")
-    assert store.phase_record("ingest").complete
+    assert all(record.complete for record in store.phase_records().values())
+    assert set(store.phase_records()) == {"ingest", "registration/plane_0", "detection/plane_0", "extraction/plane_0", "combine"}
     assert store.read(frames_path(0, 0)).shape == (120, 64, 64)
     assert yaml.safe_load((tmp_path / "demo_configuration.yaml").read_text())["file_io"]["output_path"] == str(tmp_path / "results")
 

@@ -37,7 +37,7 @@ def interleaved(tmp_path_factory: pytest.TempPathFactory, client: Any) -> tuple[
     paths = write_tiff_recording(root / "data" / "session", pages, file_page_counts=FILE_PAGES, acquisition={"frame_rate": 30.0, "plane_number": PLANES, "channel_number": CHANNELS})
     # chunks of 4 frames ("64KiB" of float32 frames would hold 22; batch_size caps at 4): 37 = 9×4 + 1
     configuration = single_configuration(root / "data", root / "out", main={"two_channels": True}, registration={"batch_size": 4})
-    report = run_single_recording(configuration, client=client)
+    report = run_single_recording(configuration, client=client, phases=["ingest"])
     return paths, RecordingStore(report.store_path)
 
 
@@ -85,7 +85,7 @@ def test_mroi_strips_land_in_virtual_planes(tmp_path: Path, client: Any) -> None
     pages = rng.integers(0, 1000, size=(2 * 12, 40, 16)).astype(np.int16)  # 2 z-planes, 12 volumes
     acquisition = {"frame_rate": 20.0, "plane_number": 2, "channel_number": 1, "roi_number": 2, "roi_lines": [list(range(0, 15)), list(range(22, 40))], "roi_x_coordinates": [0, 16], "roi_y_coordinates": [0, 0]}
     write_tiff_recording(tmp_path / "data", pages, file_page_counts=(10, 14), acquisition=acquisition)
-    report = run_single_recording(single_configuration(tmp_path / "data", tmp_path / "out"), client=client)
+    report = run_single_recording(single_configuration(tmp_path / "data", tmp_path / "out"), client=client, phases=["ingest"])
     store = RecordingStore(report.store_path)
     for region, (first, last) in enumerate([(0, 14), (22, 39)]):
         for z in range(2):
@@ -98,7 +98,7 @@ def test_mroi_strips_land_in_virtual_planes(tmp_path: Path, client: Any) -> None
 def test_compressed_and_long_single_file(tmp_path: Path, client: Any) -> None:
     pages = (np.arange(3001 * 8 * 8) % 30000).astype(np.int16).reshape(3001, 8, 8)
     write_tiff_recording(tmp_path / "data", pages[:3000], file_page_counts=(3000,), acquisition={"frame_rate": 30.0, "plane_number": 3, "channel_number": 1}, compression="zlib")
-    report = run_single_recording(single_configuration(tmp_path / "data", tmp_path / "out", registration={"batch_size": 64}), client=client)
+    report = run_single_recording(single_configuration(tmp_path / "data", tmp_path / "out", registration={"batch_size": 64}), client=client, phases=["ingest"])
     store = RecordingStore(report.store_path)
     for plane in range(3):
         np.testing.assert_array_equal(store.read(frames_path(plane, 0)), pages[plane:3000:3])
@@ -117,7 +117,7 @@ def test_ingest_on_a_multiprocess_local_cluster(tmp_path: Path) -> None:
     write_tiff_recording(tmp_path / "data", pages, file_page_counts=(17, 33), acquisition={"frame_rate": 30.0, "plane_number": 1, "channel_number": 2})
     configuration = single_configuration(tmp_path / "data", tmp_path / "out", main={"two_channels": True}, registration={"batch_size": 7})
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as process_client:
-        report = run_single_recording(configuration, client=process_client)
+        report = run_single_recording(configuration, client=process_client, phases=["ingest"])
     store = RecordingStore(report.store_path)
     np.testing.assert_array_equal(store.read(frames_path(0, 0)), pages[0::2])
     np.testing.assert_array_equal(store.read(frames_path(0, 1)), pages[1::2])

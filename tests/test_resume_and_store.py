@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from cindra_dask.errors import OutputError, PhaseUnavailableError
+from cindra_dask.errors import ConfigurationError, OutputError
 from cindra_dask.pipeline import run_single_recording, store_status
 from cindra_dask.rois import RaggedRois
 from cindra_dask.store import RecordingStore, frames_path
@@ -27,32 +27,32 @@ def test_second_run_skips_ingest_and_changed_field_reruns(tmp_path: Path, client
     pages = np.random.default_rng(1).integers(0, 500, size=(60, 10, 12)).astype(np.int16)
     write_tiff_recording(tmp_path / "data", pages, file_page_counts=(25, 35), acquisition={"frame_rate": 30.0, "plane_number": 1, "channel_number": 1})
     configuration = single_configuration(tmp_path / "data", tmp_path / "out", registration={"batch_size": 8})
-    report = run_single_recording(configuration, client=client)
-    assert [(outcome.name, outcome.state) for outcome in report.outcomes] == [("ingest", "ran"), ("registration/plane_0", "unavailable")]
+    report = run_single_recording(configuration, client=client, phases=["ingest"])
+    assert [(outcome.name, outcome.state) for outcome in report.outcomes] == [("ingest", "ran")]
     store = RecordingStore(report.store_path)
     record, chunk_times = store.phase_record("ingest"), _chunk_times(store)
     assert len(chunk_times) == 8  # ceil(60 / 8)
 
-    second = run_single_recording(configuration, client=client)
+    second = run_single_recording(configuration, client=client, phases=["ingest"])
     assert second.outcomes[0].state == "skipped"
     assert store.phase_record("ingest") == record
     assert _chunk_times(store) == chunk_times
 
     rechunked = single_configuration(tmp_path / "data", tmp_path / "out", registration={"batch_size": 16})
-    third = run_single_recording(rechunked, client=client)
+    third = run_single_recording(rechunked, client=client, phases=["ingest"])
     assert third.outcomes[0].state == "ran"
     assert store.phase_record("ingest").config_hash != record.config_hash
     assert store.array(frames_path(0, 0)).chunks == (16, 10, 12)
     np.testing.assert_array_equal(store.read(frames_path(0, 0)), pages)
 
-    forced = run_single_recording(rechunked, client=client, force=True)
+    forced = run_single_recording(rechunked, client=client, force=True, phases=["ingest"])
     assert forced.outcomes[0].state == "ran"
     repeat = single_configuration(tmp_path / "data", tmp_path / "out", registration={"batch_size": 16}, file_io={"repeat_binarization": True})
-    assert run_single_recording(repeat, client=client).outcomes[0].state == "ran"
+    assert run_single_recording(repeat, client=client, phases=["ingest"]).outcomes[0].state == "ran"
 
     (tmp_path / "data" / "recording_2.tif").touch()  # an input changed: ingest is redone
     os.utime(tmp_path / "data" / "recording_2.tif", ns=(1, 1))
-    assert run_single_recording(rechunked, client=client).outcomes[0].state == "ran"
+    assert run_single_recording(rechunked, client=client, phases=["ingest"]).outcomes[0].state == "ran"
 
 
 def test_status_shows_an_interrupted_phase(tmp_path: Path) -> None:
@@ -66,10 +66,10 @@ def test_status_shows_an_interrupted_phase(tmp_path: Path) -> None:
     assert any(line.startswith("step combine") and "not run" in line for line in lines)
 
 
-def test_unavailable_phase_is_a_clear_error(tmp_path: Path) -> None:
+def test_unknown_phase_is_a_clear_error(tmp_path: Path) -> None:
     configuration = single_configuration(tmp_path, tmp_path / "out")
-    with pytest.raises(PhaseUnavailableError, match="phase .combine. is not available"):
-        run_single_recording(configuration, phases=["combine"])
+    with pytest.raises(ConfigurationError, match="--phase discover: unknown phase; single-recording phases are ingest, process, combine"):
+        run_single_recording(configuration, phases=["discover"])
 
 
 def test_lock_refuses_a_second_run_and_replaces_a_stale_one(tmp_path: Path) -> None:

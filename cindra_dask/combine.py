@@ -1,0 +1,189 @@
+"""The combine phase: every processed plane's results in one plane-tiled view under ``combined/``.
+
+As cindra's combination (reference §3.8): planes are placed on a canvas (a grid of full frames, or
+MROI regions at their own coordinates, or a grid of MROI canvases per z-plane); detection images are
+pasted into canvases; ROIs are moved to canvas coordinates with their ``plane_index``; per-ROI arrays
+and traces are concatenated along the ROI axis in plane order, every plane trimmed to the shortest
+plane's frame count. Planes without a complete extraction (flyback planes) keep their place on the
+canvas but contribute no ROIs, traces or images.
+
+Traces are concatenated as a Dask graph (read, trim, rechunk to ``(roi_chunk, T)``, write); images
+and ROI arrays are small and handled on the client.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+
+import numpy as np
+
+from cindra_dask.chunking import roi_chunk_size
+from cindra_dask.rois import RaggedRois
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, ROI_ARRAYS, ROIS, RecordingStore, stage_path
+
+if TYPE_CHECKING:
+    from cindra_dask.pipeline import RecordingContext
+
+DETECTION_IMAGES = ("mean_image", "enhanced_mean_image", "maximum_projection", "correlation_map")
+PER_PIXEL_ROI_ARRAYS = ("soma_mask", "overlap_mask")
+"""ROI arrays with one entry per mask pixel (like ``ypix``), concatenated as the masks are."""
+ROI_AXIS_ARRAYS = ("cell_classification", "cell_colocalization")
+"""(n, 2) extraction arrays concatenated along the ROI axis."""
+TRACE_ROI_CHUNK_LIMIT = 1000
+
+
+class PlaneTile(NamedTuple):
+    """Where a plane sits on the combined canvas (px)."""
+
+    plane: int
+    y_offset: int
+    x_offset: int
+    height: int
+    width: int
+
+
+def plane_tiles(planes: Sequence[dict[str, Any]], *, frame_width: int) -> list[PlaneTile]:
+    """cindra's placement of virtual planes on the combined canvas.
+
+    Parameters
+    ----------
+    planes : per virtual plane, a mapping with ``index``, ``physical_plane``, ``row_start``, ``row_stop``,
+        ``y_offset``, ``x_offset`` (the store's ``planes`` attribute).
+    frame_width : plane width (px).
+
+    Returns
+    -------
+    One `PlaneTile` per plane, in plane order. Without MROI (one virtual plane per physical plane)
+    plane p sits at ``((p // ncols)·H, (p % ncols)·W)`` with ``ncols = ceil(sqrt(H·W·P) / W)``; MROI
+    regions of a single z-plane sit at their own (y, x) coordinates; with several z-planes each
+    z-plane's MROI canvas is one tile, tiles laid out on the same kind of grid by z index.
+    """
+    physical = sorted({plane["physical_plane"] for plane in planes})
+    heights = [plane["row_stop"] - plane["row_start"] for plane in planes]
+    if len(physical) == len(planes):  # one region per z-plane: grid of frames
+        height = max(heights)
+        columns = math.ceil(math.sqrt(height * frame_width * len(planes)) / frame_width)
+        return [PlaneTile(plane["index"], (rank // columns) * height, (rank % columns) * frame_width, size, frame_width) for rank, (plane, size) in enumerate(zip(planes, heights))]
+    region_y = [int(round(plane["y_offset"])) for plane in planes]
+    region_x = [int(round(plane["x_offset"])) for plane in planes]
+    canvas_height = max(y + size for y, size in zip(region_y, heights))
+    canvas_width = max(x + frame_width for x in region_x)
+    columns = math.ceil(math.sqrt(canvas_height * canvas_width * len(physical)) / canvas_width) if len(physical) > 1 else 1
+    tiles = []
+    for plane, y, x, size in zip(planes, region_y, region_x, heights):
+        rank = physical.index(plane["physical_plane"])
+        tiles.append(PlaneTile(plane["index"], (rank // columns) * canvas_height + y, (rank % columns) * canvas_width + x, size, frame_width))
+    return tiles
+
+
+def canvas_shape(tiles: Sequence[PlaneTile]) -> tuple[int, int]:
+    """(H, W) px of the combined canvas: the largest tile extent."""
+    return max(tile.y_offset + tile.height for tile in tiles), max(tile.x_offset + tile.width for tile in tiles)
+
+
+def paste_images(images: Sequence[np.ndarray], tiles: Sequence[PlaneTile], *, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 canvas with each (h, w) image at its tile (zeros elsewhere)."""
+    canvas = np.zeros(shape, np.float32)
+    for image, tile in zip(images, tiles):
+        canvas[tile.y_offset : tile.y_offset + tile.height, tile.x_offset : tile.x_offset + tile.width] = image
+    return canvas
+
+
+def combine_rois(rois: Sequence[RaggedRois], tiles: Sequence[PlaneTile]) -> RaggedRois:
+    """Every plane's masks in canvas coordinates, concatenated in plane order."""
+    if not rois:
+        return RaggedRois.empty()
+    sizes = [np.diff(item.pixel_offsets) for item in rois]
+    pixel_offsets = np.concatenate([[0], np.cumsum(np.concatenate(sizes))]).astype(np.int64)
+    ypix = np.concatenate([item.ypix + tile.y_offset for item, tile in zip(rois, tiles)]).astype(np.int32)
+    xpix = np.concatenate([item.xpix + tile.x_offset for item, tile in zip(rois, tiles)]).astype(np.int32)
+    return RaggedRois(pixel_offsets, ypix, xpix, np.concatenate([item.lam for item in rois]).astype(np.float32))
+
+
+def _shared_names(store: RecordingStore, groups: Sequence[str]) -> list[str]:
+    """Array names present in every one of ``groups`` (sorted)."""
+    names = [{path.rsplit("/", 1)[1] for path in store.array_paths() if path.rsplit("/", 1)[0] == group} for group in groups]
+    return sorted(set.intersection(*names)) if names else []
+
+
+def run_combine(context: RecordingContext, client: Any, *, plane: int | None = None, show_progress: bool) -> None:
+    """Combine step: writes ``combined/{detection, rois, extraction}`` and the canvas geometry.
+
+    ``combined/detection/*`` (H, W) f4 canvases; ``combined/rois/`` ragged masks in canvas coordinates
+    with ``plane_index`` (n,) i4, ``centroids`` moved to the canvas, every per-ROI array; and
+    ``combined/extraction/*`` traces (N, T_min) f4 with chunks (roi_chunk, T_min) plus (N, 2) arrays.
+    Attributes of ``combined/``: ``combined_height``, ``combined_width``, ``frame_count`` (T_min),
+    ``plane_frame_counts``, ``plane_y_offsets``, ``plane_x_offsets``, ``plane_heights``,
+    ``plane_widths``, ``included_planes``, ``tau``, ``sampling_rate``.
+
+    Chunking: traces are read per source chunk, trimmed, concatenated and rechunked to
+    ``(roi_chunk, T_min)`` within ``max_chunk_memory`` before the write; one task per output chunk.
+    """
+    import dask.array as da
+    import zarr
+
+    from cindra_dask.pipeline import _compute, processed_planes
+
+    store, configuration = context.store, context.configuration
+    attributes = store.attributes()
+    planes = attributes["planes"]
+    tiles = plane_tiles(planes, frame_width=context.plan.frame_width)
+    shape = canvas_shape(tiles)
+    included = [plane for plane in processed_planes(context) if (record := store.phase_record(f"extraction/plane_{plane}")) is not None and record.complete]
+    included_tiles = [tiles[plane] for plane in included]
+    if (store.path / COMBINED).exists():
+        store.delete(COMBINED)
+    frame_counts = [store.array(f"plane_{plane}/raw/channel_0").shape[0] for plane in range(len(planes))]
+    frame_count = min(frame_counts[plane] for plane in included) if included else 0
+
+    detection_groups = [stage_path(plane, DETECTION) for plane in included]
+    for name in _shared_names(store, detection_groups):
+        image = paste_images([store.read(f"{group}/{name}") for group in detection_groups], included_tiles, shape=shape)
+        store.write_array(f"{COMBINED}/{DETECTION}/{name}", image, dimension_names=("y", "x"))
+
+    roi_groups = [stage_path(plane, ROIS) for plane in included]
+    plane_rois = [store.read_rois(group) for group in roi_groups]
+    per_roi: dict[str, np.ndarray] = {"plane_index": np.concatenate([np.full(rois.count, plane, np.int32) for rois, plane in zip(plane_rois, included)]) if included else np.zeros(0, np.int32)}
+    for name in _shared_names(store, roi_groups):
+        if name in ROI_ARRAYS or name in PER_PIXEL_ROI_ARRAYS:
+            continue
+        values = [store.read(f"{group}/{name}") for group in roi_groups]
+        if name == "centroids":
+            values = [value + np.array([tile.y_offset, tile.x_offset], value.dtype) for value, tile in zip(values, included_tiles)]
+        per_roi[name] = np.concatenate(values)
+    combined_rois = combine_rois(plane_rois, included_tiles)
+    store.write_rois(f"{COMBINED}/{ROIS}", combined_rois, **per_roi)
+    for name in _shared_names(store, roi_groups):
+        if name in PER_PIXEL_ROI_ARRAYS:
+            store.write_array(f"{COMBINED}/{ROIS}/{name}", np.concatenate([store.read(f"{group}/{name}") for group in roi_groups]))
+
+    extraction_groups = [stage_path(plane, EXTRACTION) for plane in included]
+    roi_count = combined_rois.count
+    roi_chunk = roi_chunk_size(frame_count=frame_count, max_chunk_bytes=configuration.runtime.max_chunk_bytes, upper_bound=max(1, min(roi_count, TRACE_ROI_CHUNK_LIMIT)))
+    writes = []
+    for name in _shared_names(store, extraction_groups):
+        sources = [store.array(f"{group}/{name}") for group in extraction_groups]
+        if name in ROI_AXIS_ARRAYS:
+            store.write_array(f"{COMBINED}/{EXTRACTION}/{name}", np.concatenate([source[...] for source in sources]))
+        elif all(source.ndim == 2 and source.shape[1] == frame_counts[plane] for source, plane in zip(sources, included)):
+            traces = da.concatenate([da.from_zarr(source)[:, :frame_count] for source in sources]).rechunk((roi_chunk, frame_count))
+            target = store.create_array(f"{COMBINED}/{EXTRACTION}/{name}", shape=traces.shape, dtype=traces.dtype, chunks=(roi_chunk, max(frame_count, 1)), dimension_names=("roi", "t"))
+            if roi_count and frame_count:
+                writes.append(da.store(traces, target, lock=False, compute=False))
+    _compute(client, writes, label="combine", show_progress=show_progress)
+    zarr.open_group(str(store.path / COMBINED), mode="r+").attrs.update(
+        {
+            "combined_height": shape[0],
+            "combined_width": shape[1],
+            "frame_count": frame_count,
+            "plane_frame_counts": frame_counts,
+            "plane_y_offsets": [tile.y_offset for tile in tiles],
+            "plane_x_offsets": [tile.x_offset for tile in tiles],
+            "plane_heights": [tile.height for tile in tiles],
+            "plane_widths": [tile.width for tile in tiles],
+            "included_planes": included,
+            "tau": configuration.main.tau,
+            "sampling_rate": context.acquisition.plane_frame_rate_hz,
+        }
+    )
