@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 from sklearn.utils.extmath import randomized_svd
+from threadpoolctl import threadpool_limits
 
 from cindra_dask.registration.kernels import PlanOptions, build_reference_plan, register_frames
 
@@ -69,7 +70,8 @@ def registration_metrics(
         raise ValueError(f"need at least 2 frames and 1 component, got {count} frames, {principal_component_count} components")
     centered = sample.reshape(count, -1) - sample.mean(axis=0).reshape(1, -1)
     centered -= centered.mean(axis=1, keepdims=True)
-    projections, _, _ = randomized_svd(centered, n_components=components, random_state=np.random.default_rng(seed).integers(2**31))
+    with threadpool_limits(limits=1):  # bit-identical on any worker: BLAS sums in a thread-count-dependent order
+        projections, _, _ = randomized_svd(centered, n_components=components, random_state=np.random.default_rng(seed).integers(2**31))
     del centered
     extreme_count = max(1, min(EXTREME_FRAME_COUNT, count // 2))
     options = plan_options._replace(temporal_smoothing_sigma_frames=0.0)._asdict()
