@@ -26,7 +26,8 @@ from typing import NamedTuple
 import numpy as np
 
 from cindra_dask.detection.binning import bin_frames, bin_size_frames
-from cindra_dask.detection.classify import FEATURE_NAMES, TrainingSet, fit_classifier, cell_probability, neuropil_corrected_skewness, save_training_set
+from cindra_dask.detection.classify import FEATURE_NAMES, TrainingSet, cell_probability, fit_classifier, save_training_set
+from cindra_dask.extraction.baseline import neuropil_corrected_skewness
 from cindra_dask.detection.graph import detect_plane
 from cindra_dask.evaluate import match_rois
 from cindra_dask.extraction.masks import build_extraction_masks

@@ -473,9 +473,18 @@ def run_single_recording(
                 record = store.mark_phase_complete(key, config_hash=hashes[key], started=started)
                 print(f"step '{key}': done in {record.duration_s:.1f} s", file=sys.stderr)
                 outcomes.append(PhaseOutcome(key, "ran", float(record.duration_s or 0.0)))
+            _refresh_manifest(store, ran=any(outcome.state == "ran" for outcome in outcomes))
         finally:
             lazy_client.close()
     return RunReport(store.path, tuple(outcomes))
+
+
+def _refresh_manifest(store: RecordingStore, *, ran: bool) -> None:
+    """Rewrite ``datapackage.json`` (arrays, checksums, configuration, timings) after a run that wrote something."""
+    from cindra_dask.manifest import manifest_path, write_manifest
+
+    if store.exists and (ran or not manifest_path(store).is_file()):
+        write_manifest(store)
 
 
 def run_multi_recording(configuration: MultiRecordingConfiguration, **_: Any) -> RunReport:

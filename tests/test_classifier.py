@@ -22,9 +22,9 @@ from cindra_dask.detection.classify import (
     fit_classifier,
     load_classifier,
     load_training_set,
-    neuropil_corrected_skewness,
     save_training_set,
 )
+from cindra_dask.extraction.baseline import neuropil_corrected_skewness
 from cindra_dask.errors import InputError
 
 

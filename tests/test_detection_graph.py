@@ -20,7 +20,8 @@ from sklearn.metrics import roc_auc_score
 
 from cindra_dask.config import AcquisitionParameters
 from cindra_dask.detection.binning import bin_frames
-from cindra_dask.detection.classify import FEATURE_NAMES, classify, load_classifier, neuropil_corrected_skewness
+from cindra_dask.detection.classify import FEATURE_NAMES, classify, load_classifier
+from cindra_dask.extraction.baseline import neuropil_corrected_skewness
 from cindra_dask.detection.graph import bin_aligned_chunks, binned_movie, run_detection_step
 from cindra_dask.detection.images import enhanced_mean_image
 from cindra_dask.errors import InputError

@@ -21,7 +21,6 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
-from scipy.stats import skew
 
 from cindra_dask.errors import InputError
 
@@ -217,14 +216,3 @@ def classify(features: Mapping[str, np.ndarray], *, classifier: CellClassifier, 
     probability = cell_probability(features, classifier=classifier)
     return np.stack([probability > threshold, probability], axis=1).astype(np.float32)
 
-
-def neuropil_corrected_skewness(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, *, neuropil_coefficient: float = 0.7) -> np.ndarray:
-    """(n,) float32 ``scipy.stats.skew(F − c·Fneu)`` along time (the ``skewness`` feature).
-
-    Parameters
-    ----------
-    cell_fluorescence, neuropil_fluorescence : (n, T) traces.
-    neuropil_coefficient : c (``spike_deconvolution.neuropil_coefficient``).
-    """
-    corrected = np.asarray(cell_fluorescence, np.float32) - np.float32(neuropil_coefficient) * np.asarray(neuropil_fluorescence, np.float32)
-    return np.asarray(skew(corrected, axis=1), np.float32).reshape(-1)

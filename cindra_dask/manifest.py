@@ -1,0 +1,485 @@
+"""The store's output manifest (``<store>/datapackage.json``), its verification, reset and cleaning.
+
+The manifest is a Frictionless-style data package descriptor: one resource per Zarr array (path,
+shape, dtype, chunks, dimension names, decoded size and a SHA-256 checksum), plus the run's
+configuration (YAML text), the package versions and the phase records with their timings.
+
+Checksums are taken over an array's *decoded* values, so they do not depend on the compressor or
+the chunking along the first axis: the digest equals
+``hashlib.sha256(numpy.asarray(array).astype(dtype.newbyteorder("<")).tobytes()).hexdigest()``
+(C order, little-endian). They are computed slab by slab along the first axis (whole chunk rows,
+about ``max_read_bytes`` at a time), so memory stays bounded for movies of any length.
+
+``reset_store`` and ``clean_store`` take the store's lock, so they never run beside a pipeline
+run, and they keep the manifest in step with what they removed (without re-hashing the rest).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from cindra_dask.errors import OutputError
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, versions
+
+MANIFEST_FILE_NAME = "datapackage.json"
+MANIFEST_VERSION = 1
+DEFAULT_MAX_READ_BYTES = 32 * 2**20
+"""Bytes of decoded data a checksum reads at a time (rounded to whole chunk rows, at least one);
+a checksum's peak memory is about four times this (compressed and decoded chunks, the slab)."""
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+"""Arrays checksummed concurrently (threads: decompression and hashing release the GIL)."""
+
+STEP_OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
+    "ingest": (RAW,),
+    "registration": (REGISTERED, REGISTRATION),
+    "detection": (DETECTION, ROIS),
+    "extraction": (EXTRACTION,),
+}
+"""Per-plane groups each step writes (``plane_k/<group>``); extraction also adds ``rois/skewness``."""
+
+CLEANABLE = {"registered": REGISTERED}
+"""Intermediate outputs `clean_store` removes on request (``plane_k/<group>`` of every plane)."""
+
+_PLANE_GROUP = re.compile(r"^plane_(\d+)$")
+
+
+class StoreChange(NamedTuple):
+    """What `reset_store` or `clean_store` removed.
+
+    Attributes
+    ----------
+    removed_arrays : array paths that no longer exist, sorted.
+    forgotten_records : phase-record keys dropped from the root attributes.
+    """
+
+    removed_arrays: tuple[str, ...]
+    forgotten_records: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# checksums
+# ---------------------------------------------------------------------------------------------
+
+
+def slab_rows(shape: Sequence[int], chunks: Sequence[int], *, itemsize: int, max_read_bytes: int = DEFAULT_MAX_READ_BYTES) -> int:
+    """Rows (along axis 0) read at a time: whole chunk rows fitting ``max_read_bytes``, at least one chunk row.
+
+    Parameters
+    ----------
+    shape, chunks : the array's shape and chunk shape (same length ≥ 1).
+    itemsize : bytes per element.
+    max_read_bytes : decoded bytes to hold at a time.
+    """
+    if len(shape) == 0:
+        return 1
+    row_bytes = max(1, math.prod(shape[1:]) * itemsize)
+    chunk_rows = max(1, int(chunks[0]))
+    fitting = (max_read_bytes // row_bytes) // chunk_rows * chunk_rows
+    return int(max(chunk_rows, fitting))
+
+
+def _slabs(shape: Sequence[int], rows: int) -> Iterator[Any]:
+    if len(shape) == 0:
+        yield ()
+        return
+    for start in range(0, int(shape[0]), rows):
+        yield slice(start, min(start + rows, int(shape[0])))
+
+
+def array_checksum(array: Any, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES) -> str:
+    """SHA-256 (hex) of an array's decoded values, little-endian C order, read slab by slab.
+
+    Parameters
+    ----------
+    array : a ``zarr.Array`` (anything with ``shape``, ``chunks``, ``dtype`` and numpy slicing).
+    max_read_bytes : decoded bytes held at a time (see `slab_rows`).
+
+    Chunking: reads whole chunk rows along axis 0, so every chunk is decoded once.
+    """
+    dtype = np.dtype(array.dtype)
+    little = dtype.newbyteorder("<")
+    digest = hashlib.sha256()
+    rows = slab_rows(array.shape, array.chunks, itemsize=dtype.itemsize, max_read_bytes=max_read_bytes)
+    for index in _slabs(array.shape, rows):
+        block = np.ascontiguousarray(np.asarray(array[index]), dtype=little)
+        digest.update(memoryview(block).cast("B"))
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a store's layout (shared by the export and the report)
+# ---------------------------------------------------------------------------------------------
+
+
+def open_existing_store(path: RecordingStore | Path | str) -> RecordingStore:
+    """The store at ``path``; :class:`OutputError` naming the path if it holds no store."""
+    store = path if isinstance(path, RecordingStore) else RecordingStore(Path(path).expanduser())
+    if not store.exists:
+        raise OutputError(f"{store.path}: not a cindra-dask store (no zarr.json); give the <recording>.zarr folder that `cindra-dask run` wrote")
+    return store
+
+
+def plane_indices(store: RecordingStore) -> list[int]:
+    """Indices k of the ``plane_k`` groups present, ascending."""
+    return sorted(int(match.group(1)) for entry in store.path.iterdir() if entry.is_dir() and (match := _PLANE_GROUP.match(entry.name)))
+
+
+def group_attributes(store: RecordingStore, group_path: str) -> dict[str, Any]:
+    """Attributes of a group or array (empty if it does not exist)."""
+    metadata = store.path / group_path / "zarr.json"
+    if not metadata.is_file():
+        return {}
+    return dict(json.loads(metadata.read_text()).get("attributes", {}))
+
+
+def arrays_under(store: RecordingStore, group_path: str) -> list[str]:
+    """Paths of the arrays below a group (any depth), sorted; empty if the group does not exist."""
+    folder = store.path / group_path
+    if not folder.is_dir():
+        return []
+    found = [metadata.parent.relative_to(store.path).as_posix() for metadata in folder.rglob("zarr.json") if metadata.parent != folder and json.loads(metadata.read_text()).get("node_type") == "array"]
+    return sorted(found)
+
+
+def array_shape(store: RecordingStore, array_path: str) -> tuple[int, ...]:
+    """Shape of an array from its metadata (no data read)."""
+    return tuple(int(size) for size in json.loads((store.path / array_path / "zarr.json").read_text())["shape"])
+
+
+# ---------------------------------------------------------------------------------------------
+# writing and reading the manifest
+# ---------------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return dt.datetime.now(tz=dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def manifest_path(store: RecordingStore | Path | str) -> Path:
+    """``<store>/datapackage.json``."""
+    path = store.path if isinstance(store, RecordingStore) else Path(store)
+    return path / MANIFEST_FILE_NAME
+
+
+def _resource_name(array_path: str) -> str:
+    """Frictionless resource name: lower case, digits and ``-._/`` only."""
+    return re.sub(r"[^a-z0-9._/-]", "-", array_path.lower())
+
+
+def describe_array(store: RecordingStore, array_path: str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES) -> dict[str, Any]:
+    """The manifest resource of one array (reads the whole array once to checksum it)."""
+    array = store.array(array_path)
+    dtype = np.dtype(array.dtype)
+    dimension_names = getattr(array.metadata, "dimension_names", None)
+    return {
+        "name": _resource_name(array_path),
+        "path": array_path,
+        "format": "zarr",
+        "mediatype": "application/x-zarr-array",
+        "shape": [int(size) for size in array.shape],
+        "dtype": dtype.name,
+        "chunks": [int(size) for size in array.chunks],
+        "dimension_names": list(dimension_names) if dimension_names else None,
+        "decoded_bytes": int(math.prod(array.shape) * dtype.itemsize),
+        "hash": "sha256:" + array_checksum(array, max_read_bytes=max_read_bytes),
+    }
+
+
+def _phase_summary(store: RecordingStore) -> dict[str, Any]:
+    records = {name: record._asdict() for name, record in store.phase_records().items()}
+    durations = [record["duration_s"] for record in records.values() if record["status"] == "complete" and record["duration_s"] is not None]
+    return {"phases": records, "total_duration_s": round(float(sum(durations)), 3)}
+
+
+def _package_name(store: RecordingStore) -> str:
+    stem = store.path.name.removesuffix(".zarr")
+    return re.sub(r"[^a-z0-9._-]", "-", stem.lower()) or "recording"
+
+
+def _write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=1, default=str)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _parallel(function: Any, items: Sequence[Any], *, workers: int) -> list[Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cindra-checksum") as pool:
+        return list(pool.map(function, items))
+
+
+def write_manifest(store: RecordingStore | Path | str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES, workers: int = DEFAULT_WORKERS) -> Path:
+    """Write ``<store>/datapackage.json`` describing every array, the configuration, versions and phases.
+
+    Parameters
+    ----------
+    store : the recording store (or its path).
+    max_read_bytes : decoded bytes a checksum holds at a time.
+    workers : arrays checksummed concurrently (threads); peak memory ≈ workers × 4 × max_read_bytes.
+
+    Returns
+    -------
+    The manifest's path. Reads every array once, slab by slab; the file is replaced atomically.
+    Does not take the store's lock, so the runner can call it at the end of a run while it holds
+    the lock.
+    """
+    store = open_existing_store(store)
+    attributes = store.attributes()
+    descriptor: dict[str, Any] = {
+        "profile": "data-package",
+        "name": _package_name(store),
+        "title": f"cindra-dask recording store {store.path.name}",
+        "created": _now(),
+        "cindra_dask_manifest_version": MANIFEST_VERSION,
+        "checksum": {
+            "algorithm": "sha256",
+            "over": "each array's decoded values as little-endian bytes in C order (independent of compression and chunking)",
+        },
+        "configuration": attributes.get("configuration"),
+        "acquisition": attributes.get("acquisition"),
+        "versions": versions(),
+        **_phase_summary(store),
+        "history": [],
+        "resources": _parallel(lambda array_path: describe_array(store, array_path, max_read_bytes=max_read_bytes), store.array_paths(), workers=workers),
+    }
+    path = manifest_path(store)
+    _write_json_atomically(path, descriptor)
+    return path
+
+
+def read_manifest(store: RecordingStore | Path | str) -> dict[str, Any]:
+    """The manifest of a store as a dict; :class:`OutputError` if it is missing or unreadable."""
+    store = open_existing_store(store)
+    path = manifest_path(store)
+    try:
+        descriptor = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise OutputError(f"{path}: no manifest; write one with `cindra-dask manifest {store.path}` (a complete run writes it)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise OutputError(f"{path}: not valid JSON ({error}); rewrite it with `cindra-dask manifest {store.path}`") from None
+    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("resources"), list):
+        raise OutputError(f"{path}: not a cindra-dask manifest (no 'resources' list); rewrite it with `cindra-dask manifest {store.path}`")
+    return descriptor
+
+
+def _rerun_hint(store: RecordingStore, array_path: str) -> str:
+    """What to do about a damaged or missing array: rerun the phase that writes it."""
+    parts = array_path.split("/")
+    if parts[0] == MULTI_RECORDING:
+        return "rerun the multi-recording dataset's phases (`cindra-dask run <multi-recording configuration> --force`)"
+    if parts[0] == COMBINED:
+        phase = "combine"
+    elif len(parts) > 1 and parts[1] == RAW:
+        phase = "ingest"
+    else:
+        phase = "process"
+    return f"rerun phase '{phase}' (`cindra-dask reset {store.path} --phase {phase}`, then `cindra-dask run`)"
+
+
+def verify_store(path: RecordingStore | Path | str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES, workers: int = DEFAULT_WORKERS) -> list[str]:
+    """Recompute every checksum and compare the store with its manifest.
+
+    Returns
+    -------
+    One line per difference (empty when the store matches), in manifest order: arrays missing,
+    arrays whose shape or dtype changed, arrays whose contents differ (or cannot be decoded),
+    then arrays not in the manifest, and a configuration that differs from the manifest's. Each
+    line names the array and what to do. Raises :class:`OutputError` if the store or its
+    manifest cannot be read. ``workers`` arrays are checksummed concurrently.
+    """
+    store = open_existing_store(path)
+    descriptor = read_manifest(store)
+    findings: list[str | None] = []
+    pending: list[tuple[int, str, str]] = []  # (finding index, array path, expected hash)
+    listed: set[str] = set()
+    for resource in descriptor["resources"]:
+        array_path = str(resource.get("path"))
+        listed.add(array_path)
+        rerun = _rerun_hint(store, array_path)
+        if array_path not in store:
+            findings.append(f"{array_path}: missing (listed in the manifest); {rerun}")
+            continue
+        array = store.array(array_path)
+        shape, dtype_name = [int(size) for size in array.shape], np.dtype(array.dtype).name
+        expected_shape, expected_dtype = list(resource.get("shape", [])), str(resource.get("dtype"))
+        if shape != expected_shape or dtype_name != expected_dtype:
+            findings.append(f"{array_path}: shape/dtype {tuple(shape)} {dtype_name} differ from the manifest's {tuple(expected_shape)} {expected_dtype}; {rerun}")
+            continue
+        pending.append((len(findings), array_path, str(resource.get("hash"))))
+        findings.append(None)
+
+    def checksum(job: tuple[int, str, str]) -> str | Exception:
+        try:
+            return "sha256:" + array_checksum(store.array(job[1]), max_read_bytes=max_read_bytes)
+        except Exception as error:  # a damaged chunk fails to decode
+            return error
+
+    for (index, array_path, expected), digest in zip(pending, _parallel(checksum, pending, workers=workers)):
+        rerun = _rerun_hint(store, array_path)
+        if isinstance(digest, Exception):
+            findings[index] = f"{array_path}: cannot be decoded ({digest.__class__.__name__}: {digest}); a chunk file is damaged — {rerun}"
+        elif digest != expected:
+            findings[index] = f"{array_path}: contents differ from the manifest (checksum {digest[:19]}… vs {expected[:19]}…); if this change was not intended, {rerun}; otherwise rewrite the manifest with `cindra-dask manifest {store.path}`"
+    differences = [finding for finding in findings if finding is not None]
+    for array_path in store.array_paths():
+        if array_path not in listed:
+            differences.append(f"{array_path}: not in the manifest (written after it, or added by hand); rewrite the manifest with `cindra-dask manifest {store.path}` if it belongs there")
+    configuration = store.attributes().get("configuration")
+    if descriptor.get("configuration") is not None and configuration != descriptor.get("configuration"):
+        differences.append(f"{store.path}: the configuration in the root attributes differs from the manifest's; the outputs may come from another configuration — rerun, or rewrite the manifest with `cindra-dask manifest {store.path}`")
+    return differences
+
+
+def _record_removal(store: RecordingStore, removed: Sequence[str], *, action: dict[str, Any]) -> None:
+    """Drop removed arrays from an existing manifest, refresh its phase records, log the action."""
+    path = manifest_path(store)
+    if not path.is_file():
+        return
+    try:
+        descriptor = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        warnings.warn(f"{path}: unreadable manifest left as it is; rewrite it with `cindra-dask manifest {store.path}`", stacklevel=3)
+        return
+    gone = set(removed)
+    descriptor["resources"] = [resource for resource in descriptor.get("resources", []) if resource.get("path") not in gone]
+    descriptor.update(_phase_summary(store))
+    descriptor["modified"] = _now()
+    descriptor.setdefault("history", []).append({**action, "at": descriptor["modified"], "removed_arrays": sorted(gone)})
+    _write_json_atomically(path, descriptor)
+
+
+# ---------------------------------------------------------------------------------------------
+# reset and clean
+# ---------------------------------------------------------------------------------------------
+
+
+def reset_store(path: RecordingStore | Path | str, *, phase: str) -> StoreChange:
+    """Remove the outputs and phase records of ``phase`` and of every phase after it.
+
+    Parameters
+    ----------
+    path : the recording store.
+    phase : ``ingest`` (everything: ``plane_k/*`` and ``combined/``), ``process`` (per plane
+        ``registered``, ``registration``, ``detection``, ``rois``, ``extraction``, and
+        ``combined/``; the raw frames stay) or ``combine`` (``combined/``).
+
+    A rerun (`cindra-dask run`) then redoes those phases. Refuses while a run holds the store's
+    lock. ``multi_recording/`` datasets are left alone (they span several recordings) but a
+    warning says they are stale. The manifest, if any, drops the removed arrays.
+    """
+    from cindra_dask.pipeline import SINGLE_RECORDING_PHASES, SINGLE_RECORDING_STEPS
+
+    if phase not in SINGLE_RECORDING_PHASES:
+        raise OutputError(f"--phase {phase}: unknown phase; reset one of {', '.join(SINGLE_RECORDING_PHASES)} (and the phases after it)")
+    store = open_existing_store(path)
+    later = set(SINGLE_RECORDING_PHASES[SINGLE_RECORDING_PHASES.index(phase) :])
+    step_phases = {step.name: step.phase for step in SINGLE_RECORDING_STEPS}
+    with store.locked():
+        before = set(store.array_paths())
+        targets: list[str] = []
+        for plane_group in map(plane_path, plane_indices(store)):
+            if phase == "ingest":
+                targets.append(plane_group)
+            elif phase == "process":
+                targets += [f"{plane_group}/{group}" for step, groups in STEP_OUTPUT_GROUPS.items() if step != "ingest" for group in groups]
+        targets.append(COMBINED)
+        for target in targets:
+            if (store.path / target).exists():
+                store.delete(target)
+        forgotten = []
+        for key in store.phase_records():
+            if step_phases.get(key.split("/")[0]) in later:
+                store.forget_phase(key)
+                forgotten.append(key)
+        removed = tuple(sorted(before - set(store.array_paths())))
+        _record_removal(store, removed, action={"action": "reset", "phase": phase, "forgotten_records": forgotten})
+    if (store.path / MULTI_RECORDING).is_dir():
+        datasets = sorted(entry.name for entry in (store.path / MULTI_RECORDING).iterdir() if entry.is_dir())
+        if datasets:
+            warnings.warn(
+                f"{store.path}: multi-recording dataset(s) {', '.join(datasets)} were built from the outputs just removed and are now stale; rerun their discover phase after the single-recording run",
+                stacklevel=2,
+            )
+    return StoreChange(removed, tuple(sorted(forgotten)))
+
+
+def _missing_tiffs(store: RecordingStore) -> tuple[Path | None, list[str]]:
+    attributes = store.attributes()
+    directory = attributes.get("tiff_directory")
+    names = attributes.get("tiff_files") or []
+    if not directory or not names:
+        return None, ["(the store does not list its TIFF files)"]
+    folder = Path(directory)
+    return folder, [name for name in names if not (folder / name).is_file()]
+
+
+def clean_store(path: RecordingStore | Path | str, *, what: Sequence[str] = ("registered",), remove_raw: bool = False) -> StoreChange:
+    """Remove intermediate arrays to free disk space; results stay.
+
+    Parameters
+    ----------
+    path : the recording store.
+    what : intermediates to remove, from ``registered`` (the motion-corrected movies,
+        ``plane_k/registered/*``). A later rerun that needs them fails until the phase is reset
+        (`reset_store` with ``phase="process"``).
+    remove_raw : also remove the raw frames (``plane_k/raw/*``), the store's copy of the input.
+        Warns; refused unless every TIFF listed in the store still exists (the TIFFs themselves are
+        never touched), so the recording can be ingested again.
+
+    Refuses while a run holds the store's lock. Phase records are kept (the results they
+    describe are still there); the manifest, if any, drops the removed arrays and the root
+    attributes record what was removed and when (``removed_intermediates``).
+    """
+    what = tuple(what)
+    if RAW in what:
+        raise OutputError(f"{RAW}: the raw frames are the store's copy of the input; remove them only explicitly with remove_raw=True (`cindra-dask clean STORE --raw`)")
+    unknown = [name for name in what if name not in CLEANABLE]
+    if unknown:
+        raise OutputError(f"clean: unknown intermediate(s) {', '.join(unknown)}; choose from {', '.join(CLEANABLE)}")
+    if not what and not remove_raw:
+        raise OutputError("clean: nothing selected; pass --registered (and, only if you mean it, --raw)")
+    store = open_existing_store(path)
+    groups = [CLEANABLE[name] for name in what]
+    if remove_raw:
+        folder, missing = _missing_tiffs(store)
+        if missing:
+            raise OutputError(
+                f"{store.path}: refusing to remove the raw frames: the input TIFFs are not all available ({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} missing in {folder}); "
+                "the raw frames would be the only copy of the recording"
+            )
+        warnings.warn(f"{store.path}: removing the raw frames (the store's copy of the TIFFs in {folder}); registering again will need `cindra-dask reset {store.path} --phase ingest` and a new ingest", stacklevel=2)
+        groups.append(RAW)
+    with store.locked():
+        before = set(store.array_paths())
+        for plane_group in map(plane_path, plane_indices(store)):
+            for group in groups:
+                if (store.path / plane_group / group).exists():
+                    store.delete(f"{plane_group}/{group}")
+        removed = tuple(sorted(before - set(store.array_paths())))
+        if removed:
+            record = dict(store.attributes().get("removed_intermediates", {}))
+            record.update({group: _now() for group in groups})
+            store.update_attributes(removed_intermediates=record)
+            _record_removal(store, removed, action={"action": "clean", "groups": groups})
+    return StoreChange(removed, ())
