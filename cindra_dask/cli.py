@@ -192,6 +192,7 @@ def demo(
     from cindra_dask.config import ClusterSettings, FileIOSettings, RuntimeSettings, SingleRecordingConfiguration, save_configuration
     from cindra_dask.evaluate import score_recording
     from cindra_dask.pipeline import run_single_recording, store_status
+    from cindra_dask.report import write_report
     from cindra_dask.simulate import SimulationParameters, load_ground_truth, write_recording
 
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="cindra-dask-demo-"))
@@ -218,7 +219,8 @@ def demo(
     typer.echo(f"  registration: rigid offsets {scores.rigid_offset_rms_px:.3f} px RMS; residual displacement field {scores.displacement_rms_px:.3f} px RMS")
     typer.echo(f"  detection: F1 {scores.detection_f1:.3f} (precision {scores.detection_precision:.3f}, recall {scores.detection_recall:.3f}) against active somata")
     typer.echo(f"  extraction: median trace r {scores.trace_correlation:.3f}, median spike r {scores.spike_correlation:.3f} over {scores.matched_cells} matched cells")
-    typer.echo(f"\ndemo finished in {elapsed:.1f} s; configuration: {config_path}; results: {report.store_path}")
+    qc_report = write_report(report.store_path)
+    typer.echo(f"\ndemo finished in {elapsed:.1f} s; configuration: {config_path}; results: {report.store_path}; QC report: {qc_report}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def test_configure_validate_run_status(tmp_path: Path) -> None:
 def test_demo_runs_on_a_local_cluster(tmp_path: Path) -> None:
     result = runner.invoke(app, ["demo", str(tmp_path), "--frames", "120", "--size", "64", "--workers", "1"])
     assert result.exit_code == 0, result.output
-    assert "demo finished" in result.output and "accuracy against the simulator's ground truth" in result.output
+    assert "demo finished" in result.output and "accuracy against the simulator's ground truth" in result.output and "QC report:" in result.output
     store = RecordingStore(tmp_path / "results" / "demo_recording.zarr")
     assert all(record.complete for record in store.phase_records().values())
     assert set(store.phase_records()) == {"ingest", "registration/plane_0", "detection/plane_0", "extraction/plane_0", "combine"}
