@@ -108,13 +108,15 @@ def test_nonrigid_residual_field_below_a_fifth_of_a_pixel(tmp_path: Path, client
 
 
 def test_bidirectional_offset_and_second_channel_alignment(tmp_path: Path, client: Any) -> None:
+    """Planted odd-line offset, offsets from the structural channel, two-step registration (the second
+    pass builds its reference from registered frames and must keep the first pass's line offset)."""
     simulation = {**SMALL, "frame_count": 200, "channel_count": 2, "bidirectional_offset_px": 2, "red_cell_fraction": 0.6, "nonrigid_shift_px": 0.0, "seed": 7}
     store, truth, _ = registered_store(
         tmp_path,
         client,
         simulation=simulation,
         main={"two_channels": True},
-        registration={"compute_bidirectional_phase_offset": True, "align_by_first_channel": False},
+        registration={"compute_bidirectional_phase_offset": True, "align_by_first_channel": False, "two_step_registration": True},
         nonrigid_registration={"enabled": False},
     )
     attributes = dict(store.root()["plane_0/registration"].attrs)
