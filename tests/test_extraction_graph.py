@@ -180,7 +180,7 @@ def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, 
         frame_rate_hz=FRAME_RATE_HZ,
     )
     np.testing.assert_allclose(outputs["subtracted_fluorescence"], subtracted, rtol=1e-5, atol=1e-3)
-    spikes = deconvolve_oasis(subtracted, tau_s=0.3, frame_rate_hz=FRAME_RATE_HZ).spikes
+    spikes = deconvolve_oasis(subtracted, tau_s=0.3, frame_rate_hz=FRAME_RATE_HZ, minimum_spike_noise_multiple=2.0).spikes  # the configuration default
     np.testing.assert_allclose(outputs["spikes"], spikes, rtol=1e-4, atol=1e-2)
     assert np.abs(outputs["spikes"] - spikes).sum() < 1e-4 * spikes.sum()
     skewness = neuropil_corrected_skewness(cell32, neuropil32, neuropil_coefficient=0.7)
@@ -266,14 +266,12 @@ def test_zero_rois(client: Any, tmp_path: Path, parity_movie: tuple[np.ndarray, 
 
 
 def test_simulated_traces_and_spikes_track_truth(client: Any, simulated_plane: tuple[PlaneInputs, Any], classifier_path: Path) -> None:
-    """True footprints as ROIs, cindra's defaults (main.tau = the simulator's τ).
+    """True footprints as ROIs, cindra's defaults (main.tau = the simulator's τ) plus ``minimum_spike_size`` 2.
 
-    Measured (this recording, seed 0): corrected-trace r 0.982; spike r 0.952, with the ceiling set by
-    the simulator's spike-amplitude jitter (true calcium increments vs spike counts) at 0.961. Across
-    seeds 0–2 and sizes up to 256² × 2000 frames × 120 cells the spike median is 0.946–0.957, so 0.95
-    sits at the method's limit: the same path on the noise-free movie scores within 0.001 of the noisy
-    one, OASIS on the exact (bleached) footprint signal reaches 0.959, and the rest of the gap is
-    neuropil/overlap contamination left by F − 0.7·Fneu. Hence the bound 0.94 and the ceiling check.
+    Measured (this recording, seed 0): corrected-trace r 0.982; spike r 0.956 (0.952 with cindra's
+    unthresholded OASIS), against a ceiling of 0.961 set by the simulator's spike-amplitude jitter (true
+    calcium increments vs spike counts). The rest of the gap is neuropil/overlap contamination left by
+    F − 0.7·Fneu; hence also the ceiling check.
     """
     inputs, truth = simulated_plane
     context = make_context(inputs.store, main={"tau": truth.tau_s, "custom_classifier_path": str(classifier_path)})
@@ -291,7 +289,7 @@ def test_simulated_traces_and_spikes_track_truth(client: Any, simulated_plane: t
     ceiling_r = smoothed_spike_correlations(increments, true_spikes, sigma_frames=2.0)
     print(f"simulated: trace r median {np.median(trace_r):.4f}; spike r median {np.median(spike_r):.4f} (amplitude-jitter ceiling {np.median(ceiling_r):.4f}) over {active.sum()} active cells")
     assert np.median(trace_r) >= 0.95
-    assert np.median(spike_r) >= 0.94
+    assert np.median(spike_r) >= 0.95
     assert np.median(ceiling_r) - np.median(spike_r) <= 0.025
     assert np.all(outputs["spikes"] >= 0)
     assert np.median(outputs["skewness"][active]) > 1.0  # sparse positive transients

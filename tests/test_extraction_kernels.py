@@ -442,3 +442,26 @@ def test_functional_colocalization_pairs_planted_overlaps() -> None:
     np.testing.assert_allclose(matches[:6, 1], overlap, rtol=1e-6)
     assert matches[7, 1] == 1.0
     assert np.all(matches[[6, 9], 1] == 0)
+
+
+def test_minimum_spike_size_drops_only_noise_sized_spikes() -> None:
+    """Spikes below k noise standard deviations vanish; the planted ones (≫ noise) stay where they were."""
+    from cindra_dask.extraction.oasis import difference_noise
+
+    rng = np.random.default_rng(12)
+    tau_s, frame_rate_hz = 0.5, 30.0
+    decay = np.exp(-1 / (tau_s * frame_rate_hz))
+    truth = np.zeros(3000)
+    truth[rng.choice(np.arange(10, 3000), 40, replace=False)] = 3.0
+    calcium = np.zeros_like(truth)
+    for t in range(1, len(truth)):
+        calcium[t] = decay * calcium[t - 1] + truth[t]
+    noisy = (calcium + rng.normal(0, 0.2, calcium.shape)).astype(np.float32)[None]
+    plain = deconvolve_oasis(noisy, tau_s=tau_s, frame_rate_hz=frame_rate_hz).spikes[0]
+    thresholded = deconvolve_oasis(noisy, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=2.0).spikes[0]
+    noise = float(difference_noise(noisy)[0])
+    assert 0.15 < noise < 0.25
+    assert np.all((thresholded == 0) | (thresholded >= 2.0 * noise))
+    np.testing.assert_array_equal(thresholded[thresholded > 0], plain[thresholded > 0])
+    assert np.count_nonzero(thresholded) < np.count_nonzero(plain)
+    assert set(np.flatnonzero(truth)) <= set(np.flatnonzero(thresholded))

@@ -124,9 +124,9 @@ def _constant_baseline_block(traces: np.ndarray, constant_baseline: np.ndarray, 
     return subtract_baseline(traces, constant_baseline=float(constant_baseline), **baseline_options)
 
 
-def _spike_block(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float) -> np.ndarray:
+def _spike_block(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, minimum_spike_noise_multiple: float) -> np.ndarray:
     """(r, T) float32 OASIS spikes of one ROI chunk."""
-    return deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz).spikes
+    return deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=minimum_spike_noise_multiple).spikes
 
 
 def _classification_block(skewness: np.ndarray, *, shape_features: dict[str, np.ndarray], classifier_path: Path | None, threshold: float) -> np.ndarray:
@@ -254,7 +254,9 @@ def deconvolution_graph(
         subtracted = da.map_blocks(_constant_baseline_block, corrected, global_minimum, dtype=TRACE_DTYPE, meta=_meta(2), **baseline_options)
     else:
         subtracted = corrected.map_blocks(subtract_baseline, dtype=TRACE_DTYPE, meta=_meta(2), **baseline_options)
-    spikes = subtracted.map_blocks(_spike_block, tau_s=tau_s, frame_rate_hz=frame_rate_hz, dtype=TRACE_DTYPE, meta=_meta(2))
+    spikes = subtracted.map_blocks(
+        _spike_block, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=spike_deconvolution.minimum_spike_size, dtype=TRACE_DTYPE, meta=_meta(2)
+    )
     return skewness, subtracted, spikes
 
 

@@ -86,7 +86,17 @@ def _oasis_rows(
                 calcium[row, start + offset] = values[pool] * decay_powers[offset]
 
 
-def deconvolve_oasis(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, sparsity_penalty: float = 0.0) -> Deconvolution:
+def difference_noise(traces: np.ndarray) -> np.ndarray:
+    """(n,) float32 robust noise standard deviation per row: MAD of frame-to-frame differences / (0.6745·√2)."""
+    if traces.shape[1] < 2:
+        return np.zeros(len(traces), np.float32)
+    differences = np.diff(np.asarray(traces, np.float32), axis=1)
+    return (np.median(np.abs(differences - np.median(differences, axis=1, keepdims=True)), axis=1) / (0.6745 * np.sqrt(2.0))).astype(np.float32)
+
+
+def deconvolve_oasis(
+    traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, sparsity_penalty: float = 0.0, minimum_spike_noise_multiple: float = 0.0
+) -> Deconvolution:
     """Non-negative AR(1) deconvolution of every row.
 
     Parameters
@@ -95,6 +105,8 @@ def deconvolve_oasis(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, 
     tau_s : indicator decay time constant in seconds.
     frame_rate_hz : per-plane sampling rate.
     sparsity_penalty : λ ≥ 0 on Σ s (trace units); 0 is cindra's and suite2p's unpenalised OASIS.
+    minimum_spike_noise_multiple : spikes smaller than this multiple of the row's `difference_noise`
+        are set to 0 afterwards (CaImAn's minimum spike size, s_min, in noise units); 0 keeps all.
 
     Returns
     -------
@@ -115,4 +127,6 @@ def deconvolve_oasis(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, 
     spikes = np.empty_like(traces)
     calcium = np.empty_like(traces)
     _oasis_rows(traces, decay_powers, penalty_shift, spikes, calcium)
+    if minimum_spike_noise_multiple > 0:
+        spikes[spikes < minimum_spike_noise_multiple * difference_noise(traces)[:, None]] = 0.0
     return Deconvolution(spikes, calcium)
