@@ -99,7 +99,7 @@ def compute_reference_image(
             taper_slope_px=taper_slope_px,
             workers=workers,
         )
-        estimate = estimate_rigid_offsets(correlation_sample, plan=plan, workers=workers)
+        estimate = estimate_rigid_offsets(correlation_sample, plan=plan, refine=iteration == iteration_count - 1, workers=workers)
         keep = max(2, int(len(sample) * (1 + iteration) / (2 * iteration_count)))
         chosen = np.argsort(-estimate.correlations, kind="stable")[1:keep]
         offsets = estimate.offsets[chosen].astype(np.float64)

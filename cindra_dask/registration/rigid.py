@@ -583,6 +583,7 @@ def estimate_rigid_offsets(
     *,
     plan: RigidPlan,
     temporal_smoothing_sigma_frames: float = 0.0,
+    refine: bool = True,
     workers: int = 1,
 ) -> RigidEstimate:
     """Subpixel rigid offsets of frames against the plan's reference.
@@ -594,6 +595,8 @@ def estimate_rigid_offsets(
     temporal_smoothing_sigma_frames : Gaussian sigma (frames) smoothing the correlation surfaces
         over frames, in both stages (reflecting at the ends of this stack). A frame's result then
         depends on the frames within ``2 · temporal_radius_frames(...)`` of it.
+    refine : run the second (refinement) stage; False returns the coarse stage's offsets (faster,
+        less precise: for the reference iterations, which only rank and pre-align frames).
     workers : threads for ``scipy.fft``.
 
     Returns
@@ -610,6 +613,8 @@ def estimate_rigid_offsets(
     windows = correlation_windows(spectra, shape=shape, radius_px=plan.maximum_offset_px + 1, workers=workers)
     del spectra
     coarse = coarse_peaks(windows, search_radius_px=plan.maximum_offset_px)
+    if not refine:
+        return RigidEstimate(coarse.offsets.astype(np.float32), coarse.values)
     integer_offsets = np.round(coarse.offsets).astype(np.int64)
     cuts = integer_offsets[:, None, :]
     refinement = refinement_cross_power(
