@@ -3,9 +3,10 @@
 Per plane (cindra §3.2):
 
 1. Reference: ``reference_frame_count`` evenly spaced raw frames of the alignment channel are read in
-   parallel (one task per Zarr chunk that holds one) and gathered into ONE task, which estimates the
-   bidirectional offset (or takes the override) and builds the reference image. The rest of the
-   movie never leaves its chunk.
+   parallel and persisted on the workers in chunks; cindra's initial pick and 8 refinement passes run
+   as small graphs over those chunks (`cluster_reference_image`), so the reference scales with the
+   cluster instead of holding one worker for tens of seconds. Only (n, 3) offsets, the (n, n)
+   correlation matrix and single images reach the client; the rest of the movie is never read.
 2. Plan: one task turns the reference into a `ReferencePlan` (tapers, kernels, spectra, block
    layout). It is a graph node, so each worker receives it once, not once per task.
 3. One pass: one task per Zarr chunk of frames reads its raw frames (plus a temporal halo when
@@ -30,7 +31,16 @@ from cindra_dask.registration.bidiphase import correct_bidirectional_offset, est
 from cindra_dask.registration.kernels import PlanOptions, ReferencePlan, apply_offsets, build_reference_plan, register_frames, temporal_halo_frames, to_source_dtype
 from cindra_dask.registration.metrics import registration_metrics
 from cindra_dask.registration.nonrigid import block_layout
-from cindra_dask.registration.reference import compute_reference_image
+from cindra_dask.registration.one_photon import one_photon_prefilter
+from cindra_dask.registration.reference import (
+    REFINEMENT_ITERATIONS,
+    aligned_sum,
+    correlation_matrix,
+    initial_reference_indices,
+    reference_rigid_plan,
+    refinement_frame_indices,
+)
+from cindra_dask.registration.rigid import estimate_rigid_offsets
 from cindra_dask.store import FRAME_DIMENSIONS, RAW, REGISTERED, REGISTRATION, RecordingStore, frames_path, stage_path
 
 if TYPE_CHECKING:
@@ -120,29 +130,6 @@ def plan_options(configuration: SingleRecordingConfiguration) -> dict[str, Any]:
     }
 
 
-def _worker_threads() -> int:
-    """Threads of the Dask worker running the current task (1 outside a worker)."""
-    from distributed import get_worker
-
-    try:
-        return int(get_worker().state.nthreads)
-    except ValueError:
-        return 1
-
-
-def _reference_task(sample: np.ndarray, *, estimate_bidirectional: bool, bidirectional_override_px: int, reference_options: dict[str, Any]) -> ReferenceResult:
-    """Dask task: bidirectional offset and reference image from the gathered sample frames.
-
-    Nothing else of the plane can run meanwhile, so its FFTs use all of its worker's threads.
-    """
-    threads = _worker_threads()
-    offset = bidirectional_override_px
-    if offset == 0 and estimate_bidirectional:
-        offset = estimate_bidirectional_offset(sample, workers=threads)
-    corrected = correct_bidirectional_offset(sample, offset_px=offset)
-    return ReferenceResult(compute_reference_image(corrected, workers=threads, **reference_options), int(offset))
-
-
 def _plan_task(reference: ReferenceResult, *, options: dict[str, Any]) -> ReferencePlan:
     """Dask task: the per-worker plan (built once; workers fetch it once)."""
     return build_reference_plan(reference.reference_image, **options)
@@ -184,31 +171,94 @@ def _register_chunk_task(
     return ChunkOffsets(result.rigid_offsets, result.rigid_correlations, result.nonrigid_offsets, result.nonrigid_correlations)
 
 
-def _with_bidirectional_offset(reference: ReferenceResult, *, offset_px: int) -> ReferenceResult:
-    """Dask task: a second-pass reference keeps the first pass's offset (the raw frames still need it)."""
-    return reference._replace(bidirectional_offset_px=offset_px)
-
-
 def _gather_offsets(chunks: Sequence[ChunkOffsets]) -> ChunkOffsets:
     """Concatenate per-chunk offsets along time (client side, small)."""
     return ChunkOffsets(*(np.concatenate(parts) for parts in zip(*chunks)))
 
 
-def reference_graph(frames: Any, *, sample_indices: np.ndarray, configuration: SingleRecordingConfiguration, bidirectional_correction: bool = True) -> Any:
-    """Delayed `ReferenceResult` from the sampled frames of a (T, H, W) dask array.
+def _estimate_block(correlation_frames: np.ndarray, plan: Any, *, refine: bool) -> np.ndarray:
+    """Dask block: (n, 3) float32 [dy, dx, correlation] of sample frames against one pass's reference."""
+    estimate = estimate_rigid_offsets(correlation_frames, plan=plan, refine=refine)
+    return np.column_stack([estimate.offsets, estimate.correlations]).astype(np.float32)
 
-    Chunking: the sample is read by one task per chunk holding sampled frames and concatenated in
-    one task (``reference_frame_count`` frames: ≈ 131 MB of int16 at 512², 500 frames).
+
+def _aligned_sum_block(frames: np.ndarray, *, chosen: np.ndarray, rigid_offsets: np.ndarray) -> np.ndarray:
+    """Dask block: (1, H, W) float64 sum of the chosen frames of this chunk, moved back."""
+    return aligned_sum(frames[chosen], rigid_offsets=rigid_offsets)[None]
+
+
+def _partial_gram(columns: np.ndarray, frame_means: np.ndarray) -> np.ndarray:
+    """Dask task: (n, n) float64 Gram matrix of one block of pixel columns of the mean-subtracted frames."""
+    centered = columns - frame_means[:, None].astype(np.float32)
+    return (centered @ centered.T).astype(np.float64)
+
+
+def cluster_reference_image(
+    client: Any,
+    sample: Any,
+    *,
+    configuration: SingleRecordingConfiguration,
+    bidirectional_correction: bool = True,
+    show_progress: bool = False,
+) -> ReferenceResult:
+    """cindra's reference image (`cindra_dask.registration.reference.compute_reference_image`) on the cluster.
+
+    Parameters
+    ----------
+    client : ``distributed.Client``.
+    sample : (n, H, W) dask array of the sampled frames (any dtype).
+    configuration : registration options.
+    bidirectional_correction : estimate/apply the bidirectional offset (False for already corrected frames).
+
+    Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory`` and stays on the
+    workers; each of the 8 passes maps the rigid estimate over the chunks (the pass's plan is one
+    graph node), gathers (n, 3) offsets, then sums the chosen frames chunk by chunk. Only (n, 3) arrays,
+    the (n, n) correlation matrix and single images reach the client.
     """
     import dask
 
+    from cindra_dask.pipeline import _compute
+
     registration = configuration.registration
-    return dask.delayed(_reference_task, pure=True)(
-        frames[sample_indices],
-        estimate_bidirectional=bidirectional_correction and registration.compute_bidirectional_phase_offset,
-        bidirectional_override_px=registration.bidirectional_phase_offset_override if bidirectional_correction else 0,
-        reference_options=_reference_options(configuration),
-    )
+    options = _reference_options(configuration)
+    frame_shape = sample.shape[1:]
+    chunk_frames = max(1, configuration.runtime.max_chunk_bytes // (4 * int(np.prod(frame_shape))))
+    frames = sample.astype(np.float32).rechunk((chunk_frames, *frame_shape))
+    offset = registration.bidirectional_phase_offset_override if bidirectional_correction else 0
+    if offset == 0 and bidirectional_correction and registration.compute_bidirectional_phase_offset:
+        (offset,) = _compute(client, [dask.delayed(estimate_bidirectional_offset)(frames)], label="bidirectional offset", show_progress=False)
+    if offset:
+        frames = frames.map_blocks(correct_bidirectional_offset, offset_px=offset, dtype=np.float32)
+    correlation_frames = frames
+    if options["one_photon"]:
+        correlation_frames = frames.map_blocks(
+            one_photon_prefilter, highpass_window_px=options["one_photon_highpass_window_px"], presmoothing_window_px=options["one_photon_presmoothing_window_px"], dtype=np.float32
+        )
+    frames, correlation_frames = client.persist([frames, correlation_frames])
+    (frame_means,) = _compute(client, [frames.mean(axis=(1, 2))], label="reference: frame means", show_progress=False)
+    frame_count, pixel_count = frames.shape[0], int(np.prod(frame_shape))
+    columns = frames.reshape(frame_count, pixel_count).rechunk((frame_count, max(1, configuration.runtime.max_chunk_bytes // (4 * frame_count))))
+    partial_grams = _compute(client, [dask.delayed(_partial_gram)(block, frame_means) for block in columns.to_delayed().ravel()], label="reference: frame correlations", show_progress=False)
+    chosen = np.sort(initial_reference_indices(correlation_matrix(np.sum(partial_grams, axis=0))))
+    (initial,) = _compute(client, [frames[chosen].mean(axis=0) - np.float32(frame_means[chosen].mean())], label="reference: initial", show_progress=False)
+    reference = np.asarray(initial, np.float32)
+    starts = np.cumsum((0, *frames.chunks[0]))
+    for iteration in range(REFINEMENT_ITERATIONS):
+        last = iteration == REFINEMENT_ITERATIONS - 1
+        plan = dask.delayed(reference_rigid_plan, pure=True)(reference, **options)  # one graph node: each worker fetches it once
+        estimates = correlation_frames.map_blocks(_estimate_block, plan, refine=last, chunks=(correlation_frames.chunks[0], (3,)), drop_axis=[1, 2], new_axis=1, dtype=np.float32)
+        (estimate,) = _compute(client, [estimates], label=f"reference: pass {iteration + 1}", show_progress=False)
+        chosen = refinement_frame_indices(estimate[:, 2], iteration=iteration, iteration_count=REFINEMENT_ITERATIONS)
+        offsets = estimate[chosen, :2].astype(np.float64)
+        offsets -= offsets.mean(axis=0)
+        sums = []
+        for block, (start, stop) in zip(frames.to_delayed().ravel(), zip(starts[:-1], starts[1:])):
+            inside = (chosen >= start) & (chosen < stop)
+            if inside.any():
+                sums.append(dask.delayed(_aligned_sum_block)(block, chosen=chosen[inside] - start, rigid_offsets=offsets[inside]))
+        partial_sums = _compute(client, sums, label=f"reference: average {iteration + 1}", show_progress=False)
+        reference = (np.sum(partial_sums, axis=0)[0] / len(chosen)).astype(np.float32)
+    return ReferenceResult(reference, int(offset))
 
 
 def registration_graph(
@@ -225,7 +275,7 @@ def registration_graph(
     ----------
     raw_arrays : per channel, (T, H, W) ``zarr.Array`` of raw frames (same chunks).
     registered_arrays : per channel, (T, H, W) ``zarr.Array`` created with the same chunks.
-    reference : delayed `ReferenceResult` (or a concrete one).
+    reference : from `cluster_reference_image`.
     configuration : supplies the plan options.
     alignment_channel : channel the offsets are estimated on.
 
@@ -340,9 +390,8 @@ def run_registration_step(context: RecordingContext, client: Any, *, plane: int,
     ``valid_y_range``, ``valid_x_range``, ``alignment_channel``, ``bidirectional_offset_px``.
     Raw frames are only read.
 
-    Chunking: see `registration_graph` (one task per raw Zarr chunk) and `reference_graph`.
+    Chunking: see `cluster_reference_image` and `registration_graph` (one task per raw Zarr chunk).
     """
-    import dask
     import dask.array as da
 
     from cindra_dask.pipeline import _compute
@@ -357,16 +406,16 @@ def run_registration_step(context: RecordingContext, client: Any, *, plane: int,
     ]
     frame_count = raw_arrays[alignment_channel].shape[0]
     sample_indices = reference_sample_indices(frame_count=frame_count, reference_frame_count=configuration.registration.reference_frame_count)
-    reference = reference_graph(da.from_zarr(raw_arrays[alignment_channel]), sample_indices=sample_indices, configuration=configuration)
+    reference = cluster_reference_image(client, da.from_zarr(raw_arrays[alignment_channel])[sample_indices], configuration=configuration)
     passes = 2 if configuration.registration.two_step_registration else 1
     for step in range(passes):
         label = f"registration (plane {plane}{f', pass {step + 1} of {passes}' if passes > 1 else ''})"
         chunk_graphs = registration_graph(raw_arrays, registered_arrays, reference=reference, configuration=configuration, alignment_channel=alignment_channel)
-        reference_result, *chunk_offsets = _compute(client, [reference, *chunk_graphs], label=label, show_progress=show_progress)
-        if step + 1 < passes:  # second pass: reference from the registered (already bidirectionally corrected) frames
-            reference = reference_graph(da.from_zarr(registered_arrays[alignment_channel]), sample_indices=sample_indices, configuration=configuration, bidirectional_correction=False)
-            reference = dask.delayed(_with_bidirectional_offset, pure=True)(reference, offset_px=reference_result.bidirectional_offset_px)
-    outputs = summarize_registration(_gather_offsets(chunk_offsets), reference_result, configuration=configuration, user_bad_frames=context.bad_frame_indices)
+        chunk_offsets = _compute(client, chunk_graphs, label=label, show_progress=show_progress)
+        if step + 1 < passes:  # second pass: reference from the registered (already bidirectionally corrected) frames; raw frames still need the offset
+            second = cluster_reference_image(client, da.from_zarr(registered_arrays[alignment_channel])[sample_indices], configuration=configuration, bidirectional_correction=False)
+            reference = second._replace(bidirectional_offset_px=reference.bidirectional_offset_px)
+    outputs = summarize_registration(_gather_offsets(chunk_offsets), reference, configuration=configuration, user_bad_frames=context.bad_frame_indices)
     _write_outputs(store, plane=plane, outputs=outputs, alignment_channel=alignment_channel)
     if configuration.registration.registration_metric_principal_components > 0 and (~outputs.bad_frames).sum() >= 2:
         (metrics,) = _compute(client, [metrics_graph(da.from_zarr(registered_arrays[alignment_channel]), outputs=outputs, configuration=configuration)], label=f"registration metrics (plane {plane})", show_progress=show_progress)

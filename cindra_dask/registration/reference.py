@@ -21,10 +21,29 @@ import numpy as np
 
 from cindra_dask.registration.nonrigid import warp_frames
 from cindra_dask.registration.one_photon import one_photon_prefilter
-from cindra_dask.registration.rigid import build_rigid_plan, estimate_rigid_offsets
+from cindra_dask.registration.rigid import RigidPlan, build_rigid_plan, estimate_rigid_offsets
 
 INITIAL_REFERENCE_FRAME_COUNT = 20
 """Frames averaged into the initial reference (and 1 + partners scored per frame)."""
+REFINEMENT_ITERATIONS = 8
+"""cindra's refinement passes."""
+
+
+def initial_reference_indices(correlation_matrix: np.ndarray) -> np.ndarray:
+    """Frames averaged into the initial reference, from the (n, n) correlation matrix of the sample.
+
+    The seed is the frame whose 19 best partners correlate best with it on average; it and its
+    partners (20 frames, seed included) are returned, most correlated first.
+    """
+    best_partners = -np.sort(-correlation_matrix, axis=1)[:, 1:INITIAL_REFERENCE_FRAME_COUNT]
+    seed = int(np.argmax(best_partners.mean(axis=1))) if best_partners.size else 0
+    return np.argsort(-correlation_matrix[seed], kind="stable")[:INITIAL_REFERENCE_FRAME_COUNT]
+
+
+def correlation_matrix(gram: np.ndarray) -> np.ndarray:
+    """(n, n) Pearson correlations from the Gram matrix of row-mean-subtracted flattened frames."""
+    norms = np.sqrt(np.maximum(np.diag(gram), np.finfo(np.float32).tiny))
+    return gram / np.outer(norms, norms)
 
 
 def pick_initial_reference(frames: np.ndarray) -> np.ndarray:
@@ -41,13 +60,45 @@ def pick_initial_reference(frames: np.ndarray) -> np.ndarray:
     count = len(frames)
     flat = np.asarray(frames, np.float32).reshape(count, -1)
     flat = flat - flat.mean(axis=1, keepdims=True)
-    gram = flat @ flat.T
-    norms = np.sqrt(np.maximum(np.diag(gram), np.finfo(np.float32).tiny))
-    correlation = gram / np.outer(norms, norms)
-    best_partners = -np.sort(-correlation, axis=1)[:, 1:INITIAL_REFERENCE_FRAME_COUNT]
-    seed = int(np.argmax(best_partners.mean(axis=1))) if best_partners.size else 0
-    chosen = np.argsort(-correlation[seed], kind="stable")[:INITIAL_REFERENCE_FRAME_COUNT]
+    chosen = initial_reference_indices(correlation_matrix(flat @ flat.T))
     return flat[chosen].mean(axis=0).reshape(frames.shape[1:]).astype(np.float32)
+
+
+def reference_rigid_plan(
+    reference: np.ndarray,
+    *,
+    maximum_offset_fraction: float,
+    spatial_smoothing_sigma_px: float,
+    one_photon: bool,
+    one_photon_highpass_window_px: int,
+    one_photon_presmoothing_window_px: int,
+    one_photon_edge_taper_px: float,
+    workers: int = 1,
+) -> RigidPlan:
+    """The rigid plan one refinement pass aligns the sample against (one-photon filtered when asked)."""
+    correlation_reference = reference
+    if one_photon:
+        correlation_reference = one_photon_prefilter(reference[None], highpass_window_px=one_photon_highpass_window_px, presmoothing_window_px=one_photon_presmoothing_window_px)[0]
+    return build_rigid_plan(
+        correlation_reference,
+        maximum_offset_fraction=maximum_offset_fraction,
+        spatial_smoothing_sigma_px=spatial_smoothing_sigma_px,
+        taper_slope_px=one_photon_edge_taper_px if one_photon else 3 * spatial_smoothing_sigma_px,
+        workers=workers,
+    )
+
+
+def refinement_frame_indices(correlations: np.ndarray, *, iteration: int, iteration_count: int) -> np.ndarray:
+    """cindra's ranks 1…k−1 of the sample by correlation, k = max(2, int(n·(i + 1)/(2·iterations)))."""
+    keep = max(2, int(len(correlations) * (1 + iteration) / (2 * iteration_count)))
+    return np.argsort(-np.asarray(correlations), kind="stable")[1:keep]
+
+
+def aligned_sum(frames: np.ndarray, *, rigid_offsets: np.ndarray) -> np.ndarray:
+    """(H, W) float64 sum of frames moved back by ``rigid_offsets`` (T, 2) px (cubic interpolation)."""
+    if len(frames) == 0:
+        return np.zeros(frames.shape[1:], np.float64)
+    return warp_frames(frames, rigid_offsets=rigid_offsets).sum(axis=0, dtype=np.float64)
 
 
 def compute_reference_image(
@@ -59,10 +110,10 @@ def compute_reference_image(
     one_photon_highpass_window_px: int = 42,
     one_photon_presmoothing_window_px: int = 0,
     one_photon_edge_taper_px: float = 40.0,
-    iteration_count: int = 8,
+    iteration_count: int = REFINEMENT_ITERATIONS,
     workers: int = 1,
 ) -> np.ndarray:
-    """Sharp reference image from evenly spaced sample frames.
+    """Sharp reference image from evenly spaced sample frames (in one process).
 
     Parameters
     ----------
@@ -77,31 +128,28 @@ def compute_reference_image(
 
     Returns
     -------
-    (H, W) float32 reference image (intensity units of the frames).
+    (H, W) float32 reference image (intensity units of the frames). The Dask version,
+    `cindra_dask.registration.graph.cluster_reference_image`, runs the same steps over chunks.
     """
     sample = np.asarray(frames, np.float32)
     if sample.ndim != 3 or len(sample) < 2:
         raise ValueError(f"need a (n ≥ 2, H, W) stack of frames, got shape {sample.shape}")
-
-    def correlation_copy(images: np.ndarray) -> np.ndarray:
-        if not one_photon:
-            return images
-        return one_photon_prefilter(images, highpass_window_px=one_photon_highpass_window_px, presmoothing_window_px=one_photon_presmoothing_window_px)
-
-    correlation_sample = correlation_copy(sample)
-    taper_slope_px = one_photon_edge_taper_px if one_photon else 3 * spatial_smoothing_sigma_px
+    plan_options = {
+        "maximum_offset_fraction": maximum_offset_fraction,
+        "spatial_smoothing_sigma_px": spatial_smoothing_sigma_px,
+        "one_photon": one_photon,
+        "one_photon_highpass_window_px": one_photon_highpass_window_px,
+        "one_photon_presmoothing_window_px": one_photon_presmoothing_window_px,
+        "one_photon_edge_taper_px": one_photon_edge_taper_px,
+    }
+    correlation_sample = sample
+    if one_photon:
+        correlation_sample = one_photon_prefilter(sample, highpass_window_px=one_photon_highpass_window_px, presmoothing_window_px=one_photon_presmoothing_window_px)
     reference = pick_initial_reference(sample)
     for iteration in range(iteration_count):
-        plan = build_rigid_plan(
-            correlation_copy(reference),
-            maximum_offset_fraction=maximum_offset_fraction,
-            spatial_smoothing_sigma_px=spatial_smoothing_sigma_px,
-            taper_slope_px=taper_slope_px,
-            workers=workers,
-        )
+        plan = reference_rigid_plan(reference, workers=workers, **plan_options)
         estimate = estimate_rigid_offsets(correlation_sample, plan=plan, refine=iteration == iteration_count - 1, workers=workers)
-        keep = max(2, int(len(sample) * (1 + iteration) / (2 * iteration_count)))
-        chosen = np.argsort(-estimate.correlations, kind="stable")[1:keep]
+        chosen = refinement_frame_indices(estimate.correlations, iteration=iteration, iteration_count=iteration_count)
         offsets = estimate.offsets[chosen].astype(np.float64)
-        reference = warp_frames(sample[chosen], rigid_offsets=offsets - offsets.mean(axis=0)).mean(axis=0)
-    return reference.astype(np.float32)
+        reference = (aligned_sum(sample[chosen], rigid_offsets=offsets - offsets.mean(axis=0)) / len(chosen)).astype(np.float32)
+    return reference
