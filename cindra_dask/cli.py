@@ -99,7 +99,10 @@ def validate(
 
     configuration = load_configuration(config, overrides=set_values or ())
     if not isinstance(configuration, SingleRecordingConfiguration):
-        typer.echo(f"{config}: multi-recording configuration is valid (its phases are not available yet)")
+        from cindra_dask.multirecording.graph import preflight_multi_recording
+
+        context = preflight_multi_recording(configuration)
+        typer.echo(f"{config}: multi-recording configuration is valid; {len(context.recordings)} recordings are ready for discover and extract")
         return
     context = preflight(configuration)
     plan = context.plan
@@ -302,6 +305,25 @@ def export_suite2p_command(
     written = export_suite2p(store, output, overwrite=overwrite)
     planes = sorted({path.parent.name for path in written})
     typer.echo(f"wrote {len(written)} files for {', '.join(planes)} into {output}")
+
+
+@export_app.command("tracked")
+@user_errors
+def export_tracked_command(
+    config: Annotated[Path, typer.Argument(help="The multi-recording configuration YAML (after `cindra-dask run` finished discover and extract).")],
+    output: Annotated[Path, typer.Argument(help="Folder to receive <dataset>_tracked.zarr and <dataset>_tracks.csv.")],
+    trace: Annotated[str, typer.Option("--trace", help="Which traces to tabulate: subtracted_fluorescence, cell_fluorescence, neuropil_fluorescence or spikes.")] = "subtracted_fluorescence",
+) -> None:
+    """Tracked cells × recordings: track ids, confidences and every recording's traces in one table."""
+    from cindra_dask.config import MultiRecordingConfiguration, load_configuration
+    from cindra_dask.errors import ConfigurationError
+    from cindra_dask.multirecording.export import export_tracked_traces
+
+    configuration = load_configuration(config)
+    if not isinstance(configuration, MultiRecordingConfiguration):
+        raise ConfigurationError(f"{config}: not a multi-recording configuration (pipeline_type); tracked traces come from `cindra-dask run MULTI.yaml`")
+    exported = export_tracked_traces(configuration, output_path=output, trace_name=trace)
+    typer.echo(f"{exported.track_count} tracked cells: {exported.zarr_path} and {exported.csv_path}")
 
 
 @app.command()

@@ -31,7 +31,7 @@ from cindra_dask.config import (
     load_acquisition_parameters,
     section_hash,
 )
-from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError, PhaseUnavailableError
+from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
 from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, discover_tiffs, find_acquisition_file, inspect_tiff
 from cindra_dask.store import RecordingStore, store_path
 
@@ -67,7 +67,7 @@ class PhaseOutcome(NamedTuple):
     """What happened to one step (``ingest``, ``registration/plane_0``, ...) in a run."""
 
     name: str
-    state: str  # "ran", "skipped", "unavailable"
+    state: str  # "ran" or "skipped"
     duration_s: float
 
 
@@ -236,7 +236,7 @@ def _compute(client: Any, graphs: Sequence[Any], *, label: str, show_progress: b
         from distributed import progress
 
         print(f"{label}:", file=sys.stderr)
-        progress(futures, notebook=False)
+        progress(futures, notebook=False, scheduler=client.scheduler.address)  # this client's scheduler, not the process's default client
         print(file=sys.stderr)
     return client.gather(futures)
 
@@ -270,7 +270,7 @@ class Step(NamedTuple):
     phase : the phase it belongs to (``ingest``, ``process``, ``combine``).
     sections : configuration sections its hash covers (chained with the step before it).
     per_plane : runs once per processed plane.
-    run : ``run(context, client, *, plane, show_progress)``; None while not implemented.
+    run : ``run(context, client, *, plane, show_progress)``.
     force_flag : a ``section.field`` boolean that forces a rerun (cindra's ``repeat_*``).
     """
 
@@ -278,7 +278,7 @@ class Step(NamedTuple):
     phase: str
     sections: tuple[str, ...]
     per_plane: bool
-    run: Callable[..., None] | None
+    run: Callable[..., None]
     force_flag: str | None
 
     def key(self, plane: int | None) -> str:
@@ -353,12 +353,6 @@ class _LazyClient:
             self._stack.close()
 
 
-def _version() -> str:
-    from cindra_dask import __version__
-
-    return __version__
-
-
 def processed_planes(context: RecordingContext) -> list[int]:
     """Virtual planes that are registered and processed (flyback planes excluded)."""
     ignored = set(context.configuration.main.ignored_flyback_planes)
@@ -382,17 +376,10 @@ def step_hashes(context: RecordingContext) -> dict[str, str]:
 
 
 def _check_phase_names(phases: Sequence[str] | None) -> None:
-    """Unknown or not-yet-available phases are errors (before anything else is looked at)."""
-    phase_names = SINGLE_RECORDING_PHASES
-    if phases:
-        unknown = [name for name in phases if name not in phase_names]
-        if unknown:
-            raise ConfigurationError(f"--phase {', '.join(unknown)}: unknown phase; single-recording phases are {', '.join(phase_names)}")
-        for name in phases:
-            first = next(step for step in SINGLE_RECORDING_STEPS if step.phase == name)
-            if first.run is None:
-                available = sorted({step.phase for step in SINGLE_RECORDING_STEPS if step.run is not None}, key=phase_names.index)
-                raise PhaseUnavailableError(f"phase '{name}' is not available in cindra-dask {_version()} yet; available: {', '.join(available)}")
+    """Unknown phases are errors (before anything else is looked at)."""
+    unknown = [name for name in phases or () if name not in SINGLE_RECORDING_PHASES]
+    if unknown:
+        raise ConfigurationError(f"--phase {', '.join(unknown)}: unknown phase; single-recording phases are {', '.join(SINGLE_RECORDING_PHASES)}")
 
 
 def _units(context: RecordingContext, phases: Sequence[str] | None, target_plane: int | None) -> list[tuple[Step, int | None]]:
@@ -457,10 +444,6 @@ def run_single_recording(
             hashes = step_hashes(context)
             for step, plane in units:
                 key = step.key(plane)
-                if step.run is None:
-                    print(f"step '{key}': not available in cindra-dask {_version()} yet; stopping here", file=sys.stderr)
-                    outcomes.append(PhaseOutcome(key, "unavailable", 0.0))
-                    break
                 record = store.phase_record(key) if store.exists else None
                 if not (force or _flag(configuration, step.force_flag)) and record is not None and record.complete and record.config_hash == hashes[key]:
                     print(f"step '{key}': complete (hash {hashes[key]}), skipped", file=sys.stderr)
@@ -487,9 +470,19 @@ def _refresh_manifest(store: RecordingStore, *, ran: bool) -> None:
         write_manifest(store)
 
 
-def run_multi_recording(configuration: MultiRecordingConfiguration, **_: Any) -> RunReport:
-    """Multi-recording phases (``discover``, ``extract``): not available yet."""
-    raise PhaseUnavailableError(f"the multi-recording pipeline (discover, extract) is not available in cindra-dask {_version()} yet")
+def run_multi_recording(
+    configuration: MultiRecordingConfiguration,
+    *,
+    client: Any | None = None,
+    phases: Sequence[str] | None = None,
+    target_recording: str | None = None,
+    force: bool = False,
+    show_progress: bool | None = None,
+) -> RunReport:
+    """Multi-recording phases ``discover`` then ``extract`` (see `cindra_dask.multirecording.graph`)."""
+    from cindra_dask.multirecording.graph import run_multi_recording as run
+
+    return run(configuration, client=client, phases=phases, target_recording=target_recording, force=force, show_progress=show_progress)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cindra_dask.cluster import build_cluster, cluster_client, local_worker_count
@@ -38,3 +40,22 @@ def test_slurm_job_script_carries_the_options() -> None:
     assert "--nworkers 4" in script
     with pytest.raises(ConfigurationError, match="cluster.jobqueue_options"):
         build_cluster(ClusterSettings.model_validate({"jobqueue": "slurm", "jobqueue_options": {"no_such_option": 1}}))
+
+
+def test_progress_bar_follows_the_client_it_is_given(client: Any) -> None:
+    """With another client as the process default (a notebook's, the test session's), the progress bar
+    must watch the given client's scheduler; it used to wait forever on the default one."""
+    import threading
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from cindra_dask.pipeline import _compute
+
+    assert client is not None  # the session client is the default client here
+    results: list[object] = []
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, Client(cluster, set_as_default=False) as other:
+        runner = threading.Thread(target=lambda: results.extend(_compute(other, [dask.delayed(sum)([1, 2])], label="sum", show_progress=True)), daemon=True)
+        runner.start()
+        runner.join(timeout=60)
+    assert results == [3], "the progress bar waited on the default client's scheduler"

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from cindra_dask.chunking import roi_chunk_size
-from cindra_dask.config import BaselineMethod, SignalExtractionSettings, SingleRecordingConfiguration, SpikeDeconvolutionSettings
+from cindra_dask.config import BaselineMethod, MultiRecordingConfiguration, SignalExtractionSettings, SingleRecordingConfiguration, SpikeDeconvolutionSettings
 from cindra_dask.extraction.baseline import neuropil_corrected_skewness, smoothed_minima, subtract_baseline, subtract_neuropil
 from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
 from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
@@ -146,7 +146,7 @@ def _colocalization_block(functional_mean_image: np.ndarray, structural_mean_ima
 # ---------------------------------------------------------------------------------------------
 
 
-def trace_roi_chunk(*, frame_count: int, roi_count: int, configuration: SingleRecordingConfiguration) -> int:
+def trace_roi_chunk(*, frame_count: int, roi_count: int, configuration: SingleRecordingConfiguration | MultiRecordingConfiguration) -> int:
     """ROIs per (roi_chunk, T) trace chunk: `roi_chunk_size` within ``runtime.max_chunk_memory``, at most
     ``signal_extraction.batch_size`` and at most n (at least 1)."""
     fitting = roi_chunk_size(frame_count=frame_count, max_chunk_bytes=configuration.runtime.max_chunk_bytes, upper_bound=configuration.signal_extraction.batch_size)

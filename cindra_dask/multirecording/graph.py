@@ -1,0 +1,649 @@
+"""Graph builders and runner of the multi-recording pipeline (cindra §4): ``discover`` then ``extract``.
+
+``discover`` (one run over all recordings)::
+
+    each store's combined/: detection image, ROIs, cell probabilities ──gathered──► selection (client)
+    images ──► contrast normalisation (N tasks) ──► symmetric demons per pair (N(N−1)/2 tasks)
+           ──► forward/backward fields per recording (N tasks) ──► selected masks → common space (N tasks)
+    deformed masks ──gathered──► clustering into tracked cells (client) ──► templates projected back (client)
+    ──► each store: multi_recording/<dataset>/{rois, deformation_forward, deformation_backward, templates}
+
+``extract`` (per recording): the templates' masks and neuropil masks, masked traces over the
+registered frame chunks of each plane, neuropil subtraction, baseline and OASIS — the
+single-recording extraction graph (`cindra_dask.extraction.graph`) with overlaps always allowed and
+no classification, the recording's own ``tau`` and frame rate — written to
+``multi_recording/<dataset>/extraction/``.
+
+Resume: each store keeps the records ``multi_recording/<dataset>/discover`` and ``…/extract``. The
+discover hash covers ``recording_io``, ``roi_selection``, ``diffeomorphic_registration`` and
+``roi_tracking`` (without the ``repeat_*`` flags) plus every recording's path and the hash of its
+completed combine phase (so reprocessing a recording redoes the tracking); the extract hash chains the discover hash with
+``signal_extraction`` and ``spike_deconvolution``. A phase is skipped when every store holds a
+complete record with its hash. Rerunning discover drops the dataset's old results first.
+
+Inputs, as in cindra: each recording's combined results (``combined/``, written by the combine
+phase): the plane-tiled detection image, ROIs in canvas coordinates, cell probabilities, ``tau``
+and ``sampling_rate``. Every recording's canvas must have the same size. Templates live on the
+canvas too; each is given to the plane (tile) holding most of its back-projected pixels, cropped to
+it, and extracted from that plane's registered frames (trimmed to the combined frame count).
+Memory on the client: N canvas images, the N recordings' ROIs and 2·N deformation fields
+(2, H, W) float32; a pair task holds two images and a few fields of one image's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+
+import numpy as np
+
+from cindra_dask.config import (
+    AcquisitionParameters,
+    DiffeomorphicRegistrationSettings,
+    MultiRecordingConfiguration,
+    ReferenceImageType,
+    section_hash,
+)
+from cindra_dask.combine import PlaneTile
+from cindra_dask.errors import ConfigurationError, InputError, OutputError, PhaseUnavailableError
+from cindra_dask.multirecording.demons import GroupDeformation, group_deformation, normalize_contrast, register_pair
+from cindra_dask.multirecording.projection import ProjectedTemplates, project_templates, select_templates, template_diameter_px, warp_rois
+from cindra_dask.multirecording.select import SelectionLimits, channel_limits, region_borders, select_rois
+from cindra_dask.multirecording.tracking import Tracking, keep_tracks, track_rois
+from cindra_dask.rois import RaggedRois
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, frames_path, multi_recording_path, stage_path
+
+if TYPE_CHECKING:
+    from cindra_dask.pipeline import RunReport
+
+DISCOVER = "discover"
+EXTRACT = "extract"
+UPSTREAM_STEP = "combine"
+"""Single-recording phase whose complete record (and outputs under ``combined/``) discover needs."""
+
+IMAGE_ARRAYS = {
+    ReferenceImageType.MEAN: "mean_image",
+    ReferenceImageType.ENHANCED_MEAN: "enhanced_mean_image",
+    ReferenceImageType.MAXIMUM_PROJECTION: "maximum_projection",
+}
+CONTRAST_SIGMA_DIAMETERS = 0.2
+"""σ of `normalize_contrast` in cell diameters (the recording's detection ``diameter_px``)."""
+
+TEMPLATES = "templates"
+DEFORMATION_FORWARD = "deformation_forward"
+DEFORMATION_BACKWARD = "deformation_backward"
+TRACK_ID = "track_id"
+TRACK_CONFIDENCE = "track_confidence"
+TEMPLATE_TRACK_ID = "template_track_id"
+SOURCE_ROI_INDEX = "source_roi_index"
+RECORDING_COUNT = "recording_count"
+FIELD_DIMENSIONS = ("axis", "y", "x")
+
+
+class RecordingSource(NamedTuple):
+    """What preflight established about one recording of a dataset.
+
+    Attributes
+    ----------
+    name : short unique name (the store's name, with parent folders when needed to tell them apart).
+    store : its store.
+    frame_shape : (H, W) px of the combined canvas.
+    frame_count : frames of the combined traces (the shortest plane's).
+    tiles : the included planes' places on the canvas (`cindra_dask.combine.PlaneTile`).
+    functional_channel : 0-based channel that detection used (its ROIs are tracked).
+    frame_rate_hz : per-plane sampling rate.
+    tau_s : the recording's indicator decay (``main.tau``).
+    diameter_px : detection's cell diameter (median over planes).
+    region_borders_px : (k,) MROI region borders (empty without MROI).
+    upstream_hash : hash of the recording's completed combine phase.
+    """
+
+    name: str
+    store: RecordingStore
+    frame_shape: tuple[int, int]
+    frame_count: int
+    tiles: tuple[PlaneTile, ...]
+    functional_channel: int
+    frame_rate_hz: float
+    tau_s: float
+    diameter_px: float
+    region_borders_px: np.ndarray
+    upstream_hash: str
+
+
+class MultiRecordingContext(NamedTuple):
+    """The validated configuration and its recordings (the first is the main one)."""
+
+    configuration: MultiRecordingConfiguration
+    recordings: tuple[RecordingSource, ...]
+
+
+class SelectedRois(NamedTuple):
+    """One recording's ROIs that take part in tracking.
+
+    Attributes
+    ----------
+    rois : the selected masks in the recording's space.
+    source_index : (n,) int64 index of each in ``combined/rois``.
+    centroids : (n, 2) int32 (y, x) px.
+    """
+
+    rois: RaggedRois
+    source_index: np.ndarray
+    centroids: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# preflight
+# ---------------------------------------------------------------------------------------------
+
+
+def recording_names(paths: Sequence[Path]) -> list[str]:
+    """Shortest unique names: the store names (``.zarr`` dropped), with as many parent folders as needed."""
+    parts = [Path(path).absolute().with_suffix("").parts for path in paths]
+    for depth in range(1, max(len(part) for part in parts) + 1):
+        names = ["/".join(part[-depth:]) for part in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(Path(path).absolute()) for path in paths]
+
+
+def _inspect_recording(path: Path, *, field: str, name: str, image_name: str) -> tuple[RecordingSource | None, list[str]]:
+    """One recording's source, or the problems that keep it out (each naming the field and what to do)."""
+    import zarr
+
+    store = RecordingStore(path)
+    if not store.exists:
+        return None, [f"{field}: {path} is not a cindra-dask store (no zarr.json); give a <name>.zarr folder written by `cindra-dask run`"]
+    record = store.phase_record(UPSTREAM_STEP)
+    if record is None or not record.complete:
+        return None, [f"{field}: {path}: the recording has no complete '{UPSTREAM_STEP}' phase; finish `cindra-dask run` on it (ingest, process, combine) first"]
+    combined = dict(zarr.open_group(str(store.path / COMBINED), mode="r").attrs)
+    planes = [int(plane) for plane in combined.get("included_planes", [])]
+    if not planes:
+        return None, [f"{field}: {path}: no plane of the recording has detected ROIs (combined/ includes none); check its detection settings and rerun `cindra-dask run`"]
+    plane_attributes = [dict(zarr.open_group(str(store.path / stage_path(plane, ROIS)), mode="r").attrs) for plane in planes]
+    channel = int(plane_attributes[0].get("functional_channel", 0))
+    required = [
+        f"{COMBINED}/{DETECTION}/{image_name}",
+        f"{COMBINED}/{EXTRACTION}/cell_classification",
+        *(f"{COMBINED}/{ROIS}/{name}" for name in ("pixel_offsets", "pixel_count", "centroids")),
+        *(frames_path(plane, channel, kind="registered") for plane in planes),
+    ]
+    problems = [f"{field}: {path}: array {array_path} is missing; rerun `cindra-dask run` on the recording" for array_path in required if array_path not in store]
+    if "acquisition" not in store.attributes():
+        problems.append(f"{field}: {path}: the store's attributes lack 'acquisition'; rerun `cindra-dask run` on the recording")
+    if problems:
+        return None, problems
+    try:
+        store.check_unlocked()
+    except OutputError as error:
+        return None, list(error.problems)
+    acquisition = AcquisitionParameters.model_validate(store.attributes()["acquisition"])
+    tiles = tuple(
+        PlaneTile(plane, int(combined["plane_y_offsets"][plane]), int(combined["plane_x_offsets"][plane]), int(combined["plane_heights"][plane]), int(combined["plane_widths"][plane]))
+        for plane in planes
+    )
+    source = RecordingSource(
+        name=name,
+        store=store,
+        frame_shape=(int(combined["combined_height"]), int(combined["combined_width"])),
+        frame_count=int(combined["frame_count"]),
+        tiles=tiles,
+        functional_channel=channel,
+        frame_rate_hz=float(combined["sampling_rate"]),
+        tau_s=float(combined["tau"]),
+        diameter_px=float(np.median([float(attributes.get("diameter_px", 0.0)) for attributes in plane_attributes])),
+        region_borders_px=region_borders(acquisition.roi_x_coordinates) if acquisition.is_mroi else np.zeros(0),
+        upstream_hash=record.config_hash,
+    )
+    if source.diameter_px <= 0:
+        return None, [f"{field}: {path}: the planes' ROI groups lack the detection attribute 'diameter_px'; rerun the process phase on the recording"]
+    return source, []
+
+
+def preflight_multi_recording(configuration: MultiRecordingConfiguration) -> MultiRecordingContext:
+    """Check the configuration and every recording before anything is written.
+
+    Raises
+    ------
+    ConfigurationError : missing dataset name, fewer than two or repeated recordings.
+    InputError : a recording that is not a store with complete combined results, or canvases that differ in size.
+    """
+    recording_io = configuration.recording_io
+    paths = [Path(path).expanduser() for path in recording_io.recording_directories]
+    problems = []
+    if not recording_io.dataset_name:
+        problems.append("recording_io.dataset_name: not set; name the tracking dataset (lower case, digits, '_' or '-')")
+    if len(paths) < 2:
+        problems.append(f"recording_io.recording_directories: {len(paths)} recording(s) given; list at least two recording stores (<name>.zarr)")
+    resolved = [path.resolve() for path in paths]
+    repeated = sorted({str(path) for path in resolved if resolved.count(path) > 1})
+    if repeated:
+        problems.append(f"recording_io.recording_directories: {', '.join(repeated)} listed more than once; list each recording once")
+    if problems:
+        raise ConfigurationError(*problems)
+    image_name = IMAGE_ARRAYS[configuration.diffeomorphic_registration.image_type]
+    sources: list[RecordingSource] = []
+    for index, (path, name) in enumerate(zip(paths, recording_names(paths))):
+        source, found = _inspect_recording(path, field=f"recording_io.recording_directories[{index}]", name=name, image_name=image_name)
+        problems += found
+        if source is not None:
+            sources.append(source)
+    if problems:
+        raise InputError(*problems)
+    shapes = {source.frame_shape for source in sources}
+    if len(shapes) > 1:
+        listing = ", ".join(f"{source.name} {source.frame_shape[0]}×{source.frame_shape[1]}" for source in sources)
+        raise InputError(f"recording_io.recording_directories: the recordings' combined fields of view differ in size ({listing}); track only recordings of one field of view, frame size and plane layout")
+    return MultiRecordingContext(configuration, tuple(sources))
+
+
+# ---------------------------------------------------------------------------------------------
+# hashes
+# ---------------------------------------------------------------------------------------------
+
+
+def discover_hash(context: MultiRecordingContext) -> str:
+    """Identity of a discover run: its sections (without ``repeat_*``) and every recording's path and upstream hash."""
+    from cindra_dask.pipeline import _hashable
+
+    sections = _hashable(context.configuration, ("recording_io", "roi_selection", "diffeomorphic_registration", "roi_tracking"))
+    recordings = [(str(source.store.path.resolve()), source.upstream_hash) for source in context.recordings]
+    return section_hash(context.configuration, (), extra={**sections, "recordings": recordings})
+
+
+def extract_hash(context: MultiRecordingContext, *, previous: str) -> str:
+    """Identity of the extract phase: the discover hash chained with the extraction sections."""
+    from cindra_dask.pipeline import _hashable
+
+    return section_hash(context.configuration, (), extra={"previous": previous, **_hashable(context.configuration, ("signal_extraction", "spike_deconvolution"))})
+
+
+def phase_key(dataset_name: str, phase: str) -> str:
+    """Record key of a multi-recording phase in each store."""
+    return f"{multi_recording_path(dataset_name)}/{phase}"
+
+
+# ---------------------------------------------------------------------------------------------
+# discover
+# ---------------------------------------------------------------------------------------------
+
+
+def read_selected_rois(source: RecordingSource, configuration: MultiRecordingConfiguration) -> SelectedRois:
+    """The recording's combined ROIs that pass ``roi_selection`` (channel limits from its functional channel)."""
+    settings = configuration.roi_selection
+    limits = channel_limits(
+        SelectionLimits(settings.probability_threshold, settings.maximum_size, settings.mroi_region_margin),
+        channel=source.functional_channel,
+        probability_threshold_channel_2=settings.probability_threshold_channel_2,
+        maximum_size_channel_2_px=settings.maximum_size_channel_2,
+        mroi_region_margin_channel_2_px=settings.mroi_region_margin_channel_2,
+    )
+    store, rois_group = source.store, f"{COMBINED}/{ROIS}"
+    centroids = store.read(f"{rois_group}/centroids")
+    selected = select_rois(
+        store.read(f"{COMBINED}/{EXTRACTION}/cell_classification")[:, 1],
+        store.read(f"{rois_group}/pixel_count"),
+        centroids,
+        limits=limits,
+        region_borders_px=source.region_borders_px,
+    )
+    return SelectedRois(store.read_rois(rois_group).select(selected), selected, centroids[selected].astype(np.int32))
+
+
+def canvas_valid_mask(source: RecordingSource) -> np.ndarray:
+    """(H, W) bool canvas pixels inside an included plane's registration valid crop (``valid_y_range``, ``valid_x_range``)."""
+    import zarr
+
+    valid = np.zeros(source.frame_shape, bool)
+    for tile in source.tiles:
+        attributes = dict(zarr.open_group(str(source.store.path / stage_path(tile.plane, REGISTRATION)), mode="r").attrs)
+        top, bottom = attributes.get("valid_y_range", (0, tile.height))
+        left, right = attributes.get("valid_x_range", (0, tile.width))
+        valid[tile.y_offset + int(top) : tile.y_offset + int(bottom), tile.x_offset + int(left) : tile.x_offset + int(right)] = True
+    return valid
+
+
+def deformation_graph(
+    images: Sequence[np.ndarray],
+    *,
+    valid_masks: Sequence[np.ndarray],
+    contrast_sigmas_px: Sequence[float],
+    settings: DiffeomorphicRegistrationSettings,
+) -> list[Any]:
+    """Delayed `GroupDeformation` of every recording (groupwise demons as independent pair tasks).
+
+    Parameters
+    ----------
+    images : N (H, W) detection images of one shape.
+    valid_masks : N (H, W) bool pixels with data (`canvas_valid_mask`).
+    contrast_sigmas_px : N σ of each image's `normalize_contrast`, px.
+    settings : the ``diffeomorphic_registration`` section.
+
+    Chunking: one contrast task per image (images and masks enter the graph once each), one `register_pair`
+    task per unordered pair (N(N−1)/2, independent: they spread over the workers), one
+    `group_deformation` task per recording gathering its N − 1 pair fields.
+    """
+    import dask
+
+    masks = [dask.delayed(np.asarray(valid, bool), pure=True) for valid in valid_masks]  # one key each, fetched once per worker
+    normalized = [dask.delayed(normalize_contrast, pure=True)(np.asarray(image, np.float32), sigma_px=sigma, valid=mask) for image, mask, sigma in zip(images, masks, contrast_sigmas_px)]
+    options = {
+        "speed_factor": settings.speed_factor,
+        "final_grid_sampling_px": settings.final_grid_sampling,
+        "grid_sampling_factor": settings.grid_sampling_factor,
+        "scale_sampling": settings.scale_sampling,
+    }
+    count = len(images)
+    pairs = {
+        (first, second): dask.delayed(register_pair, pure=True, nout=2)(normalized[first], normalized[second], first_valid=masks[first], second_valid=masks[second], **options)
+        for first in range(count)
+        for second in range(first + 1, count)
+    }
+    groups = []
+    for recording in range(count):
+        to_others = [pairs[(recording, other)][0] if recording < other else pairs[(other, recording)][1] for other in range(count) if other != recording]
+        groups.append(dask.delayed(group_deformation, pure=True)(to_others, recording_count=count))
+    return groups
+
+
+def _deformed_rois(rois: RaggedRois, group: GroupDeformation, frame_shape: tuple[int, int]) -> RaggedRois:
+    """Selected masks carried into the common space with the recording's forward field."""
+    return warp_rois(rois, sampling_field=group.forward, source_shape=frame_shape)
+
+
+def _write_discover(
+    source: RecordingSource,
+    *,
+    dataset_name: str,
+    recording_index: int,
+    selected: SelectedRois,
+    group: GroupDeformation,
+    tracking: Tracking,
+    templates: ProjectedTemplates,
+    recordings: Sequence[RecordingSource],
+) -> None:
+    """One store's discover outputs (DESIGN §3) and the dataset group's attributes.
+
+    Template rows are ordered by plane (so extraction reads contiguous blocks per plane);
+    ``template_track_id`` maps each row to its track.
+    """
+    import zarr
+
+    store, root = source.store, multi_recording_path(dataset_name)
+    track_ids = tracking.track_ids[recording_index]
+    confidence = np.zeros(track_ids.shape, np.float32)
+    confidence[track_ids >= 0] = tracking.confidence[track_ids[track_ids >= 0]]
+    store.write_rois(f"{root}/{ROIS}", selected.rois, **{TRACK_ID: track_ids, TRACK_CONFIDENCE: confidence, SOURCE_ROI_INDEX: selected.source_index, "centroids": selected.centroids})
+    store.write_array(f"{root}/{DEFORMATION_FORWARD}", group.forward, dimension_names=FIELD_DIMENSIONS)
+    store.write_array(f"{root}/{DEFORMATION_BACKWARD}", group.backward, dimension_names=FIELD_DIMENSIONS)
+    order = np.argsort(templates.tile, kind="stable")
+    ordered = select_templates(templates, order)
+    planes = np.array([tile.plane for tile in source.tiles], np.int32)
+    store.write_rois(
+        f"{root}/{TEMPLATES}",
+        ordered.rois,
+        **{
+            TEMPLATE_TRACK_ID: order.astype(np.int64),
+            TRACK_CONFIDENCE: tracking.confidence[order],
+            RECORDING_COUNT: tracking.recording_count[order],
+            "plane_index": planes[ordered.tile],
+            "centroids": ordered.centroids,
+            "radius_px": ordered.radius_px,
+        },
+    )
+    zarr.open_group(str(store.path / root), mode="r+").attrs.update(
+        recording_names=[recording.name for recording in recordings],
+        recording_paths=[str(recording.store.path) for recording in recordings],
+        recording_index=recording_index,
+        template_diameter_px=templates.diameter_px,
+    )
+
+
+def run_discover(context: MultiRecordingContext, client: Any, *, show_progress: bool) -> Tracking:
+    """The discover phase: selection, demons, tracking, back-projection; writes every store's dataset group.
+
+    Returns the tracking (templates in the common space). Tracked cells whose template lands in no
+    plane of some recording are dropped (their ROIs become untracked).
+    """
+    import dask
+
+    from cindra_dask.pipeline import _compute
+
+    configuration = context.configuration
+    recordings = context.recordings
+    frame_shape = recordings[0].frame_shape
+    image_name = IMAGE_ARRAYS[configuration.diffeomorphic_registration.image_type]
+    selections = [read_selected_rois(source, configuration) for source in recordings]
+    images = [source.store.read(f"{COMBINED}/{DETECTION}/{image_name}") for source in recordings]
+    groups = deformation_graph(
+        images,
+        valid_masks=[canvas_valid_mask(source) for source in recordings],
+        contrast_sigmas_px=[CONTRAST_SIGMA_DIAMETERS * source.diameter_px for source in recordings],
+        settings=configuration.diffeomorphic_registration,
+    )
+    deformed = [dask.delayed(_deformed_rois, pure=True)(selection.rois, group, frame_shape) for selection, group in zip(selections, groups)]
+    results = _compute(client, [*groups, *deformed], label=f"discover ({len(recordings)} recordings)", show_progress=show_progress)
+    group_results, deformed_results = results[: len(recordings)], results[len(recordings) :]
+    settings = configuration.roi_tracking
+    tracking = track_rois(
+        deformed_results,
+        frame_shape=frame_shape,
+        threshold=settings.threshold,
+        mask_prevalence_percent=settings.mask_prevalence,
+        pixel_prevalence_percent=settings.pixel_prevalence,
+        step_px=settings.step_sizes[0],
+        bin_margin_px=settings.bin_size,
+        maximum_distance_px=settings.maximum_distance,
+        minimum_size_px=settings.minimum_size,
+    )
+    diameter_px = template_diameter_px(tracking.templates)
+    projected = [
+        project_templates(
+            tracking.templates,
+            backward_field=group.backward,
+            tile_origins_px=np.array([(tile.y_offset, tile.x_offset) for tile in source.tiles]),
+            tile_shapes_px=np.array([(tile.height, tile.width) for tile in source.tiles]),
+            diameter_px=diameter_px,
+        )
+        for group, source in zip(group_results, recordings)
+    ]
+    visible = np.logical_and.reduce([templates.tile >= 0 for templates in projected]) if tracking.templates.count else np.zeros(0, bool)
+    if not visible.all():
+        tracking = keep_tracks(tracking, visible)
+        projected = [select_templates(templates, np.flatnonzero(visible)) for templates in projected]
+    dataset_name = configuration.recording_io.dataset_name
+    for index, source in enumerate(recordings):
+        source.store.delete(multi_recording_path(dataset_name))
+        _write_discover(source, dataset_name=dataset_name, recording_index=index, selected=selections[index], group=group_results[index], tracking=tracking, templates=projected[index], recordings=recordings)
+    return tracking
+
+
+# ---------------------------------------------------------------------------------------------
+# extract
+# ---------------------------------------------------------------------------------------------
+
+
+def recording_extraction_writes(source: RecordingSource, configuration: MultiRecordingConfiguration) -> list[tuple[Any, Any]]:
+    """(dask array, Zarr target) pairs of one recording's template extraction; targets are created here.
+
+    Reads ``multi_recording/<dataset>/templates/*`` and, per plane holding templates, that plane's
+    registered frames (trimmed to the combined frame count); creates
+    ``…/extraction/{cell_fluorescence, neuropil_fluorescence, subtracted_fluorescence, spikes}`` (m, T)
+    f4 chunks (roi_chunk, T) and ``…/templates/skewness`` (m,). Zero templates give (0, T) arrays;
+    ``extract_spikes`` False leaves the subtracted fluorescence and spikes at zero.
+
+    Chunking: per plane as `cindra_dask.extraction.graph.masked_traces` (one task per registered
+    frame chunk, rechunked once to (roi_chunk, T)); the planes' blocks are concatenated along the
+    template axis (rows are ordered by plane) and rechunked to (roi_chunk, T); then
+    `deconvolution_graph` (one task per ROI chunk); roi_chunk from `trace_roi_chunk`
+    (``runtime.max_chunk_memory``, ``signal_extraction.batch_size``).
+    """
+    import dask.array as da
+
+    from cindra_dask.extraction.graph import (
+        CELL_FLUORESCENCE,
+        NEUROPIL_FLUORESCENCE,
+        SKEWNESS,
+        SPIKES,
+        SUBTRACTED_FLUORESCENCE,
+        TRACE_DIMENSIONS,
+        TRACE_DTYPE,
+        deconvolution_graph,
+        extraction_masks,
+        masked_traces,
+        trace_roi_chunk,
+    )
+
+    store, root = source.store, multi_recording_path(configuration.recording_io.dataset_name)
+    templates_group = f"{root}/{TEMPLATES}"
+    templates = store.read_rois(templates_group)
+    plane_index = store.read(f"{templates_group}/plane_index")
+    radii = store.read(f"{templates_group}/radius_px")
+    frame_count, template_count = source.frame_count, templates.count
+    roi_chunk = trace_roi_chunk(frame_count=frame_count, roi_count=template_count, configuration=configuration)
+    names = (CELL_FLUORESCENCE, NEUROPIL_FLUORESCENCE, SUBTRACTED_FLUORESCENCE, SPIKES)
+    targets = {name: store.create_array(f"{root}/{EXTRACTION}/{name}", shape=(template_count, frame_count), dtype=TRACE_DTYPE, chunks=(roi_chunk, max(1, frame_count)), dimension_names=TRACE_DIMENSIONS) for name in names}
+    skewness_target = store.create_array(f"{templates_group}/{SKEWNESS}", shape=(template_count,), dtype=TRACE_DTYPE, chunks=(max(1, template_count),))
+    if template_count == 0 or frame_count == 0:
+        return []
+    overlapping = configuration.signal_extraction.model_copy(update={"allow_overlap": True})
+    blocks = []
+    for tile in source.tiles:
+        rows = np.flatnonzero(plane_index == tile.plane)
+        if rows.size == 0:
+            continue
+        local = templates.select(rows)
+        local = local._replace(ypix=(local.ypix - tile.y_offset).astype(np.int32), xpix=(local.xpix - tile.x_offset).astype(np.int32))
+        frames = da.from_zarr(store.array(frames_path(tile.plane, source.functional_channel, kind="registered")))[:frame_count]
+        masks = extraction_masks(local, frame_shape=(tile.height, tile.width), roi_radii_px=radii[rows], signal_extraction=overlapping)
+        blocks.append(masked_traces(frames, masks, roi_count=rows.size, roi_chunk=min(roi_chunk, rows.size), max_chunk_bytes=configuration.runtime.max_chunk_bytes))
+    traces = (blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=1)).rechunk((1, roi_chunk, frame_count))
+    skewness, subtracted, spikes = deconvolution_graph(traces[0], traces[1], spike_deconvolution=configuration.spike_deconvolution, tau_s=source.tau_s, frame_rate_hz=source.frame_rate_hz)
+    writes = [(traces[0], targets[CELL_FLUORESCENCE]), (traces[1], targets[NEUROPIL_FLUORESCENCE]), (skewness, skewness_target)]
+    if spikes is not None:
+        writes += [(subtracted, targets[SUBTRACTED_FLUORESCENCE]), (spikes, targets[SPIKES])]
+    return writes
+
+
+def run_extract(context: MultiRecordingContext, client: Any, *, recordings: Sequence[RecordingSource], show_progress: bool) -> None:
+    """The extract phase of ``recordings``: one ``da.store`` of every recording's traces."""
+    import dask.array as da
+    from dask import is_dask_collection
+
+    from cindra_dask.pipeline import _compute
+
+    writes = [write for source in recordings for write in recording_extraction_writes(source, context.configuration)]
+    if writes:
+        sources, targets = zip(*writes)
+        stored = da.store(list(sources), list(targets), lock=False, compute=False)
+        _compute(client, [stored] if is_dask_collection(stored) else list(stored), label=f"extract ({len(recordings)} recordings)", show_progress=show_progress)
+
+
+# ---------------------------------------------------------------------------------------------
+# runner
+# ---------------------------------------------------------------------------------------------
+
+
+def _complete(store: RecordingStore, key: str, config_hash: str) -> bool:
+    """True when the store's record ``key`` is complete with ``config_hash``."""
+    record = store.phase_record(key)
+    return record is not None and record.complete and record.config_hash == config_hash
+
+
+def run_multi_recording(
+    configuration: MultiRecordingConfiguration,
+    *,
+    client: Any | None = None,
+    phases: Sequence[str] | None = None,
+    target_recording: str | None = None,
+    force: bool = False,
+    show_progress: bool | None = None,
+) -> RunReport:
+    """Run ``discover`` then ``extract`` over the configured recordings, skipping what is complete.
+
+    Parameters
+    ----------
+    configuration : validated multi-recording configuration.
+    client : a ``distributed.Client``; None starts the cluster of ``configuration.cluster``.
+    phases : subset of ``discover``, ``extract`` (None: both, in order). ``extract`` alone needs a
+        complete ``discover`` with the same configuration.
+    target_recording : extract only this recording (a name from `recording_names`, e.g. the
+        store's name without ``.zarr``); ``discover`` always covers every recording.
+    force : rerun the selected phases even if complete (``recording_io.repeat_selection`` and
+        ``diffeomorphic_registration.repeat_registration`` force ``discover``).
+    show_progress : progress bars (default ``runtime.display_progress_bars``).
+
+    Returns
+    -------
+    RunReport with the main (first) recording's store and one outcome for ``discover`` and one per
+    recording for ``extract`` (``extract/<recording name>``).
+
+    Every store is locked for the whole run; nothing is written before `preflight_multi_recording`
+    has accepted the configuration and every recording.
+    """
+    from cindra_dask.pipeline import MULTI_RECORDING_PHASES, PhaseOutcome, RunReport, _LazyClient, _refresh_manifest
+
+    if phases:
+        unknown = [name for name in phases if name not in MULTI_RECORDING_PHASES]
+        if unknown:
+            raise ConfigurationError(f"--phase {', '.join(unknown)}: unknown phase; multi-recording phases are {', '.join(MULTI_RECORDING_PHASES)}")
+    selected_phases = [phase for phase in MULTI_RECORDING_PHASES if not phases or phase in phases]
+    context = preflight_multi_recording(configuration)
+    names = [source.name for source in context.recordings]
+    if target_recording is not None and target_recording not in names:
+        raise ConfigurationError(f"--target-recording {target_recording}: not a recording of this dataset; choose one of {', '.join(names)}")
+    show = configuration.runtime.display_progress_bars if show_progress is None else show_progress
+    dataset_name = configuration.recording_io.dataset_name
+    discover_key, extract_key = phase_key(dataset_name, DISCOVER), phase_key(dataset_name, EXTRACT)
+    hashes = {DISCOVER: discover_hash(context)}
+    hashes[EXTRACT] = extract_hash(context, previous=hashes[DISCOVER])
+    stores = [source.store for source in context.recordings]
+    outcomes: list[PhaseOutcome] = []
+    lazy_client = _LazyClient(configuration, client)
+    with contextlib.ExitStack() as locks:
+        for store in stores:
+            locks.enter_context(store.locked())
+        try:
+            if DISCOVER in selected_phases:
+                forced = force or configuration.recording_io.repeat_selection or configuration.diffeomorphic_registration.repeat_registration
+                if not forced and all(_complete(store, discover_key, hashes[DISCOVER]) for store in stores):
+                    print(f"phase '{DISCOVER}' ({dataset_name}): complete (hash {hashes[DISCOVER]}), skipped", file=sys.stderr)
+                    outcomes.append(PhaseOutcome(DISCOVER, "skipped", 0.0))
+                else:
+                    starts = []
+                    for store in stores:
+                        store.forget_phase(extract_key)
+                        starts.append(store.mark_phase_started(discover_key, config_hash=hashes[DISCOVER]))
+                    tracking = run_discover(context, lazy_client.get(), show_progress=show)
+                    records = [store.mark_phase_complete(discover_key, config_hash=hashes[DISCOVER], started=started) for store, started in zip(stores, starts)]
+                    duration = float(records[0].duration_s or 0.0)
+                    print(f"phase '{DISCOVER}' ({dataset_name}): {tracking.templates.count} tracked cells in {duration:.1f} s", file=sys.stderr)
+                    outcomes.append(PhaseOutcome(DISCOVER, "ran", duration))
+            if EXTRACT in selected_phases:
+                stale = [source.name for source in context.recordings if not _complete(source.store, discover_key, hashes[DISCOVER])]
+                if stale:
+                    raise PhaseUnavailableError(f"phase '{EXTRACT}' needs a complete '{DISCOVER}' with this configuration, missing or outdated in {', '.join(stale)}; run the '{DISCOVER}' phase first")
+                targets = [source for source in context.recordings if target_recording is None or source.name == target_recording]
+                pending = [source for source in targets if force or not _complete(source.store, extract_key, hashes[EXTRACT])]
+                pending_names = {source.name for source in pending}
+                for source in targets:
+                    if source.name not in pending_names:
+                        print(f"phase '{EXTRACT}' ({dataset_name}, {source.name}): complete (hash {hashes[EXTRACT]}), skipped", file=sys.stderr)
+                        outcomes.append(PhaseOutcome(f"{EXTRACT}/{source.name}", "skipped", 0.0))
+                if pending:
+                    starts = [source.store.mark_phase_started(extract_key, config_hash=hashes[EXTRACT]) for source in pending]
+                    run_extract(context, lazy_client.get(), recordings=pending, show_progress=show)
+                    for source, started in zip(pending, starts):
+                        record = source.store.mark_phase_complete(extract_key, config_hash=hashes[EXTRACT], started=started)
+                        outcomes.append(PhaseOutcome(f"{EXTRACT}/{source.name}", "ran", float(record.duration_s or 0.0)))
+                    print(f"phase '{EXTRACT}' ({dataset_name}): {len(pending)} recording(s) in {outcomes[-1].duration_s:.1f} s", file=sys.stderr)
+            ran = any(outcome.state == "ran" for outcome in outcomes)
+            for store in stores:
+                _refresh_manifest(store, ran=ran)
+        finally:
+            lazy_client.close()
+    return RunReport(stores[0].path, tuple(outcomes))
