@@ -12,10 +12,15 @@ import pytest
 
 @pytest.fixture(scope="session")
 def client() -> Any:
-    """One threaded, in-process Dask client shared by every test that needs a cluster."""
-    from distributed import Client
+    """One threaded, in-process Dask client shared by every test that needs a cluster.
 
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as shared:
+    BLAS runs single-threaded, as in worker processes (the nanny sets OMP_NUM_THREADS=1), so results
+    are bit-identical to runs on process clusters (BLAS sums in a thread-count-dependent order).
+    """
+    from distributed import Client
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0") as shared:
         yield shared
 
 
