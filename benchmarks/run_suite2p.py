@@ -1,7 +1,13 @@
 """Run suite2p 1.1.0 on a folder of TIFFs; executed by benchmarks/.suite2p-venv/bin/python.
 
-Writes ``<out>/suite2p_result.json`` (wall time, suite2p's own per-stage times, peak RSS) and
-``<out>/suite2p_offsets.npz`` (rigid ``yoff``/``xoff``, nonrigid ``yoff1``/``xoff1``, block centres).
+Writes ``<out>/suite2p_result.json`` (wall time, suite2p's own per-stage times, the wall-clock
+time each stage started, peak RSS) and ``<out>/suite2p_offsets.npz`` (rigid ``yoff``/``xoff``,
+nonrigid ``yoff1``/``xoff1``, block ranges ``yblock``/``xblock``).
+
+Stage start times come from suite2p's own log lines (``----------- REGISTRATION`` …), caught by a
+handler on the root logger; with ``plane_times`` they give each stage's window, so a sampler
+outside this process can attribute memory to stages. Everything from the call of ``run_s2p`` to
+the first stage is the TIFF → binary conversion.
 
 Usage: run_suite2p.py DATA_DIR OUT_DIR --fs HZ --tau S [--stage registration|full] [--threads N]
 """
@@ -10,11 +16,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
+
+STAGE_MARKERS = {"REGISTRATION": "registration", "ROI DETECTION": "detection", "EXTRACTION": "extraction", "SPIKE DECONVOLUTION": "deconvolution", "ROI CLASSIFICATION": "classification"}
+
+
+class _StageMarks(logging.Handler):
+    """Records the wall-clock time of suite2p's ``----------- STAGE`` log lines."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.marks: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = str(record.getMessage())
+        if message.startswith("-----------"):
+            stage = STAGE_MARKERS.get(message.strip("- ").strip())
+            if stage is not None and stage not in self.marks:
+                self.marks[stage] = record.created
 
 
 def main() -> None:
@@ -49,6 +73,10 @@ def main() -> None:
     database["save_path0"] = str(arguments.out)
     database["nplanes"] = 1
     database["nchannels"] = 1
+    marks = _StageMarks()
+    logging.getLogger("suite2p").setLevel(logging.INFO)  # unset, suite2p's INFO lines would be dropped (root: WARNING)
+    logging.getLogger().addHandler(marks)
+    started_epoch = time.time()
     started = time.perf_counter()
     suite2p.run_s2p(db=database, settings=settings)
     wall_s = time.perf_counter() - started
@@ -57,7 +85,15 @@ def main() -> None:
     offsets = {key: np.asarray(ops[key]) for key in ("yoff", "xoff", "yoff1", "xoff1", "yblock", "xblock") if key in ops}
     np.savez(arguments.out / "suite2p_offsets.npz", **offsets)
     times = {key: float(value) for key, value in (ops.get("plane_times") or {}).items() if np.isscalar(value)}
-    result = {"wall_s": wall_s, "plane_times": times, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = {
+        "wall_s": wall_s,
+        "started": started_epoch,
+        "finished": started_epoch + wall_s,
+        "plane_times": times,
+        "stage_started": marks.marks,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "torch_threads": torch.get_num_threads(),
+    }
     (arguments.out / "suite2p_result.json").write_text(json.dumps(result))
     print(json.dumps(result))
 

@@ -1,0 +1,107 @@
+"""Run cindra-dask on a folder of TIFFs on a fresh LocalCluster; executed by the project's venv.
+
+The counterpart of ``run_suite2p.py`` (``benchmarks/common.py`` runs both as subprocesses and
+samples their memory from outside). Ingest runs on one LocalCluster; the rest on a second, fresh
+one, so each worker's lifetime peak RSS (``ru_maxrss``) read at the end covers only that part.
+
+Stages:
+- ``registration``: ingest, then the registration step of plane 0 only (run as the runner runs a
+  step: phase record started → `run_registration_step` → phase record complete).
+- ``full``: ingest, then the ``process`` and ``combine`` phases through `run_single_recording`.
+
+Registration quality metrics (PC metrics) are off, as suite2p's ``do_regmetrics`` in
+``run_suite2p.py``. Writes ``<out>/cindra_result.json``: wall time of the phase calls, every phase
+record (start and finish as whole epoch seconds, exact duration), worker pids per cluster, worker and main-process
+``ru_maxrss``.
+
+Usage: run_cindra.py DATA_DIR OUT_DIR --tau S [--stage registration|full] [--workers 2] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _register_plane(configuration: object, client: object, *, plane: int) -> None:
+    """The registration step of one plane, recorded in the store exactly as the runner records it."""
+    from cindra_dask.pipeline import preflight, step_hashes
+    from cindra_dask.registration.graph import run_registration_step
+
+    context = preflight(configuration)
+    key = f"registration/plane_{plane}"
+    with context.store.locked():
+        config_hash = step_hashes(context)[key]
+        started = context.store.mark_phase_started(key, config_hash=config_hash)
+        run_registration_step(context, client, plane=plane, show_progress=False)
+        context.store.mark_phase_complete(key, config_hash=config_hash, started=started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--tau", type=float, required=True)
+    parser.add_argument("--stage", choices=["registration", "full"], default="full")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    arguments = parser.parse_args()
+
+    from cindra_dask.cluster import cluster_client
+    from cindra_dask.config import configuration_from_mapping
+    from cindra_dask.pipeline import run_single_recording
+    from cindra_dask.store import RecordingStore
+
+    configuration = configuration_from_mapping(
+        {
+            "runtime": {"display_progress_bars": False},
+            "file_io": {"data_path": str(arguments.data), "output_path": str(arguments.out)},
+            "main": {"tau": arguments.tau},
+            "registration": {"registration_metric_principal_components": 0},
+            "cluster": {"workers": arguments.workers, "threads_per_worker": arguments.threads, "dashboard_address": ":0"},
+        },
+        source="benchmark",
+    )
+    result: dict[str, Any] = {"pid": os.getpid(), "worker_pids": {}, "worker_peak_rss_mib": {}, "call_s": {}}
+    result["cluster_start_s"] = {}
+    for part in ("ingest", "process"):
+        entered = time.perf_counter()
+        with cluster_client(configuration.cluster, announce=False) as client:
+            result["cluster_start_s"][part] = time.perf_counter() - entered
+            result["worker_pids"][part] = sorted(client.run(os.getpid).values())
+            started = time.perf_counter()
+            if part == "ingest":
+                report = run_single_recording(configuration, client=client, phases=["ingest"], force=True, show_progress=False)
+                store_path = report.store_path
+            elif arguments.stage == "registration":
+                _register_plane(configuration, client, plane=0)
+            else:
+                run_single_recording(configuration, client=client, phases=["process", "combine"], show_progress=False)
+            result["call_s"][part] = time.perf_counter() - started
+            result["worker_peak_rss_mib"][part] = sorted(value / 1024 for value in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+    store = RecordingStore(store_path)
+    result["wall_s"] = sum(result["call_s"].values())
+    result["phases"] = {
+        name: {"start": dt.datetime.fromisoformat(record.started).timestamp(), "finished": dt.datetime.fromisoformat(record.finished).timestamp(), "duration_s": record.duration_s}
+        for name, record in store.phase_records().items()
+        if record.complete
+    }
+    result["chunk_frames"] = int(store.array("plane_0/raw/channel_0").chunks[0])
+    result["store_path"] = str(store.path)
+    result["main_peak_rss_mib"] = _peak_rss_mib()
+    (arguments.out / "cindra_result.json").write_text(json.dumps(result))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
