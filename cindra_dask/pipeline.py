@@ -223,15 +223,17 @@ def ingest_hash(context: RecordingContext) -> str:
 def _compute(client: Any, graphs: Sequence[Any], *, label: str, show_progress: bool) -> list[Any]:
     """Run Dask collections on the cluster in one graph, with a progress bar; results in input order.
 
-    Every collection is wrapped as a ``Delayed`` first: dask 2026.8 groups mixed collection types
-    (Array before Delayed) and returns their results in group order, not input order.
+    The collections are optimised together (shared reads and traces are computed once), then each is
+    wrapped as a ``Delayed``: dask 2026.8 groups mixed collection types (Array before Delayed) and
+    returns their results in group order, not input order.
     """
     import dask
     from dask.delayed import Delayed
 
     if not graphs:
         return []
-    futures = client.compute([graph if isinstance(graph, Delayed) else dask.delayed(graph) for graph in graphs])
+    optimized = dask.optimize(*graphs)  # jointly, so work shared between outputs runs once
+    futures = client.compute([graph if isinstance(graph, Delayed) else dask.delayed(graph) for graph in optimized], optimize_graph=False)
     if show_progress:
         from distributed import progress
 
