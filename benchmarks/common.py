@@ -3,15 +3,16 @@
 One measurement = one dataset, both tools, one run each, on the same TIFFs and the same cores:
 
 1. `ensure_recording`: simulate the dataset (or reuse it when its parameters are unchanged).
-2. `run_tool`: ``run_cindra.py`` (project venv) then ``run_suite2p.py`` (suite2p venv), each as a
+2. `run_cindra` then `run_suite2p`: ``run_cindra.py`` (project venv), ``run_suite2p.py`` (suite2p venv), each as a
    subprocess, one after the other, never concurrently. A `ProcessTreeSampler` in this process
-   samples the RSS of the subprocess and all its children (our LocalCluster workers) every 0.5 s;
+   samples RSS and CPU time of the subprocess and all its children (our LocalCluster workers) every 0.5 s;
    the tools report their own stage windows (our phase records; suite2p's log lines plus
-   ``plane_times``), so every stage gets a wall time and a sampled peak RSS per process role.
+   ``plane_times``), so every stage gets a wall time, CPU seconds (the tool's and everyone
+   else's: contention) and a sampled peak RSS per process role.
    The TIFFs are read once (page cache) before each tool, so neither pays for a cold cache.
 3. Scoring against the simulator's truth with `cindra_dask.evaluate`: ours with `score_recording`;
-   suite2p's outputs with `score_arrays`, the same selection and scorers, which is checked to
-   reproduce `score_recording` on our own store.
+   suite2p's outputs with `score_suite2p` (`registration_scores` + `cell_scores`: the same
+   selection and scorers), which `score_cindra` checks to reproduce `score_recording` on our store.
 4. `measure` caches the whole record as JSON under ``<scratch>/runs/`` so the issue tables can be
    views over the same runs (``--reuse``), and deletes the tools' outputs.
 
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -434,7 +435,6 @@ class Settings:
     reuse: bool = False
     keep_outputs: bool = False
     keep_data: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def machine() -> dict[str, Any]:
