@@ -191,17 +191,19 @@ def _center_in_windows(images: np.ndarray, windows: np.ndarray) -> None:
                 images[n, i, j] = window[i, j] * (images[n, i, j] - mean)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _quarter_whiten(spectra: np.ndarray) -> None:
     """In place, per spectrum: S ← S / (|S| + ε)^¼, then scaled to unit energy (zero spectra stay zero)."""
     for n in range(spectra.shape[0]):
         spectrum = spectra[n]
         energy = 0.0
         for i in range(spectrum.shape[0]):
-            for j in range(spectrum.shape[1]):
-                magnitude = abs(spectrum[i, j])
+            line = spectrum[i]
+            for j in range(line.shape[0]):
+                real, imaginary = line[j].real, line[j].imag
+                magnitude = np.sqrt(real * real + imaginary * imaginary)
                 scale = np.float32(1.0) / np.sqrt(np.sqrt(magnitude + WHITENING_EPSILON))
-                spectrum[i, j] *= scale
+                line[j] = complex(real * scale, imaginary * scale)
                 energy += (magnitude * scale) ** 2
         if energy > 0:
             norm = np.float32(1.0 / np.sqrt(energy))
@@ -299,25 +301,24 @@ def build_rigid_plan(
     )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _filter_and_move(spectra: np.ndarray, kernels: np.ndarray, offsets: np.ndarray, width: int, whiten: bool) -> None:
     """In place: spectra[a, b] ← (whitened) spectra[a, b] × kernels[b] × phase ramp moving the surface by offsets[a, b]."""
     outer, inner, height, half_width = spectra.shape
-    row_ramp = np.empty(height, np.complex64)
     column_ramp = np.empty(half_width, np.complex64)
     for a in range(outer):
         for b in range(inner):
-            for i in range(height):
-                frequency = i / height if i < (height + 1) // 2 else i / height - 1.0
-                row_ramp[i] = np.exp(-2j * np.pi * offsets[a, b, 0] * frequency)
             for j in range(half_width):
                 column_ramp[j] = np.exp(-2j * np.pi * offsets[a, b, 1] * j / width)
             for i in range(height):
+                frequency = i / height if i < (height + 1) // 2 else i / height - 1.0
+                row_ramp = np.complex64(np.exp(-2j * np.pi * offsets[a, b, 0] * frequency))
+                line, kernel = spectra[a, b, i], kernels[b, i]
                 for j in range(half_width):
-                    value = spectra[a, b, i, j]
+                    value = line[j]
                     if whiten:
-                        value = value / (np.sqrt(value.real * value.real + value.imag * value.imag) + WHITENING_EPSILON)
-                    spectra[a, b, i, j] = value * kernels[b, i, j] * row_ramp[i] * column_ramp[j]
+                        value = value * (np.float32(1.0) / (np.sqrt(value.real * value.real + value.imag * value.imag) + WHITENING_EPSILON))
+                    line[j] = value * (kernel[j] * column_ramp[j]) * row_ramp
 
 
 def _filtered_and_moved(spectra: np.ndarray, *, kernel_spectra: np.ndarray, offsets: np.ndarray | None, width: int, whiten: bool) -> np.ndarray:
@@ -410,9 +411,10 @@ def correlation_windows(spectra: np.ndarray, *, shape: tuple[int, int], radius_p
     rows, columns = lags % shape[0], lags % shape[1]
     windows = np.empty((*spectra.shape[:-2], len(lags), len(lags)), np.float32)
     batch = max(1, _SURFACE_BATCH_ELEMENTS // max(1, int(np.prod(spectra.shape[1:-2])) * shape[0] * shape[1]))
-    for start in range(0, len(spectra), batch):  # bounded temporary full surfaces
-        surfaces = scipy.fft.irfft2(spectra[start : start + batch], s=shape, workers=workers)
-        windows[start : start + batch] = surfaces[..., rows[:, None], columns[None, :]]
+    for start in range(0, len(spectra), batch):  # bounded temporaries
+        # the inverse along rows, then only the window's rows along columns (irfft2 without the unused rows)
+        row_lines = scipy.fft.ifft(spectra[start : start + batch], axis=-2, workers=workers)[..., rows, :]
+        windows[start : start + batch] = scipy.fft.irfft(row_lines, n=shape[1], axis=-1, workers=workers)[..., columns]
     return windows
 
 
@@ -472,7 +474,7 @@ def coarse_peaks(windows: np.ndarray, *, search_radius_px: int) -> PeakEstimate:
     return PeakEstimate(offsets, values.astype(np.float32))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _surface_samples(spectra: np.ndarray, rows: np.ndarray, columns: np.ndarray, width: int, samples: np.ndarray) -> None:
     """samples[n, a, b] = surface n at (rows[n, a], columns[n, b]) (3 × 3): a matrix-multiply DFT of its half spectrum.
 
@@ -542,11 +544,17 @@ def _gather_blocks(images: np.ndarray, starts: np.ndarray, masks: np.ndarray, fi
     for t in range(frame_count):
         for b in range(block_count):
             mask, fill = masks[b % mask_count], fills[b % mask_count]
+            first_column = starts[t, b, 1]
+            inside = first_column >= 0 and first_column + block_width <= width
             for i in range(block_height):
-                row = min(max(starts[t, b, 0] + i, 0), height - 1)
-                for j in range(block_width):
-                    column = min(max(starts[t, b, 1] + j, 0), width - 1)
-                    blocks[t, b, i, j] = images[t, row, column] * mask[i, j] + fill[i, j]
+                source = images[t, min(max(starts[t, b, 0] + i, 0), height - 1)]
+                target, mask_line, fill_line = blocks[t, b, i], mask[i], fill[i]
+                if inside:  # contiguous copy (vectorised)
+                    for j in range(block_width):
+                        target[j] = source[first_column + j] * mask_line[j] + fill_line[j]
+                else:
+                    for j in range(block_width):
+                        target[j] = source[min(max(first_column + j, 0), width - 1)] * mask_line[j] + fill_line[j]
 
 
 def gather_blocks(
