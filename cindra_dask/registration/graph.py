@@ -3,9 +3,9 @@
 Per plane (cindra §3.2):
 
 1. Reference: ``reference_frame_count`` evenly spaced raw frames of the alignment channel are read in
-   parallel and persisted on the workers in chunks; cindra's initial pick and 8 refinement passes run
-   as small graphs over those chunks (`cluster_reference_image`), so the reference scales with the
-   cluster instead of holding one worker for tens of seconds. Only (n, 3) offsets, the (n, n)
+   parallel and persisted on the workers in chunks; cindra's initial pick runs over those chunks and
+   its 8 refinement passes as one graph over them (`cluster_reference_image`), so the reference scales
+   with the cluster instead of holding one worker for tens of seconds. Only (n, 3) offsets, the (n, n)
    correlation matrix and single images reach the client; the rest of the movie is never read.
 2. Plan: one task turns the reference into a `ReferencePlan` (tapers, kernels, spectra, block
    layout). It is a graph node, so each worker receives it once, not once per task.
@@ -176,15 +176,34 @@ def _gather_offsets(chunks: Sequence[ChunkOffsets]) -> ChunkOffsets:
     return ChunkOffsets(*(np.concatenate(parts) for parts in zip(*chunks)))
 
 
-def _estimate_block(correlation_frames: np.ndarray, plan: Any, *, refine: bool) -> np.ndarray:
+def _estimate_block(correlation_frames: np.ndarray, *, plan: Any, refine: bool) -> np.ndarray:
     """Dask block: (n, 3) float32 [dy, dx, correlation] of sample frames against one pass's reference."""
     estimate = estimate_rigid_offsets(correlation_frames, plan=plan, refine=refine)
     return np.column_stack([estimate.offsets, estimate.correlations]).astype(np.float32)
 
 
-def _aligned_sum_block(frames: np.ndarray, *, chosen: np.ndarray, rigid_offsets: np.ndarray) -> np.ndarray:
-    """Dask block: (1, H, W) float64 sum of the chosen frames of this chunk, moved back."""
-    return aligned_sum(frames[chosen], rigid_offsets=rigid_offsets)[None]
+def _pass_selection(estimates: Sequence[np.ndarray], *, iteration: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Dask task: per sample chunk, the local indices and re-centred rigid offsets of the frames one pass averages.
+
+    ``estimates`` are the chunks' (n_chunk, 3) [dy, dx, correlation] in sample order.
+    """
+    estimate = np.concatenate(estimates)
+    chosen = refinement_frame_indices(estimate[:, 2], iteration=iteration, iteration_count=REFINEMENT_ITERATIONS)
+    offsets = estimate[chosen, :2].astype(np.float64)
+    offsets -= offsets.mean(axis=0)
+    starts = np.cumsum([0, *(len(chunk) for chunk in estimates)])
+    return [(chosen[inside] - start, offsets[inside]) for start, inside in ((start, (chosen >= start) & (chosen < stop)) for start, stop in zip(starts[:-1], starts[1:]))]
+
+
+def _aligned_sum_block(frames: np.ndarray, chunk: int, *, selection: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Dask task: (H, W) float64 sum of this chunk's chosen frames, moved back (zeros if none)."""
+    local_indices, rigid_offsets = selection[chunk]
+    return aligned_sum(frames[local_indices], rigid_offsets=rigid_offsets)
+
+
+def _mean_image(partial_sums: Sequence[np.ndarray], selection: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Dask task: the pass's (H, W) float32 reference, the mean of the chosen frames."""
+    return (np.sum(partial_sums, axis=0) / sum(len(local_indices) for local_indices, _ in selection)).astype(np.float32)
 
 
 def _partial_gram(columns: np.ndarray, frame_means: np.ndarray) -> np.ndarray:
@@ -193,13 +212,21 @@ def _partial_gram(columns: np.ndarray, frame_means: np.ndarray) -> np.ndarray:
     return (centered @ centered.T).astype(np.float64)
 
 
+def _chunk_futures(persisted: Any) -> list[Any]:
+    """The futures of a persisted (n, H, W) dask array's chunks, in frame order."""
+    from dask.core import flatten
+    from distributed import futures_of
+
+    by_key = {future.key: future for future in futures_of(persisted)}
+    return [by_key[key] for key in flatten(persisted.__dask_keys__())]
+
+
 def cluster_reference_image(
     client: Any,
     sample: Any,
     *,
     configuration: SingleRecordingConfiguration,
     bidirectional_correction: bool = True,
-    show_progress: bool = False,
 ) -> ReferenceResult:
     """cindra's reference image (`cindra_dask.registration.reference.compute_reference_image`) on the cluster.
 
@@ -210,10 +237,12 @@ def cluster_reference_image(
     configuration : registration options.
     bidirectional_correction : estimate/apply the bidirectional offset (False for already corrected frames).
 
-    Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory`` and stays on the
-    workers; each of the 8 passes maps the rigid estimate over the chunks (the pass's plan is one
-    graph node), gathers (n, 3) offsets, then sums the chosen frames chunk by chunk. Only (n, 3) arrays,
-    the (n, n) correlation matrix and single images reach the client.
+    Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory`` (at least two per
+    worker) and stays on the workers. The 8 passes are submitted at once, as futures: per pass, the plan is
+    one node, each chunk's rigid estimate returns (n_chunk, 3) offsets, one task picks the frames to
+    average, each chunk sums its chosen frames moved back, one task averages the sums. Only (n, 3)
+    arrays and single images move between tasks; the (n, n) correlation matrix and the final image
+    reach the client.
     """
     import dask
 
@@ -222,7 +251,8 @@ def cluster_reference_image(
     registration = configuration.registration
     options = _reference_options(configuration)
     frame_shape = sample.shape[1:]
-    chunk_frames = max(1, configuration.runtime.max_chunk_bytes // (4 * int(np.prod(frame_shape))))
+    worker_count = max(1, len(client.scheduler_info()["workers"]))
+    chunk_frames = max(1, min(configuration.runtime.max_chunk_bytes // (4 * int(np.prod(frame_shape))), -(-sample.shape[0] // (2 * worker_count))))
     frames = sample.astype(np.float32).rechunk((chunk_frames, *frame_shape))
     offset = registration.bidirectional_phase_offset_override if bidirectional_correction else 0
     if offset == 0 and bidirectional_correction and registration.compute_bidirectional_phase_offset:
@@ -241,23 +271,17 @@ def cluster_reference_image(
     partial_grams = _compute(client, [dask.delayed(_partial_gram)(block, frame_means) for block in columns.to_delayed().ravel()], label="reference: frame correlations", show_progress=False)
     chosen = np.sort(initial_reference_indices(correlation_matrix(np.sum(partial_grams, axis=0))))
     (initial,) = _compute(client, [frames[chosen].mean(axis=0) - np.float32(frame_means[chosen].mean())], label="reference: initial", show_progress=False)
+    # the 8 passes submitted at once as futures on the persisted chunks (no client round trips, no
+    # client-side graph merging): only (n, 3) estimates and (H, W) images move between tasks
+    frame_chunks, correlation_chunks = _chunk_futures(frames), _chunk_futures(correlation_frames)
     reference = np.asarray(initial, np.float32)
-    starts = np.cumsum((0, *frames.chunks[0]))
     for iteration in range(REFINEMENT_ITERATIONS):
-        last = iteration == REFINEMENT_ITERATIONS - 1
-        plan = dask.delayed(reference_rigid_plan, pure=True)(reference, **options)  # one graph node: each worker fetches it once
-        estimates = correlation_frames.map_blocks(_estimate_block, plan, refine=last, chunks=(correlation_frames.chunks[0], (3,)), drop_axis=[1, 2], new_axis=1, dtype=np.float32)
-        (estimate,) = _compute(client, [estimates], label=f"reference: pass {iteration + 1}", show_progress=False)
-        chosen = refinement_frame_indices(estimate[:, 2], iteration=iteration, iteration_count=REFINEMENT_ITERATIONS)
-        offsets = estimate[chosen, :2].astype(np.float64)
-        offsets -= offsets.mean(axis=0)
-        sums = []
-        for block, (start, stop) in zip(frames.to_delayed().ravel(), zip(starts[:-1], starts[1:])):
-            inside = (chosen >= start) & (chosen < stop)
-            if inside.any():
-                sums.append(dask.delayed(_aligned_sum_block)(block, chosen=chosen[inside] - start, rigid_offsets=offsets[inside]))
-        partial_sums = _compute(client, sums, label=f"reference: average {iteration + 1}", show_progress=False)
-        reference = (np.sum(partial_sums, axis=0)[0] / len(chosen)).astype(np.float32)
+        plan = client.submit(reference_rigid_plan, reference, **options)  # one task: each worker fetches it once
+        estimates = client.map(_estimate_block, correlation_chunks, plan=plan, refine=iteration == REFINEMENT_ITERATIONS - 1)
+        selection = client.submit(_pass_selection, estimates, iteration=iteration)
+        partial_sums = client.map(_aligned_sum_block, frame_chunks, range(len(frame_chunks)), selection=selection)
+        reference = client.submit(_mean_image, partial_sums, selection)
+    reference = reference.result()
     return ReferenceResult(reference, int(offset))
 
 
