@@ -324,6 +324,9 @@ SINGLE_RECORDING_STEPS = (
     Step("combine", "combine", (), False, run_combine, None),
 )
 
+DETECTION_DEPENDENT_STEPS = ("detection", "extraction")
+"""Steps ``roi_detection.enabled = False`` skips (cindra: "skips detection and extraction for the plane")."""
+
 
 def _flag(configuration: Configuration, dotted: str | None) -> bool:
     if dotted is None:
@@ -394,6 +397,9 @@ def _units(context: RecordingContext, phases: Sequence[str] | None, target_plane
             continue
         steps = [step for step in SINGLE_RECORDING_STEPS if step.phase == phase]
         if steps[0].per_plane:
+            if not context.configuration.roi_detection.enabled:
+                print("roi_detection.enabled is false: detection and extraction skipped (registration only)", file=sys.stderr)
+                steps = [step for step in steps if step.name not in DETECTION_DEPENDENT_STEPS]
             units += [(step, plane) for plane in planes for step in steps]
         elif phase == "combine" and target_plane is not None:
             print("phase 'combine': skipped because --target-plane limits the run to one plane", file=sys.stderr)
