@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common import add_common_arguments, measure, settings_from, variant, write_table, VARIANTS
+from common import VARIANTS, add_common_arguments, measure, settings_from, stage_comparison, stage_comparison_cells, variant, write_table
 
 
 def main() -> None:
@@ -41,17 +41,13 @@ def main() -> None:
             for name in arguments.variants:
                 record = measure(variant(name, size, frames), stage="full", settings=settings)
                 ours, theirs = record["cindra"], record["suite2p"]
-                detection_ours, detection_theirs = ours["stages"]["detection"], theirs["stages"]["detection"]
-                row = {"variant": name, "size": size, "frames": frames, "ours_s": detection_ours["s"], "suite2p_s": detection_theirs["s"], "ratio": detection_ours["s"] / detection_theirs["s"],
-                       "ours_cpu_s": detection_ours["cpu_s"], "suite2p_cpu_s": detection_theirs["cpu_s"], "ours_other_cpu_s": detection_ours["other_cpu_s"], "suite2p_other_cpu_s": detection_theirs["other_cpu_s"],
-                       "ours_worker_mib": detection_ours["worker_rss_mib"], "ours_main_mib": detection_ours["main_rss_mib"], "ours_total_mib": detection_ours["total_rss_mib"],
-                       "suite2p_mib": detection_theirs["main_rss_mib"], "ours": {key: ours["scores"][key] for key in ("rois", "cells", "true_cells", "precision", "recall", "f1")},
+                row = {"variant": name, "size": size, "frames": frames, **stage_comparison(record, "detection"),
+                       "ours": {key: ours["scores"][key] for key in ("rois", "cells", "true_cells", "precision", "recall", "f1")},
                        "suite2p": {key: theirs["scores"][key] for key in ("rois", "cells", "true_cells", "precision", "recall", "f1")}}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-                table.append([VARIANTS[name][0], f"{size}² × {frames}", row["ours_s"], row["suite2p_s"], row["ratio"],
-                              f"{row['ours_cpu_s']:.1f} / {row['suite2p_cpu_s']:.1f}", f"{row['ours_other_cpu_s']:.1f} / {row['suite2p_other_cpu_s']:.1f}",
-                              f"{row['ours_worker_mib']:.0f} / {row['ours_main_mib']:.0f} / {row['ours_total_mib']:.0f}", f"{row['suite2p_mib']:.0f}",
+                cells = stage_comparison_cells(row)
+                table.append([VARIANTS[name][0], f"{size}² × {frames}", row["ours_s"], row["suite2p_s"], row["ratio"], cells["cpu"], cells["other_cpu"], cells["ours_mib"], cells["suite2p_mib"],
                               f"{row['ours']['f1']:.3f} ({row['ours']['precision']:.2f} / {row['ours']['recall']:.2f})",
                               f"{row['suite2p']['f1']:.3f} ({row['suite2p']['precision']:.2f} / {row['suite2p']['recall']:.2f})",
                               f"{row['ours']['rois']} / {row['ours']['cells']}", f"{row['suite2p']['rois']} / {row['suite2p']['cells']}", row["ours"]["true_cells"]])

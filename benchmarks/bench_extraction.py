@@ -24,7 +24,7 @@ import json
 
 import numpy as np
 
-from common import VARIANTS, add_common_arguments, measure, settings_from, variant, write_table
+from common import VARIANTS, add_common_arguments, measure, settings_from, stage_comparison, stage_comparison_cells, variant, write_table
 
 
 def common_medians(first: dict, second: dict) -> tuple[int, float, float, float, float]:
@@ -51,20 +51,16 @@ def main() -> None:
             for name in arguments.variants:
                 record = measure(variant(name, size, frames), stage="full", settings=settings)
                 ours, theirs = record["cindra"], record["suite2p"]
-                stage_ours, stage_theirs = ours["stages"]["extraction"], theirs["stages"]["extraction"]
                 split = theirs["plane_times"]
                 shared = common_medians(ours["scores"]["per_source"], theirs["scores"]["per_source"])
-                row = {"variant": name, "size": size, "frames": frames, "ours_s": stage_ours["s"], "suite2p_s": stage_theirs["s"], "ratio": stage_ours["s"] / stage_theirs["s"],
-                       "ours_cpu_s": stage_ours["cpu_s"], "suite2p_cpu_s": stage_theirs["cpu_s"], "ours_other_cpu_s": stage_ours["other_cpu_s"], "suite2p_other_cpu_s": stage_theirs["other_cpu_s"],
+                row = {"variant": name, "size": size, "frames": frames, **stage_comparison(record, "extraction"),
                        "suite2p_split_s": {key: split.get(key) for key in ("extraction", "deconvolution", "classification")},
-                       "ours_worker_mib": stage_ours["worker_rss_mib"], "ours_main_mib": stage_ours["main_rss_mib"], "ours_total_mib": stage_ours["total_rss_mib"], "suite2p_mib": stage_theirs["main_rss_mib"],
                        "ours_trace_r": ours["scores"]["trace_r"], "suite2p_trace_r": theirs["scores"]["trace_r"], "ours_spike_r": ours["scores"]["spike_r"], "suite2p_spike_r": theirs["scores"]["spike_r"],
                        "ours_matched": ours["scores"]["matched"], "suite2p_matched": theirs["scores"]["matched"], "shared": shared}
                 print(json.dumps(row), flush=True)
-                table.append([VARIANTS[name][0], f"{size}² × {frames}", row["ours_s"], row["suite2p_s"], row["ratio"],
-                              f"{row['ours_cpu_s']:.1f} / {row['suite2p_cpu_s']:.1f}", f"{row['ours_other_cpu_s']:.1f} / {row['suite2p_other_cpu_s']:.1f}",
-                              " + ".join(f"{value:.2f}" for value in row["suite2p_split_s"].values() if value is not None),
-                              f"{row['ours_worker_mib']:.0f} / {row['ours_main_mib']:.0f} / {row['ours_total_mib']:.0f}", f"{row['suite2p_mib']:.0f}",
+                cells = stage_comparison_cells(row)
+                table.append([VARIANTS[name][0], f"{size}² × {frames}", row["ours_s"], row["suite2p_s"], row["ratio"], cells["cpu"], cells["other_cpu"],
+                              " + ".join(f"{value:.2f}" for value in row["suite2p_split_s"].values() if value is not None), cells["ours_mib"], cells["suite2p_mib"],
                               f"{row['ours_trace_r']:.3f} / {row['suite2p_trace_r']:.3f} ({row['ours_matched']} / {row['suite2p_matched']})",
                               f"{row['ours_spike_r']:.3f} / {row['suite2p_spike_r']:.3f}",
                               f"{shared[1]:.3f} / {shared[2]:.3f}, {shared[3]:.3f} / {shared[4]:.3f} ({shared[0]})"])

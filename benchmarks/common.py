@@ -497,6 +497,20 @@ def measure(dataset: Dataset, *, stage: str, settings: Settings) -> dict[str, An
 # ---------------------------------------------------------------------------------------------
 
 
+def stage_comparison(record: dict[str, Any], stage: str) -> dict[str, Any]:
+    """One stage of a measured run, both tools: wall s, ratio, CPU s, other processes' CPU s, RSS MiB."""
+    ours, theirs = record["cindra"]["stages"][stage], record["suite2p"]["stages"][stage]
+    return {"ours_s": ours["s"], "suite2p_s": theirs["s"], "ratio": ours["s"] / theirs["s"], "ours_cpu_s": ours["cpu_s"], "suite2p_cpu_s": theirs["cpu_s"],
+            "ours_other_cpu_s": ours["other_cpu_s"], "suite2p_other_cpu_s": theirs["other_cpu_s"], "ours_worker_mib": ours["worker_rss_mib"],
+            "ours_main_mib": ours["main_rss_mib"], "ours_total_mib": ours["total_rss_mib"], "suite2p_mib": theirs["main_rss_mib"]}
+
+
+def stage_comparison_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """Table cells of a `stage_comparison` row, by column."""
+    return {"cpu": f"{row['ours_cpu_s']:.1f} / {row['suite2p_cpu_s']:.1f}", "other_cpu": f"{row['ours_other_cpu_s']:.1f} / {row['suite2p_other_cpu_s']:.1f}",
+            "ours_mib": f"{row['ours_worker_mib']:.0f} / {row['ours_main_mib']:.0f} / {row['ours_total_mib']:.0f}", "suite2p_mib": f"{row['suite2p_mib']:.0f}"}
+
+
 def fmt(value: Any, digits: int = 2) -> str:
     """A table cell: floats to ``digits`` decimals, large numbers without, missing as —."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):

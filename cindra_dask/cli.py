@@ -127,7 +127,8 @@ def run(
 ) -> None:
     """Run the pipeline; complete phases with an unchanged configuration are skipped (resume)."""
     from cindra_dask.config import SingleRecordingConfiguration, load_configuration
-    from cindra_dask.pipeline import run_multi_recording, run_single_recording
+    from cindra_dask.multirecording.graph import run_multi_recording
+    from cindra_dask.pipeline import run_single_recording
 
     overrides = list(set_values or [])
     if workers is not None:

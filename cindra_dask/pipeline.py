@@ -25,7 +25,6 @@ from cindra_dask.chunking import frames_per_chunk
 from cindra_dask.config import (
     AcquisitionParameters,
     Configuration,
-    MultiRecordingConfiguration,
     SingleRecordingConfiguration,
     configuration_to_yaml,
     load_acquisition_parameters,
@@ -221,26 +220,26 @@ def ingest_hash(context: RecordingContext) -> str:
 
 
 def _compute(client: Any, graphs: Sequence[Any], *, label: str, show_progress: bool) -> list[Any]:
-    """Run Dask collections on the cluster in one graph, with a progress bar; results in input order.
+    """Run Dask collections on the cluster as one graph, with a progress bar; results in input order.
 
-    The collections are optimised together (shared reads and traces are computed once), then each is
-    wrapped as a ``Delayed``: dask 2026.8 groups mixed collection types (Array before Delayed) and
-    returns their results in group order, not input order.
+    The collections are wrapped together in one ``Delayed`` list, so work they share (the masks
+    and the trace pass every extraction output reads) has the same keys and runs once. Wrapping each
+    collection separately re-optimises each one and renames its fused tasks: measured, extraction
+    then built its masks and read the movie once per output (6×). One list also keeps the input
+    order (dask 2026.8 returns mixed Array/Delayed results grouped by type).
     """
     import dask
-    from dask.delayed import Delayed
 
     if not graphs:
         return []
-    optimized = dask.optimize(*graphs)  # jointly, so work shared between outputs runs once
-    futures = client.compute([graph if isinstance(graph, Delayed) else dask.delayed(graph) for graph in optimized], optimize_graph=False)
+    future = client.compute(dask.delayed(list, pure=True)(list(graphs)))
     if show_progress:
         from distributed import progress
 
         print(f"{label}:", file=sys.stderr)
-        progress(futures, notebook=False, scheduler=client.scheduler.address)  # this client's scheduler, not the process's default client
+        progress(future, notebook=False, scheduler=client.scheduler.address)  # this client's scheduler, not the process's default client
         print(file=sys.stderr)
-    return client.gather(futures)
+    return future.result()
 
 
 def run_ingest(context: RecordingContext, client: Any, *, plane: int | None, show_progress: bool) -> None:
@@ -476,21 +475,6 @@ def _refresh_manifest(store: RecordingStore, *, ran: bool) -> None:
 
     if store.exists and (ran or not manifest_path(store).is_file()):
         write_manifest(store)
-
-
-def run_multi_recording(
-    configuration: MultiRecordingConfiguration,
-    *,
-    client: Any | None = None,
-    phases: Sequence[str] | None = None,
-    target_recording: str | None = None,
-    force: bool = False,
-    show_progress: bool | None = None,
-) -> RunReport:
-    """Multi-recording phases ``discover`` then ``extract`` (see `cindra_dask.multirecording.graph`)."""
-    from cindra_dask.multirecording.graph import run_multi_recording as run
-
-    return run(configuration, client=client, phases=phases, target_recording=target_recording, force=force, show_progress=show_progress)
 
 
 # ---------------------------------------------------------------------------------------------
