@@ -30,6 +30,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -259,8 +260,26 @@ def _phase_window(phase: dict[str, float]) -> tuple[float, float]:
     return start, start + duration
 
 
+def ensure_compiled() -> None:
+    """Compile (and cache) our numba kernels before the first timed run of this package version.
+
+    numba caches compiled kernels beside the sources; in a fresh checkout the first run compiles
+    them (≈ 15 s of the first run's detection and extraction, measured). A tiny demo run does it
+    once per package digest (marker file in the scratch folder).
+    """
+    marker = SCRATCH / f"compiled-{code_version()['package_digest']}"
+    if marker.exists():
+        return
+    print("compiling numba kernels (a tiny demo run, once per package version)", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as directory:
+        subprocess.run([PROJECT_PYTHON, "-m", "cindra_dask.cli", "demo", directory, "--frames", "300", "--size", "128"], cwd=ROOT, check=True, capture_output=True)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+
+
 def run_cindra(data: Path, out: Path, *, stage: str, tau: float, workers: int, threads: int, log_dir: Path) -> dict[str, Any]:
     """Our pipeline in a subprocess; returns wall time, per-stage time and memory, lifetime peaks, store path."""
+    ensure_compiled()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     warm_page_cache(data)
