@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-MIB = 2**20
+from common import MIB, write_table
 
 
 def simulate_and_process(scratch: Path, *, count: int, size: int, frames: int, client: object) -> list[Path]:
@@ -137,19 +137,11 @@ def main() -> None:
     load_average = os.getloadavg()[0]
     if not arguments.keep:
         shutil.rmtree(arguments.scratch, ignore_errors=True)
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"Discover on a LocalCluster of {arguments.workers} workers × 1 thread, {arguments.size}² canvases, cindra's default demons settings; "
-        f"one pair registration alone takes {rows[0]['single_pair_s']} s in one thread; machine load average {load_average:.1f} over {os.cpu_count()} cores at the end.",
-        "",
-        "| recordings | pairs | discover (s) | s per pair | client peak allocations (MiB, tracemalloc) | client RSS above start (MiB) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append(f"| {row['recordings']} | {row['pairs']} | {row['discover_s']:.1f} | {row['discover_s_per_pair']:.2f} | {row['client_traced_peak_mib']:.1f} | {row['client_rss_extra_mib']:.0f} |")
-    (arguments.out / "discover.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    header = ["recordings", "pairs", "discover (s)", "s per pair", "client peak allocations (MiB, tracemalloc)", "client RSS above start (MiB)"]
+    table = [[row["recordings"], row["pairs"], f"{row['discover_s']:.1f}", f"{row['discover_s_per_pair']:.2f}", f"{row['client_traced_peak_mib']:.1f}", f"{row['client_rss_extra_mib']:.0f}"] for row in rows]
+    notes = [f"Discover on a LocalCluster of {arguments.workers} workers × 1 thread, {arguments.size}² canvases, cindra's default demons settings; "
+             f"one pair registration alone takes {rows[0]['single_pair_s']} s in one thread; machine load average {load_average:.1f} over {os.cpu_count()} cores at the end."]
+    print(write_table(arguments.out / "discover.md", "Multi-recording discover", header, table, notes))
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import write_table
+
 
 def write_tiffs(directory: Path, *, frames: int, size: int, pages_per_file: int = 5000) -> int:
     """Noisy int16 frames (64 distinct ones, cycled) in files of ``pages_per_file`` pages; returns bytes."""
@@ -115,13 +117,10 @@ def main() -> None:
                      "worker_peak_rss_mib": [round(peak / 2**20) for peak in peaks], "worker_sampled_rss_mib": round(steady / 2**20)})
         print(json.dumps(rows[-1]))
         shutil.rmtree(arguments.scratch, ignore_errors=True)
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    lines = ["| frames | size | TIFF MB | tifffile read MB/s | ingest MB/s | ingest / read time | worker RSS sampled each s, max (MiB) | worker lifetime peak RSS (MiB) |", "|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        lines.append(f"| {row['frames']} | {row['size']}² | {row['tiff_mb']:.0f} | {row['tifffile_mb_s']:.0f} | {row['ingest_mb_s']:.0f} | {row['ingest_over_read']:.2f} | {row['worker_sampled_rss_mib']} | {row['worker_peak_rss_mib']} |")
-    (arguments.out / "ingest.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    header = ["frames", "size", "TIFF MB", "tifffile read MB/s", "ingest MB/s", "ingest / read time", "worker RSS sampled each s, max (MiB)", "worker lifetime peak RSS (MiB)"]
+    table = [[row["frames"], f"{row['size']}²", f"{row['tiff_mb']:.0f}", f"{row['tifffile_mb_s']:.0f}", f"{row['ingest_mb_s']:.0f}", f"{row['ingest_over_read']:.2f}",
+              str(row["worker_sampled_rss_mib"]), str(row["worker_peak_rss_mib"])] for row in rows]
+    print(write_table(arguments.out / "ingest.md", "Ingest: TIFF → Zarr", header, table))
 
 if __name__ == "__main__":
     main()

@@ -4,8 +4,8 @@ Per plane (cindra §3.2):
 
 1. Reference: ``reference_frame_count`` evenly spaced raw frames of the alignment channel are read in
    parallel and persisted on the workers in chunks; cindra's initial pick runs over those chunks and
-   its 8 refinement passes as one graph over them (`cluster_reference_image`), so the reference scales
-   with the cluster instead of holding one worker for tens of seconds. Only (n, 3) offsets, the (n, n)
+   its 8 refinement passes are submitted at once as tasks on them (`cluster_reference_image`), so
+   the reference scales with the cluster instead of holding one worker for tens of seconds. Only (n, 3) offsets, the (n, n)
    correlation matrix and single images reach the client; the rest of the movie is never read.
 2. Plan: one task turns the reference into a `ReferencePlan` (tapers, kernels, spectra, block
    layout). It is a graph node, so each worker receives it once, not once per task.
@@ -191,8 +191,9 @@ def _pass_selection(estimates: Sequence[np.ndarray], *, iteration: int) -> list[
     chosen = refinement_frame_indices(estimate[:, 2], iteration=iteration, iteration_count=REFINEMENT_ITERATIONS)
     offsets = estimate[chosen, :2].astype(np.float64)
     offsets -= offsets.mean(axis=0)
+    chunk_of = np.repeat(np.arange(len(estimates)), [len(chunk) for chunk in estimates])[chosen]
     starts = np.cumsum([0, *(len(chunk) for chunk in estimates)])
-    return [(chosen[inside] - start, offsets[inside]) for start, inside in ((start, (chosen >= start) & (chosen < stop)) for start, stop in zip(starts[:-1], starts[1:]))]
+    return [(chosen[chunk_of == chunk] - starts[chunk], offsets[chunk_of == chunk]) for chunk in range(len(estimates))]
 
 
 def _aligned_sum_block(frames: np.ndarray, chunk: int, *, selection: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
