@@ -28,7 +28,7 @@ import numpy as np
 
 from cindra_dask.registration.bad_frames import bad_frame_mask, valid_crop
 from cindra_dask.registration.bidiphase import correct_bidirectional_offset, estimate_bidirectional_offset
-from cindra_dask.registration.kernels import PlanOptions, ReferencePlan, apply_offsets, build_reference_plan, register_frames, temporal_halo_frames, to_source_dtype
+from cindra_dask.registration.kernels import PlanOptions, ReferencePlan, apply_offsets, build_reference_plan, frame_batches, register_frames, temporal_halo_frames, to_source_dtype
 from cindra_dask.registration.metrics import registration_metrics
 from cindra_dask.registration.nonrigid import block_layout
 from cindra_dask.registration.one_photon import one_photon_prefilter
@@ -178,8 +178,9 @@ def _gather_offsets(chunks: Sequence[ChunkOffsets]) -> ChunkOffsets:
 
 def _estimate_block(correlation_frames: np.ndarray, *, plan: Any, refine: bool) -> np.ndarray:
     """Dask block: (n, 3) float32 [dy, dx, correlation] of sample frames against one pass's reference."""
-    estimate = estimate_rigid_offsets(correlation_frames, plan=plan, refine=refine)
-    return np.column_stack([estimate.offsets, estimate.correlations]).astype(np.float32)
+    batches = frame_batches(len(correlation_frames), frame_shape=correlation_frames.shape[1:])
+    estimates = [estimate_rigid_offsets(correlation_frames[batch], plan=plan, refine=refine) for batch in batches]
+    return np.concatenate([np.column_stack([estimate.offsets, estimate.correlations]) for estimate in estimates]).astype(np.float32)
 
 
 def _pass_selection(estimates: Sequence[np.ndarray], *, iteration: int) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -40,6 +40,10 @@ from cindra_dask.registration.rigid import (
 
 _STAGES_PER_ESTIMATE = 2
 """Rigid and nonrigid estimation each smooth over time twice (integer search, refinement)."""
+FRAME_BATCH_BYTES = 2 * 2**20
+"""Without temporal smoothing frames are registered in batches of about this many float32 bytes, so a
+batch's temporaries (blocks, spectra) stay in cache through all stages: 25 % less CPU per frame than
+whole 100-frame chunks at 256² (2 MiB: 8 frames at 256², 2 at 512²)."""
 
 
 class PlanOptions(NamedTuple):
@@ -203,6 +207,12 @@ def temporal_halo_frames(*, temporal_smoothing_sigma_frames: float, nonrigid: bo
     return radius * _STAGES_PER_ESTIMATE * (2 if nonrigid else 1)
 
 
+def frame_batches(frame_count: int, *, frame_shape: tuple[int, int]) -> list[slice]:
+    """Consecutive slices of about `FRAME_BATCH_BYTES` of float32 frames (at least one frame; one empty slice for none)."""
+    size = max(1, FRAME_BATCH_BYTES // (4 * int(np.prod(frame_shape))))
+    return [slice(start, min(start + size, frame_count)) for start in range(0, frame_count, size)] or [slice(0, 0)]
+
+
 def register_frames(
     frames: np.ndarray,
     *,
@@ -234,9 +244,19 @@ def register_frames(
         raise ValueError(f"halos ({halo_before_frames}, {halo_after_frames}) do not fit {total} frames")
     if tuple(frames.shape[1:]) != plan.reference_image.shape:
         raise ValueError(f"frames are {tuple(frames.shape[1:])}, the reference is {plan.reference_image.shape}")
+    if plan.options.temporal_smoothing_sigma_frames > 0:  # surfaces are smoothed across the whole stack
+        return _register_stack(frames, plan=plan, core=core, bidirectional_offset_px=bidirectional_offset_px, workers=workers)
+    frames = frames[core]  # halo frames only serve temporal smoothing
+    batches = [
+        _register_stack(frames[batch], plan=plan, core=slice(None), bidirectional_offset_px=bidirectional_offset_px, workers=workers)
+        for batch in frame_batches(len(frames), frame_shape=plan.reference_image.shape)
+    ]
+    return RegisteredChunk(*(np.concatenate(parts) for parts in zip(*batches)))
+
+
+def _register_stack(frames: np.ndarray, *, plan: ReferencePlan, core: slice, bidirectional_offset_px: int, workers: int) -> RegisteredChunk:
+    """`register_frames` on one stack at once: offsets from all its frames, results for ``frames[core]``."""
     smoothing = plan.options.temporal_smoothing_sigma_frames
-    if smoothing <= 0:  # halo frames only serve temporal smoothing
-        frames, core = frames[core], slice(None)
     corrected = correct_bidirectional_offset(frames, offset_px=bidirectional_offset_px)
     correlation_copy = correlation_frames(corrected, plan=plan)
     rigid_estimate = estimate_rigid_offsets(correlation_copy, plan=plan.rigid, temporal_smoothing_sigma_frames=smoothing, workers=workers)

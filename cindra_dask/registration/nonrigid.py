@@ -333,24 +333,23 @@ def _displacement_row(grid: np.ndarray, rigid: np.ndarray, y: int, interpolation
             displacement[component, x] = rigid[component] + (1 - column_weight) * row_line[left, component] + column_weight * row_line[right, component]
 
 
-@numba.njit(cache=True)
-def _cubic_weights(fraction: float, weights: np.ndarray) -> None:
-    """Keys (a = −0.5) weights of the samples at −1, 0, 1, 2 for a position ``fraction`` ∈ [0, 1)."""
-    t = fraction
-    weights[0] = ((-0.5 * t + 1.0) * t - 0.5) * t
-    weights[1] = (1.5 * t - 2.5) * t * t + 1.0
-    weights[2] = ((-1.5 * t + 2.0) * t + 0.5) * t
-    weights[3] = (0.5 * t - 0.5) * t * t
+@numba.njit(cache=True, inline="always")
+def _cubic_weights(t: float) -> tuple[float, float, float, float]:
+    """Keys (a = −0.5) weights of the samples at −1, 0, 1, 2 for a position ``t`` ∈ [0, 1)."""
+    return (
+        ((-0.5 * t + 1.0) * t - 0.5) * t,
+        (1.5 * t - 2.5) * t * t + 1.0,
+        ((-1.5 * t + 2.0) * t + 0.5) * t,
+        (0.5 * t - 0.5) * t * t,
+    )
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, fastmath=True)
 def _warp(frames: np.ndarray, rigid: np.ndarray, grids: np.ndarray, interpolation: _GridInterpolation, out: np.ndarray) -> None:
     """out[t, y, x] = frames[t] sampled (Keys cubic, clamped to the frame) at (y, x) + displacement."""
     frame_count, height, width = frames.shape
     row_line = np.empty((grids.shape[2], 2))
     displacement = np.empty((2, width))
-    weights_y = np.empty(4)
-    weights_x = np.empty(4)
     for t in range(frame_count):
         frame = frames[t]
         for y in range(height):
@@ -360,15 +359,20 @@ def _warp(frames: np.ndarray, rigid: np.ndarray, grids: np.ndarray, interpolatio
                 source_x = min(max(x + displacement[1, x], 0.0), width - 1.0)
                 base_y = int(source_y)
                 base_x = int(source_x)
-                _cubic_weights(source_y - base_y, weights_y)
-                _cubic_weights(source_x - base_x, weights_x)
-                total = 0.0
+                wy0, wy1, wy2, wy3 = _cubic_weights(np.float32(source_y - base_y))
+                wx0, wx1, wx2, wx3 = _cubic_weights(np.float32(source_x - base_x))
                 if 1 <= base_y < height - 2 and 1 <= base_x < width - 2:
-                    for a in range(4):
-                        row = base_y - 1 + a
-                        line = weights_x[0] * frame[row, base_x - 1] + weights_x[1] * frame[row, base_x]
-                        total += weights_y[a] * (line + weights_x[2] * frame[row, base_x + 1] + weights_x[3] * frame[row, base_x + 2])
+                    lines = frame[base_y - 1 : base_y + 3, base_x - 1 : base_x + 3]
+                    total = (
+                        wy0 * (wx0 * lines[0, 0] + wx1 * lines[0, 1] + wx2 * lines[0, 2] + wx3 * lines[0, 3])
+                        + wy1 * (wx0 * lines[1, 0] + wx1 * lines[1, 1] + wx2 * lines[1, 2] + wx3 * lines[1, 3])
+                        + wy2 * (wx0 * lines[2, 0] + wx1 * lines[2, 1] + wx2 * lines[2, 2] + wx3 * lines[2, 3])
+                        + wy3 * (wx0 * lines[3, 0] + wx1 * lines[3, 1] + wx2 * lines[3, 2] + wx3 * lines[3, 3])
+                    )
                 else:
+                    weights_y = (wy0, wy1, wy2, wy3)
+                    weights_x = (wx0, wx1, wx2, wx3)
+                    total = 0.0
                     for a in range(4):
                         row = min(max(base_y - 1 + a, 0), height - 1)
                         line = 0.0
