@@ -2,14 +2,25 @@
 
 Only the CLI and the runner build clients; library functions accept one. Nothing here writes the
 user's Dask configuration.
+
+Worker memory allocator: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which
+(in glibc) also fixes the mmap threshold at 128 KiB, so every temporary array above 128 KiB is a
+fresh mmap whose pages fault in on first touch. Our kernels allocate many such temporaries per
+frame batch and ran ≈ 1.4× slower in a worker than in a plain process (rigid estimation 2×).
+`tune_workers` installs a worker plugin that keeps blocks below `MMAP_THRESHOLD_BYTES` in the heap
+and pads its top by `TOP_PAD_BYTES` (trimming beyond that stays on); worker RSS grows by at most
+that pad per arena.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
 from typing import Any, Iterator
+
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from cindra_dask.config import ClusterSettings, JobqueueKind
 from cindra_dask.errors import ConfigurationError
@@ -20,6 +31,39 @@ _JOBQUEUE_CLASSES = {
     JobqueueKind.LSF: "LSFCluster",
     JobqueueKind.SGE: "SGECluster",
 }
+
+
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 8 * 2**20
+"""Allocations below this come from the heap (glibc's dynamic default is 128 KiB … 32 MiB)."""
+TOP_PAD_BYTES = 16 * 2**20
+"""Heap kept above the highest allocation when trimming (glibc's default 128 KiB)."""
+
+
+def tune_allocator() -> bool:
+    """Set glibc's mmap threshold and top pad in this process; False where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(libc.mallopt(_M_TOP_PAD, TOP_PAD_BYTES))
+
+
+class AllocatorTuning(WorkerPlugin):
+    """Worker plugin running `tune_allocator` on every worker, present and future (restarts included)."""
+
+    name = "cindra-dask-allocator-tuning"
+
+    def setup(self, worker: Any) -> None:
+        worker.allocator_tuned = tune_allocator()
+
+
+def tune_workers(client: Any) -> None:
+    """Install `AllocatorTuning` on the client's cluster (idempotent: the plugin has a fixed name)."""
+    client.register_plugin(AllocatorTuning())
 
 
 def local_worker_count(settings: ClusterSettings) -> int:
@@ -55,7 +99,8 @@ def build_cluster(settings: ClusterSettings) -> Any:
 
 @contextlib.contextmanager
 def cluster_client(settings: ClusterSettings, *, announce: bool = True, connect_timeout_s: float = 20.0) -> Iterator[Any]:
-    """Connect to (or start) the cluster the settings describe; close what was started on exit.
+    """Connect to (or start) the cluster the settings describe, tune its workers' allocator
+    (`tune_workers`); close what was started on exit.
 
     Prints the dashboard link to stderr when ``announce`` is true; gives up reaching a scheduler
     address after ``connect_timeout_s``.
@@ -74,6 +119,7 @@ def cluster_client(settings: ClusterSettings, *, announce: bool = True, connect_
             cluster.scale(jobs=max(1, settings.workers))
         client = Client(cluster)
     try:
+        tune_workers(client)
         if announce:
             workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
             print(f"Dask cluster: {workers} workers; dashboard: {client.dashboard_link}", file=sys.stderr)

@@ -335,21 +335,27 @@ def _flag(configuration: Configuration, dotted: str | None) -> bool:
 
 
 class _LazyClient:
-    """Starts the configured cluster only when a step first needs it."""
+    """Starts the configured cluster only when a step first needs it; a given client's workers get the
+    allocator tuning then (`cindra_dask.cluster.tune_workers`; `cluster_client` does it for its own)."""
 
     def __init__(self, configuration: Configuration, client: Any | None) -> None:
         self._configuration = configuration
         self._client = client
         self._stack: Any = None
+        self._ready = False
 
     def get(self) -> Any:
-        if self._client is None:
+        if not self._ready:
             import contextlib
 
-            from cindra_dask.cluster import cluster_client
+            from cindra_dask.cluster import cluster_client, tune_workers
 
-            self._stack = contextlib.ExitStack()
-            self._client = self._stack.enter_context(cluster_client(self._configuration.cluster))
+            if self._client is None:
+                self._stack = contextlib.ExitStack()
+                self._client = self._stack.enter_context(cluster_client(self._configuration.cluster))
+            else:
+                tune_workers(self._client)
+            self._ready = True
         return self._client
 
     def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ def test_local_cluster_from_settings_prints_the_dashboard(capsys: pytest.Capture
         assert len(workers) == 2
         assert {worker["memory_limit"] for worker in workers.values()} == {2**30}
         assert client.submit(sum, [1, 2, 3]).result() == 6
+        assert set(client.run(lambda dask_worker: dask_worker.allocator_tuned).values()) == {sys.platform.startswith("linux")}
     assert "dashboard: http" in capsys.readouterr().err
     assert local_worker_count(ClusterSettings(workers=0, threads_per_worker=1)) >= 1
 
