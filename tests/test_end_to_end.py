@@ -1,10 +1,10 @@
 """The whole single-recording pipeline: accuracy, combine, resume, and reliability under faults.
 
 One simulated two-plane recording is processed once, undisturbed, on the shared in-process client
-(``reference_run``). The fault tests process the same TIFFs again — on a real ``dask scheduler``
-with two ``dask worker`` processes, one of them SIGKILLed mid-registration, and as a
-``cindra-dask run`` subprocess SIGKILLed mid-``process`` then rerun — and their stores must equal
-the undisturbed one array for array.
+(``reference_run``), and once more on a LocalCluster of worker processes (``process_reference_store``).
+The fault tests process the same TIFFs again — on a real ``dask scheduler`` with two ``dask worker``
+processes, one of them SIGKILLed mid-registration, and as a ``cindra-dask run`` subprocess SIGKILLed
+mid-``process`` then rerun — and their stores must equal the undisturbed process run array for array.
 """
 
 from __future__ import annotations
@@ -80,6 +80,16 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, client: Any) -> Refe
     before = digests(data)
     report = run_single_recording(configuration_for(data, root / "out"), client=client)
     return ReferenceRun(data, RecordingStore(report.store_path), before, report.outcomes)
+
+
+@pytest.fixture(scope="session")
+def process_reference_store(reference_run: ReferenceRun, tmp_path_factory: pytest.TempPathFactory) -> RecordingStore:
+    """The same run, undisturbed, on a LocalCluster of worker processes: what the fault runs (worker
+    processes too) must equal. Runs on the in-process client differ from runs in worker processes in
+    the last bit of some float32 reference pixels (the layout of workers and threads does not matter;
+    the cause was not found), which can round one registered pixel the other way."""
+    report = run_single_recording(configuration_for(reference_run.data, tmp_path_factory.mktemp("process_reference"), workers=2, threads_per_worker=1, dashboard_address=":0"))
+    return RecordingStore(report.store_path)
 
 
 def test_every_step_ran_and_inputs_are_untouched(reference_run: ReferenceRun) -> None:
@@ -168,7 +178,7 @@ def _written_chunks(store_path: Path, array_path: str) -> int:
     return sum(1 for _ in folder.rglob("*")) if folder.exists() else 0
 
 
-def test_scheduler_address_run_survives_a_killed_worker(reference_run: ReferenceRun, scheduler_with_two_workers: str, tmp_path: Path) -> None:
+def test_scheduler_address_run_survives_a_killed_worker(reference_run: ReferenceRun, process_reference_store: RecordingStore, scheduler_with_two_workers: str, tmp_path: Path) -> None:
     """The pipeline against a scheduler address; one worker process is SIGKILLed mid-registration."""
     from distributed import Client
 
@@ -194,10 +204,10 @@ def test_scheduler_address_run_survives_a_killed_worker(reference_run: Reference
     killer.join(timeout=5)
     assert killed, "the worker was not killed during registration"
     assert all(outcome.state == "ran" for outcome in report.outcomes)
-    assert_same_outputs(RecordingStore(report.store_path), reference_run.store)
+    assert_same_outputs(RecordingStore(report.store_path), process_reference_store)
 
 
-def test_killed_run_resumes_and_a_concurrent_run_is_refused(reference_run: ReferenceRun, tmp_path: Path) -> None:
+def test_killed_run_resumes_and_a_concurrent_run_is_refused(reference_run: ReferenceRun, process_reference_store: RecordingStore, tmp_path: Path) -> None:
     """``cindra-dask run`` SIGKILLed (with its workers) mid-``process``; status shows the step incomplete; the rerun finishes it."""
     configuration = configuration_for(reference_run.data, tmp_path / "out", workers=1, threads_per_worker=2, dashboard_address=":0")
     config_path = tmp_path / "run.yaml"
@@ -225,4 +235,4 @@ def test_killed_run_resumes_and_a_concurrent_run_is_refused(reference_run: Refer
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     for name in finished_before:
         assert f"step '{name}': complete" in rerun.stderr
-    assert_same_outputs(store, reference_run.store)
+    assert_same_outputs(store, process_reference_store)

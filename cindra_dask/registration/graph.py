@@ -239,8 +239,9 @@ def cluster_reference_image(
     configuration : registration options.
     bidirectional_correction : estimate/apply the bidirectional offset (False for already corrected frames).
 
-    Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory`` (at least two per
-    worker) and stays on the workers. The 8 passes are submitted at once, as futures: per pass, the plan is
+    Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory``, at least two per
+    worker thread (so 2 workers × 1 thread and 1 × 2 get the same chunks, hence bit-identical sums),
+    and stays on the workers. The 8 passes are submitted at once, as futures: per pass, the plan is
     one node, each chunk's rigid estimate returns (n_chunk, 3) offsets, one task picks the frames to
     average, each chunk sums its chosen frames moved back, one task averages the sums. Only (n, 3)
     arrays and single images move between tasks; the (n, n) correlation matrix and the final image
@@ -253,8 +254,8 @@ def cluster_reference_image(
     registration = configuration.registration
     options = _reference_options(configuration)
     frame_shape = sample.shape[1:]
-    worker_count = max(1, len(client.scheduler_info()["workers"]))
-    chunk_frames = max(1, min(configuration.runtime.max_chunk_bytes // (4 * int(np.prod(frame_shape))), -(-sample.shape[0] // (2 * worker_count))))
+    thread_count = max(1, sum(worker["nthreads"] for worker in client.scheduler_info(n_workers=-1)["workers"].values()))
+    chunk_frames = max(1, min(configuration.runtime.max_chunk_bytes // (4 * int(np.prod(frame_shape))), -(-sample.shape[0] // (2 * thread_count))))
     frames = sample.astype(np.float32).rechunk((chunk_frames, *frame_shape))
     offset = registration.bidirectional_phase_offset_override if bidirectional_correction else 0
     if offset == 0 and bidirectional_correction and registration.compute_bidirectional_phase_offset:
