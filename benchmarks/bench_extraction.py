@@ -7,7 +7,7 @@ extraction + deconvolution + classification (the same work). Memory: RSS sampled
 during the step.
 
 Accuracy, over each tool's cells matched to active true somata (IoU ≥ 0.3): median Pearson r of
-F − 0.7·Fneu vs the true calcium, and of the inferred spikes vs the true spikes (both smoothed,
+F − c·Fneu vs the true calcium (ours: each ROI's estimated c, as stored; suite2p: 0.7), and of the inferred spikes vs the true spikes (both smoothed,
 σ = 2 frames); also over the true somata that *both* tools matched (same cells for both).
 
 Usage (repository root)::
@@ -70,7 +70,7 @@ def main() -> None:
     notes = [f"One full run per tool and dataset; cindra-dask: LocalCluster {settings.workers} workers × {settings.threads} thread; suite2p: CPU torch, {settings.suite2p_threads} threads.",
              "Ours: masks, traces, skewness, classification, baseline, OASIS in one step; suite2p's three plane_times summed for the same work.",
              "CPU s: user + system of the tool's processes during the step; other processes' CPU s: contention from other work on the shared machine.",
-             "RSS: largest sample (every 0.5 s) during the step. r: medians; traces F − 0.7·Fneu vs true calcium, spikes smoothed σ = 2 frames vs true spikes."]
+             "RSS: largest sample (every 0.5 s) during the step. r: medians; traces F − c·Fneu vs true calcium (c: ours per ROI as estimated, suite2p 0.7), spikes smoothed σ = 2 frames vs true spikes."]
     print(write_table(arguments.out / "extraction.md", "Extraction + deconvolution: cindra-dask vs suite2p", header, table, notes))
 
 

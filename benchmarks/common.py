@@ -363,8 +363,13 @@ def registration_scores(rigid: np.ndarray, nonrigid: np.ndarray, block_centers: 
     return {"rigid_rms_px": offset_rms_error(rigid, truth.rigid_offsets[plane], valid=good), "displacement_rms_px": displacement_rms_error(estimated, planted, margin_px=8)}
 
 
-def cell_scores(rois: Any, is_cell: np.ndarray, cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, spikes: np.ndarray, truth: Any, *, neuropil_coefficient: float = 0.7, plane: int = 0) -> dict[str, float]:
-    """Detection P/R/F1 of the ROIs classified as cells vs active true somata; median trace and spike r of matched pairs."""
+def cell_scores(
+    rois: Any, is_cell: np.ndarray, cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, spikes: np.ndarray, truth: Any, *, neuropil_coefficient: float | np.ndarray = 0.7, plane: int = 0
+) -> dict[str, float]:
+    """Detection P/R/F1 of the ROIs classified as cells vs active true somata; median trace and spike r of matched pairs.
+
+    ``neuropil_coefficient``: one c for every ROI (suite2p: 0.7) or (n_rois,) per ROI (ours, as stored).
+    """
     from cindra_dask.evaluate import match_rois, row_correlations, smoothed_spike_correlations
     from cindra_dask.extraction.baseline import subtract_neuropil
 
@@ -373,7 +378,8 @@ def cell_scores(rois: Any, is_cell: np.ndarray, cell_fluorescence: np.ndarray, n
     cells = np.flatnonzero(is_cell)
     matching = match_rois(rois.select(cells), truth.rois().select(sources), frame_shape=frame_shape)
     detected, true_sources = cells[matching.detected_index], sources[matching.true_index]
-    corrected = subtract_neuropil(cell_fluorescence[detected], neuropil_fluorescence[detected], neuropil_coefficient=neuropil_coefficient)
+    coefficient = np.broadcast_to(np.asarray(neuropil_coefficient, np.float32), (len(cell_fluorescence),))[detected]
+    corrected = subtract_neuropil(cell_fluorescence[detected], neuropil_fluorescence[detected], neuropil_coefficient=coefficient)
     trace_r = row_correlations(corrected, truth.calcium[true_sources]) if len(detected) else np.zeros(0)
     spike_r = smoothed_spike_correlations(spikes[detected], truth.spikes[true_sources]) if len(detected) else np.zeros(0)
     median = lambda values: float(np.nanmedian(values)) if len(values) else float("nan")  # noqa: E731
@@ -396,7 +402,8 @@ def score_cindra(store_path: Path, truth: Any, *, stage: str) -> dict[str, float
     official = score_recording(store_path, truth)
     extraction = "plane_0/extraction"
     scores.update(cell_scores(store.read_rois("plane_0/rois"), store.read(f"{extraction}/cell_classification")[:, 0] == 1, store.read(f"{extraction}/cell_fluorescence"),
-                              store.read(f"{extraction}/neuropil_fluorescence"), store.read(f"{extraction}/spikes"), truth))
+                              store.read(f"{extraction}/neuropil_fluorescence"), store.read(f"{extraction}/spikes"), truth,
+                              neuropil_coefficient=store.read(f"{extraction}/neuropil_coefficient")))
     mine = (scores["rigid_rms_px"], scores["displacement_rms_px"], scores["f1"], scores["trace_r"], scores["spike_r"])
     theirs = (official.rigid_offset_rms_px, official.displacement_rms_px, official.detection_f1, official.trace_correlation, official.spike_correlation)
     if not np.allclose(mine, theirs, equal_nan=True):

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 DETECTION_IMAGES = ("mean_image", "enhanced_mean_image", "maximum_projection", "correlation_map")
 PER_PIXEL_ROI_ARRAYS = ("soma_mask", "overlap_mask")
 """ROI arrays with one entry per mask pixel (like ``ypix``), concatenated as the masks are."""
-ROI_AXIS_ARRAYS = ("cell_classification", "cell_colocalization")
-"""(n, 2) extraction arrays concatenated along the ROI axis."""
+ROI_AXIS_ARRAYS = ("neuropil_coefficient", "cell_classification", "cell_colocalization")
+"""(n,) and (n, 2) extraction arrays concatenated along the ROI axis."""
 TRACE_ROI_CHUNK_LIMIT = 1000
 
 
@@ -112,7 +112,7 @@ def run_combine(context: RecordingContext, client: Any, *, plane: int | None = N
 
     ``combined/detection/*`` (H, W) f4 canvases; ``combined/rois/`` ragged masks in canvas coordinates
     with ``plane_index`` (n,) i4, ``centroids`` moved to the canvas, every per-ROI array; and
-    ``combined/extraction/*`` traces (N, T_min) f4 with chunks (roi_chunk, T_min) plus (N, 2) arrays.
+    ``combined/extraction/*`` traces (N, T_min) f4 with chunks (roi_chunk, T_min) plus (N,) and (N, 2) arrays.
     Attributes of ``combined/``: ``combined_height``, ``combined_width``, ``frame_count`` (T_min),
     ``plane_frame_counts``, ``plane_y_offsets``, ``plane_x_offsets``, ``plane_heights``,
     ``plane_widths``, ``included_planes``, ``tau``, ``sampling_rate``.

@@ -138,8 +138,8 @@ class RecordingScores(NamedTuple):
         up to 100 evenly spaced good frames, 8 px border excluded.
     detection_precision, detection_recall, detection_f1 : ROIs classified as cells vs active true
         somata (Hungarian matching, IoU ≥ 0.3).
-    trace_correlation : median Pearson r of F − c·Fneu (c: the run's neuropil_coefficient) of the
-        matched cells vs their true calcium.
+    trace_correlation : median Pearson r of F − c·Fneu (c: each ROI's stored ``neuropil_coefficient``,
+        else the run's ``spike_deconvolution.neuropil_coefficient``) of the matched cells vs their true calcium.
     spike_correlation : median r of inferred vs true spikes, both smoothed (σ = 2 frames).
     matched_cells : matched pairs the correlations are over.
     """
@@ -191,7 +191,10 @@ def score_recording(store_path: Any, truth: Any, *, plane: int = 0) -> Recording
     cells = np.flatnonzero(is_cell)
     matching = match_rois(rois.select(cells), truth.rois().select(sources), frame_shape=frame_shape)
     detected, true_sources = cells[matching.detected_index], sources[matching.true_index]
-    coefficient = float((configuration.get("signal_extraction") or {}).get("neuropil_coefficient", 0.7))
+    if f"{extraction}/neuropil_coefficient" in store:
+        coefficient = store.read(f"{extraction}/neuropil_coefficient")[detected]
+    else:
+        coefficient = float((configuration.get("spike_deconvolution") or {}).get("neuropil_coefficient", 0.7))
     corrected = subtract_neuropil(store.read(f"{extraction}/cell_fluorescence")[detected], store.read(f"{extraction}/neuropil_fluorescence")[detected], neuropil_coefficient=coefficient)
     trace_r = row_correlations(corrected, truth.calcium[true_sources]) if len(detected) else np.zeros(0)
     spike_r = smoothed_spike_correlations(store.read(f"{extraction}/spikes")[detected], truth.spikes[true_sources]) if len(detected) else np.zeros(0)

@@ -10,7 +10,9 @@ from scipy.ndimage import binary_dilation, gaussian_filter1d, percentile_filter
 from scipy.optimize import lsq_linear, minimize
 
 from cindra_dask.extraction.baseline import (
+    NEUROPIL_COEFFICIENT_RANGE,
     delta_f_over_f,
+    estimate_neuropil_coefficients,
     maximin_baseline,
     neuropil_corrected_skewness,
     smoothed_minima,
@@ -249,6 +251,33 @@ def test_planted_movie_neuropil_corrected_traces_track_calcium() -> None:
     skewness = neuropil_corrected_skewness(traces.cell_fluorescence, traces.neuropil_fluorescence, neuropil_coefficient=contamination)
     assert skewness.shape == (rois.count,) and skewness.dtype == np.float32
     assert np.all(skewness > 0.5)  # sparse positive transients
+
+
+def test_estimated_neuropil_coefficients_recover_planted_contamination() -> None:
+    """F = baseline + transients + k·neuropil + noise with k planted per ROI in [0.2, 1.4]; the neuropil is
+    slow and partly the population's calcium (so F and Fneu correlate through the cells too)."""
+    rng = np.random.default_rng(21)
+    roi_count, frame_count = 40, 3000
+    planted = rng.uniform(0.2, 1.4, roi_count)
+    spikes = (rng.random((roi_count, frame_count)) < 0.5 / 30.0) * rng.uniform(0.5, 1.5, (roi_count, frame_count))
+    calcium = ar1_calcium(spikes, decay_factor(tau_s=1.0, frame_rate_hz=30.0))
+    slow = gaussian_filter1d(rng.normal(0, 1, (1, frame_count)), 30, axis=1) + gaussian_filter1d(rng.normal(0, 1, (roi_count, frame_count)), 30, axis=1)
+    neuropil_signal = 100.0 + 400.0 * slow + 5.0 * calcium.mean(axis=0)
+    cell = 60.0 + 40.0 * calcium + planted[:, None] * neuropil_signal + rng.normal(0, 2.0, (roi_count, frame_count))
+    neuropil = neuropil_signal + rng.normal(0, 0.5, (roi_count, frame_count))
+    estimated = estimate_neuropil_coefficients(cell.astype(np.float32), neuropil.astype(np.float32), initial_coefficient=0.7, quiet_fraction=0.2)
+    assert estimated.shape == (roi_count,) and estimated.dtype == np.float32
+    error = np.abs(estimated - planted)
+    assert np.median(error) < 0.02 and error.max() < 0.08
+    fixed_r = row_correlations(subtract_neuropil(cell, neuropil, neuropil_coefficient=0.7), calcium)
+    estimated_r = row_correlations(subtract_neuropil(cell, neuropil, neuropil_coefficient=estimated), calcium)
+    assert estimated_r.min() > 0.98 and np.median(fixed_r) < 0.9
+
+    flat_and_steep = estimate_neuropil_coefficients(
+        np.stack([cell[0], cell[0] + 2.0 * neuropil_signal[0]]).astype(np.float32), np.stack([np.zeros(frame_count), neuropil[0]]).astype(np.float32), initial_coefficient=0.7, quiet_fraction=0.2
+    )
+    assert flat_and_steep[0] == np.float32(0.7)  # no neuropil to fit: the initial coefficient
+    assert flat_and_steep[1] == np.float32(NEUROPIL_COEFFICIENT_RANGE[1])  # k ≈ 2.4 is clipped
 
 
 # ----------------------------------------------------------------------------------------- OASIS

@@ -13,10 +13,17 @@ Baselines (fs = per-plane rate in Hz):
 * ``constant``: Gaussian (σ = ``baseline_sigma_frames``, scipy's default truncate 4), then the global
   minimum (a scalar).
 * ``constant_percentile``: each ROI's ``baseline_percentile`` percentile over time.
+
+Neuropil coefficient per ROI (not in cindra, which uses one fixed c): F is regressed on Fneu over
+the ROI's quiet frames, those with the lowest ``quiet_fraction`` of F − c·Fneu (the cell at rest,
+so what is left of F follows the neuropil), and c is updated until it stops changing. Cell
+transients only raise F − c·Fneu, so they stay out of the fit; the true contamination ratio is a
+fixed point of the iteration when the cell's activity is independent of the neuropil's.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
 from scipy.stats import skew
@@ -29,29 +36,106 @@ MAXIMIN_GAUSSIAN_TRUNCATE = 3.0
 CONSTANT_GAUSSIAN_TRUNCATE = 4.0
 """Gaussian truncation (in σ) of the constant-baseline pre-smoothing (scipy's default)."""
 
+NEUROPIL_COEFFICIENT_RANGE = (0.0, 1.5)
+"""Bounds of an estimated neuropil coefficient (a ratio above 1.5 is not physical contamination)."""
 
-def subtract_neuropil(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, *, neuropil_coefficient: float) -> np.ndarray:
+NEUROPIL_COEFFICIENT_TOLERANCE = 1e-3
+"""The quiet-frame iteration stops when c changes by less than this."""
+
+NEUROPIL_COEFFICIENT_MAXIMUM_ITERATIONS = 50
+"""Quiet-frame iterations after which the last c is kept."""
+
+
+def subtract_neuropil(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, *, neuropil_coefficient: float | np.ndarray) -> np.ndarray:
     """F − c · Fneu.
 
     Parameters
     ----------
     cell_fluorescence, neuropil_fluorescence : (n, T) float32.
-    neuropil_coefficient : c (cindra default 0.7).
+    neuropil_coefficient : c, one for all rows (cindra default 0.7) or (n,) one per row.
 
     Returns
     -------
     (n, T) float32 neuropil-corrected fluorescence.
     """
-    return np.asarray(cell_fluorescence, np.float32) - np.float32(neuropil_coefficient) * np.asarray(neuropil_fluorescence, np.float32)
+    coefficient = np.asarray(neuropil_coefficient, np.float32)
+    if coefficient.ndim == 1:
+        coefficient = coefficient[:, None]
+    return np.asarray(cell_fluorescence, np.float32) - coefficient * np.asarray(neuropil_fluorescence, np.float32)
 
 
-def neuropil_corrected_skewness(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, *, neuropil_coefficient: float) -> np.ndarray:
+@numba.njit(cache=True)
+def _quiet_frame_coefficients(
+    cell: np.ndarray, neuropil: np.ndarray, initial: float, quiet_count: int, lowest: float, highest: float, tolerance: float, maximum_iterations: int, coefficients: np.ndarray
+) -> None:  # pragma: no cover - numba
+    """coefficients[row] = slope of F on Fneu over the ``quiet_count`` frames of lowest F − c·Fneu, iterated from ``initial``."""
+    row_count, frame_count = cell.shape
+    residual = np.empty(frame_count, dtype=np.float64)
+    for row in range(row_count):
+        coefficient = initial
+        for _ in range(maximum_iterations):
+            for t in range(frame_count):
+                residual[t] = cell[row, t] - coefficient * neuropil[row, t]
+            threshold = np.partition(residual, quiet_count - 1)[quiet_count - 1]
+            cell_sum, neuropil_sum, quiet = 0.0, 0.0, 0
+            for t in range(frame_count):
+                if residual[t] <= threshold:
+                    cell_sum += cell[row, t]
+                    neuropil_sum += neuropil[row, t]
+                    quiet += 1
+            cell_mean, neuropil_mean = cell_sum / quiet, neuropil_sum / quiet
+            covariance, variance = 0.0, 0.0
+            for t in range(frame_count):
+                if residual[t] <= threshold:
+                    neuropil_deviation = neuropil[row, t] - neuropil_mean
+                    covariance += (cell[row, t] - cell_mean) * neuropil_deviation
+                    variance += neuropil_deviation * neuropil_deviation
+            if variance <= 0.0:  # flat neuropil (none extracted): nothing to estimate
+                coefficient = initial
+                break
+            updated = min(max(covariance / variance, lowest), highest)
+            converged = abs(updated - coefficient) < tolerance
+            coefficient = updated
+            if converged:
+                break
+        coefficients[row] = coefficient
+
+
+def estimate_neuropil_coefficients(
+    cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, *, initial_coefficient: float, quiet_fraction: float
+) -> np.ndarray:
+    """Per-ROI neuropil coefficient from the ROI's quiet frames (see the module docstring).
+
+    Parameters
+    ----------
+    cell_fluorescence, neuropil_fluorescence : (n, T) float32 (ROI block with the whole time axis).
+    initial_coefficient : c the iteration starts from, and the result for a row whose neuropil is
+        constant over its quiet frames (e.g. all zero).
+    quiet_fraction : share of the frames in (0, 1] taken as quiet, ⌈quiet_fraction · T⌉ frames, at least 2.
+
+    Returns
+    -------
+    (n,) float32 coefficients within `NEUROPIL_COEFFICIENT_RANGE` (dimensionless, F units per Fneu unit).
+    """
+    cell = np.ascontiguousarray(cell_fluorescence, dtype=np.float32)
+    neuropil = np.ascontiguousarray(neuropil_fluorescence, dtype=np.float32)
+    lowest, highest = NEUROPIL_COEFFICIENT_RANGE
+    initial = min(max(float(initial_coefficient), lowest), highest)
+    frame_count = cell.shape[1]
+    coefficients = np.full(cell.shape[0], initial, dtype=np.float64)
+    if frame_count >= 2:
+        quiet_count = min(frame_count, max(2, int(np.ceil(quiet_fraction * frame_count))))
+        _quiet_frame_coefficients(cell, neuropil, initial, quiet_count, lowest, highest, NEUROPIL_COEFFICIENT_TOLERANCE, NEUROPIL_COEFFICIENT_MAXIMUM_ITERATIONS, coefficients)
+    return coefficients.astype(np.float32)
+
+
+def neuropil_corrected_skewness(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, *, neuropil_coefficient: float | np.ndarray) -> np.ndarray:
     """Skewness over time of F − c · Fneu per ROI (a classifier feature).
 
     Parameters
     ----------
     cell_fluorescence, neuropil_fluorescence : (n, T) float32.
-    neuropil_coefficient : c.
+    neuropil_coefficient : c, scalar or (n,) per row.
 
     Returns
     -------

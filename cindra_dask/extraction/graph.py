@@ -5,8 +5,8 @@ One plane's graph::
     plane_k/rois/* ──► ExtractionMasks (one task; a dependency every worker fetches once)
     registered frame chunks ──blockwise──► (2, n, chunk_T) [cell; neuropil] per chunk
         ──concatenate on t, rechunk once──► (1, roi_chunk, T) ──► cell_fluorescence, neuropil_fluorescence
-    ROI chunks ──► F − c·Fneu ──► skewness (n,) ──► cell_classification (one task)
-                             └──► baseline subtraction ──► OASIS ──► subtracted_fluorescence, spikes
+    ROI chunks ──► neuropil_coefficient c (n,) ──► F − c·Fneu ──► skewness (n,) ──► cell_classification (one task)
+                                                          └──► baseline subtraction ──► OASIS ──► subtracted_fluorescence, spikes
     structural channel 2 ──► traces with the same masks; good-frame mean images ──► colocalization
 
 Every output is a dask array, and the step writes all of them with one ``da.store``: a single
@@ -28,7 +28,7 @@ import numpy as np
 
 from cindra_dask.chunking import roi_chunk_size
 from cindra_dask.config import BaselineMethod, MultiRecordingConfiguration, SignalExtractionSettings, SingleRecordingConfiguration, SpikeDeconvolutionSettings
-from cindra_dask.extraction.baseline import neuropil_corrected_skewness, smoothed_minima, subtract_baseline, subtract_neuropil
+from cindra_dask.extraction.baseline import estimate_neuropil_coefficients, neuropil_corrected_skewness, smoothed_minima, subtract_baseline, subtract_neuropil
 from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
 from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
 from cindra_dask.extraction.oasis import deconvolve_oasis
@@ -52,6 +52,7 @@ SHAPE_FEATURES = ("normalized_pixel_count", "compactness")
 CELL_FLUORESCENCE = "cell_fluorescence"
 NEUROPIL_FLUORESCENCE = "neuropil_fluorescence"
 SUBTRACTED_FLUORESCENCE = "subtracted_fluorescence"
+NEUROPIL_COEFFICIENT = "neuropil_coefficient"
 SPIKES = "spikes"
 SKEWNESS = "skewness"
 CELL_CLASSIFICATION = "cell_classification"
@@ -67,6 +68,7 @@ class ExtractionGraph(NamedTuple):
     Attributes
     ----------
     cell_fluorescence, neuropil_fluorescence : (n, T), chunks (roi_chunk, T).
+    neuropil_coefficient : (n,), chunks (roi_chunk,), the c of F − c·Fneu of every ROI.
     subtracted_fluorescence, spikes : (n, T), chunks (roi_chunk, T); None when spikes are not
         extracted (the stored arrays are then all zeros).
     skewness : (n,) one chunk, skewness of F − c·Fneu.
@@ -75,10 +77,27 @@ class ExtractionGraph(NamedTuple):
 
     cell_fluorescence: Any
     neuropil_fluorescence: Any
+    neuropil_coefficient: Any
     subtracted_fluorescence: Any | None
     spikes: Any | None
     skewness: Any
     cell_classification: Any
+
+
+class DeconvolutionGraph(NamedTuple):
+    """Lazy outputs of `deconvolution_graph` (float32 dask arrays; nothing computed).
+
+    Attributes
+    ----------
+    neuropil_coefficient : (n,), chunks (roi_chunk,), c of every ROI.
+    skewness : (n,), chunks (roi_chunk,), skewness of F − c·Fneu.
+    subtracted_fluorescence, spikes : (n, T), chunks (roi_chunk, T); None when spikes are not extracted.
+    """
+
+    neuropil_coefficient: Any
+    skewness: Any
+    subtracted_fluorescence: Any | None
+    spikes: Any | None
 
 
 class StructuralGraph(NamedTuple):
@@ -112,6 +131,16 @@ def _trace_block(frames: np.ndarray, masks: ExtractionMasks) -> np.ndarray:
     """(2, n, chunk_T) float32 [cell; neuropil] fluorescence of one frame chunk."""
     traces = extract_traces(frames, masks=masks)
     return np.stack([traces.cell_fluorescence, traces.neuropil_fluorescence])
+
+
+def _corrected_block(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, neuropil_coefficient: np.ndarray) -> np.ndarray:
+    """(r, T) float32 F − c·Fneu of one ROI chunk, c (r,)."""
+    return subtract_neuropil(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient)
+
+
+def _skewness_block(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, neuropil_coefficient: np.ndarray) -> np.ndarray:
+    """(r,) float32 skewness of F − c·Fneu of one ROI chunk, c (r,)."""
+    return neuropil_corrected_skewness(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient)
 
 
 def _good_frame_sum_block(frames: np.ndarray, good_frames: np.ndarray) -> np.ndarray:
@@ -218,30 +247,43 @@ def deconvolution_graph(
     spike_deconvolution: SpikeDeconvolutionSettings,
     tau_s: float,
     frame_rate_hz: float,
-) -> tuple[Any, Any, Any]:
-    """Skewness, baseline-subtracted fluorescence and OASIS spikes over ROI chunks.
+) -> DeconvolutionGraph:
+    """Neuropil coefficients, skewness, baseline-subtracted fluorescence and OASIS spikes over ROI chunks.
 
     Parameters
     ----------
     cell_fluorescence, neuropil_fluorescence : (n, T) float32 dask arrays, chunks (roi_chunk, T).
-    spike_deconvolution : baseline and OASIS options (``extract_spikes`` False gives None outputs).
+    spike_deconvolution : neuropil, baseline and OASIS options (``extract_spikes`` False gives None
+        subtracted fluorescence and spikes).
     tau_s : indicator decay (``main.tau``), s.
     frame_rate_hz : per-plane sampling rate.
 
     Returns
     -------
-    (skewness (n,), subtracted_fluorescence (n, T) or None, spikes (n, T) or None), float32 dask arrays.
+    `DeconvolutionGraph` of float32 dask arrays.
 
     Chunking: every step is one task per ROI chunk; the ``constant`` baseline adds a reduction of
     per-chunk minima to one scalar that every chunk task receives (cindra's global minimum).
     """
     import dask.array as da
 
-    coefficient = spike_deconvolution.neuropil_coefficient
-    skewness = da.map_blocks(neuropil_corrected_skewness, cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=coefficient, drop_axis=1, dtype=TRACE_DTYPE, meta=_meta(1))
+    if spike_deconvolution.estimate_neuropil_coefficient:
+        coefficients = da.map_blocks(
+            estimate_neuropil_coefficients,
+            cell_fluorescence,
+            neuropil_fluorescence,
+            initial_coefficient=spike_deconvolution.neuropil_coefficient,
+            quiet_fraction=spike_deconvolution.neuropil_quiet_fraction,
+            drop_axis=1,
+            dtype=TRACE_DTYPE,
+            meta=_meta(1),
+        )
+    else:
+        coefficients = da.full(cell_fluorescence.shape[:1], spike_deconvolution.neuropil_coefficient, chunks=cell_fluorescence.chunks[:1], dtype=TRACE_DTYPE)
+    skewness = da.blockwise(_skewness_block, "n", cell_fluorescence, "nt", neuropil_fluorescence, "nt", coefficients, "n", concatenate=True, dtype=TRACE_DTYPE, meta=_meta(1))
     if not spike_deconvolution.extract_spikes:
-        return skewness, None, None
-    corrected = da.map_blocks(subtract_neuropil, cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=coefficient, dtype=TRACE_DTYPE, meta=_meta(2))
+        return DeconvolutionGraph(coefficients, skewness, None, None)
+    corrected = da.blockwise(_corrected_block, "nt", cell_fluorescence, "nt", neuropil_fluorescence, "nt", coefficients, "n", dtype=TRACE_DTYPE, meta=_meta(2))
     baseline_options = {
         "baseline_method": spike_deconvolution.baseline_method.value,
         "baseline_window_s": spike_deconvolution.baseline_window,
@@ -257,7 +299,7 @@ def deconvolution_graph(
     spikes = subtracted.map_blocks(
         _spike_block, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=spike_deconvolution.minimum_spike_size, dtype=TRACE_DTYPE, meta=_meta(2)
     )
-    return skewness, subtracted, spikes
+    return DeconvolutionGraph(coefficients, skewness, subtracted, spikes)
 
 
 def extraction_graph(
@@ -288,14 +330,14 @@ def extraction_graph(
     roi_chunk = trace_roi_chunk(frame_count=frames.shape[0], roi_count=roi_count, configuration=configuration)
     traces = masked_traces(frames, masks, roi_count=roi_count, roi_chunk=roi_chunk, max_chunk_bytes=configuration.runtime.max_chunk_bytes)
     cell_fluorescence, neuropil_fluorescence = traces[0], traces[1]
-    skewness, subtracted, spikes = deconvolution_graph(
+    deconvolution = deconvolution_graph(
         cell_fluorescence,
         neuropil_fluorescence,
         spike_deconvolution=configuration.spike_deconvolution,
         tau_s=configuration.main.tau,
         frame_rate_hz=frame_rate_hz,
     )
-    skewness = skewness.rechunk(roi_count)
+    skewness = deconvolution.skewness.rechunk(roi_count)
     classification = skewness.map_blocks(
         _classification_block,
         shape_features={name: np.asarray(shape_features[name], np.float32) for name in SHAPE_FEATURES},
@@ -306,7 +348,7 @@ def extraction_graph(
         dtype=TRACE_DTYPE,
         meta=_meta(2),
     )
-    return ExtractionGraph(cell_fluorescence, neuropil_fluorescence, subtracted, spikes, skewness, classification)
+    return ExtractionGraph(cell_fluorescence, neuropil_fluorescence, deconvolution.neuropil_coefficient, deconvolution.subtracted_fluorescence, deconvolution.spikes, skewness, classification)
 
 
 def good_frame_mean(frames: Any, good_frames: np.ndarray) -> Any:
@@ -376,9 +418,10 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
     (masks, ``radius_px``, ``normalized_pixel_count``, ``compactness``) and, with a structural
     channel 2, ``plane_k/registration/bad_frames``. Writes ``plane_k/extraction/{cell_fluorescence,
     neuropil_fluorescence, subtracted_fluorescence, spikes}`` (n, T) f4 chunks (roi_chunk, T),
-    ``cell_classification`` (n, 2) f4 and ``plane_k/rois/skewness`` (n,) f4; with a structural
-    channel 2 also ``{cell,neuropil}_fluorescence_channel_2`` (n, T), ``cell_colocalization`` (n, 2)
-    and ``corrected_structural_mean_image`` (Ly, Lx). ``spike_deconvolution.extract_spikes`` False
+    ``neuropil_coefficient`` (n,) f4 chunks (roi_chunk,), ``cell_classification`` (n, 2) f4 and
+    ``plane_k/rois/skewness`` (n,) f4; with a structural channel 2 also
+    ``{cell,neuropil}_fluorescence_channel_2`` (n, T), ``cell_colocalization`` (n, 2) and
+    ``corrected_structural_mean_image`` (Ly, Lx). ``spike_deconvolution.extract_spikes`` False
     leaves ``subtracted_fluorescence`` and ``spikes`` all zeros; zero ROIs give (0, T) arrays.
     Two functional channels: only the first is extracted. Idempotent (every output is replaced).
     """
@@ -406,6 +449,7 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
         trace_names += [CELL_FLUORESCENCE + STRUCTURAL_SUFFIX, NEUROPIL_FLUORESCENCE + STRUCTURAL_SUFFIX]
     traces = {name: create(f"{extraction_group}/{name}", (roi_count, frame_count), (roi_chunk, frame_count), TRACE_DIMENSIONS) for name in trace_names}
     skewness_target = create(f"{rois_group}/{SKEWNESS}", (roi_count,), (roi_count,))
+    coefficient_target = create(f"{extraction_group}/{NEUROPIL_COEFFICIENT}", (roi_count,), (roi_chunk,), TRACE_DIMENSIONS[:1])
     classification_target = create(f"{extraction_group}/{CELL_CLASSIFICATION}", (roi_count, 2), (roi_count, 2))
     writes: list[tuple[Any, Any]] = []  # (source, target); zero-filled targets stay zero
     masks = None
@@ -419,7 +463,7 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
             configuration=configuration,
             frame_rate_hz=context.acquisition.plane_frame_rate_hz,
         )
-        writes += [(graph.cell_fluorescence, traces[CELL_FLUORESCENCE]), (graph.neuropil_fluorescence, traces[NEUROPIL_FLUORESCENCE])]
+        writes += [(graph.cell_fluorescence, traces[CELL_FLUORESCENCE]), (graph.neuropil_fluorescence, traces[NEUROPIL_FLUORESCENCE]), (graph.neuropil_coefficient, coefficient_target)]
         writes += [(graph.skewness, skewness_target), (graph.cell_classification, classification_target)]
         if graph.spikes is not None:
             writes += [(graph.subtracted_fluorescence, traces[SUBTRACTED_FLUORESCENCE]), (graph.spikes, traces[SPIKES])]

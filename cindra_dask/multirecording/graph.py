@@ -473,7 +473,8 @@ def recording_extraction_writes(source: RecordingSource, configuration: MultiRec
     Reads ``multi_recording/<dataset>/templates/*`` and, per plane holding templates, that plane's
     registered frames (trimmed to the combined frame count); creates
     ``…/extraction/{cell_fluorescence, neuropil_fluorescence, subtracted_fluorescence, spikes}`` (m, T)
-    f4 chunks (roi_chunk, T) and ``…/templates/skewness`` (m,). Zero templates give (0, T) arrays;
+    f4 chunks (roi_chunk, T), ``…/extraction/neuropil_coefficient`` (m,) f4 chunks (roi_chunk,) and
+    ``…/templates/skewness`` (m,). Zero templates give (0, T) arrays;
     ``extract_spikes`` False leaves the subtracted fluorescence and spikes at zero.
 
     Chunking: per plane as `cindra_dask.extraction.graph.masked_traces` (one task per registered
@@ -486,6 +487,7 @@ def recording_extraction_writes(source: RecordingSource, configuration: MultiRec
 
     from cindra_dask.extraction.graph import (
         CELL_FLUORESCENCE,
+        NEUROPIL_COEFFICIENT,
         NEUROPIL_FLUORESCENCE,
         SKEWNESS,
         SPIKES,
@@ -508,6 +510,7 @@ def recording_extraction_writes(source: RecordingSource, configuration: MultiRec
     names = (CELL_FLUORESCENCE, NEUROPIL_FLUORESCENCE, SUBTRACTED_FLUORESCENCE, SPIKES)
     targets = {name: store.create_array(f"{root}/{EXTRACTION}/{name}", shape=(template_count, frame_count), dtype=TRACE_DTYPE, chunks=(roi_chunk, max(1, frame_count)), dimension_names=TRACE_DIMENSIONS) for name in names}
     skewness_target = store.create_array(f"{templates_group}/{SKEWNESS}", shape=(template_count,), dtype=TRACE_DTYPE, chunks=(max(1, template_count),))
+    coefficient_target = store.create_array(f"{root}/{EXTRACTION}/{NEUROPIL_COEFFICIENT}", shape=(template_count,), dtype=TRACE_DTYPE, chunks=(roi_chunk,), dimension_names=TRACE_DIMENSIONS[:1])
     if template_count == 0 or frame_count == 0:
         return []
     overlapping = configuration.signal_extraction.model_copy(update={"allow_overlap": True})
@@ -522,10 +525,11 @@ def recording_extraction_writes(source: RecordingSource, configuration: MultiRec
         masks = extraction_masks(local, frame_shape=(tile.height, tile.width), roi_radii_px=radii[rows], signal_extraction=overlapping)
         blocks.append(masked_traces(frames, masks, roi_count=rows.size, roi_chunk=min(roi_chunk, rows.size), max_chunk_bytes=configuration.runtime.max_chunk_bytes))
     traces = (blocks[0] if len(blocks) == 1 else da.concatenate(blocks, axis=1)).rechunk((1, roi_chunk, frame_count))
-    skewness, subtracted, spikes = deconvolution_graph(traces[0], traces[1], spike_deconvolution=configuration.spike_deconvolution, tau_s=source.tau_s, frame_rate_hz=source.frame_rate_hz)
-    writes = [(traces[0], targets[CELL_FLUORESCENCE]), (traces[1], targets[NEUROPIL_FLUORESCENCE]), (skewness, skewness_target)]
-    if spikes is not None:
-        writes += [(subtracted, targets[SUBTRACTED_FLUORESCENCE]), (spikes, targets[SPIKES])]
+    deconvolution = deconvolution_graph(traces[0], traces[1], spike_deconvolution=configuration.spike_deconvolution, tau_s=source.tau_s, frame_rate_hz=source.frame_rate_hz)
+    writes = [(traces[0], targets[CELL_FLUORESCENCE]), (traces[1], targets[NEUROPIL_FLUORESCENCE]), (deconvolution.neuropil_coefficient, coefficient_target)]
+    writes.append((deconvolution.skewness.rechunk(max(1, template_count)), skewness_target))
+    if deconvolution.spikes is not None:
+        writes += [(deconvolution.subtracted_fluorescence, targets[SUBTRACTED_FLUORESCENCE]), (deconvolution.spikes, targets[SPIKES])]
     return writes
 
 
