@@ -42,8 +42,8 @@ _STAGES_PER_ESTIMATE = 2
 """Rigid and nonrigid estimation each smooth over time twice (integer search, refinement)."""
 FRAME_BATCH_BYTES = 2 * 2**20
 """Without temporal smoothing frames are registered in batches of about this many float32 bytes, so a
-batch's temporaries (blocks, spectra) stay in cache through all stages: 25 % less CPU per frame than
-whole 100-frame chunks at 256² (2 MiB: 8 frames at 256², 2 at 512²)."""
+batch's temporaries (blocks, spectra) stay in cache through all stages: 10–20 % less CPU per frame than
+whole 100-frame chunks at 256² and 512² (2 MiB: 8 frames at 256², 2 at 512²; results identical)."""
 
 
 class PlanOptions(NamedTuple):
