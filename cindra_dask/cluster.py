@@ -6,10 +6,12 @@ user's Dask configuration.
 Worker memory allocator: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which
 (in glibc) also fixes the mmap threshold at 128 KiB, so every temporary array above 128 KiB is a
 fresh mmap whose pages fault in on first touch. Our kernels allocate many such temporaries per
-frame batch and ran ≈ 1.4× slower in a worker than in a plain process (rigid estimation 2×).
+frame batch and ran 1.4× slower in a worker than in a plain process (rigid estimation 2×).
 `tune_workers` installs a worker plugin that keeps blocks below `MMAP_THRESHOLD_BYTES` in the heap
-and pads its top by `TOP_PAD_BYTES` (trimming beyond that stays on); worker RSS grows by at most
-that pad per arena.
+and pads its top by `TOP_PAD_BYTES` (trimming beyond that stays on). It changes only these two
+allocator parameters, in the worker processes of any cluster the runner uses (a client passed in
+included). Measured: worker peak RSS +35 MiB at 256², lifetime peak 908 → 989 MiB at 512²
+(heap blocks below the threshold are kept for reuse rather than unmapped).
 """
 
 from __future__ import annotations

@@ -240,8 +240,8 @@ def cluster_reference_image(
     bidirectional_correction : estimate/apply the bidirectional offset (False for already corrected frames).
 
     Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory``, at least two per
-    worker thread (so 2 workers × 1 thread and 1 × 2 get the same chunks, hence bit-identical sums),
-    and stays on the workers. The 8 passes are submitted at once, as futures: per pass, the plan is
+    worker thread (2 workers × 1 thread and 1 × 2 get the same chunks and, in worker processes, the
+    same reference), and stays on the workers. The 8 passes are submitted at once, as futures: per pass, the plan is
     one node, each chunk's rigid estimate returns (n_chunk, 3) offsets, one task picks the frames to
     average, each chunk sums its chosen frames moved back, one task averages the sums. Only (n, 3)
     arrays and single images move between tasks; the (n, n) correlation matrix and the final image
