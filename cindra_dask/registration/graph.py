@@ -22,6 +22,7 @@ Per plane (cindra §3.2):
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
@@ -208,10 +209,22 @@ def _mean_image(partial_sums: Sequence[np.ndarray], selection: Sequence[tuple[np
     return (np.sum(partial_sums, axis=0) / sum(len(local_indices) for local_indices, _ in selection)).astype(np.float32)
 
 
-def _partial_gram(columns: np.ndarray, frame_means: np.ndarray) -> np.ndarray:
-    """Dask task: (n, n) float64 Gram matrix of one block of pixel columns of the mean-subtracted frames."""
-    centered = columns - frame_means[:, None].astype(np.float32)
-    return (centered @ centered.T).astype(np.float64)
+def _centered_column_blocks(frames: np.ndarray, *, block_count: int) -> list[np.ndarray]:
+    """Dask task: the chunk's (n, H, W) frames flattened, each minus its own mean, split into ``block_count`` column blocks."""
+    flat = frames.reshape(len(frames), -1)
+    return np.array_split(flat - flat.mean(axis=1, keepdims=True), block_count, axis=1)
+
+
+def _column_block_gram(row_blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """Dask task: (n, n) float64 Gram matrix of one column block, from every chunk's rows of it (in frame order)."""
+    columns = np.concatenate(row_blocks)
+    return (columns @ columns.T).astype(np.float64)
+
+
+def _centered_sum_block(frames: np.ndarray, local_indices: np.ndarray) -> np.ndarray:
+    """Dask task: (H, W) float64 sum of the chosen frames, each minus its own mean (zeros if none)."""
+    chosen = frames[local_indices]
+    return (chosen - chosen.mean(axis=(1, 2), keepdims=True)).sum(axis=0, dtype=np.float64)
 
 
 def _chunk_futures(persisted: Any) -> list[Any]:
@@ -241,11 +254,14 @@ def cluster_reference_image(
 
     Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory``, at least two per
     worker thread (2 workers × 1 thread and 1 × 2 get the same chunks and, in worker processes, the
-    same reference), and stays on the workers. The 8 passes are submitted at once, as futures: per pass, the plan is
-    one node, each chunk's rigid estimate returns (n_chunk, 3) offsets, one task picks the frames to
-    average, each chunk sums its chosen frames moved back, one task averages the sums. Only (n, 3)
-    arrays and single images move between tasks; the (n, n) correlation matrix and the final image
-    reach the client.
+    same reference), and stays on the workers. Initial pick: each chunk is split into as many column
+    blocks as there are chunks; one task per block computes that block's (n, n) Gram matrix, so each
+    worker receives about its share of the sample; the client sums them, picks the 20 frames, and
+    each chunk sums its chosen frames. The 8 passes are submitted at once, as futures: per pass, the
+    plan is one node, each chunk's rigid estimate returns (n_chunk, 3) offsets, one task picks the
+    frames to average, each chunk sums its chosen frames moved back, one task averages the sums.
+    Only (n, 3) arrays, column blocks and single images move between tasks; the (n, n) Gram
+    matrices and the final image reach the client.
     """
     import dask
 
@@ -268,16 +284,20 @@ def cluster_reference_image(
             one_photon_prefilter, highpass_window_px=options["one_photon_highpass_window_px"], presmoothing_window_px=options["one_photon_presmoothing_window_px"], dtype=np.float32
         )
     frames, correlation_frames = client.persist([frames, correlation_frames])
-    (frame_means,) = _compute(client, [frames.mean(axis=(1, 2))], label="reference: frame means", show_progress=False)
-    frame_count, pixel_count = frames.shape[0], int(np.prod(frame_shape))
-    columns = frames.reshape(frame_count, pixel_count).rechunk((frame_count, max(1, configuration.runtime.max_chunk_bytes // (4 * frame_count))))
-    partial_grams = _compute(client, [dask.delayed(_partial_gram)(block, frame_means) for block in columns.to_delayed().ravel()], label="reference: frame correlations", show_progress=False)
-    chosen = np.sort(initial_reference_indices(correlation_matrix(np.sum(partial_grams, axis=0))))
-    (initial,) = _compute(client, [frames[chosen].mean(axis=0) - np.float32(frame_means[chosen].mean())], label="reference: initial", show_progress=False)
+    frame_chunks, correlation_chunks = _chunk_futures(frames), _chunk_futures(correlation_frames)
+    # Gram matrix by column blocks, one per thread: each chunk is split once and each block task
+    # receives only its columns, so no worker holds more than its share of the sample (pairs of
+    # chunks would ship every chunk to most workers)
+    block_count = min(thread_count, int(np.prod(frame_shape)))
+    split_chunks = client.map(_centered_column_blocks, frame_chunks, block_count=block_count)
+    block_grams = [client.submit(_column_block_gram, client.map(operator.getitem, split_chunks, [block] * block_count)) for block in range(block_count)]
+    chosen = np.sort(initial_reference_indices(correlation_matrix(np.sum(client.gather(block_grams), axis=0))))
+    del split_chunks, block_grams
+    chunk_starts = np.cumsum([0, *frames.chunks[0]])
+    chosen_sums = [client.submit(_centered_sum_block, chunk, chosen[(chosen >= start) & (chosen < stop)] - start) for chunk, start, stop in zip(frame_chunks, chunk_starts[:-1], chunk_starts[1:])]
+    reference = (np.sum(client.gather(chosen_sums), axis=0) / len(chosen)).astype(np.float32)  # the initial reference
     # the 8 passes submitted at once as futures on the persisted chunks (no client round trips, no
     # client-side graph merging): only (n, 3) estimates and (H, W) images move between tasks
-    frame_chunks, correlation_chunks = _chunk_futures(frames), _chunk_futures(correlation_frames)
-    reference = np.asarray(initial, np.float32)
     for iteration in range(REFINEMENT_ITERATIONS):
         plan = client.submit(reference_rigid_plan, reference, **options)  # one task: each worker fetches it once
         estimates = client.map(_estimate_block, correlation_chunks, plan=plan, refine=iteration == REFINEMENT_ITERATIONS - 1)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.utils.extmath import randomized_svd
 from threadpoolctl import threadpool_limits
 
 from cindra_dask.registration.kernels import PlanOptions, build_reference_plan, register_frames
@@ -63,6 +62,8 @@ def registration_metrics(
     -------
     `RegistrationMetrics`.
     """
+    from sklearn.utils.extmath import randomized_svd  # here, not at module level: sklearn costs workers 0.6 s to import
+
     sample = np.asarray(frames, np.float32)
     count = len(sample)
     components = min(principal_component_count, count - 1)
