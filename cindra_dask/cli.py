@@ -236,11 +236,14 @@ StoreArgument = Annotated[Path, typer.Argument(help="A recording store (<name>.z
 
 @app.command()
 @user_errors
-def manifest(store: StoreArgument) -> None:
+def manifest(
+    store: StoreArgument,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Checksum every array again (by default arrays unchanged since the last manifest keep their entries).")] = False,
+) -> None:
     """(Re)write <store>/datapackage.json: every array with shape, dtype, chunks and SHA-256; configuration, versions, phase timings."""
     from cindra_dask.manifest import write_manifest
 
-    typer.echo(f"wrote {write_manifest(store)}")
+    typer.echo(f"wrote {write_manifest(store, rehash=rehash)}")
 
 
 @app.command()

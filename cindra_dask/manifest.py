@@ -197,6 +197,41 @@ def describe_array(store: RecordingStore, array_path: str, *, max_read_bytes: in
     }
 
 
+def _modified_since(directory: Path, time_ns: int) -> bool:
+    """Whether any file or folder under ``directory`` (itself included) has an mtime at or after ``time_ns``.
+
+    Folders count because removing a chunk file (Zarr drops chunks that are all fill value) changes
+    only its folder's mtime.
+    """
+    if directory.stat().st_mtime_ns >= time_ns:
+        return True
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if _modified_since(Path(entry.path), time_ns):
+                    return True
+            elif entry.stat(follow_symlinks=False).st_mtime_ns >= time_ns:
+                return True
+    return False
+
+
+def _unchanged_resources(store: RecordingStore) -> dict[str, dict[str, Any]]:
+    """The previous manifest's resources whose arrays no file was written to since it was written (by path)."""
+    path = manifest_path(store)
+    try:
+        written_ns = path.stat().st_mtime_ns
+        descriptor = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    if not isinstance(descriptor, dict) or descriptor.get("cindra_dask_manifest_version") != MANIFEST_VERSION or not isinstance(descriptor.get("resources"), list):
+        return {}
+    return {
+        resource["path"]: resource
+        for resource in descriptor["resources"]
+        if isinstance(resource, dict) and isinstance(resource.get("path"), str) and (store.path / resource["path"]).is_dir() and not _modified_since(store.path / resource["path"], written_ns)
+    }
+
+
 def _phase_summary(store: RecordingStore) -> dict[str, Any]:
     records = {name: record._asdict() for name, record in store.phase_records().items()}
     durations = [record["duration_s"] for record in records.values() if record["status"] == "complete" and record["duration_s"] is not None]
@@ -230,7 +265,9 @@ def _parallel(function: Any, items: Sequence[Any], *, workers: int) -> list[Any]
         return list(pool.map(function, items))
 
 
-def write_manifest(store: RecordingStore | Path | str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES, workers: int = DEFAULT_WORKERS) -> Path:
+def write_manifest(
+    store: RecordingStore | Path | str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES, workers: int = DEFAULT_WORKERS, rehash: bool = False
+) -> Path:
     """Write ``<store>/datapackage.json`` describing every array, the configuration, versions and phases.
 
     Parameters
@@ -238,14 +275,19 @@ def write_manifest(store: RecordingStore | Path | str, *, max_read_bytes: int = 
     store : the recording store (or its path).
     max_read_bytes : decoded bytes a checksum holds at a time.
     workers : arrays checksummed concurrently (threads); peak memory ≈ workers × 4 × max_read_bytes.
+    rehash : checksum every array; by default an array none of whose files (or folders) was
+        modified since the previous manifest was written keeps that manifest's entry, so a
+        checksum records the array as its phase wrote it (the raw movie is hashed after ingest,
+        not again after every later phase; `verify_store` always recomputes).
 
     Returns
     -------
-    The manifest's path. Reads every array once, slab by slab; the file is replaced atomically.
-    Does not take the store's lock, so the runner can call it at the end of a run while it holds
-    the lock.
+    The manifest's path. Reads each array to checksum once, slab by slab; the file is replaced
+    atomically. Does not take the store's lock, so the runner can call it at the end of a run
+    while it holds the lock.
     """
     store = open_existing_store(store)
+    unchanged = {} if rehash else _unchanged_resources(store)
     attributes = store.attributes()
     descriptor: dict[str, Any] = {
         "profile": "data-package",
@@ -262,7 +304,7 @@ def write_manifest(store: RecordingStore | Path | str, *, max_read_bytes: int = 
         "versions": versions(),
         **_phase_summary(store),
         "history": [],
-        "resources": _parallel(lambda array_path: describe_array(store, array_path, max_read_bytes=max_read_bytes), store.array_paths(), workers=workers),
+        "resources": _parallel(lambda array_path: unchanged.get(array_path) or describe_array(store, array_path, max_read_bytes=max_read_bytes), store.array_paths(), workers=workers),
     }
     path = manifest_path(store)
     _write_json_atomically(path, descriptor)

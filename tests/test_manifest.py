@@ -256,6 +256,30 @@ def test_verify_detects_changed_values_and_a_changed_shape(synthetic_store: Synt
     assert differences[1].startswith("plane_1/registration/rigid_correlations: shape/dtype (61,)")
 
 
+def test_rewritten_manifest_rehashes_exactly_the_arrays_written_since(synthetic_store: SyntheticStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cindra_dask.manifest as manifest
+
+    store = RecordingStore(synthetic_store.path)
+    write_manifest(store)
+    hashed: list[str] = []
+    describe = manifest.describe_array
+    monkeypatch.setattr(manifest, "describe_array", lambda store, array_path, **options: hashed.append(array_path) or describe(store, array_path, **options))
+    write_manifest(store)
+    assert hashed == []  # nothing written since: every entry kept
+    traces = store.array("plane_0/extraction/cell_fluorescence", mode="r+")
+    traces[1, 5] = traces[1, 5] + 1.0  # rewrites one chunk file
+    raw = store.array("plane_0/raw/channel_0", mode="r+")
+    raw[:CHUNK_FRAMES] = 0  # an all-fill chunk: Zarr removes its file, only the folder's mtime changes
+    path = write_manifest(store)
+    assert sorted(hashed) == ["plane_0/extraction/cell_fluorescence", "plane_0/raw/channel_0"]
+    resources = {resource["path"]: resource for resource in json.loads(path.read_text())["resources"]}
+    assert resources["plane_0/raw/channel_0"]["hash"] == "sha256:" + hashlib.sha256(store.read("plane_0/raw/channel_0").astype("<i2").tobytes()).hexdigest()
+    assert verify_store(store.path) == []
+    hashed.clear()
+    write_manifest(store, rehash=True)
+    assert sorted(hashed) == store.array_paths()
+
+
 def test_verify_without_a_manifest_says_how_to_write_one(synthetic_store: SyntheticStore) -> None:
     with pytest.raises(OutputError, match="no manifest; write one with `cindra-dask manifest"):
         verify_store(synthetic_store.path)
