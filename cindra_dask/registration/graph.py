@@ -22,7 +22,6 @@ Per plane (cindra §3.2):
 
 from __future__ import annotations
 
-import operator
 from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
@@ -209,15 +208,23 @@ def _mean_image(partial_sums: Sequence[np.ndarray], selection: Sequence[tuple[np
     return (np.sum(partial_sums, axis=0) / sum(len(local_indices) for local_indices, _ in selection)).astype(np.float32)
 
 
-def _centered_column_blocks(frames: np.ndarray, *, block_count: int) -> list[np.ndarray]:
-    """Dask task: the chunk's (n, H, W) frames flattened, each minus its own mean, split into ``block_count`` column blocks."""
-    flat = frames.reshape(len(frames), -1)
-    return np.array_split(flat - flat.mean(axis=1, keepdims=True), block_count, axis=1)
+def _frame_means_block(frames: np.ndarray) -> np.ndarray:
+    """Dask task: (n,) float32 mean of each frame of the chunk."""
+    return frames.mean(axis=(1, 2), dtype=np.float32)
 
 
-def _column_block_gram(row_blocks: Sequence[np.ndarray]) -> np.ndarray:
-    """Dask task: (n, n) float64 Gram matrix of one column block, from every chunk's rows of it (in frame order)."""
+def _column_slice(frames: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Dask task: (n, stop − start) columns of the chunk's flattened frames (a view where the chunk is)."""
+    return frames.reshape(len(frames), -1)[:, start:stop]
+
+
+def _column_block_gram(row_blocks: Sequence[np.ndarray], frame_means: np.ndarray) -> np.ndarray:
+    """Dask task: (n, n) float64 Gram matrix of one column block of the mean-subtracted frames.
+
+    ``row_blocks`` are every chunk's (n_chunk, columns) rows of the block, in frame order.
+    """
     columns = np.concatenate(row_blocks)
+    columns -= frame_means[:, None]
     return (columns @ columns.T).astype(np.float64)
 
 
@@ -254,10 +261,10 @@ def cluster_reference_image(
 
     Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory``, at least two per
     worker thread (2 workers × 1 thread and 1 × 2 get the same chunks and, in worker processes, the
-    same reference), and stays on the workers. Initial pick: each chunk is split into as many column
-    blocks as there are chunks; one task per block computes that block's (n, n) Gram matrix, so each
-    worker receives about its share of the sample; the client sums them, picks the 20 frames, and
-    each chunk sums its chosen frames. The 8 passes are submitted at once, as futures: per pass, the
+    same reference), and stays on the workers. Initial pick: the frames' columns are cut into blocks
+    of ≈ ``max_chunk_memory`` (1 to 4 per thread); one task per block gathers its
+    columns of every chunk and computes that block's (n, n) Gram matrix of mean-subtracted frames;
+    the client sums them, picks the 20 frames, and each chunk sums its chosen frames. The 8 passes are submitted at once, as futures: per pass, the
     plan is one node, each chunk's rigid estimate returns (n_chunk, 3) offsets, one task picks the
     frames to average, each chunk sums its chosen frames moved back, one task averages the sums.
     Only (n, 3) arrays, column blocks and single images move between tasks; the (n, n) Gram
@@ -285,14 +292,21 @@ def cluster_reference_image(
         )
     frames, correlation_frames = client.persist([frames, correlation_frames])
     frame_chunks, correlation_chunks = _chunk_futures(frames), _chunk_futures(correlation_frames)
-    # Gram matrix by column blocks, one per thread: each chunk is split once and each block task
-    # receives only its columns, so no worker holds more than its share of the sample (pairs of
-    # chunks would ship every chunk to most workers)
-    block_count = min(thread_count, int(np.prod(frame_shape)))
-    split_chunks = client.map(_centered_column_blocks, frame_chunks, block_count=block_count)
-    block_grams = [client.submit(_column_block_gram, client.map(operator.getitem, split_chunks, [block] * block_count)) for block in range(block_count)]
+    # Gram matrix by column blocks of ≈ ``max_chunk_memory`` (1 to 4 per thread: chunks × blocks
+    # slicing tasks): a block task receives only its columns of every chunk (views where the chunk
+    # lives), so a worker's peak grows by a few blocks, not by a copy of the sample (a column
+    # rechunk added ≈ 450 MiB per worker at 512²)
+    frame_means = np.concatenate(client.gather(client.map(_frame_means_block, frame_chunks)))
+    frame_count, pixel_count = frames.shape[0], int(np.prod(frame_shape))
+    budget_blocks = -(-4 * frame_count * pixel_count // configuration.runtime.max_chunk_bytes)
+    block_count = min(pixel_count, max(thread_count, min(budget_blocks, 4 * thread_count)))
+    edges = np.linspace(0, pixel_count, block_count + 1).astype(np.int64)
+    block_grams = [
+        client.submit(_column_block_gram, client.map(_column_slice, frame_chunks, start=int(start), stop=int(stop)), frame_means)
+        for start, stop in zip(edges[:-1], edges[1:])
+    ]
     chosen = np.sort(initial_reference_indices(correlation_matrix(np.sum(client.gather(block_grams), axis=0))))
-    del split_chunks, block_grams
+    del block_grams
     chunk_starts = np.cumsum([0, *frames.chunks[0]])
     chosen_sums = [client.submit(_centered_sum_block, chunk, chosen[(chosen >= start) & (chosen < stop)] - start) for chunk, start, stop in zip(frame_chunks, chunk_starts[:-1], chunk_starts[1:])]
     reference = (np.sum(client.gather(chosen_sums), axis=0) / len(chosen)).astype(np.float32)  # the initial reference
