@@ -262,13 +262,13 @@ def cluster_reference_image(
     Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory``, at least two per
     worker thread (2 workers × 1 thread and 1 × 2 get the same chunks and, in worker processes, the
     same reference), and stays on the workers. Initial pick: the frames' columns are cut into blocks
-    of ≈ ``max_chunk_memory`` (1 to 4 per thread); one task per block gathers its
-    columns of every chunk and computes that block's (n, n) Gram matrix of mean-subtracted frames;
-    the client sums them, picks the 20 frames, and each chunk sums its chosen frames. The 8 passes are submitted at once, as futures: per pass, the
-    plan is one node, each chunk's rigid estimate returns (n_chunk, 3) offsets, one task picks the
-    frames to average, each chunk sums its chosen frames moved back, one task averages the sums.
-    Only (n, 3) arrays, column blocks and single images move between tasks; the (n, n) Gram
-    matrices and the final image reach the client.
+    of ≈ ``max_chunk_memory`` (1 to 4 per thread); one task per block gathers its columns of every
+    chunk and computes that block's (n, n) Gram matrix of mean-subtracted frames; the client sums
+    them, picks the 20 frames, and each chunk sums its chosen frames. The 8 passes are submitted at
+    once, as futures: per pass, the plan is one node, each chunk's rigid estimate returns (n_chunk, 3)
+    offsets, one task picks the frames to average, each chunk sums its chosen frames moved back, one
+    task averages the sums. Only (n, 3) arrays, column blocks and single images move between tasks;
+    the (n, n) Gram matrices and the final image reach the client.
     """
     import dask
 
