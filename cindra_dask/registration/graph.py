@@ -228,10 +228,9 @@ def _column_block_gram(row_blocks: Sequence[np.ndarray], frame_means: np.ndarray
     return (columns @ columns.T).astype(np.float64)
 
 
-def _centered_sum_block(frames: np.ndarray, local_indices: np.ndarray) -> np.ndarray:
-    """Dask task: (H, W) float64 sum of the chosen frames, each minus its own mean (zeros if none)."""
-    chosen = frames[local_indices]
-    return (chosen - chosen.mean(axis=(1, 2), keepdims=True)).sum(axis=0, dtype=np.float64)
+def _centered_sum_block(frames: np.ndarray, local_indices: np.ndarray, chosen_means: np.ndarray) -> np.ndarray:
+    """Dask task: (H, W) float64 sum of the chosen frames, each minus its mean ``chosen_means`` (zeros if none)."""
+    return (frames[local_indices] - chosen_means[:, None, None]).sum(axis=0, dtype=np.float64)
 
 
 def _chunk_futures(persisted: Any) -> list[Any]:
@@ -308,7 +307,8 @@ def cluster_reference_image(
     chosen = np.sort(initial_reference_indices(correlation_matrix(np.sum(client.gather(block_grams), axis=0))))
     del block_grams
     chunk_starts = np.cumsum([0, *frames.chunks[0]])
-    chosen_sums = [client.submit(_centered_sum_block, chunk, chosen[(chosen >= start) & (chosen < stop)] - start) for chunk, start, stop in zip(frame_chunks, chunk_starts[:-1], chunk_starts[1:])]
+    chosen_in_chunks = [chosen[(chosen >= start) & (chosen < stop)] for start, stop in zip(chunk_starts[:-1], chunk_starts[1:])]
+    chosen_sums = [client.submit(_centered_sum_block, chunk, indices - start, frame_means[indices]) for chunk, indices, start in zip(frame_chunks, chosen_in_chunks, chunk_starts)]
     reference = (np.sum(client.gather(chosen_sums), axis=0) / len(chosen)).astype(np.float32)  # the initial reference
     # the 8 passes submitted at once as futures on the persisted chunks (no client round trips, no
     # client-side graph merging): only (n, 3) estimates and (H, W) images move between tasks
