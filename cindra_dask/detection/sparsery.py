@@ -364,13 +364,39 @@ def _seed_square(center_y: int, center_x: int, side_px: int, height: int, width:
     return grid_rows.ravel().astype(np.int64), grid_columns.ravel().astype(np.int64)
 
 
+@numba.njit(cache=True)
 def _dilate_cross(rows: np.ndarray, columns: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The pixels plus their 4-neighbours inside the frame, sorted by flat index."""
-    grown_rows = np.concatenate([rows, rows, rows, rows - 1, rows + 1])
-    grown_columns = np.concatenate([columns, columns + 1, columns - 1, columns, columns])
-    inside = (grown_rows >= 0) & (grown_rows < height) & (grown_columns >= 0) & (grown_columns < width)
-    flat = np.unique(grown_rows[inside] * width + grown_columns[inside])
-    return flat // width, flat % width
+    """The pixels plus their 4-neighbours inside the frame, without repeats, sorted by flat index (int64)."""
+    top = max(rows.min() - 1, 0)
+    bottom = min(rows.max() + 1, height - 1)
+    left = max(columns.min() - 1, 0)
+    right = min(columns.max() + 1, width - 1)
+    marked = np.zeros((bottom - top + 1, right - left + 1), np.bool_)
+    for p in range(rows.shape[0]):
+        y, x = rows[p] - top, columns[p] - left
+        marked[y, x] = True
+        if y > 0:
+            marked[y - 1, x] = True
+        if y < bottom - top:
+            marked[y + 1, x] = True
+        if x > 0:
+            marked[y, x - 1] = True
+        if x < right - left:
+            marked[y, x + 1] = True
+    count = 0
+    for y in range(marked.shape[0]):
+        for x in range(marked.shape[1]):
+            count += marked[y, x]
+    grown_rows = np.empty(count, np.int64)
+    grown_columns = np.empty(count, np.int64)
+    index = 0
+    for y in range(marked.shape[0]):
+        for x in range(marked.shape[1]):
+            if marked[y, x]:
+                grown_rows[index] = y + top
+                grown_columns[index] = x + left
+                index += 1
+    return grown_rows, grown_columns
 
 
 def _grow_mask(frames_2d: np.ndarray, rows: np.ndarray, columns: np.ndarray, active: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
