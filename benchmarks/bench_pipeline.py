@@ -41,11 +41,11 @@ def main() -> None:
             row = {"size": size, "frames": frames, "ours_wall_s": ours["wall_s"], "suite2p_wall_s": theirs["wall_s"], "ratio": ours["wall_s"] / theirs["wall_s"],
                    "ours_stages": {name: value["s"] for name, value in ours["stages"].items()}, "suite2p_stages": {name: value["s"] for name, value in theirs["stages"].items()},
                    "ours_cpu_s": ours.get("cpu_s"), "suite2p_cpu_s": theirs.get("cpu_s"), "ours_total_mib": ours["total_rss_mib"], "suite2p_total_mib": theirs["total_rss_mib"],
-                   "ours_worker_mib": ours["worker_rss_mib"], "ours_worker_lifetime_mib": max(max(values) for values in ours["worker_lifetime_peak_mib"].values()),
+                   "ours_worker_mib": ours["worker_rss_mib"], "ours_worker_lifetime_mib": max(ours["worker_lifetime_peak_mib"]),
                    "ours_main_mib": ours["main_rss_mib"], "ours_main_lifetime_mib": ours["main_lifetime_peak_mib"], "suite2p_lifetime_mib": theirs["main_lifetime_peak_mib"],
                    "ours_scores": {key: value for key, value in so.items() if key != "per_source"}, "suite2p_scores": {key: value for key, value in st.items() if key != "per_source"}}
             print(json.dumps(row), flush=True)
-            starts.append(f"{size}²×{frames}: " + " + ".join(f"{value:.1f}" for value in ours.get("cluster_start_s", {}).values()) + " s")
+            starts.append(f"{size}²×{frames}: {ours['cluster_start_s']:.1f} s")
             contention.append(f"{size}²×{frames}: {ours.get('other_cpu_s', float('nan')):.0f} / {theirs.get('other_cpu_s', float('nan')):.0f} s")
             table.append([
                 f"{size}² × {frames}", row["ours_wall_s"], row["suite2p_wall_s"], row["ratio"],
@@ -63,7 +63,7 @@ def main() -> None:
               "ours peak MiB: worker (lifetime) / client+scheduler (lifetime)", "suite2p lifetime peak MiB", "rigid RMS px ours / suite2p", "displacement RMS px ours / suite2p",
               "F1 ours / suite2p", "P, R ours / suite2p", "trace r ours / suite2p", "spike r ours / suite2p"]
     notes = [f"Dataset: {VARIANTS[VARIANT][0]}, 120 somata, default noise, rigid (≤ 4 px) + nonrigid (≤ 1.5 px) motion, tau 1 s, 30 Hz.",
-             f"cindra-dask: LocalCluster {settings.workers} workers × {settings.threads} thread (ingest on one cluster, process + combine on a fresh one; cluster starts not in the wall time: "
+             f"cindra-dask: LocalCluster {settings.workers} workers × {settings.threads} thread (one cluster for the whole run, as `cindra-dask run`; its start is not in the wall time: "
              + "; ".join(starts) + "); suite2p 1.1.0: CPU torch, " + f"{settings.suite2p_threads} threads, nonrigid, no PC metrics (ours off too).",
              "Peak RSS: largest sum over the process tree, sampled every 0.5 s; lifetime = ru_maxrss. Ours' client+scheduler process also hosts the nannies.",
              "Accuracy: rigid/displacement RMS vs planted motion; F1 of cell-classified ROIs vs active true somata (IoU ≥ 0.3); median r of matched cells.",

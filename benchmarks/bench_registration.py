@@ -53,7 +53,7 @@ def main() -> None:
             "ours_ingest_s": ours["stages"]["ingest"]["s"], "suite2p_conversion_s": theirs["stages"].get("ingest", {}).get("s"),
             "ours_rigid_rms_px": ours["scores"]["rigid_rms_px"], "suite2p_rigid_rms_px": theirs["scores"]["rigid_rms_px"],
             "ours_displacement_rms_px": ours["scores"]["displacement_rms_px"], "suite2p_displacement_rms_px": theirs["scores"]["displacement_rms_px"],
-            "ours_worker_sampled_mib": ours["stages"]["registration"]["worker_rss_mib"], "ours_worker_lifetime_mib": max(ours["worker_lifetime_peak_mib"]["process"]),
+            "ours_worker_sampled_mib": ours["stages"]["registration"]["worker_rss_mib"], "ours_worker_lifetime_mib": max(ours["worker_lifetime_peak_mib"]),
             "ours_main_sampled_mib": ours["stages"]["registration"]["main_rss_mib"], "ours_total_sampled_mib": ours["stages"]["registration"]["total_rss_mib"],
             "suite2p_sampled_mib": theirs["stages"]["registration"]["main_rss_mib"], "suite2p_lifetime_mib": theirs["main_lifetime_peak_mib"],
             "ours_cpu_s": ours["stages"]["registration"]["cpu_s"], "suite2p_cpu_s": theirs["stages"]["registration"]["cpu_s"],

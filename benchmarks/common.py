@@ -285,7 +285,7 @@ def run_cindra(data: Path, out: Path, *, stage: str, tau: float, workers: int, t
     warm_page_cache(data)
     sampler, cpu_s, other_cpu_s = run_sampled([PROJECT_PYTHON, BENCHMARKS / "run_cindra.py", data, out, "--tau", tau, "--stage", stage, "--workers", workers, "--threads", threads], log_path=log_dir / f"{out.parent.name}-cindra.log")
     result = json.loads((out / "cindra_result.json").read_text())
-    workers_pids = sorted({pid for pids in result["worker_pids"].values() for pid in pids})
+    workers_pids = result["worker_pids"]
     roles = {"main": [result["pid"]], "worker": workers_pids}
     stages = {}
     for stage_name, keys in OURS_STAGES.items():
@@ -302,7 +302,7 @@ def run_cindra(data: Path, out: Path, *, stage: str, tau: float, workers: int, t
         "main_lifetime_peak_mib": result["main_peak_rss_mib"],
         "worker_lifetime_peak_mib": result["worker_peak_rss_mib"],
         "chunk_frames": result["chunk_frames"],
-        "cluster_start_s": result.get("cluster_start_s", {}),
+        "cluster_start_s": result["cluster_start_s"],
         "store_path": result["store_path"],
         "cpu_s": cpu_s,
         "other_cpu_s": other_cpu_s,

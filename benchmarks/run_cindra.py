@@ -1,13 +1,14 @@
 """Run cindra-dask on a folder of TIFFs on a fresh LocalCluster; executed by the project's venv.
 
 The counterpart of ``run_suite2p.py`` (``benchmarks/common.py`` runs both as subprocesses and
-samples their memory from outside). Ingest runs on one LocalCluster; the rest on a second, fresh
-one, so each worker's lifetime peak RSS (``ru_maxrss``) read at the end covers only that part.
+samples their memory from outside). One LocalCluster runs everything, as ``cindra-dask run``
+does; each worker's lifetime peak RSS (``ru_maxrss``) is read at the end.
 
 Stages:
 - ``registration``: ingest, then the registration step of plane 0 only (run as the runner runs a
   step: phase record started → `run_registration_step` → phase record complete).
-- ``full``: ingest, then the ``process`` and ``combine`` phases through `run_single_recording`.
+- ``full``: every phase (ingest, process, combine) in one `run_single_recording` call, the
+  manifest included, as ``cindra-dask run`` runs them.
 
 Registration quality metrics (PC metrics) are off, as suite2p's ``do_regmetrics`` in
 ``run_suite2p.py``. Writes ``<out>/cindra_result.json``: wall time of the phase calls, every phase
@@ -72,23 +73,23 @@ def main() -> None:
         },
         source="benchmark",
     )
-    result: dict[str, Any] = {"pid": os.getpid(), "worker_pids": {}, "worker_peak_rss_mib": {}, "call_s": {}}
-    result["cluster_start_s"] = {}
-    for part in ("ingest", "process"):
-        entered = time.perf_counter()
-        with cluster_client(configuration.cluster, announce=False) as client:
-            result["cluster_start_s"][part] = time.perf_counter() - entered
-            result["worker_pids"][part] = sorted(client.run(os.getpid).values())
+    result: dict[str, Any] = {"pid": os.getpid(), "call_s": {}}
+    entered = time.perf_counter()
+    with cluster_client(configuration.cluster, announce=False) as client:
+        result["cluster_start_s"] = time.perf_counter() - entered
+        result["worker_pids"] = sorted(client.run(os.getpid).values())
+        started = time.perf_counter()
+        if arguments.stage == "registration":
+            report = run_single_recording(configuration, client=client, phases=["ingest"], force=True, show_progress=False)
+            result["call_s"]["ingest"] = time.perf_counter() - started
             started = time.perf_counter()
-            if part == "ingest":
-                report = run_single_recording(configuration, client=client, phases=["ingest"], force=True, show_progress=False)
-                store_path = report.store_path
-            elif arguments.stage == "registration":
-                _register_plane(configuration, client, plane=0)
-            else:
-                run_single_recording(configuration, client=client, phases=["process", "combine"], show_progress=False)
-            result["call_s"][part] = time.perf_counter() - started
-            result["worker_peak_rss_mib"][part] = sorted(value / 1024 for value in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+            _register_plane(configuration, client, plane=0)
+            result["call_s"]["registration"] = time.perf_counter() - started
+        else:
+            report = run_single_recording(configuration, client=client, force=True, show_progress=False)
+            result["call_s"]["run"] = time.perf_counter() - started
+        store_path = report.store_path
+        result["worker_peak_rss_mib"] = sorted(value / 1024 for value in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
     store = RecordingStore(store_path)
     result["wall_s"] = sum(result["call_s"].values())
     result["phases"] = {

@@ -4,11 +4,10 @@ The manifest is a Frictionless-style data package descriptor: one resource per Z
 shape, dtype, chunks, dimension names, decoded size and a SHA-256 checksum), plus the run's
 configuration (YAML text), the package versions and the phase records with their timings.
 
-Checksums are taken over an array's *decoded* values, so they do not depend on the compressor or
-the chunking along the first axis: the digest equals
-``hashlib.sha256(numpy.asarray(array).astype(dtype.newbyteorder("<")).tobytes()).hexdigest()``
-(C order, little-endian). They are computed slab by slab along the first axis (whole chunk rows,
-about ``max_read_bytes`` at a time), so memory stays bounded for movies of any length.
+Checksums are taken over each array's *stored* chunk files, read as bytes without decoding
+(Frictionless' "hash of the resource's bytes"; `array_checksum` defines the digest exactly), so a
+manifest costs one read of the compressed data and any change to a stored byte shows. They depend
+on the codecs and chunking, both recorded in the array's metadata.
 
 ``reset_store`` and ``clean_store`` take the store's lock, so they never run beside a pipeline
 run, and they keep the manifest in step with what they removed (without re-hashing the rest).
@@ -19,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import itertools
 import math
 import os
 import re
@@ -33,12 +33,11 @@ from cindra_dask.errors import OutputError
 from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, versions
 
 MANIFEST_FILE_NAME = "datapackage.json"
-MANIFEST_VERSION = 1
-DEFAULT_MAX_READ_BYTES = 32 * 2**20
-"""Bytes of decoded data a checksum reads at a time (rounded to whole chunk rows, at least one);
-a checksum's peak memory is about four times this (compressed and decoded chunks, the slab)."""
+MANIFEST_VERSION = 2
+"""2: checksums over stored chunk bytes (`array_checksum`); 1 (sessions before 2026-11-24): over decoded values."""
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
-"""Arrays checksummed concurrently (threads: decompression and hashing release the GIL)."""
+"""Arrays checksummed concurrently (threads: file reads and hashing release the GIL)."""
+_ABSENT_CHUNK = (2**64 - 1).to_bytes(8, "little")
 
 STEP_OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
     "ingest": (RAW,),
@@ -72,49 +71,31 @@ class StoreChange(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 
 
-def slab_rows(shape: Sequence[int], chunks: Sequence[int], *, itemsize: int, max_read_bytes: int = DEFAULT_MAX_READ_BYTES) -> int:
-    """Rows (along axis 0) read at a time: whole chunk rows fitting ``max_read_bytes``, at least one chunk row.
+def array_checksum(folder: Path) -> str:
+    """SHA-256 (hex) of a Zarr array's stored chunks, read as files (nothing is decoded).
+
+    For every stored unit of the chunk grid (chunks, or shards when the array is sharded) in C
+    order of its grid coordinates: the size of its file in bytes as 8 little-endian bytes, then the
+    file's bytes; a unit without a file (all fill value, which Zarr does not store) contributes the
+    size 2**64 − 1 alone. Memory: one chunk file at a time.
 
     Parameters
     ----------
-    shape, chunks : the array's shape and chunk shape (same length ≥ 1).
-    itemsize : bytes per element.
-    max_read_bytes : decoded bytes to hold at a time.
+    folder : the array's folder (holding its ``zarr.json``).
     """
-    if len(shape) == 0:
-        return 1
-    row_bytes = max(1, math.prod(shape[1:]) * itemsize)
-    chunk_rows = max(1, int(chunks[0]))
-    fitting = (max_read_bytes // row_bytes) // chunk_rows * chunk_rows
-    return int(max(chunk_rows, fitting))
+    import zarr
 
-
-def _slabs(shape: Sequence[int], rows: int) -> Iterator[Any]:
-    if len(shape) == 0:
-        yield ()
-        return
-    for start in range(0, int(shape[0]), rows):
-        yield slice(start, min(start + rows, int(shape[0])))
-
-
-def array_checksum(array: Any, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES) -> str:
-    """SHA-256 (hex) of an array's decoded values, little-endian C order, read slab by slab.
-
-    Parameters
-    ----------
-    array : a ``zarr.Array`` (anything with ``shape``, ``chunks``, ``dtype`` and numpy slicing).
-    max_read_bytes : decoded bytes held at a time (see `slab_rows`).
-
-    Chunking: reads whole chunk rows along axis 0, so every chunk is decoded once.
-    """
-    dtype = np.dtype(array.dtype)
-    little = dtype.newbyteorder("<")
+    array = zarr.open_array(str(folder), mode="r")
+    unit_shape = array.shards or array.chunks
     digest = hashlib.sha256()
-    rows = slab_rows(array.shape, array.chunks, itemsize=dtype.itemsize, max_read_bytes=max_read_bytes)
-    for index in _slabs(array.shape, rows):
-        block = np.ascontiguousarray(np.asarray(array[index]), dtype=little)
-        if block.size:  # a zero-size array (e.g. nonrigid offsets without blocks) adds no bytes
-            digest.update(memoryview(block).cast("B"))
+    for coordinates in itertools.product(*(range(math.ceil(size / unit)) for size, unit in zip(array.shape, unit_shape))):
+        try:
+            payload = (folder / array.metadata.encode_chunk_key(coordinates)).read_bytes()
+        except FileNotFoundError:
+            digest.update(_ABSENT_CHUNK)
+            continue
+        digest.update(len(payload).to_bytes(8, "little"))
+        digest.update(payload)
     return digest.hexdigest()
 
 
@@ -178,8 +159,8 @@ def _resource_name(array_path: str) -> str:
     return re.sub(r"[^a-z0-9._/-]", "-", array_path.lower())
 
 
-def describe_array(store: RecordingStore, array_path: str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES) -> dict[str, Any]:
-    """The manifest resource of one array (reads the whole array once to checksum it)."""
+def describe_array(store: RecordingStore, array_path: str) -> dict[str, Any]:
+    """The manifest resource of one array (reads its chunk files once to checksum them)."""
     array = store.array(array_path)
     dtype = np.dtype(array.dtype)
     dimension_names = getattr(array.metadata, "dimension_names", None)
@@ -193,7 +174,7 @@ def describe_array(store: RecordingStore, array_path: str, *, max_read_bytes: in
         "chunks": [int(size) for size in array.chunks],
         "dimension_names": list(dimension_names) if dimension_names else None,
         "decoded_bytes": int(math.prod(array.shape) * dtype.itemsize),
-        "hash": "sha256:" + array_checksum(array, max_read_bytes=max_read_bytes),
+        "hash": "sha256:" + array_checksum(store.path / array_path),
     }
 
 
@@ -265,16 +246,13 @@ def _parallel(function: Any, items: Sequence[Any], *, workers: int) -> list[Any]
         return list(pool.map(function, items))
 
 
-def write_manifest(
-    store: RecordingStore | Path | str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES, workers: int = DEFAULT_WORKERS, rehash: bool = False
-) -> Path:
+def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT_WORKERS, rehash: bool = False) -> Path:
     """Write ``<store>/datapackage.json`` describing every array, the configuration, versions and phases.
 
     Parameters
     ----------
     store : the recording store (or its path).
-    max_read_bytes : decoded bytes a checksum holds at a time.
-    workers : arrays checksummed concurrently (threads); peak memory ≈ workers × 4 × max_read_bytes.
+    workers : arrays checksummed concurrently (threads); peak memory ≈ workers × one chunk file.
     rehash : checksum every array; by default an array none of whose files (or folders) was
         modified since the previous manifest was written keeps that manifest's entry, so a
         checksum records the array as its phase wrote it (the raw movie is hashed after ingest,
@@ -282,7 +260,7 @@ def write_manifest(
 
     Returns
     -------
-    The manifest's path. Reads each array to checksum once, slab by slab; the file is replaced
+    The manifest's path. Reads each checksummed array's chunk files once; the file is replaced
     atomically. Does not take the store's lock, so the runner can call it at the end of a run
     while it holds the lock.
     """
@@ -297,14 +275,14 @@ def write_manifest(
         "cindra_dask_manifest_version": MANIFEST_VERSION,
         "checksum": {
             "algorithm": "sha256",
-            "over": "each array's decoded values as little-endian bytes in C order (independent of compression and chunking)",
+            "over": "each array's stored chunk files in C order of the chunk grid, each as its size (8 bytes, little-endian; 2**64-1 for a chunk not stored) then its bytes",
         },
         "configuration": attributes.get("configuration"),
         "acquisition": attributes.get("acquisition"),
         "versions": versions(),
         **_phase_summary(store),
         "history": [],
-        "resources": _parallel(lambda array_path: unchanged.get(array_path) or describe_array(store, array_path, max_read_bytes=max_read_bytes), store.array_paths(), workers=workers),
+        "resources": _parallel(lambda array_path: unchanged.get(array_path) or describe_array(store, array_path), store.array_paths(), workers=workers),
     }
     path = manifest_path(store)
     _write_json_atomically(path, descriptor)
@@ -340,19 +318,26 @@ def _rerun_hint(store: RecordingStore, array_path: str) -> str:
     return f"rerun phase '{phase}' (`cindra-dask reset {store.path} --phase {phase}`, then `cindra-dask run`)"
 
 
-def verify_store(path: RecordingStore | Path | str, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES, workers: int = DEFAULT_WORKERS) -> list[str]:
+def verify_store(path: RecordingStore | Path | str, *, workers: int = DEFAULT_WORKERS) -> list[str]:
     """Recompute every checksum and compare the store with its manifest.
 
     Returns
     -------
     One line per difference (empty when the store matches), in manifest order: arrays missing,
-    arrays whose shape or dtype changed, arrays whose contents differ (or cannot be decoded),
+    arrays whose shape or dtype changed, arrays whose stored bytes differ,
     then arrays not in the manifest, and a configuration that differs from the manifest's. Each
     line names the array and what to do. Raises :class:`OutputError` if the store or its
-    manifest cannot be read. ``workers`` arrays are checksummed concurrently.
+    manifest cannot be read, or was written by an older version whose checksums were defined
+    otherwise. ``workers`` arrays are checksummed concurrently.
     """
     store = open_existing_store(path)
     descriptor = read_manifest(store)
+    version = descriptor.get("cindra_dask_manifest_version")
+    if version != MANIFEST_VERSION:
+        raise OutputError(
+            f"{manifest_path(store)}: manifest version {version} defines its checksums differently from this version ({MANIFEST_VERSION}), so they cannot be compared; "
+            f"rewrite it with `cindra-dask manifest {store.path} --rehash` (it then records the store as it is now)"
+        )
     findings: list[str | None] = []
     pending: list[tuple[int, str, str]] = []  # (finding index, array path, expected hash)
     listed: set[str] = set()
@@ -372,17 +357,10 @@ def verify_store(path: RecordingStore | Path | str, *, max_read_bytes: int = DEF
         pending.append((len(findings), array_path, str(resource.get("hash"))))
         findings.append(None)
 
-    def checksum(job: tuple[int, str, str]) -> str | Exception:
-        try:
-            return "sha256:" + array_checksum(store.array(job[1]), max_read_bytes=max_read_bytes)
-        except Exception as error:  # a damaged chunk fails to decode
-            return error
-
-    for (index, array_path, expected), digest in zip(pending, _parallel(checksum, pending, workers=workers)):
+    checksums = _parallel(lambda job: "sha256:" + array_checksum(store.path / job[1]), pending, workers=workers)
+    for (index, array_path, expected), digest in zip(pending, checksums):
         rerun = _rerun_hint(store, array_path)
-        if isinstance(digest, Exception):
-            findings[index] = f"{array_path}: cannot be decoded ({digest.__class__.__name__}: {digest}); a chunk file is damaged — {rerun}"
-        elif digest != expected:
+        if digest != expected:
             findings[index] = f"{array_path}: contents differ from the manifest (checksum {digest[:19]}… vs {expected[:19]}…); if this change was not intended, {rerun}; otherwise rewrite the manifest with `cindra-dask manifest {store.path}`"
     differences = [finding for finding in findings if finding is not None]
     for array_path in store.array_paths():

@@ -10,6 +10,7 @@ import pytest
 
 from cindra_dask.errors import OutputError
 from cindra_dask.export import export_suite2p
+from cindra_dask.export.suite2p import slab_rows
 from cindra_dask.manifest import reset_store
 from cindra_dask.store import RecordingStore
 from tests.test_manifest import FRAMES, HEIGHT, PLANES, WIDTH, SyntheticStore, write_synthetic_store
@@ -130,3 +131,9 @@ def test_export_refuses_overwrite_inside_store_and_unprocessed_stores(tmp_path: 
     reset_store(store.path, phase="process")
     with pytest.raises(OutputError, match="no plane has extraction outputs"):
         export_suite2p(store.path, tmp_path / "none")
+
+
+def test_slab_rows_are_whole_chunk_rows_within_the_budget() -> None:
+    assert slab_rows((1000, 64, 64), (10, 64, 64), itemsize=2, max_read_bytes=64 * 64 * 2 * 35) == 30
+    assert slab_rows((1000, 64, 64), (10, 64, 64), itemsize=2, max_read_bytes=1) == 10
+    assert slab_rows((), (), itemsize=4) == 1

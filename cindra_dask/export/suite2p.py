@@ -37,15 +37,16 @@ Traces are copied chunk row by chunk row into ``.npy`` memory maps, so memory st
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import yaml
 
 from cindra_dask.errors import OutputError
-from cindra_dask.manifest import arrays_under, group_attributes, open_existing_store, plane_indices, slab_rows
+from cindra_dask.manifest import arrays_under, group_attributes, open_existing_store, plane_indices
 from cindra_dask.store import DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, stage_path
 
 STAT_NAMES = {
@@ -71,6 +72,9 @@ _NOT_STATISTICS = {"pixel_offsets", "ypix", "xpix", "lam", "centroids"}
 TRACE_FILES = {"F.npy": "cell_fluorescence", "Fneu.npy": "neuropil_fluorescence", "spks.npy": "spikes"}
 STRUCTURAL_TRACE_FILES = {"F_chan2.npy": "cell_fluorescence_channel_2", "Fneu_chan2.npy": "neuropil_fluorescence_channel_2"}
 
+COPY_BYTES = 32 * 2**20
+"""Decoded bytes a trace copy holds at a time (rounded to whole chunk rows, at least one)."""
+
 DB_KEYS = ("data_path", "file_list", "save_path", "save_path0", "save_folder", "nplanes", "nrois", "nchannels", "functional_chan", "iplane", "Ly", "Lx", "nframes", "dx", "dy", "ignore_flyback", "input_format")
 SETTINGS_KEYS = ("tau", "fs", "diameter", "aspect", "version", "cindra_dask_configuration", "plane_times")
 DETECT_KEYS = ("Vcorr", "max_proj", "meanImg_crop", "spatscale_pix", "diameter")
@@ -79,6 +83,23 @@ DETECT_KEYS = ("Vcorr", "max_proj", "meanImg_crop", "spatscale_pix", "diameter")
 def _find_array(store: RecordingStore, group_path: str, suffix: str) -> str | None:
     """First array below ``group_path`` whose name ends with ``suffix``."""
     return next((path for path in arrays_under(store, group_path) if path.endswith(suffix)), None)
+
+
+def slab_rows(shape: Sequence[int], chunks: Sequence[int], *, itemsize: int, max_read_bytes: int = COPY_BYTES) -> int:
+    """Rows (along axis 0) copied at a time: whole chunk rows fitting ``max_read_bytes``, at least one chunk row.
+
+    Parameters
+    ----------
+    shape, chunks : the array's shape and chunk shape (same length ≥ 1).
+    itemsize : bytes per element.
+    max_read_bytes : decoded bytes to hold at a time.
+    """
+    if len(shape) == 0:
+        return 1
+    row_bytes = max(1, math.prod(shape[1:]) * itemsize)
+    chunk_rows = max(1, int(chunks[0]))
+    fitting = (max_read_bytes // row_bytes) // chunk_rows * chunk_rows
+    return int(max(chunk_rows, fitting))
 
 
 def _copy_rows(store: RecordingStore, array_path: str, target: Path, *, dtype: Any = np.float32) -> None:
