@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import itertools
+import json
 import math
 import os
 import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
