@@ -26,7 +26,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
-from scipy.stats import skew
 
 from cindra_dask.config import BaselineMethod
 
@@ -139,10 +138,19 @@ def neuropil_corrected_skewness(cell_fluorescence: np.ndarray, neuropil_fluoresc
 
     Returns
     -------
-    (n,) float32 (``scipy.stats.skew``, biased estimator; NaN for a constant trace).
+    (n,) float32 biased estimator m3 / m2^1.5 of the central moments, as ``scipy.stats.skew``
+    (NaN for a constant trace: m2 ≤ (ε·mean)²). Written with numpy: importing scipy.stats costs a
+    fresh worker 0.3 s.
     """
-    corrected = subtract_neuropil(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient)
-    return skew(corrected.astype(np.float64), axis=1).astype(np.float32)
+    corrected = subtract_neuropil(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient).astype(np.float64)
+    mean = corrected.mean(axis=1, keepdims=True)
+    centered = corrected - mean
+    squared = centered * centered
+    second_moment = squared.mean(axis=1)
+    third_moment = (squared * centered).mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        skewness = np.where(second_moment <= (np.finfo(np.float64).eps * mean[:, 0]) ** 2, np.nan, third_moment / second_moment**1.5)
+    return skewness.astype(np.float32)
 
 
 def _smooth(traces: np.ndarray, sigma_frames: float, truncate: float) -> np.ndarray:
