@@ -24,6 +24,7 @@ classification, baseline, OASIS; suite2p: extraction + deconvolution + classific
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -265,9 +266,11 @@ def ensure_compiled() -> None:
 
     numba caches compiled kernels beside the sources; in a fresh checkout the first run compiles
     them (≈ 15 s of the first run's detection and extraction, measured). A tiny demo run does it
-    once per package digest (marker file in the scratch folder).
+    once per package digest and checkout (marker file in the scratch folder; the same code in
+    another checkout, e.g. a git worktree, has its own cache).
     """
-    marker = SCRATCH / f"compiled-{code_version()['package_digest']}"
+    checkout = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]  # the cache lives beside this checkout's sources
+    marker = SCRATCH / f"compiled-{code_version()['package_digest']}-{checkout}"
     if marker.exists():
         return
     print("compiling numba kernels (a tiny demo run, once per package version)", file=sys.stderr)
@@ -472,8 +475,6 @@ def machine() -> dict[str, Any]:
 
 def code_version() -> dict[str, str]:
     """The commit and a digest of the package's working tree (other engineers edit it while benchmarks run)."""
-    import hashlib
-
     digest = hashlib.sha256()
     for path in sorted((ROOT / "cindra_dask").rglob("*.py")):
         digest.update(path.read_bytes())
