@@ -233,6 +233,17 @@ def _centered_sum_block(frames: np.ndarray, local_indices: np.ndarray, chosen_me
     return (frames[local_indices] - chosen_means[:, None, None]).sum(axis=0, dtype=np.float64)
 
 
+def _sample_block(movie: Any, indices: np.ndarray, *, source_chunk_frames: int) -> np.ndarray:
+    """Dask task: (len(indices), H, W) float32 copy of ``movie[indices]`` (sorted indices), read one
+    source chunk at a time, so each chunk it touches is decoded once and held alone."""
+    block = np.empty((len(indices), *movie.shape[1:]), np.float32)
+    source_chunks = indices // source_chunk_frames
+    for source_chunk in np.unique(source_chunks):
+        where = np.flatnonzero(source_chunks == source_chunk)
+        block[where] = movie[indices[where]]
+    return block
+
+
 def _chunk_futures(persisted: Any) -> list[Any]:
     """The futures of a persisted (n, H, W) dask array's chunks, in frame order."""
     from dask.core import flatten
@@ -244,7 +255,8 @@ def _chunk_futures(persisted: Any) -> list[Any]:
 
 def cluster_reference_image(
     client: Any,
-    sample: Any,
+    movie: Any,
+    sample_indices: np.ndarray,
     *,
     configuration: SingleRecordingConfiguration,
     bidirectional_correction: bool = True,
@@ -254,13 +266,15 @@ def cluster_reference_image(
     Parameters
     ----------
     client : ``distributed.Client``.
-    sample : (n, H, W) dask array of the sampled frames (any dtype).
+    movie : (T, H, W) frames (any dtype): a ``zarr.Array``, read by the tasks, or a numpy array.
+    sample_indices : (n,) sorted indices of the sampled frames (`reference_sample_indices`).
     configuration : registration options.
     bidirectional_correction : estimate/apply the bidirectional offset (False for already corrected frames).
 
-    Chunking: the sample (float32) is persisted in chunks of ≈ ``max_chunk_memory``, at least two per
-    worker thread (2 workers × 1 thread and 1 × 2 get the same chunks and, in worker processes, the
-    same reference), and stays on the workers. Initial pick: the frames' columns are cut into blocks
+    Chunking: the sample (float32) is read and persisted in chunks of ≈ ``max_chunk_memory``, at
+    least two per worker thread (2 workers × 1 thread and 1 × 2 get the same chunks and, in worker
+    processes, the same reference), one task per chunk reading its frames one Zarr chunk at a time,
+    and stays on the workers. Initial pick: the frames' columns are cut into blocks
     of ≈ ``max_chunk_memory`` (1 to 4 per thread); one task per block gathers its columns of every
     chunk and computes that block's (n, n) Gram matrix of mean-subtracted frames; the client sums
     them, picks the 20 frames, and each chunk sums its chosen frames. The 8 passes are submitted at
@@ -270,15 +284,24 @@ def cluster_reference_image(
     the (n, n) Gram matrices and the final image reach the client.
     """
     import dask
+    import dask.array as da
 
     from cindra_dask.pipeline import _compute
 
     registration = configuration.registration
     options = _reference_options(configuration)
-    frame_shape = sample.shape[1:]
+    frame_shape = tuple(movie.shape[1:])
+    sample_indices = np.asarray(sample_indices, np.int64)
     thread_count = max(1, sum(worker["nthreads"] for worker in client.scheduler_info(n_workers=-1)["workers"].values()))
-    chunk_frames = max(1, min(configuration.runtime.max_chunk_bytes // (4 * int(np.prod(frame_shape))), -(-sample.shape[0] // (2 * thread_count))))
-    frames = sample.astype(np.float32).rechunk((chunk_frames, *frame_shape))
+    chunk_frames = max(1, min(configuration.runtime.max_chunk_bytes // (4 * int(np.prod(frame_shape))), -(-len(sample_indices) // (2 * thread_count))))
+    source_chunk_frames = int(getattr(movie, "chunks", movie.shape)[0])
+    chunk_indices = [sample_indices[start : start + chunk_frames] for start in range(0, len(sample_indices), chunk_frames)]
+    frames = da.concatenate(
+        [
+            da.from_delayed(dask.delayed(_sample_block, pure=False)(movie, indices, source_chunk_frames=source_chunk_frames), shape=(len(indices), *frame_shape), dtype=np.float32)
+            for indices in chunk_indices
+        ]
+    )
     offset = registration.bidirectional_phase_offset_override if bidirectional_correction else 0
     if offset == 0 and bidirectional_correction and registration.compute_bidirectional_phase_offset:
         (offset,) = _compute(client, [dask.delayed(estimate_bidirectional_offset)(frames)], label="bidirectional offset", show_progress=False)
@@ -467,14 +490,14 @@ def run_registration_step(context: RecordingContext, client: Any, *, plane: int,
     ]
     frame_count = raw_arrays[alignment_channel].shape[0]
     sample_indices = reference_sample_indices(frame_count=frame_count, reference_frame_count=configuration.registration.reference_frame_count)
-    reference = cluster_reference_image(client, da.from_zarr(raw_arrays[alignment_channel])[sample_indices], configuration=configuration)
+    reference = cluster_reference_image(client, raw_arrays[alignment_channel], sample_indices, configuration=configuration)
     passes = 2 if configuration.registration.two_step_registration else 1
     for step in range(passes):
         label = f"registration (plane {plane}{f', pass {step + 1} of {passes}' if passes > 1 else ''})"
         chunk_graphs = registration_graph(raw_arrays, registered_arrays, reference=reference, configuration=configuration, alignment_channel=alignment_channel)
         chunk_offsets = _compute(client, chunk_graphs, label=label, show_progress=show_progress)
         if step + 1 < passes:  # second pass: reference from the registered (already bidirectionally corrected) frames; raw frames still need the offset
-            second = cluster_reference_image(client, da.from_zarr(registered_arrays[alignment_channel])[sample_indices], configuration=configuration, bidirectional_correction=False)
+            second = cluster_reference_image(client, registered_arrays[alignment_channel], sample_indices, configuration=configuration, bidirectional_correction=False)
             reference = second._replace(bidirectional_offset_px=reference.bidirectional_offset_px)
     outputs = summarize_registration(_gather_offsets(chunk_offsets), reference, configuration=configuration, user_bad_frames=context.bad_frame_indices)
     _write_outputs(store, plane=plane, outputs=outputs, alignment_channel=alignment_channel)
