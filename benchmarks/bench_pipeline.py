@@ -65,6 +65,7 @@ def main() -> None:
     notes = [f"Dataset: {VARIANTS[VARIANT][0]}, 120 somata, default noise, rigid (≤ 4 px) + nonrigid (≤ 1.5 px) motion, tau 1 s, 30 Hz.",
              f"cindra-dask: LocalCluster {settings.workers} workers × {settings.threads} thread (one cluster for the whole run, as `cindra-dask run`; its start is not in the wall time: "
              + "; ".join(starts) + "); suite2p 1.1.0: CPU torch, " + f"{settings.suite2p_threads} threads, nonrigid, no PC metrics (ours off too).",
+             "Imports: each tool's stage modules are imported before its timer (suite2p: `import suite2p`; ours: the client's imports; our workers still import theirs inside the run).",
              "Peak RSS: largest sum over the process tree, sampled every 0.5 s; lifetime = ru_maxrss. Ours' client+scheduler process also hosts the nannies.",
              "Accuracy: rigid/displacement RMS vs planted motion; F1 of cell-classified ROIs vs active true somata (IoU ≥ 0.3); median r of matched cells.",
              "CPU s used meanwhile by other processes on the machine (contention), ours / suite2p: " + "; ".join(contention) + "."]
