@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common import write_table
+from peak_memory import lifetime_peak_rss_mib
 
 
 def write_tiffs(directory: Path, *, frames: int, size: int, pages_per_file: int = 5000) -> int:
@@ -54,10 +54,6 @@ def tifffile_read_seconds(directory: Path) -> float:
     return time.perf_counter() - started
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def _current_rss_bytes() -> int:
     import psutil
 
@@ -67,7 +63,7 @@ def _current_rss_bytes() -> int:
 def ingest_seconds(data: Path, output: Path, *, workers: int) -> tuple[float, list[int], int]:
     """Run the ingest phase on fresh worker processes.
 
-    Returns wall time, each worker's lifetime peak RSS (``ru_maxrss``: includes short spikes) and
+    Returns wall time, each worker's lifetime peak RSS (``VmHWM``: includes short spikes) and
     the largest worker RSS seen by sampling every second (the steady state).
     """
     import threading
@@ -93,7 +89,7 @@ def ingest_seconds(data: Path, output: Path, *, workers: int) -> tuple[float, li
         elapsed = time.perf_counter() - started
         done.set()
         sampler.join()
-        peaks = sorted(client.run(_peak_rss_bytes).values())
+        peaks = sorted(client.run(lifetime_peak_rss_mib).values())
     return elapsed, peaks, max(sampled, default=0)
 
 
@@ -114,7 +110,7 @@ def main() -> None:
         ingest_s, peaks, steady = ingest_seconds(data, arguments.scratch / "out", workers=arguments.workers)
         rows.append({"frames": frames, "size": arguments.size, "tiff_mb": size_bytes / 1e6, "tifffile_read_s": read_s, "ingest_s": ingest_s,
                      "tifffile_mb_s": size_bytes / 1e6 / read_s, "ingest_mb_s": size_bytes / 1e6 / ingest_s, "ingest_over_read": ingest_s / read_s,
-                     "worker_peak_rss_mib": [round(peak / 2**20) for peak in peaks], "worker_sampled_rss_mib": round(steady / 2**20)})
+                     "worker_peak_rss_mib": [round(peak) for peak in peaks], "worker_sampled_rss_mib": round(steady / 2**20)})
         print(json.dumps(rows[-1]))
         shutil.rmtree(arguments.scratch, ignore_errors=True)
     header = ["frames", "size", "TIFF MB", "tifffile read MB/s", "ingest MB/s", "ingest / read time", "worker RSS sampled each s, max (MiB)", "worker lifetime peak RSS (MiB)"]

@@ -6,7 +6,7 @@ this shares with ``--reuse``), 2 000 and 6 000 frames. Per recording, one run of
 the same TIFFs and cores: wall time and its ratio (ours: the phase calls, excluding the two
 LocalCluster starts, listed below; suite2p: ``run_s2p`` including its TIFF → binary conversion),
 per-stage times, CPU seconds of every process, peak RSS of all processes together and per
-process (sampled every 0.5 s; lifetime peaks from ``ru_maxrss``), and accuracy of both against the
+process (sampled every 0.5 s; lifetime peaks from ``VmHWM``, `peak_memory`), and accuracy of both against the
 truth (`cindra_dask.evaluate` scorers).
 
 Usage (repository root)::
@@ -66,7 +66,7 @@ def main() -> None:
              f"cindra-dask: LocalCluster {settings.workers} workers × {settings.threads} thread (one cluster for the whole run, as `cindra-dask run`; its start is not in the wall time: "
              + "; ".join(starts) + "); suite2p 1.1.0: CPU torch, " + f"{settings.suite2p_threads} threads, nonrigid, no PC metrics (ours off too).",
              "Imports: each tool's stage modules are imported before its timer (suite2p: `import suite2p`; ours: the client's imports; our workers still import theirs inside the run).",
-             "Peak RSS: largest sum over the process tree, sampled every 0.5 s; lifetime = ru_maxrss. Ours' client+scheduler process also hosts the nannies.",
+             "Peak RSS: largest sum over the process tree, sampled every 0.5 s; lifetime = VmHWM of each process (ru_maxrss would include the benchmark parent's size at fork). Ours' client+scheduler process also hosts the nannies.",
              "Accuracy: rigid/displacement RMS vs planted motion; F1 of cell-classified ROIs vs active true somata (IoU ≥ 0.3); median r of matched cells.",
              "CPU s used meanwhile by other processes on the machine (contention), ours / suite2p: " + "; ".join(contention) + "."]
     print(write_table(arguments.out / "pipeline.md", "Full pipeline: cindra-dask vs suite2p", header, table, notes))

@@ -8,7 +8,7 @@ Per case (frame side × frames; default simulator settings, rigid + nonrigid mot
 - accuracy vs the planted motion: rigid offset RMS and dense (rigid + nonrigid) displacement RMS.
 - memory: RSS of every process sampled every 0.5 s during registration (ours: each worker and the
   client/scheduler process; suite2p: its one process) and the workers' lifetime peak
-  (``ru_maxrss`` of a cluster started after ingest, so it covers registration only).
+  (``VmHWM``; session 5's table: ``ru_maxrss`` of a cluster started after ingest).
 
 Targets (issue 4): ratio ≤ 0.5; our errors below suite2p's; worker peak ≤ 1 GiB and flat in T.
 
@@ -81,7 +81,7 @@ def main() -> None:
         + ", ".join(f"{row['size']}²×{row['frames']}: {row['suite2p_offset_sign_r'][0]:.3f}, {row['suite2p_offset_sign_r'][1]:.3f}" for row in rows)
         + " (same convention as ours: frame t shows the reference moved by +dy, +dx).",
         "CPU s: user + system of all the tool's processes during the step (sampled with the RSS); other processes' CPU s = contention from other work on the shared machine (2 cores = 2 CPU s per s).",
-        "RSS sampled every 0.5 s during the registration step; lifetime peak = ru_maxrss (workers: cluster started after ingest).",
+        "RSS sampled every 0.5 s during the registration step; lifetime peak = VmHWM of each worker (one cluster runs ingest, then registration).",
     ]
     if missing and not arguments.quick:
         notes.append("Not run (time budget on this 2-core machine): " + ", ".join(missing) + ".")

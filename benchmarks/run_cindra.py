@@ -2,7 +2,7 @@
 
 The counterpart of ``run_suite2p.py`` (``benchmarks/common.py`` runs both as subprocesses and
 samples their memory from outside). One LocalCluster runs everything, as ``cindra-dask run``
-does; each worker's lifetime peak RSS (``ru_maxrss``) is read at the end.
+does; each process's lifetime peak RSS (``VmHWM``, `peak_memory`) is read at the end.
 
 Stages:
 - ``registration``: ingest, then the registration step of plane 0 only (run as the runner runs a
@@ -12,8 +12,8 @@ Stages:
 
 Registration quality metrics (PC metrics) are off, as suite2p's ``do_regmetrics`` in
 ``run_suite2p.py``. Writes ``<out>/cindra_result.json``: wall time of the phase calls, every phase
-record (start and finish as whole epoch seconds, exact duration), worker pids per cluster, worker and main-process
-``ru_maxrss``.
+record (start and finish as whole epoch seconds, exact duration), worker pids, worker and main-process
+lifetime peak RSS.
 
 Usage: run_cindra.py DATA_DIR OUT_DIR --tau S [--stage registration|full] [--workers 2] [--threads 1]
 """
@@ -24,14 +24,11 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import time
 from pathlib import Path
 from typing import Any
 
-
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from peak_memory import lifetime_peak_rss_mib
 
 
 def _register_plane(configuration: object, client: object, *, plane: int) -> None:
@@ -99,7 +96,7 @@ def main() -> None:
             report = run_single_recording(configuration, client=client, force=True, show_progress=False)
             result["call_s"]["run"] = time.perf_counter() - started
         store_path = report.store_path
-        result["worker_peak_rss_mib"] = sorted(value / 1024 for value in client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+        result["worker_peak_rss_mib"] = sorted(client.run(lifetime_peak_rss_mib).values())
     store = RecordingStore(store_path)
     result["wall_s"] = sum(result["call_s"].values())
     result["phases"] = {
@@ -109,7 +106,7 @@ def main() -> None:
     }
     result["chunk_frames"] = int(store.array("plane_0/raw/channel_0").chunks[0])
     result["store_path"] = str(store.path)
-    result["main_peak_rss_mib"] = _peak_rss_mib()
+    result["main_peak_rss_mib"] = lifetime_peak_rss_mib()
     (arguments.out / "cindra_result.json").write_text(json.dumps(result))
     print(json.dumps(result))
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
+from peak_memory import lifetime_peak_rss_mib
 
 STAGE_MARKERS = {"REGISTRATION": "registration", "ROI DETECTION": "detection", "EXTRACTION": "extraction", "SPIKE DECONVOLUTION": "deconvolution", "ROI CLASSIFICATION": "classification"}
 
@@ -91,7 +91,7 @@ def main() -> None:
         "finished": started_epoch + wall_s,
         "plane_times": times,
         "stage_started": marks.marks,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": lifetime_peak_rss_mib(),
         "torch_threads": torch.get_num_threads(),
     }
     (arguments.out / "suite2p_result.json").write_text(json.dumps(result))
