@@ -266,11 +266,10 @@ def ensure_compiled() -> None:
 
     numba caches compiled kernels beside the sources; in a fresh checkout the first run compiles
     them (≈ 15 s of the first run's detection and extraction, measured). A tiny demo run does it
-    once per package digest and checkout (marker file in the scratch folder; the same code in
-    another checkout, e.g. a git worktree, has its own cache).
+    once per package digest; the marker lives in the package's ``__pycache__``, beside numba's
+    cache, so a new checkout of the same code (a git worktree) compiles again.
     """
-    checkout = hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]  # the cache lives beside this checkout's sources
-    marker = SCRATCH / f"compiled-{code_version()['package_digest']}-{checkout}"
+    marker = ROOT / "cindra_dask" / "__pycache__" / f"benchmark-compiled-{code_version()['package_digest']}"  # beside numba's cache
     if marker.exists():
         return
     print("compiling numba kernels (a tiny demo run, once per package version)", file=sys.stderr)
