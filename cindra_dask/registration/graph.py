@@ -266,7 +266,8 @@ def cluster_reference_image(
     Parameters
     ----------
     client : ``distributed.Client``.
-    movie : (T, H, W) frames (any dtype): a ``zarr.Array``, read by the tasks, or a numpy array.
+    movie : (T, H, W) frames (any dtype): a ``zarr.Array``, read by the tasks, or a small numpy
+        array (embedded in every read task).
     sample_indices : (n,) sorted indices of the sampled frames (`reference_sample_indices`).
     configuration : registration options.
     bidirectional_correction : estimate/apply the bidirectional offset (False for already corrected frames).
