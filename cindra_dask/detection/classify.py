@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -62,13 +62,16 @@ class CellClassifier(NamedTuple):
     feature_names : the k features it expects.
     grid : (100, k) float64 grid nodes (training values at evenly spaced ranks).
     cell_fraction : (99, k) float64 smoothed fraction of cells between consecutive nodes.
-    model : the fitted ``sklearn.linear_model.LogisticRegression`` on the k logits.
+    coefficients, intercept : (k,) float64 weights and the bias of the logistic regression on the
+        k logits (fitted with scikit-learn; predicting needs only numpy, so workers that classify
+        do not import scikit-learn).
     """
 
     feature_names: tuple[str, ...]
     grid: np.ndarray
     cell_fraction: np.ndarray
-    model: Any
+    coefficients: np.ndarray
+    intercept: float
 
 
 def bundled_classifier_path() -> Path:
@@ -176,7 +179,7 @@ def fit_classifier(training: TrainingSet, *, feature_names: Sequence[str] | None
     cell_fraction = gaussian_filter1d(cell_fraction, BIN_SMOOTHING_SIGMA, axis=0)
     model = LogisticRegression(C=_REGULARISATION_C, solver="liblinear", random_state=0)
     model.fit(_feature_logits(values, grid, cell_fraction), training.labels.astype(np.int64))
-    return CellClassifier(names, grid, cell_fraction, model)
+    return CellClassifier(names, grid, cell_fraction, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
 
 
 def load_classifier(path: Path | str | None, *, feature_names: Sequence[str] = FEATURE_NAMES) -> CellClassifier:
@@ -201,7 +204,8 @@ def cell_probability(features: Mapping[str, np.ndarray], *, classifier: CellClas
     values = np.stack(columns, axis=1)
     if values.shape[0] == 0:
         return np.zeros(0, np.float64)
-    return classifier.model.predict_proba(_feature_logits(values, classifier.grid, classifier.cell_fraction))[:, 1]
+    decision = _feature_logits(values, classifier.grid, classifier.cell_fraction) @ classifier.coefficients + classifier.intercept
+    return 1.0 / (1.0 + np.exp(-decision))  # scikit-learn's predict_proba of a binary logistic regression
 
 
 def classify(features: Mapping[str, np.ndarray], *, classifier: CellClassifier, threshold: float) -> np.ndarray:

@@ -21,13 +21,13 @@ holds the whole movie; only the (roi_chunk, T) blocks grow with T.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from cindra_dask.chunking import roi_chunk_size
 from cindra_dask.config import BaselineMethod, MultiRecordingConfiguration, SignalExtractionSettings, SingleRecordingConfiguration, SpikeDeconvolutionSettings
+from cindra_dask.detection.classify import CellClassifier, classify, load_classifier
 from cindra_dask.extraction.baseline import estimate_neuropil_coefficients, neuropil_corrected_skewness, smoothed_minima, subtract_baseline, subtract_neuropil
 from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
 from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
@@ -158,11 +158,9 @@ def _spike_block(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, mini
     return deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=minimum_spike_noise_multiple).spikes
 
 
-def _classification_block(skewness: np.ndarray, *, shape_features: dict[str, np.ndarray], classifier_path: Path | None, threshold: float) -> np.ndarray:
-    """(n, 2) float32 [is_cell, probability]: cindra's classifier fitted on ``classifier_path`` (None: the bundled set)."""
-    from cindra_dask.detection.classify import classify, load_classifier
-
-    return classify({**shape_features, SKEWNESS: skewness}, classifier=load_classifier(classifier_path), threshold=threshold)
+def _classification_block(skewness: np.ndarray, classifier: CellClassifier, *, shape_features: dict[str, np.ndarray], threshold: float) -> np.ndarray:
+    """(n, 2) float32 [is_cell, probability] of the fitted classifier."""
+    return classify({**shape_features, SKEWNESS: skewness}, classifier=classifier, threshold=threshold)
 
 
 def _colocalization_block(functional_mean_image: np.ndarray, structural_mean_image: np.ndarray, masks: ExtractionMasks, *, colocalization_threshold: float) -> np.ndarray:
@@ -327,6 +325,9 @@ def extraction_graph(
     `trace_roi_chunk`) and `deconvolution_graph` (one task per ROI chunk). Skewness is gathered
     into one chunk for the single classification task.
     """
+    import dask
+    import dask.array as da
+
     roi_chunk = trace_roi_chunk(frame_count=frames.shape[0], roi_count=roi_count, configuration=configuration)
     traces = masked_traces(frames, masks, roi_count=roi_count, roi_chunk=roi_chunk, max_chunk_bytes=configuration.runtime.max_chunk_bytes)
     cell_fluorescence, neuropil_fluorescence = traces[0], traces[1]
@@ -338,13 +339,20 @@ def extraction_graph(
         frame_rate_hz=frame_rate_hz,
     )
     skewness = deconvolution.skewness.rechunk(roi_count)
-    classification = skewness.map_blocks(
+    # the fit (scikit-learn: ≈ 0.8 s in a fresh worker) depends on nothing, so with a high priority
+    # it runs beside the first frame reads instead of at the end, after every trace
+    with dask.annotate(priority=100):
+        classifier = dask.delayed(load_classifier, pure=True)(configuration.main.custom_classifier_path)
+    classification = da.blockwise(
         _classification_block,
+        "nc",
+        skewness,
+        "n",
+        classifier,
+        None,
+        new_axes={"c": 2},
         shape_features={name: np.asarray(shape_features[name], np.float32) for name in SHAPE_FEATURES},
-        classifier_path=configuration.main.custom_classifier_path,
         threshold=configuration.signal_extraction.classification_threshold,
-        new_axis=1,
-        chunks=((roi_count,), (2,)),
         dtype=TRACE_DTYPE,
         meta=_meta(2),
     )
