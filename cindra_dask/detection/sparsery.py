@@ -31,6 +31,7 @@ import numpy as np
 from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import gaussian_filter1d, maximum_filter, uniform_filter
 
+from cindra_dask.pixel_regions import dilated_region
 from cindra_dask.rois import RaggedRois
 
 SCALE_COUNT = 5
@@ -364,39 +365,11 @@ def _seed_square(center_y: int, center_x: int, side_px: int, height: int, width:
     return grid_rows.ravel().astype(np.int64), grid_columns.ravel().astype(np.int64)
 
 
-@numba.njit(cache=True)
 def _dilate_cross(rows: np.ndarray, columns: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The pixels plus their 4-neighbours inside the frame, without repeats, sorted by flat index (int64)."""
-    top = max(rows.min() - 1, 0)
-    bottom = min(rows.max() + 1, height - 1)
-    left = max(columns.min() - 1, 0)
-    right = min(columns.max() + 1, width - 1)
-    marked = np.zeros((bottom - top + 1, right - left + 1), np.bool_)
-    for p in range(rows.shape[0]):
-        y, x = rows[p] - top, columns[p] - left
-        marked[y, x] = True
-        if y > 0:
-            marked[y - 1, x] = True
-        if y < bottom - top:
-            marked[y + 1, x] = True
-        if x > 0:
-            marked[y, x - 1] = True
-        if x < right - left:
-            marked[y, x + 1] = True
-    count = 0
-    for y in range(marked.shape[0]):
-        for x in range(marked.shape[1]):
-            count += marked[y, x]
-    grown_rows = np.empty(count, np.int64)
-    grown_columns = np.empty(count, np.int64)
-    index = 0
-    for y in range(marked.shape[0]):
-        for x in range(marked.shape[1]):
-            if marked[y, x]:
-                grown_rows[index] = y + top
-                grown_columns[index] = x + left
-                index += 1
-    return grown_rows, grown_columns
+    top, left, region = dilated_region(rows, columns, 1, height, width)
+    grown_rows, grown_columns = np.nonzero(region)
+    return grown_rows + top, grown_columns + left
 
 
 def _grow_mask(frames_2d: np.ndarray, rows: np.ndarray, columns: np.ndarray, active: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ import numba
 import numpy as np
 from scipy.sparse import csr_matrix
 
+from cindra_dask.pixel_regions import dilated_region
 from cindra_dask.rois import RaggedRois
 
 NEUROPIL_GROWTH_PX = 5
@@ -167,29 +168,6 @@ def cell_pixel_map(
 
 
 @numba.njit(cache=True)
-def _inner_region(ypix: np.ndarray, xpix: np.ndarray, border_px: int, height: int, width: int) -> tuple[int, int, np.ndarray]:  # pragma: no cover - numba
-    """ROI grown by ``border_px`` 4-neighbour dilations: (top, left, local bool grid of its bounding box)."""
-    top = max(0, ypix.min() - border_px)
-    left = max(0, xpix.min() - border_px)
-    bottom = min(height - 1, ypix.max() + border_px)
-    right = min(width - 1, xpix.max() + border_px)
-    region = np.zeros((bottom - top + 1, right - left + 1), dtype=np.bool_)
-    for pixel in range(ypix.size):
-        region[ypix[pixel] - top, xpix[pixel] - left] = True
-    grown = region.copy()
-    rows, columns = region.shape
-    for _ in range(border_px):
-        for y in range(rows):
-            for x in range(columns):
-                if region[y, x]:
-                    continue
-                if (y > 0 and region[y - 1, x]) or (y + 1 < rows and region[y + 1, x]) or (x > 0 and region[y, x - 1]) or (x + 1 < columns and region[y, x + 1]):
-                    grown[y, x] = True
-        region[:, :] = grown
-    return top, left, region
-
-
-@numba.njit(cache=True)
 def _box_count(table: np.ndarray, top: int, bottom: int, left: int, right: int) -> int:  # pragma: no cover - numba
     """Sum of the map behind summed-area ``table`` over rows top..bottom, columns left..right (inclusive)."""
     return table[bottom + 1, right + 1] - table[top, right + 1] - table[bottom + 1, left] + table[top, left]
@@ -215,7 +193,7 @@ def _neuropil_boxes(
         start, stop = pixel_offsets[roi], pixel_offsets[roi + 1]
         if stop == start:
             continue
-        top, left, inner = _inner_region(ypix[start:stop], xpix[start:stop], border_px, height, width)
+        top, left, inner = dilated_region(ypix[start:stop], xpix[start:stop], border_px, height, width)
         bottom, right = top + inner.shape[0] - 1, left + inner.shape[1] - 1
         inner_non_cell = 0
         for y in range(inner.shape[0]):
@@ -250,7 +228,7 @@ def _fill_neuropil_indices(
         start, stop = pixel_offsets[roi], pixel_offsets[roi + 1]
         if stop == start:
             continue
-        inner_top, inner_left, inner = _inner_region(ypix[start:stop], xpix[start:stop], border_px, height, width)
+        inner_top, inner_left, inner = dilated_region(ypix[start:stop], xpix[start:stop], border_px, height, width)
         cursor = indptr[roi]
         top, bottom, left, right = boxes[roi, 0], boxes[roi, 1], boxes[roi, 2], boxes[roi, 3]
         for y in range(top, bottom + 1):
