@@ -50,7 +50,9 @@ per plane, H × W frames, Hp = H + 2·pad, Wp = W + 2·pad, M neuropil modes, gy
     centroids                (n, 2) f4  weighted footprint centroid (y, x), px
     cell_identity            (n,) i8    stable source identity shared across sessions
     spikes                   (n, T) f4  spike count per frame
-    calcium                  (n, T) f4  dF/F: AR(1) of the spikes, decay exp(−1/(tau_s·fs_plane))
+    calcium                  (n, T) f4  dF/F: AR(1) of the spikes, decay exp(−1/(tau_s·fs_plane));
+                                        with ``activity_bank_path``, each spiking source's real dF/F
+                                        segment (floored at −0.9) and ``spikes`` its real spike counts
     active                   (n,) bool  has at least one spike
     neuropil_images          (P, M, Hp, Wp) f4  neuropil modes at rest, photons (padded canvas)
     neuropil_activity        (P, M, T) f4       multiplicative activity of each mode (dF/F)
@@ -82,13 +84,15 @@ from scipy import ndimage, sparse
 from scipy.signal import lfilter
 
 from cindra_dask.rois import RaggedRois
+from cindra_dask.simulate_bank import ActivityBank, load_activity_bank
 
 ACQUISITION_FILE_NAME = "cindra_parameters.json"
 GROUND_TRUTH_FILE_NAME = "ground_truth.npz"
 NEUROPIL_MODE_COUNT = 4
 CHUNK_BYTES = 2**25
 
-_ATLAS_STREAM, _ACTIVITY_STREAM, _MOTION_STREAM, _NOISE_STREAM, _SESSION_STREAM = 1, 2, 3, 4, 5
+_ATLAS_STREAM, _ACTIVITY_STREAM, _MOTION_STREAM, _NOISE_STREAM, _SESSION_STREAM, _BANK_STREAM = 1, 2, 3, 4, 5, 6
+LOWEST_PLANTED_DFF = -0.9
 
 
 class SimulationParameters(BaseModel):
@@ -131,6 +135,10 @@ class SimulationParameters(BaseModel):
     file_count: int = Field(3, ge=1, le=100_000, description="TIFF files the pages are spread over (unequal page counts).")
     dtype: Literal["int16", "uint16"] = Field("int16", description="Integer dtype of the TIFF pages (values clipped to its range).")
     seed: int = Field(0, ge=0, description="Seed of every random choice.")
+    activity_bank_path: str | None = Field(
+        None,
+        description="Activity bank file (cindra_dask.simulate_bank; benchmarks/accuracy/fetch_cascade.py builds one from CASCADE): every spiking source gets a real dF/F segment and its real spike train instead of AR(1) calcium; None: the AR(1) model.",
+    )
 
     @model_validator(mode="after")
     def _check_counts(self) -> "SimulationParameters":
@@ -587,6 +595,20 @@ def _simulate_activity(rng: np.random.Generator, parameters: SimulationParameter
     return _Activity(spikes.astype(np.float32), calcium.astype(np.float32))
 
 
+def _bank_activity(rng: np.random.Generator, simulated: _Activity, bank: ActivityBank) -> _Activity:
+    """Replace every spiking source's activity by a bank segment (drawn without replacement while the
+    bank lasts): its real spike counts and its real dF/F, floored at ``LOWEST_PLANTED_DFF`` so photons
+    stay positive. Sources the AR(1) model left silent stay silent."""
+    spiking = np.flatnonzero(simulated.spikes.sum(axis=1) > 0)
+    if len(spiking) and len(bank.dff) == 0:
+        raise ValueError("the activity bank has no segment as long as the recording (frame_count at the per-plane rate)")
+    chosen = rng.choice(len(bank.dff), size=len(spiking), replace=len(spiking) > len(bank.dff)) if len(spiking) else np.zeros(0, np.int64)
+    spikes, calcium = simulated.spikes.copy(), simulated.calcium.copy()
+    spikes[spiking] = bank.spikes[chosen]
+    calcium[spiking] = np.maximum(bank.dff[chosen], LOWEST_PLANTED_DFF)
+    return _Activity(spikes, calcium)
+
+
 def _neuropil_activity(rng: np.random.Generator, parameters: SimulationParameters, mode_weights: np.ndarray, calcium: np.ndarray) -> np.ndarray:
     """(M, T) multiplicative neuropil activity: slow fluctuations mixed with the local sources' calcium."""
     slow = _smooth_noise(rng, (len(mode_weights), parameters.frame_count), parameters.tau_s * parameters.plane_frame_rate_hz)
@@ -679,6 +701,9 @@ def _session_truth(
     footprints: list[_Footprint] = []
     columns: dict[str, list[np.ndarray]] = {name: [] for name in ("plane", "is_cell", "baseline", "red", "identity", "spikes", "calcium")}
     neuropil_images, neuropil_activity, backgrounds = [], [], []
+    bank = None
+    if parameters.activity_bank_path is not None:
+        bank = load_activity_bank(parameters.activity_bank_path, frame_rate_hz=parameters.plane_frame_rate_hz, segment_frames=parameters.frame_count)
     for plane in range(parameters.plane_count):
         rng = np.random.default_rng([parameters.seed, _ACTIVITY_STREAM, plane])
         modes = np.stack([to_session(mode) for mode in atlas.neuropil_modes[plane]])
@@ -693,6 +718,8 @@ def _session_truth(
         count = len(kept_array)
         session_brightness = np.exp(rng.normal(0, 0.1, count))
         activity = _simulate_activity(rng, parameters, count)
+        if bank is not None:
+            activity = _bank_activity(np.random.default_rng([parameters.seed, _BANK_STREAM, plane]), activity, bank)
         centroids = np.array([footprint.centroid for footprint in footprints[len(footprints) - count :]]).reshape(count, 2)
         mode_share = modes[:, np.round(centroids[:, 0]).astype(int) + pad, np.round(centroids[:, 1]).astype(int) + pad]
         mode_share = mode_share / np.maximum(mode_share.sum(axis=0, keepdims=True), 1e-12)
