@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 DETECTION_IMAGES = ("mean_image", "enhanced_mean_image", "maximum_projection", "correlation_map")
 PER_PIXEL_ROI_ARRAYS = ("soma_mask", "overlap_mask")
 """ROI arrays with one entry per mask pixel (like ``ypix``), concatenated as the masks are."""
-ROI_AXIS_ARRAYS = ("neuropil_coefficient", "cell_classification", "cell_colocalization")
+ROI_AXIS_ARRAYS = ("neuropil_coefficient", "estimated_tau_s", "cell_classification", "cell_colocalization")
 """(n,) and (n, 2) extraction arrays concatenated along the ROI axis."""
 TRACE_ROI_CHUNK_LIMIT = 1000
 

@@ -125,6 +125,22 @@ def group_attributes(store: RecordingStore, group_path: str) -> dict[str, Any]:
     return dict(json.loads(metadata.read_text()).get("attributes", {}))
 
 
+def indicator_tau_line(store: RecordingStore, plane: int) -> str | None:
+    """The configured vs estimated indicator tau of a plane (`describe_indicator_tau`), from the
+    attributes of ``plane_k/extraction/estimated_tau_s``; None when the plane has none."""
+    from cindra_dask.extraction.decay import TAU_MISMATCH_FRACTION, describe_indicator_tau
+
+    attributes = group_attributes(store, f"{plane_path(plane)}/{EXTRACTION}/estimated_tau_s")
+    if "configured_tau_s" not in attributes:
+        return None
+    return describe_indicator_tau(
+        configured_tau_s=float(attributes["configured_tau_s"]),
+        estimated_tau_s=attributes.get("recording_tau_s"),
+        cell_count=int(attributes.get("cell_count", 0)),
+        mismatch_fraction=TAU_MISMATCH_FRACTION,
+    )
+
+
 def arrays_under(store: RecordingStore, group_path: str) -> list[str]:
     """Paths of the arrays below a group (any depth), sorted; empty if the group does not exist."""
     folder = store.path / group_path

@@ -489,7 +489,10 @@ def _refresh_manifest(store: RecordingStore, *, ran: bool) -> None:
 
 
 def store_status(path: Path | str) -> list[str]:
-    """Human-readable lines: each step's state, hash and timing, then every array's shape."""
+    """Human-readable lines: each step's state, hash and timing, each plane's configured vs estimated
+    indicator tau (`cindra_dask.manifest.indicator_tau_line`), then every array's shape."""
+    from cindra_dask import manifest
+
     store = RecordingStore(path)
     if not store.exists:
         raise OutputError(f"{path}: not a cindra-dask store (no zarr.json)")
@@ -509,6 +512,9 @@ def store_status(path: Path | str) -> list[str]:
             lines.append(f"step {key:<24} complete    hash {record.config_hash}  {record.duration_s:.1f} s  finished {record.finished}")
         else:
             lines.append(f"step {key:<24} INCOMPLETE  hash {record.config_hash}  started {record.started} (interrupted or running; a rerun redoes it)")
+    for plane in manifest.plane_indices(store):
+        if (line := manifest.indicator_tau_line(store, plane)) is not None:
+            lines.append(f"plane {plane} {line}")
     for array_path in store.array_paths():
         metadata = json.loads((store.path / array_path / "zarr.json").read_text())
         lines.append(f"  {array_path:<40} shape {tuple(metadata['shape'])}  {metadata['data_type']}  chunks {tuple(metadata['chunk_grid']['configuration']['chunk_shape'])}")

@@ -2,7 +2,7 @@
 
 One HTML file, no external resources: images are base64 PNGs (encoded here with zlib, no imaging
 library), plots are inline SVG polylines, ROI outlines are SVG paths over the images. Sections:
-summary counts per plane, step timings from the phase records, per plane the mean and enhanced
+summary counts per plane with the configured vs estimated indicator tau, step timings from the phase records, per plane the mean and enhanced
 mean images with ROI outlines coloured by class, registration offsets/correlations over time,
 nonrigid block offsets, PC metrics, a sample of traces with their spikes; the combined ROIs and
 ``multi_recording/<dataset>/`` groups when present; the configuration.
@@ -24,7 +24,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from cindra_dask.errors import OutputError
-from cindra_dask.manifest import array_shape, arrays_under, group_attributes, open_existing_store, plane_indices
+from cindra_dask.manifest import array_shape, arrays_under, group_attributes, indicator_tau_line, open_existing_store, plane_indices
 from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, frames_path, stage_path
 
 CELL_COLOUR = "#39d353"
@@ -282,7 +282,9 @@ def _summary_section(store: RecordingStore, planes: Sequence[int]) -> str:
             counts["valid"],
         ])
     rows.append(["all planes", "", "", _cell(total_rois, element_id="total-rois"), _cell(total_cells, element_id="total-cells"), "", ""])
-    return "<section><h2>Summary</h2>" + _table(["plane", "frames", "frame (px)", "ROIs", "cells", "bad frames", "valid crop"], rows, css_class="summary") + "</section>"
+    taus = [(plane, line) for plane in planes if (line := indicator_tau_line(store, plane)) is not None]
+    tau_lines = "".join(f'<p class="indicator-tau" id="plane-{plane}-indicator-tau">plane {plane}: {html.escape(line)}</p>' for plane, line in taus)
+    return "<section><h2>Summary</h2>" + _table(["plane", "frames", "frame (px)", "ROIs", "cells", "bad frames", "valid crop"], rows, css_class="summary") + tau_lines + "</section>"
 
 
 def _timings_section(store: RecordingStore) -> str:

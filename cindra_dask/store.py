@@ -15,8 +15,13 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     moved by +dy rows and +dx columns (registration moves it by −dy, −dx), ``rigid_correlations``,
     ``bad_frames``, ``nonrigid_offsets`` (T, n_blocks, 2), ``nonrigid_correlations``,
     ``block_centers``, PC metrics.
-``plane_k/detection/``, ``plane_k/rois/``, ``plane_k/extraction/``, ``combined/``,
-``multi_recording/<dataset>/``
+``plane_k/extraction/``
+    traces (n, T) f4 chunks (roi_chunk, T) and per-ROI arrays as in DESIGN §3, plus
+    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,): each ROI's indicator decay time constant
+    estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attributes
+    ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none),
+    ``cell_count`` (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
+``plane_k/detection/``, ``plane_k/rois/``, ``combined/``, ``multi_recording/<dataset>/``
     see DESIGN §3.
 
 The store's lock is the file ``<recording_name>.zarr.lock`` beside it (files inside a Zarr v3

@@ -3,6 +3,7 @@ simulator's calcium and spikes, the documented switches, zero ROIs and a structu
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,10 +16,12 @@ from cindra_dask.detection.stats import median_centroids, roi_statistics
 from cindra_dask.evaluate import row_correlations, smoothed_spike_correlations
 from cindra_dask.extraction.baseline import estimate_neuropil_coefficients, neuropil_corrected_skewness, subtract_baseline, subtract_neuropil
 from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
-from cindra_dask.extraction.graph import extraction_graph, extraction_masks, run_extraction_step
+from cindra_dask.extraction.decay import estimate_decay_time_constants, recording_decay_time_constant
+from cindra_dask.extraction.graph import TAU_MINIMUM_SIGNAL_TO_NOISE, extraction_graph, extraction_masks, run_extraction_step
 from cindra_dask.extraction.masks import build_extraction_masks
 from cindra_dask.extraction.oasis import deconvolve_oasis
-from cindra_dask.pipeline import RecordingContext
+from cindra_dask.pipeline import RecordingContext, store_status
+from cindra_dask.report import render_report
 from cindra_dask.rois import RaggedRois
 from cindra_dask.simulate import SimulationParameters, simulate_recording
 from cindra_dask.store import RecordingStore, frames_path, stage_path
@@ -67,7 +70,7 @@ def read_extraction(store: RecordingStore, *, suffix: str = "") -> dict[str, np.
     """Every extraction output of plane 0."""
     names = [f"cell_fluorescence{suffix}", f"neuropil_fluorescence{suffix}"]
     if not suffix:
-        names += ["neuropil_coefficient", "subtracted_fluorescence", "spikes", "cell_classification"]
+        names += ["neuropil_coefficient", "subtracted_fluorescence", "spikes", "cell_classification", "estimated_tau_s"]
     outputs = {name: store.read(f"{stage_path(0, 'extraction')}/{name}") for name in names}
     if not suffix:
         outputs["skewness"] = store.read(f"{stage_path(0, 'rois')}/skewness")
@@ -191,13 +194,20 @@ def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, 
     expected_classes = classify({**inputs.shape_features, "skewness": outputs["skewness"]}, classifier=load_classifier(classifier_path), threshold=0.5)
     np.testing.assert_array_equal(outputs["cell_classification"], expected_classes)
     np.testing.assert_array_equal(np.flatnonzero(expected_classes[:, 0] == 0), SILENT_ROIS)  # low skewness: not cells
+    expected_tau = estimate_decay_time_constants(outputs["subtracted_fluorescence"], frame_rate_hz=FRAME_RATE_HZ, minimum_signal_to_noise=TAU_MINIMUM_SIGNAL_TO_NOISE)
+    np.testing.assert_allclose(outputs["estimated_tau_s"], expected_tau, rtol=1e-5)
+    assert np.isfinite(expected_tau).sum() >= 6  # the parity movie's g = 0.9: τ = 0.32 s
+    np.testing.assert_allclose(np.nanmedian(expected_tau[expected_classes[:, 0] > 0]), -1 / (FRAME_RATE_HZ * np.log(0.9)), rtol=0.25)
+    tau_attributes = dict(inputs.store.array(f"{stage_path(0, 'extraction')}/estimated_tau_s").attrs)
+    recording = recording_decay_time_constant(outputs["estimated_tau_s"], is_cell=outputs["cell_classification"][:, 0] > 0.5)
+    assert tau_attributes == {"recording_tau_s": recording.tau_s, "cell_count": recording.cell_count, "configured_tau_s": 0.3}
 
     for name in ("cell_fluorescence", "neuropil_fluorescence", "subtracted_fluorescence", "spikes"):
         stored = inputs.store.array(f"{stage_path(0, 'extraction')}/{name}")
         assert stored.dtype == np.float32 and stored.shape == (inputs.rois.count, PARITY_FRAMES)
         assert stored.chunks == (PARITY_ROI_CHUNK, PARITY_FRAMES)
         assert tuple(stored.metadata.dimension_names) == ("roi", "t")
-    assert inputs.store.array(f"{stage_path(0, 'extraction')}/neuropil_coefficient").chunks == (PARITY_ROI_CHUNK,)
+    assert inputs.store.array(f"{stage_path(0, 'extraction')}/neuropil_coefficient").chunks == inputs.store.array(f"{stage_path(0, 'extraction')}/estimated_tau_s").chunks == (PARITY_ROI_CHUNK,)
 
 
 def test_graph_chunking_and_idempotent_rerun(client: Any, parity_store: PlaneInputs, classifier_path: Path) -> None:
@@ -245,6 +255,8 @@ def test_extract_spikes_false_gives_zero_spikes(client: Any, parity_store: Plane
     np.testing.assert_allclose(outputs["neuropil_fluorescence"], neuropil, rtol=1e-6, atol=1e-4)
     for name in ("subtracted_fluorescence", "spikes"):
         assert outputs[name].shape == (inputs.rois.count, PARITY_FRAMES) and not outputs[name].any()
+    assert np.isnan(outputs["estimated_tau_s"]).all()  # no subtracted fluorescence, no estimate
+    assert "not estimated" in " ".join(store_status(inputs.store.path))
     np.testing.assert_array_equal(np.flatnonzero(outputs["cell_classification"][:, 0] == 0), SILENT_ROIS)  # skewness and classes still computed
 
     run_extraction_step(make_context(inputs.store, **base), client, plane=0, show_progress=False)
@@ -261,7 +273,7 @@ def test_zero_rois(client: Any, tmp_path: Path, parity_movie: tuple[np.ndarray, 
     outputs = read_extraction(inputs.store)
     for name in ("cell_fluorescence", "neuropil_fluorescence", "subtracted_fluorescence", "spikes"):
         assert outputs[name].shape == (0, PARITY_FRAMES) and outputs[name].dtype == np.float32
-    assert outputs["cell_classification"].shape == (0, 2) and outputs["skewness"].shape == outputs["neuropil_coefficient"].shape == (0,)
+    assert outputs["cell_classification"].shape == (0, 2) and outputs["skewness"].shape == outputs["neuropil_coefficient"].shape == outputs["estimated_tau_s"].shape == (0,)
     if channel_number == 2:
         extraction = stage_path(0, "extraction")
         assert inputs.store.read(f"{extraction}/cell_colocalization").shape == (0, 2)
@@ -299,6 +311,30 @@ def test_simulated_traces_and_spikes_track_truth(client: Any, simulated_plane: t
     assert np.median(ceiling_r) - np.median(spike_r) <= 0.025
     assert np.all(outputs["spikes"] >= 0)
     assert np.median(outputs["skewness"][active]) > 1.0  # sparse positive transients
+
+
+def test_estimated_tau_on_the_simulator_and_the_warning_on_a_wrong_main_tau(client: Any, simulated_plane: tuple[PlaneInputs, Any], classifier_path: Path) -> None:
+    """``main.tau`` twice the planted τ (1 s): the stored estimate does not depend on it and the status
+    and the report warn.
+
+    Measured (this recording, seed 0): 1.36 s from 54 cells, +36 % over the planted 1.0 s. The excess is
+    the simulator's firing, not the pipeline: its bursty spike trains (log-rate modulated with 2 s
+    smoothing) make even the noise-free true calcium's autocovariance decay as τ = 1.39 s. Hence the
+    tolerances: within 10 % of the noise-free calcium's figure, and 1.0–1.5 s.
+    """
+    inputs, truth = simulated_plane
+    context = make_context(inputs.store, main={"tau": 2 * truth.tau_s, "custom_classifier_path": str(classifier_path)})
+    run_extraction_step(context, client, plane=0, show_progress=False)
+    attributes = dict(inputs.store.array(f"{stage_path(0, 'extraction')}/estimated_tau_s").attrs)
+    cells = np.flatnonzero(truth.is_cell)
+    noise_free = estimate_decay_time_constants(truth.calcium[cells][truth.active[cells]], frame_rate_hz=FRAME_RATE_HZ, minimum_signal_to_noise=TAU_MINIMUM_SIGNAL_TO_NOISE)
+    print(f"simulated: estimated tau {attributes['recording_tau_s']:.3f} s from {attributes['cell_count']} cells; noise-free true calcium {np.nanmedian(noise_free):.3f} s; planted {truth.tau_s} s")
+    assert attributes["configured_tau_s"] == 2 * truth.tau_s and attributes["cell_count"] >= 40
+    assert abs(attributes["recording_tau_s"] / np.nanmedian(noise_free) - 1) <= 0.10
+    assert truth.tau_s <= attributes["recording_tau_s"] <= 1.5 * truth.tau_s
+    expected = f"indicator tau: configured 2.00 s, estimated {attributes['recording_tau_s']:.2f} s from {attributes['cell_count']} cells — differs by > 30 %: set main.tau to ~{attributes['recording_tau_s']:.2f}"
+    assert f"plane 0 {expected}" in store_status(inputs.store.path)
+    assert f'<p class="indicator-tau" id="plane-0-indicator-tau">plane 0: {html.escape(expected)}</p>' in render_report(inputs.store.path)
 
 
 def test_structural_channel_colocalization(client: Any, tmp_path: Path, classifier_path: Path) -> None:

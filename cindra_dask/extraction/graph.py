@@ -7,6 +7,7 @@ One plane's graph::
         ──concatenate on t, rechunk once──► (1, roi_chunk, T) ──► cell_fluorescence, neuropil_fluorescence
     ROI chunks ──► neuropil_coefficient c (n,) ──► F − c·Fneu ──► skewness (n,) ──► cell_classification (one task)
                                                           └──► baseline subtraction ──► OASIS ──► subtracted_fluorescence, spikes
+                                                                              └──► decay fit ──► estimated_tau_s (n,)
     structural channel 2 ──► traces with the same masks; good-frame mean images ──► colocalization
 
 Every output is a dask array, and the step writes all of them with one ``da.store``: a single
@@ -30,6 +31,7 @@ from cindra_dask.config import BaselineMethod, MultiRecordingConfiguration, Sign
 from cindra_dask.detection.classify import CellClassifier, classify, load_classifier
 from cindra_dask.extraction.baseline import estimate_neuropil_coefficients, neuropil_corrected_skewness, smoothed_minima, subtract_baseline, subtract_neuropil
 from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
+from cindra_dask.extraction.decay import estimate_decay_time_constants, recording_decay_time_constant
 from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
 from cindra_dask.extraction.oasis import deconvolve_oasis
 from cindra_dask.extraction.traces import extract_traces
@@ -58,6 +60,10 @@ SKEWNESS = "skewness"
 CELL_CLASSIFICATION = "cell_classification"
 CELL_COLOCALIZATION = "cell_colocalization"
 CORRECTED_STRUCTURAL_MEAN_IMAGE = "corrected_structural_mean_image"
+ESTIMATED_TAU = "estimated_tau_s"
+TAU_MINIMUM_SIGNAL_TO_NOISE = 0.5
+"""Least calcium/noise standard deviation ratio of a trace whose decay is estimated (silent and
+few-event cells fall below it)."""
 STRUCTURAL_SUFFIX = "_channel_2"
 """cindra's suffix of the structural (second) channel's trace files."""
 
@@ -73,6 +79,8 @@ class ExtractionGraph(NamedTuple):
         extracted (the stored arrays are then all zeros).
     skewness : (n,) one chunk, skewness of F − c·Fneu.
     cell_classification : (n, 2) one chunk, [is_cell (0/1), probability].
+    estimated_tau_s : (n,), chunks (roi_chunk,), each ROI's indicator decay estimated from its
+        subtracted fluorescence, s (NaN: not estimated; all NaN when spikes are not extracted).
     """
 
     cell_fluorescence: Any
@@ -82,6 +90,7 @@ class ExtractionGraph(NamedTuple):
     spikes: Any | None
     skewness: Any
     cell_classification: Any
+    estimated_tau_s: Any
 
 
 class DeconvolutionGraph(NamedTuple):
@@ -322,8 +331,9 @@ def extraction_graph(
     frame_rate_hz : per-plane sampling rate.
 
     Chunking: see `masked_traces` (frame chunks → (roi_chunk, T) blocks, roi_chunk from
-    `trace_roi_chunk`) and `deconvolution_graph` (one task per ROI chunk). Skewness is gathered
-    into one chunk for the single classification task.
+    `trace_roi_chunk`) and `deconvolution_graph` (one task per ROI chunk); the decay fit is one more
+    task per ROI chunk of the subtracted fluorescence. Skewness is gathered into one chunk for the
+    single classification task.
     """
     import dask
     import dask.array as da
@@ -356,7 +366,15 @@ def extraction_graph(
         dtype=TRACE_DTYPE,
         meta=_meta(2),
     )
-    return ExtractionGraph(cell_fluorescence, neuropil_fluorescence, deconvolution.neuropil_coefficient, deconvolution.subtracted_fluorescence, deconvolution.spikes, skewness, classification)
+    if deconvolution.subtracted_fluorescence is None:
+        estimated_tau = da.full((roi_count,), np.nan, chunks=cell_fluorescence.chunks[:1], dtype=TRACE_DTYPE)
+    else:
+        estimated_tau = deconvolution.subtracted_fluorescence.map_blocks(
+            estimate_decay_time_constants, frame_rate_hz=frame_rate_hz, minimum_signal_to_noise=TAU_MINIMUM_SIGNAL_TO_NOISE, drop_axis=1, dtype=TRACE_DTYPE, meta=_meta(1)
+        )
+    return ExtractionGraph(
+        cell_fluorescence, neuropil_fluorescence, deconvolution.neuropil_coefficient, deconvolution.subtracted_fluorescence, deconvolution.spikes, skewness, classification, estimated_tau
+    )
 
 
 def good_frame_mean(frames: Any, good_frames: np.ndarray) -> Any:
@@ -426,9 +444,11 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
     (masks, ``radius_px``, ``normalized_pixel_count``, ``compactness``) and, with a structural
     channel 2, ``plane_k/registration/bad_frames``. Writes ``plane_k/extraction/{cell_fluorescence,
     neuropil_fluorescence, subtracted_fluorescence, spikes}`` (n, T) f4 chunks (roi_chunk, T),
-    ``neuropil_coefficient`` (n,) f4 chunks (roi_chunk,), ``cell_classification`` (n, 2) f4 and
-    ``plane_k/rois/skewness`` (n,) f4; with a structural channel 2 also
-    ``{cell,neuropil}_fluorescence_channel_2`` (n, T), ``cell_colocalization`` (n, 2) and
+    ``neuropil_coefficient`` and ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,), ``cell_classification``
+    (n, 2) f4 and ``plane_k/rois/skewness`` (n,) f4; then, from the stored ``estimated_tau_s`` and
+    classification, the attributes of ``estimated_tau_s``: ``recording_tau_s`` (median over cells,
+    s, null when none), ``cell_count`` (cells in it) and ``configured_tau_s`` (``main.tau``); with a
+    structural channel 2 also ``{cell,neuropil}_fluorescence_channel_2`` (n, T), ``cell_colocalization`` (n, 2) and
     ``corrected_structural_mean_image`` (Ly, Lx). ``spike_deconvolution.extract_spikes`` False
     leaves ``subtracted_fluorescence`` and ``spikes`` all zeros; zero ROIs give (0, T) arrays.
     Two functional channels: only the first is extracted. Idempotent (every output is replaced).
@@ -458,6 +478,7 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
     traces = {name: create(f"{extraction_group}/{name}", (roi_count, frame_count), (roi_chunk, frame_count), TRACE_DIMENSIONS) for name in trace_names}
     skewness_target = create(f"{rois_group}/{SKEWNESS}", (roi_count,), (roi_count,))
     coefficient_target = create(f"{extraction_group}/{NEUROPIL_COEFFICIENT}", (roi_count,), (roi_chunk,), TRACE_DIMENSIONS[:1])
+    tau_target = create(f"{extraction_group}/{ESTIMATED_TAU}", (roi_count,), (roi_chunk,), TRACE_DIMENSIONS[:1])
     classification_target = create(f"{extraction_group}/{CELL_CLASSIFICATION}", (roi_count, 2), (roi_count, 2))
     writes: list[tuple[Any, Any]] = []  # (source, target); zero-filled targets stay zero
     masks = None
@@ -472,7 +493,7 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
             frame_rate_hz=context.acquisition.plane_frame_rate_hz,
         )
         writes += [(graph.cell_fluorescence, traces[CELL_FLUORESCENCE]), (graph.neuropil_fluorescence, traces[NEUROPIL_FLUORESCENCE]), (graph.neuropil_coefficient, coefficient_target)]
-        writes += [(graph.skewness, skewness_target), (graph.cell_classification, classification_target)]
+        writes += [(graph.skewness, skewness_target), (graph.cell_classification, classification_target), (graph.estimated_tau_s, tau_target)]
         if graph.spikes is not None:
             writes += [(graph.subtracted_fluorescence, traces[SUBTRACTED_FLUORESCENCE]), (graph.spikes, traces[SPIKES])]
     if structural:
@@ -493,3 +514,5 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
         sources, targets = zip(*writes)
         stored = da.store(list(sources), list(targets), lock=False, compute=False)
         _compute(client, [stored] if is_dask_collection(stored) else list(stored), label=f"extraction plane {plane}", show_progress=show_progress)
+    decay = recording_decay_time_constant(tau_target[...], is_cell=classification_target[...][:, 0] > 0.5)
+    tau_target.attrs.update({"recording_tau_s": decay.tau_s, "cell_count": decay.cell_count, "configured_tau_s": main.tau})
