@@ -84,6 +84,7 @@ def labelled_detections(seed: int, condition: Condition) -> TrainingSet:
         maximum_iterations=50,
         maximum_overlap=0.75,
         crop_to_soma=True,
+        minimum_area_fraction=0.0,  # the bundled set predates the minimum-area filter (cindra keeps every ROI)
     )
     statistics = detection.statistics
     masks = build_extraction_masks(

@@ -341,3 +341,28 @@ def test_preclassification_removes_dendrites_but_keeps_somata(default_noise: _Sc
     assert match_rois(rois, default_noise.true_active_cells, frame_shape=frame_shape).recall >= 0.95
     sources = match_rois(rois, default_noise.all_sources, frame_shape=frame_shape)
     assert np.count_nonzero(~default_noise.truth_is_cell[sources.true_index]) <= 5  # of ~20 dendrites detected without it
+
+
+def test_minimum_area_drops_specks_smaller_than_a_quarter_cell_and_keeps_somata() -> None:
+    """Three 113-px somata and two flickering 2×2 specks (hot pixels on real data): cindra keeps the
+    specks as 4-px ROIs; ``minimum_area_fraction`` 0.25 of π·(d/2)² (d = 6 px detected here) drops
+    exactly them and leaves the somata unchanged."""
+    from cindra_dask.detection.graph import detect_plane
+
+    rng = np.random.default_rng(8)
+    frame_count, height, width = 300, 64, 64
+    rows, columns = np.mgrid[:height, :width]
+    frames = rng.standard_normal((frame_count, height, width)).astype(np.float32)
+    for centre_y, centre_x in ((20, 20), (44, 44), (20, 44)):
+        disk = ((rows - centre_y) ** 2 + (columns - centre_x) ** 2 <= 36).astype(np.float32)
+        frames += np.outer((rng.random(frame_count) < 0.05) * rng.uniform(3, 6, frame_count), disk).reshape(frame_count, height, width)
+    for speck_y, speck_x in ((44, 16), (8, 56)):
+        frames[:, speck_y : speck_y + 2, speck_x : speck_x + 2] += ((rng.random(frame_count) < 0.05) * rng.uniform(15, 25, frame_count))[:, None, None]
+    options = dict(crop_origin_px=(0, 0), frame_shape=(height, width), temporal_highpass_window_frames=100, spatial_highpass_window_px=25, threshold_scaling=1.0, maximum_iterations=50, maximum_overlap=0.75, crop_to_soma=True)
+    everything = detect_plane(frames.copy(), minimum_area_fraction=0.0, **options)
+    filtered = detect_plane(frames.copy(), minimum_area_fraction=0.25, **options)
+    assert everything.diameter_px == 6
+    assert sorted(np.diff(everything.rois.pixel_offsets).tolist()) == [4, 4, 113, 113, 113]
+    assert np.diff(filtered.rois.pixel_offsets).tolist() == [113, 113, 113]
+    np.testing.assert_array_equal(filtered.centroids, everything.centroids[:3])
+    np.testing.assert_array_equal(filtered.rois.ypix, everything.rois.select(np.arange(3)).ypix)

@@ -186,7 +186,7 @@ def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, 
         frame_rate_hz=FRAME_RATE_HZ,
     )
     np.testing.assert_allclose(outputs["subtracted_fluorescence"], subtracted, rtol=1e-5, atol=1e-3)
-    spikes = deconvolve_oasis(subtracted, tau_s=0.3, frame_rate_hz=FRAME_RATE_HZ, minimum_spike_noise_multiple=2.0).spikes  # the configuration default
+    spikes = deconvolve_oasis(subtracted, tau_s=0.3, frame_rate_hz=FRAME_RATE_HZ, minimum_spike_noise_multiple=0.0).spikes  # the configuration default
     np.testing.assert_allclose(outputs["spikes"], spikes, rtol=1e-4, atol=1e-2)
     assert np.abs(outputs["spikes"] - spikes).sum() < 1e-4 * spikes.sum()
     skewness = neuropil_corrected_skewness(cell32, neuropil32, neuropil_coefficient=coefficients)
@@ -283,11 +283,12 @@ def test_zero_rois(client: Any, tmp_path: Path, parity_movie: tuple[np.ndarray, 
 
 
 def test_simulated_traces_and_spikes_track_truth(client: Any, simulated_plane: tuple[PlaneInputs, Any], classifier_path: Path) -> None:
-    """True footprints as ROIs, cindra's defaults (main.tau = the simulator's τ) plus ``minimum_spike_size`` 2.
+    """True footprints as ROIs, cindra's defaults (main.tau = the simulator's τ).
 
     Measured (this recording, seed 0): corrected-trace r 0.984 with the estimated per-ROI neuropil
-    coefficients (0.982 with cindra's fixed 0.7); spike r 0.953 (0.956 with c = 0.7), against a ceiling
-    of 0.961 set by the simulator's spike-amplitude jitter (true calcium increments vs spike counts);
+    coefficients (0.982 with cindra's fixed 0.7); spike r 0.949 (0.953 with ``minimum_spike_size`` 2,
+    which loses on real dynamics), against a ceiling of 0.961 set by the simulator's spike-amplitude
+    jitter (true calcium increments vs spike counts);
     hence also the ceiling check.
     """
     inputs, truth = simulated_plane
@@ -307,8 +308,8 @@ def test_simulated_traces_and_spikes_track_truth(client: Any, simulated_plane: t
     ceiling_r = smoothed_spike_correlations(increments, true_spikes, sigma_frames=2.0)
     print(f"simulated: trace r median {np.median(trace_r):.4f} (c = 0.7: {np.median(fixed_r):.4f}); spike r median {np.median(spike_r):.4f} (amplitude-jitter ceiling {np.median(ceiling_r):.4f}) over {active.sum()} active cells")
     assert np.median(trace_r) >= 0.98 and np.median(trace_r) > np.median(fixed_r)
-    assert np.median(spike_r) >= 0.95
-    assert np.median(ceiling_r) - np.median(spike_r) <= 0.025
+    assert np.median(spike_r) >= 0.945
+    assert np.median(ceiling_r) - np.median(spike_r) <= 0.02
     assert np.all(outputs["spikes"] >= 0)
     assert np.median(outputs["skewness"][active]) > 1.0  # sparse positive transients
 

@@ -136,6 +136,7 @@ def detect_plane(
     maximum_iterations: int,
     maximum_overlap: float,
     crop_to_soma: bool,
+    minimum_area_fraction: float,
     denoise_block_shape_px: tuple[int, int] | None = None,
     shape_classifier: CellClassifier | None = None,
     preclassification_threshold: float = 0.0,
@@ -150,6 +151,8 @@ def detect_plane(
     temporal_highpass_window_frames, spatial_highpass_window_px, threshold_scaling, maximum_iterations :
         see `cindra_dask.detection.sparsery.detect_rois`.
     maximum_overlap, crop_to_soma : see `cindra_dask.detection.stats.curate_rois`.
+    minimum_area_fraction : ROIs of fewer pixels than this fraction of π·(diameter/2)² (diameter from
+        the detected scale) are removed before curation; 0 keeps every ROI.
     denoise_block_shape_px : block-PCA denoise with these blocks first (None: no denoising).
     shape_classifier : classifier on `SHAPE_FEATURE_NAMES`; with ``preclassification_threshold`` > 0,
         ROIs whose probability is not above the threshold are removed before curation.
@@ -172,6 +175,10 @@ def detect_plane(
     rois = _shift_rois(detection.rois, origin_px=crop_origin_px)
     centroids = (detection.centroids + np.asarray(crop_origin_px, np.int32)).astype(np.int32)
     footprints = detection.footprints
+    minimum_pixels = minimum_area_fraction * np.pi * (detection.diameter_px / 2.0) ** 2
+    large_enough = np.flatnonzero(np.diff(rois.pixel_offsets) >= minimum_pixels)
+    if large_enough.size < rois.count:
+        rois, centroids, footprints = rois.select(large_enough), centroids[large_enough], footprints[large_enough]
     if preclassification_threshold > 0 and shape_classifier is not None and rois.count:
         shapes = roi_statistics(rois, frame_shape=frame_shape, diameter_px=detection.diameter_px, centroids=centroids, crop_to_soma=crop_to_soma)
         probability = cell_probability(shapes._asdict(), classifier=shape_classifier)
@@ -390,6 +397,7 @@ def run_detection_step(context: RecordingContext, client: Any, *, plane: int, sh
         maximum_iterations=settings.maximum_iterations,
         maximum_overlap=settings.maximum_overlap,
         crop_to_soma=settings.crop_to_soma,
+        minimum_area_fraction=settings.minimum_area_fraction,
         denoise_block_shape_px=tuple(max(1, side // 2) for side in configuration.nonrigid_registration.block_size) if settings.denoise else None,
         shape_classifier=shape_classifier,
         preclassification_threshold=settings.preclassification_threshold,
