@@ -356,7 +356,7 @@ class RecordingIOSettings(Section):
 class ROISelectionSettings(Section):
     """Which ROIs of each recording take part in tracking."""
 
-    probability_threshold: float = Field(default=0.85, ge=0, le=1, description="Minimum cell probability.")
+    probability_threshold: float = Field(default=0.85, ge=0, le=1, description="Minimum cell probability of a tracked cell's most confident member (every ROI within the size limits is tracked).")
     maximum_size: int = Field(default=1000, gt=0, le=1_000_000, description="Largest ROI in px.")
     mroi_region_margin: int = Field(default=30, ge=0, le=10_000, description="Minimum distance (px) of a centroid from an MROI region border.")
     probability_threshold_channel_2: float | None = Field(default=None, ge=0, le=1, description="Channel 2 value; None inherits probability_threshold.")
