@@ -232,7 +232,8 @@ def main(arguments: list[str] | None = None) -> int:
                 print(f"[{name}/{run}] tau {tau_s}: {records[run]['elapsed_s']:.0f} s; recall {scores['recall']:.3f} precision {scores['precision']:.3f} "
                       f"trace r {scores['trace_r']:.3f} spike r {scores['spike_r']:.3f}", file=sys.stderr, flush=True)
             except Exception as error:  # one failing run must not lose the table
-                records[run] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                records[run] = f"failed: {lines[-1][:200] if lines else type(error).__name__} (log in {SCRATCH.relative_to(common.ROOT)}/logs)"
                 print(f"[{name}/{run}] {records[run]}", file=sys.stderr, flush=True)
         if np.isclose(scenario.true_tau_s, DEFAULT_TAU_S):
             notes.append(f"{name}: the true tau is cindra's default 0.4 s, so the defaults row is also the true-tau row.")
