@@ -425,7 +425,7 @@ def reset_store(path: RecordingStore | Path | str, *, phase: str) -> StoreChange
     lock. ``multi_recording/`` datasets are left alone (they span several recordings) but a
     warning says they are stale. The manifest, if any, drops the removed arrays.
     """
-    from cindra_dask.pipeline import SINGLE_RECORDING_PHASES, SINGLE_RECORDING_STEPS
+    from cindra_dask.runner.single import SINGLE_RECORDING_PHASES, SINGLE_RECORDING_STEPS
 
     if phase not in SINGLE_RECORDING_PHASES:
         raise OutputError(f"--phase {phase}: unknown phase; reset one of {', '.join(SINGLE_RECORDING_PHASES)} (and the phases after it)")

@@ -31,10 +31,11 @@ from cindra_dask.detection.sparsery import detect_rois
 from cindra_dask.detection.stats import RoiStatistics, curate_rois, roi_statistics
 from cindra_dask.errors import InputError, OutputError
 from cindra_dask.rois import RaggedRois
+from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import DETECTION, REGISTERED, REGISTRATION, ROIS, RecordingStore, frames_path, stage_path
 
 if TYPE_CHECKING:
-    from cindra_dask.pipeline import RecordingContext
+    from cindra_dask.runner.context import RecordingContext
 
 IMAGE_DIMENSIONS = ("y", "x")
 RAGGED_STATISTICS = ("soma_mask", "overlap_mask")
@@ -350,8 +351,8 @@ def _write_outputs(store: RecordingStore, *, plane: int, images: DetectionImages
     zarr.open_group(str(store.path / rois_group), mode="r+").attrs.update(attributes)
 
 
-def run_detection_step(context: RecordingContext, client: Any, *, plane: int, show_progress: bool) -> None:
-    """Detection step of one plane: binning, detection images, sparse detection, ROI statistics.
+def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
+    """Plan of the detection step of one plane: binning, detection images, sparse detection, ROI statistics.
 
     Reads ``plane_k/registered/channel_c`` (c: the functional channel), ``plane_k/registration/bad_frames``
     (plus the user's ``bad_frames.npy``) and the registration's valid ranges; writes
@@ -365,8 +366,6 @@ def run_detection_step(context: RecordingContext, client: Any, *, plane: int, sh
     the binned movie (``maximum_binned_frames`` caps its length).
     """
     import dask.array as da
-
-    from cindra_dask.pipeline import _compute
 
     configuration = context.configuration
     settings = configuration.roi_detection
@@ -403,7 +402,7 @@ def run_detection_step(context: RecordingContext, client: Any, *, plane: int, sh
         preclassification_threshold=settings.preclassification_threshold,
     )
     images = detection_images(binned_image_sums(binned), detection.diameter_px, valid_y_range=registration.valid_y_range, valid_x_range=registration.valid_x_range, frame_shape=(height, width))
-    images_result, detection_result = _compute(client, [images, detection], label=f"detection (plane {plane})", show_progress=show_progress)
+    images_result, detection_result = yield Compute([images, detection], f"detection (plane {plane})")
     _write_outputs(
         store,
         plane=plane,
