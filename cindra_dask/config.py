@@ -237,6 +237,31 @@ class ROIDetectionSettings(Section):
             " are dropped after detection (hot pixels and noise specks on real data); 0 keeps every ROI as cindra does."
         ),
     )
+    anatomical: bool = Field(
+        default=False,
+        description=(
+            "Not in cindra: also find somata in the mean image (Laplacian-of-Gaussian blobs of the enhanced mean image grown by a seeded watershed)"
+            " and add those no activity ROI covers (rois/detection_source: 0 activity, 1 anatomy, 2 both). Finds silent and quiet cells: on 8 scenarios"
+            " of our simulator recall of all somata rises in every one (+0.04 to +0.49, e.g. dim_quiet 0.16 -> 0.57) but precision falls where"
+            " neuropil is strong or cells dim (strong_neuropil 1.00 -> 0.73, dim_quiet 1.00 -> 0.86), and it is unchecked on real movies; so off."
+        ),
+    )
+    anatomical_diameter_px: int = Field(default=0, ge=0, le=1000, description="Expected soma diameter (px) for anatomical detection; 0 uses the activity detection's diameter.")
+    anatomical_threshold: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description=(
+            "An anatomical soma no activity ROI found is added when its relative contrast (mean-image brightness over its surrounding ring, minus 1)"
+            " is at least this times the median relative contrast of the somata that activity ROIs confirm; higher adds fewer."
+        ),
+    )
+    anatomical_match_fraction: float = Field(
+        default=0.5, gt=0, le=1, description="An anatomical soma and an activity ROI are one cell when they share at least this fraction of the smaller one's pixels."
+    )
+    anatomical_maximum_elongation: float = Field(
+        default=2.0, ge=1, le=100, description="Anatomical masks longer than this many times their width (second-moment axes) are dropped (dendrite and process fragments)."
+    )
 
 
 class SignalExtractionSettings(Section):
@@ -356,7 +381,7 @@ class RecordingIOSettings(Section):
 class ROISelectionSettings(Section):
     """Which ROIs of each recording take part in tracking."""
 
-    probability_threshold: float = Field(default=0.85, ge=0, le=1, description="Minimum cell probability.")
+    probability_threshold: float = Field(default=0.85, ge=0, le=1, description="Minimum cell probability of a tracked cell's most confident member (every ROI within the size limits is tracked).")
     maximum_size: int = Field(default=1000, gt=0, le=1_000_000, description="Largest ROI in px.")
     mroi_region_margin: int = Field(default=30, ge=0, le=10_000, description="Minimum distance (px) of a centroid from an MROI region border.")
     probability_threshold_channel_2: float | None = Field(default=None, ge=0, le=1, description="Channel 2 value; None inherits probability_threshold.")

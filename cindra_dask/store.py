@@ -21,7 +21,13 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attributes
     ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none),
     ``cell_count`` (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
-``plane_k/detection/``, ``plane_k/rois/``, ``combined/``, ``multi_recording/<dataset>/``
+``plane_k/rois/``
+    ragged masks and per-ROI statistics as in DESIGN §3, plus ``detection_source`` (n,) int8: which
+    detector found each ROI, 0 = activity (sparse detection only), 1 = anatomy (a soma of the mean
+    image no activity ROI covers; mask and weights from the mean image), 2 = both (an activity ROI
+    that a soma of the mean image confirms; mask and weights from the activity). All 0 unless
+    ``roi_detection.anatomical`` is on; ``combined/rois/detection_source`` concatenates the planes'.
+``plane_k/detection/``, ``combined/``, ``multi_recording/<dataset>/``
     see DESIGN §3.
 
 The store's lock is the file ``<recording_name>.zarr.lock`` beside it (files inside a Zarr v3

@@ -55,16 +55,15 @@ def textured_image(shape: tuple[int, int], *, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------- selection
 
 
-def test_selection_thresholds_size_and_mroi_margin() -> None:
-    probability = np.array([0.9, 0.85, 0.84, 0.99, 0.95])
+def test_selection_size_and_mroi_margin() -> None:
     pixel_count = np.array([100, 1000, 50, 1001, 80])
     centroids = np.array([[10, 10], [20, 200], [30, 30], [40, 40], [50, 131]])
     limits = SelectionLimits(probability_threshold=0.85, maximum_size_px=1000, mroi_region_margin_px=30)
-    assert select_rois(probability, pixel_count, centroids, limits=limits, region_borders_px=np.zeros(0)).tolist() == [0, 1, 4]
+    assert select_rois(pixel_count, centroids, limits=limits, region_borders_px=np.zeros(0)).tolist() == [0, 1, 2, 4]
     borders = region_borders((612.0, 100.0, 356.0))
     assert borders.tolist() == [0.0, 256.0, 512.0]
-    # |x − b| > 30 for every border: x = 10 (0: too close), 200 (kept), 131 (kept: 125 from 256)
-    assert select_rois(probability, pixel_count, centroids, limits=limits, region_borders_px=borders).tolist() == [1, 4]
+    # |x − b| > 30 for every border: x = 10 (0: too close), 200 (kept), 30 (not > 30), 131 (kept: 125 from 256)
+    assert select_rois(pixel_count, centroids, limits=limits, region_borders_px=borders).tolist() == [1, 4]
     assert region_borders((5.0,)).size == 0
 
 

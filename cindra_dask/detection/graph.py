@@ -11,6 +11,9 @@ Per plane (cindra §3.3–3.4):
 3. Sparse detection in one task on the gathered binned movie (optionally block-PCA denoised first),
    ROI coordinates moved back to full-frame pixels, optional shape-only preclassification, ROI
    statistics and overlap removal.
+4. With ``roi_detection.anatomical``: somata of the mean image (`cindra_dask.detection.anatomy`)
+   merged with the activity ROIs in one more small task, statistics and overlap removal redone on the
+   union; every ROI is flagged by its `DetectionSource`.
 
 Only the images and the ROIs (small) come back to the client, which writes them.
 """
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from cindra_dask.chunking import chunk_starts, plan_frame_chunks
+from cindra_dask.detection.anatomy import DetectionSource, merge_anatomical_rois, soma_candidates
 from cindra_dask.detection.binning import bin_frames, bin_good_frame_counts, bin_size_frames
 from cindra_dask.detection.classify import SHAPE_FEATURE_NAMES, CellClassifier, cell_probability, fit_classifier, load_training_set
 from cindra_dask.detection.denoise import pca_denoise
@@ -71,6 +75,7 @@ class PlaneDetection(NamedTuple):
     diameter_px : estimated cell diameter (3·2^scale px).
     binned_frame_count : bins the detection ran on.
     exhausted : True when detection stopped below its threshold (not at the iteration limit).
+    detection_source : (n,) int8 `DetectionSource` code of each ROI (all ACTIVITY without anatomical detection).
     """
 
     rois: RaggedRois
@@ -80,6 +85,7 @@ class PlaneDetection(NamedTuple):
     diameter_px: int
     binned_frame_count: int
     exhausted: bool
+    detection_source: np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +200,57 @@ def detect_plane(
         diameter_px=int(detection.diameter_px),
         binned_frame_count=int(binned.shape[0]),
         exhausted=bool(detection.exhausted),
+        detection_source=np.full(curated.rois.count, DetectionSource.ACTIVITY, np.int8),
+    )
+
+
+def add_anatomical_rois(
+    detection: PlaneDetection,
+    mean_image: np.ndarray,
+    *,
+    valid_y_range: tuple[int, int],
+    valid_x_range: tuple[int, int],
+    anatomical_diameter_px: int,
+    minimum_area_fraction: float,
+    maximum_elongation: float,
+    match_fraction: float,
+    contrast_fraction: float,
+    crop_to_soma: bool,
+    maximum_overlap: float,
+) -> PlaneDetection:
+    """Merge the somata of the mean image into one plane's activity detection (one small task).
+
+    Parameters
+    ----------
+    detection : `detect_plane`'s result (full-frame coordinates).
+    mean_image : (Ly, Lx) float32 full-frame mean image of the binned movie.
+    valid_y_range, valid_x_range : [start, stop) of the valid crop; somata are searched inside it.
+    anatomical_diameter_px : expected soma diameter, px; 0 uses the activity detection's ``diameter_px``.
+    minimum_area_fraction, maximum_elongation : see `cindra_dask.detection.anatomy.soma_candidates`.
+    match_fraction, contrast_fraction : see `cindra_dask.detection.anatomy.merge_anatomical_rois`.
+    crop_to_soma, maximum_overlap : see `cindra_dask.detection.stats.curate_rois` (rerun on the union).
+
+    Returns
+    -------
+    PlaneDetection: the activity ROIs (ACTIVITY or BOTH) then the added somata (ANATOMY), curated
+    together with the activity's diameter; an added soma's footprint is the pyramid scale nearest its diameter.
+    """
+    frame_shape = mean_image.shape
+    diameter_px = anatomical_diameter_px if anatomical_diameter_px > 0 else detection.diameter_px
+    crop = mean_image[slice(*valid_y_range), slice(*valid_x_range)]
+    candidates = soma_candidates(crop, diameter_px=diameter_px, minimum_area_fraction=minimum_area_fraction, maximum_elongation=maximum_elongation)
+    origin = (valid_y_range[0], valid_x_range[0])
+    candidates = candidates._replace(rois=_shift_rois(candidates.rois, origin_px=origin), centroids=(candidates.centroids + np.asarray(origin, np.int32)).astype(np.int32))
+    merged = merge_anatomical_rois(detection.rois, detection.centroids, candidates, frame_shape=frame_shape, match_fraction=match_fraction, contrast_fraction=contrast_fraction)
+    soma_scale = max(0, int(round(np.log2(diameter_px / 3.0))))
+    footprints = np.concatenate([detection.footprints, np.full(merged.added_indices.size, soma_scale, np.int8)])
+    curated = curate_rois(merged.rois, frame_shape=frame_shape, diameter_px=detection.diameter_px, centroids=merged.centroids, crop_to_soma=crop_to_soma, maximum_overlap=maximum_overlap)
+    return detection._replace(
+        rois=curated.rois,
+        centroids=curated.centroids,
+        footprints=footprints[curated.kept_indices].astype(np.int8),
+        statistics=curated.statistics,
+        detection_source=merged.detection_source[curated.kept_indices],
     )
 
 
@@ -290,6 +347,16 @@ def detection_images(sums: Any, diameter_px: Any, *, valid_y_range: tuple[int, i
     return dask.delayed(full_frame_images, pure=True)(sums, diameter_px=diameter_px, valid_y_range=valid_y_range, valid_x_range=valid_x_range, frame_shape=frame_shape)
 
 
+def anatomical_plane_detection(detection: Any, images: Any, **options: Any) -> Any:
+    """Delayed `PlaneDetection` with the mean image's somata merged in (`add_anatomical_rois`).
+
+    Chunking: one task on the (Ly, Lx) mean image and the plane's ROIs (small).
+    """
+    import dask
+
+    return dask.delayed(add_anatomical_rois, pure=True)(detection, images.mean_image, **options)
+
+
 def plane_detection(binned: Any, **options: Any) -> Any:
     """Delayed `PlaneDetection` of a binned movie.
 
@@ -345,7 +412,7 @@ def _write_outputs(store: RecordingStore, *, plane: int, images: DetectionImages
     rois_group = stage_path(plane, ROIS)
     statistics = detection.statistics._asdict()
     per_roi = {name: value for name, value in statistics.items() if name not in RAGGED_STATISTICS}
-    store.write_rois(rois_group, detection.rois, centroids=detection.centroids, footprint=detection.footprints, **per_roi)
+    store.write_rois(rois_group, detection.rois, centroids=detection.centroids, footprint=detection.footprints, detection_source=detection.detection_source, **per_roi)
     for name in RAGGED_STATISTICS:
         store.write_array(f"{rois_group}/{name}", statistics[name])
     zarr.open_group(str(store.path / rois_group), mode="r+").attrs.update(attributes)
@@ -357,13 +424,14 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
     Reads ``plane_k/registered/channel_c`` (c: the functional channel), ``plane_k/registration/bad_frames``
     (plus the user's ``bad_frames.npy``) and the registration's valid ranges; writes
     ``plane_k/detection/{mean_image, enhanced_mean_image, maximum_projection, correlation_map}`` and
-    ``plane_k/rois/*`` (ragged masks, ``centroids``, ``footprint``, one (n,) array per statistic, ragged
-    ``soma_mask``/``overlap_mask``; attributes ``diameter_px``, ``bin_size``, ``binned_frame_count``,
+    ``plane_k/rois/*`` (ragged masks, ``centroids``, ``footprint``, ``detection_source``, one (n,) array per
+    statistic, ragged ``soma_mask``/``overlap_mask``; attributes ``diameter_px``, ``bin_size``, ``binned_frame_count``,
     ``functional_channel``, ``detection_exhausted``). Zero ROIs write empty arrays and warn.
 
     Chunking: binning follows the registered array's Zarr chunks rounded down to whole bins
     (`binned_movie`); the image sums reduce the binned chunks as a tree; detection is one task holding
-    the binned movie (``maximum_binned_frames`` caps its length).
+    the binned movie (``maximum_binned_frames`` caps its length); anatomical detection, when on, is one
+    more task on the mean image and the ROIs.
     """
     import dask.array as da
 
@@ -402,6 +470,20 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
         preclassification_threshold=settings.preclassification_threshold,
     )
     images = detection_images(binned_image_sums(binned), detection.diameter_px, valid_y_range=registration.valid_y_range, valid_x_range=registration.valid_x_range, frame_shape=(height, width))
+    if settings.anatomical:
+        detection = anatomical_plane_detection(
+            detection,
+            images,
+            valid_y_range=registration.valid_y_range,
+            valid_x_range=registration.valid_x_range,
+            anatomical_diameter_px=settings.anatomical_diameter_px,
+            minimum_area_fraction=settings.minimum_area_fraction,
+            maximum_elongation=settings.anatomical_maximum_elongation,
+            match_fraction=settings.anatomical_match_fraction,
+            contrast_fraction=settings.anatomical_threshold,
+            crop_to_soma=settings.crop_to_soma,
+            maximum_overlap=settings.maximum_overlap,
+        )
     images_result, detection_result = yield Compute([images, detection], f"detection (plane {plane})")
     _write_outputs(
         store,
@@ -416,5 +498,7 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
             "detection_exhausted": detection_result.exhausted,
         },
     )
+    if settings.anatomical and detection_result.rois.count and not np.any(detection_result.detection_source == DetectionSource.BOTH):
+        warnings.warn(f"{store.path}: plane {plane}: no soma of the mean image coincides with an activity ROI, so anatomical detection has no contrast reference and added no ROIs", stacklevel=2)
     if detection_result.rois.count == 0:
         warnings.warn(f"{store.path}: plane {plane}: detection found no ROIs (no supra-threshold activity in {detection_result.binned_frame_count} bins); wrote empty ROI arrays", stacklevel=2)

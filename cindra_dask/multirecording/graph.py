@@ -1,11 +1,12 @@
-"""Graph builders and runner of the multi-recording pipeline (cindra §4): ``discover`` then ``extract``.
+"""Plans of the multi-recording pipeline (cindra §4): ``discover`` then ``extract`` (run by `cindra_dask.runner.multi`).
 
 ``discover`` (one run over all recordings)::
 
     each store's combined/: detection image, ROIs, cell probabilities ──gathered──► selection (client)
     images ──► contrast normalisation (N tasks) ──► symmetric demons per pair (N(N−1)/2 tasks)
            ──► forward/backward fields per recording (N tasks) ──► selected masks → common space (N tasks)
-    deformed masks ──gathered──► clustering into tracked cells (client) ──► templates projected back (client)
+    deformed masks ──gathered──► clustering into tracked cells, kept with a confident member (client)
+    ──► templates projected back (client)
     ──► each store: multi_recording/<dataset>/{rois, deformation_forward, deformation_backward, templates}
 
 ``extract`` (per recording): the templates' masks and neuropil masks, masked traces over the
@@ -49,7 +50,7 @@ from cindra_dask.combine import PlaneTile
 from cindra_dask.errors import ConfigurationError, InputError, OutputError
 from cindra_dask.multirecording.demons import GroupDeformation, group_deformation, normalize_contrast, register_pair
 from cindra_dask.multirecording.projection import ProjectedTemplates, project_templates, select_templates, template_diameter_px, warp_rois
-from cindra_dask.multirecording.select import SelectionLimits, channel_limits, region_borders, select_rois
+from cindra_dask.multirecording.select import SelectionLimits, channel_limits, confident_tracks, region_borders, select_rois
 from cindra_dask.multirecording.tracking import Tracking, keep_tracks, track_rois
 from cindra_dask.rois import RaggedRois
 from cindra_dask.runner.plans import Compute, StepPlan
@@ -125,11 +126,14 @@ class SelectedRois(NamedTuple):
     rois : the selected masks in the recording's space.
     source_index : (n,) int64 index of each in ``combined/rois``.
     centroids : (n, 2) int32 (y, x) px.
+    confident : (n,) bool cell probability ≥ the channel's ``probability_threshold`` (a tracked
+        cell needs one confident member, `cindra_dask.multirecording.select.confident_tracks`).
     """
 
     rois: RaggedRois
     source_index: np.ndarray
     centroids: np.ndarray
+    confident: np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,7 +270,7 @@ def phase_key(dataset_name: str, phase: str) -> str:
 
 
 def read_selected_rois(source: RecordingSource, configuration: MultiRecordingConfiguration) -> SelectedRois:
-    """The recording's combined ROIs that pass ``roi_selection`` (channel limits from its functional channel)."""
+    """The recording's combined ROIs that pass ``roi_selection``'s size and MROI limits, and which are confident (channel limits from its functional channel)."""
     settings = configuration.roi_selection
     limits = channel_limits(
         SelectionLimits(settings.probability_threshold, settings.maximum_size, settings.mroi_region_margin),
@@ -277,14 +281,9 @@ def read_selected_rois(source: RecordingSource, configuration: MultiRecordingCon
     )
     store, rois_group = source.store, f"{COMBINED}/{ROIS}"
     centroids = store.read(f"{rois_group}/centroids")
-    selected = select_rois(
-        store.read(f"{COMBINED}/{EXTRACTION}/cell_classification")[:, 1],
-        store.read(f"{rois_group}/pixel_count"),
-        centroids,
-        limits=limits,
-        region_borders_px=source.region_borders_px,
-    )
-    return SelectedRois(store.read_rois(rois_group).select(selected), selected, centroids[selected].astype(np.int32))
+    selected = select_rois(store.read(f"{rois_group}/pixel_count"), centroids, limits=limits, region_borders_px=source.region_borders_px)
+    probability = store.read(f"{COMBINED}/{EXTRACTION}/cell_classification")[selected, 1]
+    return SelectedRois(store.read_rois(rois_group).select(selected), selected, centroids[selected].astype(np.int32), probability >= limits.probability_threshold)
 
 
 def canvas_valid_mask(source: RecordingSource) -> np.ndarray:
@@ -399,8 +398,9 @@ def _write_discover(
 def plan_discover(context: MultiRecordingContext) -> StepPlan:
     """Plan of the discover phase: selection, demons, tracking, back-projection; writes every store's dataset group.
 
-    Returns the tracking (templates in the common space). Tracked cells whose template lands in no
-    plane of some recording are dropped (their ROIs become untracked).
+    Returns the tracking (templates in the common space). Tracked cells without a confident member
+    (`confident_tracks`) and tracked cells whose template lands in no plane of some recording are
+    dropped (their ROIs become untracked).
     """
     import dask
 
@@ -431,6 +431,7 @@ def plan_discover(context: MultiRecordingContext) -> StepPlan:
         maximum_distance_px=settings.maximum_distance,
         minimum_size_px=settings.minimum_size,
     )
+    tracking = keep_tracks(tracking, confident_tracks(tracking.track_ids, [selection.confident for selection in selections], track_count=tracking.templates.count))
     diameter_px = template_diameter_px(tracking.templates)
     projected = [
         project_templates(

@@ -1,14 +1,21 @@
-"""ROI selection per recording before tracking (cindra §4.1): only confident, compact cells take part.
+"""ROI selection for tracking (cindra §4.1): compact ROIs take part, confident cells are kept.
 
-ROI i of a recording is selected when its cell probability is at least the threshold, its pixel
-count is at most the maximum size and, in MROI recordings, its centroid column lies more than the
-margin away from every region border (borders: the regions' sorted left edges minus the smallest).
+ROI i of a recording takes part in tracking when its pixel count is at most the maximum size and,
+in MROI recordings, its centroid column lies more than the margin away from every region border
+(borders: the regions' sorted left edges minus the smallest). A tracked cell is kept when at least
+one of its members has a cell probability of at least the threshold (`confident_tracks`).
 The second channel's limits default to the first channel's (cindra's ``*_channel_2`` fields).
+
+Deliberate difference from cindra, which drops every ROI below the probability threshold before
+tracking: a cell the classifier doubts in one session (dim, or few events there) but trusts in
+another then loses every link of that session. On four-session benches (issue 24:
+``benchmarks/accuracy/results/tracking.md``) ROI-level selection cost 0.27–0.53 of the link recall;
+deciding per tracked cell keeps cindra's threshold and precision 1.0.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -18,7 +25,7 @@ class SelectionLimits(NamedTuple):
 
     Attributes
     ----------
-    probability_threshold : minimum cell probability (kept when ≥).
+    probability_threshold : minimum cell probability of a tracked cell's most confident member (kept when ≥).
     maximum_size_px : largest pixel count (kept when ≤).
     mroi_region_margin_px : minimum |centroid column − border| (kept when >), MROI only.
     """
@@ -60,18 +67,16 @@ def region_borders(roi_x_coordinates: tuple[float, ...] | np.ndarray) -> np.ndar
 
 
 def select_rois(
-    cell_probability: np.ndarray,
     pixel_count: np.ndarray,
     centroids: np.ndarray,
     *,
     limits: SelectionLimits,
     region_borders_px: np.ndarray,
 ) -> np.ndarray:
-    """Indices of the ROIs that take part in tracking.
+    """Indices of the ROIs that take part in tracking (size and MROI margin; the probability is judged per tracked cell).
 
     Parameters
     ----------
-    cell_probability : (n,) classifier probability (``cell_classification[:, 1]``).
     pixel_count : (n,) pixels per ROI.
     centroids : (n, 2) (y, x) px.
     limits : the channel's `SelectionLimits`.
@@ -81,9 +86,26 @@ def select_rois(
     -------
     (m,) int64 ascending indices of the selected ROIs.
     """
-    keep = (np.asarray(cell_probability) >= limits.probability_threshold) & (np.asarray(pixel_count) <= limits.maximum_size_px)
+    keep = np.asarray(pixel_count) <= limits.maximum_size_px
     borders = np.asarray(region_borders_px, np.float64)
     if borders.size:
         distance = np.abs(np.asarray(centroids, np.float64)[:, 1, None] - borders[None, :])
         keep &= np.all(distance > limits.mroi_region_margin_px, axis=1)
     return np.flatnonzero(keep).astype(np.int64)
+
+
+def confident_tracks(track_ids: Sequence[np.ndarray], confident: Sequence[np.ndarray], *, track_count: int) -> np.ndarray:
+    """(m,) bool: the tracked cells with at least one confident member.
+
+    Parameters
+    ----------
+    track_ids : per recording, (n_r,) int64 track id of each selected ROI (−1 = untracked).
+    confident : per recording, (n_r,) bool: the same ROIs' cell probability ≥ their channel's
+        `SelectionLimits.probability_threshold`.
+    track_count : m, the number of tracked cells.
+    """
+    kept = np.zeros(track_count, bool)
+    for ids, trusted in zip(track_ids, confident):
+        ids = np.asarray(ids)
+        kept[ids[(ids >= 0) & np.asarray(trusted, bool)]] = True
+    return kept
