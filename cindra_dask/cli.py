@@ -306,7 +306,7 @@ def reset(
     phase: Annotated[str, typer.Option("--phase", help="ingest, process or combine: removes its outputs and those of the phases after it, and forgets their records.")],
 ) -> None:
     """Remove a phase's outputs (and later phases'), so that the next `run` redoes them."""
-    from cindra_dask.manifest import reset_store
+    from cindra_dask.runner.maintenance import reset_store
 
     change = reset_store(store, phase=phase)
     typer.echo(f"{store}: removed {len(change.removed_arrays)} array(s); forgot step(s) {', '.join(change.forgotten_records) or 'none'}; `cindra-dask run` redoes them")
@@ -320,7 +320,7 @@ def clean(
     raw: Annotated[bool, typer.Option("--raw", help="Also remove the raw frames, the store's copy of the TIFFs (refused if the TIFFs are gone; the TIFFs are never touched).")] = False,
 ) -> None:
     """Remove intermediate movies to free disk space; ROIs, traces and images stay."""
-    from cindra_dask.manifest import clean_store
+    from cindra_dask.runner.maintenance import clean_store
 
     change = clean_store(store, what=("registered",) if registered else (), remove_raw=raw)
     if not change.removed_arrays:

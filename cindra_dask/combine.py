@@ -122,8 +122,6 @@ def plan_combine_step(context: RecordingContext, *, plane: None = None) -> StepP
     ``(roi_chunk, T_min)`` within ``max_chunk_memory`` before the write; one task per output chunk.
     """
     import dask.array as da
-    import zarr
-
     from cindra_dask.runner.context import processed_planes
 
     store, configuration = context.store, context.configuration
@@ -173,7 +171,8 @@ def plan_combine_step(context: RecordingContext, *, plane: None = None) -> StepP
             if roi_count and frame_count:
                 writes.append(da.store(traces, target, lock=False, compute=False))
     yield Compute(writes, "combine")
-    zarr.open_group(str(store.path / COMBINED), mode="r+").attrs.update(
+    store.update_group_attributes(
+        COMBINED,
         {
             "combined_height": shape[0],
             "combined_width": shape[1],

@@ -385,12 +385,10 @@ class _RegistrationOutputs(NamedTuple):
 
 def _read_registration_outputs(store: RecordingStore, *, plane: int, frame_shape: tuple[int, int], user_bad_frames: np.ndarray) -> _RegistrationOutputs:
     """Bad frames (registration's plus the user's) and the valid ranges, checked against the frame."""
-    import zarr
-
     group_path = stage_path(plane, REGISTRATION)
     bad = store.read(f"{group_path}/bad_frames").astype(bool)
     bad[np.asarray(user_bad_frames, np.int64)] = True
-    attributes = dict(zarr.open_group(str(store.path / group_path), mode="r").attrs)
+    attributes = store.group_attributes(group_path)
     ranges = []
     for name, size in (("valid_y_range", frame_shape[0]), ("valid_x_range", frame_shape[1])):
         if name not in attributes:
@@ -404,8 +402,6 @@ def _read_registration_outputs(store: RecordingStore, *, plane: int, frame_shape
 
 def _write_outputs(store: RecordingStore, *, plane: int, images: DetectionImages, detection: PlaneDetection, attributes: dict[str, Any]) -> None:
     """Detection images, ROIs with centroids and every statistic, and the ROI group's attributes."""
-    import zarr
-
     detection_group = stage_path(plane, DETECTION)
     for name, image in images._asdict().items():
         store.write_array(f"{detection_group}/{name}", image, dimension_names=IMAGE_DIMENSIONS)
@@ -415,7 +411,7 @@ def _write_outputs(store: RecordingStore, *, plane: int, images: DetectionImages
     store.write_rois(rois_group, detection.rois, centroids=detection.centroids, footprint=detection.footprints, detection_source=detection.detection_source, **per_roi)
     for name in RAGGED_STATISTICS:
         store.write_array(f"{rois_group}/{name}", statistics[name])
-    zarr.open_group(str(store.path / rois_group), mode="r+").attrs.update(attributes)
+    store.update_group_attributes(rois_group, attributes)
 
 
 def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:

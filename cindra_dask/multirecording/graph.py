@@ -153,19 +153,17 @@ def recording_names(paths: Sequence[Path]) -> list[str]:
 
 def _inspect_recording(path: Path, *, field: str, name: str, image_name: str) -> tuple[RecordingSource | None, list[str]]:
     """One recording's source, or the problems that keep it out (each naming the field and what to do)."""
-    import zarr
-
     store = RecordingStore(path)
     if not store.exists:
         return None, [f"{field}: {path} is not a cindra-dask store (no zarr.json); give a <name>.zarr folder written by `cindra-dask run`"]
     record = store.phase_record(UPSTREAM_STEP)
     if record is None or not record.complete:
         return None, [f"{field}: {path}: the recording has no complete '{UPSTREAM_STEP}' phase; finish `cindra-dask run` on it (ingest, process, combine) first"]
-    combined = dict(zarr.open_group(str(store.path / COMBINED), mode="r").attrs)
+    combined = store.group_attributes(COMBINED)
     planes = [int(plane) for plane in combined.get("included_planes", [])]
     if not planes:
         return None, [f"{field}: {path}: no plane of the recording has detected ROIs (combined/ includes none); check its detection settings and rerun `cindra-dask run`"]
-    plane_attributes = [dict(zarr.open_group(str(store.path / stage_path(plane, ROIS)), mode="r").attrs) for plane in planes]
+    plane_attributes = [store.group_attributes(stage_path(plane, ROIS)) for plane in planes]
     channel = int(plane_attributes[0].get("functional_channel", 0))
     required = [
         f"{COMBINED}/{DETECTION}/{image_name}",
@@ -288,11 +286,9 @@ def read_selected_rois(source: RecordingSource, configuration: MultiRecordingCon
 
 def canvas_valid_mask(source: RecordingSource) -> np.ndarray:
     """(H, W) bool canvas pixels inside an included plane's registration valid crop (``valid_y_range``, ``valid_x_range``)."""
-    import zarr
-
     valid = np.zeros(source.frame_shape, bool)
     for tile in source.tiles:
-        attributes = dict(zarr.open_group(str(source.store.path / stage_path(tile.plane, REGISTRATION)), mode="r").attrs)
+        attributes = source.store.group_attributes(stage_path(tile.plane, REGISTRATION))
         top, bottom = attributes.get("valid_y_range", (0, tile.height))
         left, right = attributes.get("valid_x_range", (0, tile.width))
         valid[tile.y_offset + int(top) : tile.y_offset + int(bottom), tile.x_offset + int(left) : tile.x_offset + int(right)] = True
@@ -363,8 +359,6 @@ def _write_discover(
     Template rows are ordered by plane (so extraction reads contiguous blocks per plane);
     ``template_track_id`` maps each row to its track.
     """
-    import zarr
-
     store, root = source.store, multi_recording_path(dataset_name)
     track_ids = tracking.track_ids[recording_index]
     confidence = np.zeros(track_ids.shape, np.float32)
@@ -387,11 +381,14 @@ def _write_discover(
             "radius_px": ordered.radius_px,
         },
     )
-    zarr.open_group(str(store.path / root), mode="r+").attrs.update(
-        recording_names=[recording.name for recording in recordings],
-        recording_paths=[str(recording.store.path) for recording in recordings],
-        recording_index=recording_index,
-        template_diameter_px=templates.diameter_px,
+    store.update_group_attributes(
+        root,
+        {
+            "recording_names": [recording.name for recording in recordings],
+            "recording_paths": [str(recording.store.path) for recording in recordings],
+            "recording_index": recording_index,
+            "template_diameter_px": templates.diameter_px,
+        },
     )
 
 

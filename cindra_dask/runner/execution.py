@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from cindra_dask.config import ClusterSettings
 from cindra_dask.runner.events import LoggingEvents, RunEvents
-from cindra_dask.runner.plans import Compute, Persist, StepPlan, ThreadCount
+from cindra_dask.runner.plans import Compute, Persist, ReferenceImage, StepPlan
 
 
 class Executor:
@@ -76,10 +76,12 @@ class Executor:
                     result = self.compute(request.graphs, label=request.label)
                 elif isinstance(request, Persist):
                     result = self.persist(request.collections)
-                elif isinstance(request, ThreadCount):
-                    result = max(1, sum(worker["nthreads"] for worker in self.client.scheduler_info(n_workers=-1)["workers"].values()))
+                elif isinstance(request, ReferenceImage):
+                    from cindra_dask.runner.reference_image import cluster_reference_image
+
+                    result = cluster_reference_image(self, request.movie, request.sample_indices, configuration=request.configuration, bidirectional_correction=request.bidirectional_correction)
                 else:
-                    raise TypeError(f"a plan yielded {type(request).__name__}; plans yield Compute, Persist or ThreadCount requests")
+                    raise TypeError(f"a plan yielded {type(request).__name__}; plans yield Compute, Persist or ReferenceImage requests")
                 request = plan.send(result)
         except StopIteration as finished:
             return finished.value

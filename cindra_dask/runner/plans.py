@@ -3,8 +3,8 @@
 A step's plan is a generator. It builds lazy Dask collections (arrays, delayed writes) and yields
 requests; the runner executes each request on the cluster and sends the results back into the
 generator; the plan then writes what is small through the store and returns. Stages never hold a
-client and never compute: an iterative algorithm (the reference image) is a plan that yields
-several requests in turn.
+client and never compute; the one iterative algorithm driven by futures (the reference image)
+is a request of its own.
 """
 
 from __future__ import annotations
@@ -26,10 +26,16 @@ class Persist(NamedTuple):
     label: str
 
 
-class ThreadCount(NamedTuple):
-    """The cluster's total worker threads (a plan that balances its tasks over them); the plan receives an int."""
+class ReferenceImage(NamedTuple):
+    """cindra's reference image of ``movie``'s frames ``sample_indices``; the plan receives a
+    ``ReferenceResult`` (the runner drives the iterative loop: `cindra_dask.runner.reference_image`)."""
+
+    movie: Any
+    sample_indices: Any
+    configuration: Any
+    bidirectional_correction: bool
 
 
-Request = Compute | Persist | ThreadCount
+Request = Compute | Persist | ReferenceImage
 StepPlan = Generator[Request, Any, Any]
 """A step's plan: yields requests, receives their results, returns the step's own result (or None)."""

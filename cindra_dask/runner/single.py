@@ -20,6 +20,7 @@ from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
 from cindra_dask.runner.loop import RunReport, Unit, refresh_manifest, run_units
 from cindra_dask.runner.plans import StepPlan
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, RAW, REGISTERED, REGISTRATION, ROIS
 
 SINGLE_RECORDING_PHASES = ("ingest", "process", "combine")
 
@@ -35,6 +36,7 @@ class Step(NamedTuple):
     per_plane : runs once per processed plane.
     plan : ``"module:function"`` of its plan, ``function(context, *, plane) -> StepPlan`` (imported when it runs).
     force_flag : a ``section.field`` boolean that forces a rerun (cindra's ``repeat_*``).
+    outputs : the groups it writes (``plane_k/<group>`` for ingest and the per-plane steps; extraction also adds ``rois/skewness``).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Step(NamedTuple):
     per_plane: bool
     plan: str
     force_flag: str | None
+    outputs: tuple[str, ...]
 
     def key(self, plane: int | None) -> str:
         """Record key of this step (for ``plane`` when per-plane)."""
@@ -55,7 +58,7 @@ class Step(NamedTuple):
 
 
 SINGLE_RECORDING_STEPS = (
-    Step("ingest", "ingest", (), False, "cindra_dask.io.ingest:plan_ingest_step", "file_io.repeat_binarization"),
+    Step("ingest", "ingest", (), False, "cindra_dask.io.ingest:plan_ingest_step", "file_io.repeat_binarization", (RAW,)),
     Step(
         "registration",
         "process",
@@ -63,10 +66,11 @@ SINGLE_RECORDING_STEPS = (
         True,
         "cindra_dask.registration.graph:plan_registration_step",
         "registration.repeat_registration",
+        (REGISTERED, REGISTRATION),
     ),
-    Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None),
-    Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, "cindra_dask.extraction.graph:plan_extraction_step", None),
-    Step("combine", "combine", (), False, "cindra_dask.combine:plan_combine_step", None),
+    Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None, (DETECTION, ROIS)),
+    Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, "cindra_dask.extraction.graph:plan_extraction_step", None, (EXTRACTION,)),
+    Step("combine", "combine", (), False, "cindra_dask.combine:plan_combine_step", None, (COMBINED,)),
 )
 
 DETECTION_DEPENDENT_STEPS = ("detection", "extraction")
