@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cindra_dask.errors import OutputError
-from cindra_dask.store import RecordingStore, open_existing_store, versions
+from cindra_dask.store import COMBINED, MULTI_RECORDING, RAW, RecordingStore, open_existing_store, versions
 
 MANIFEST_FILE_NAME = "datapackage.json"
 MANIFEST_VERSION = 2
