@@ -53,7 +53,7 @@ def timed_discover(stores: list[Path], *, client: object) -> dict[str, float]:
     import psutil
 
     from cindra_dask.config import configuration_from_mapping
-    from cindra_dask.multirecording.graph import run_multi_recording
+    from cindra_dask.pipeline import run_multi_recording
 
     configuration = configuration_from_mapping(
         {"pipeline_type": "multi-recording", "runtime": {"display_progress_bars": False}, "recording_io": {"recording_directories": [str(path) for path in stores], "dataset_name": f"bench{len(stores)}"}},
@@ -61,7 +61,7 @@ def timed_discover(stores: list[Path], *, client: object) -> dict[str, float]:
     )
 
     def discover() -> None:
-        report = run_multi_recording(configuration, client=client, phases=["discover"], force=True, show_progress=False)
+        report = run_multi_recording(configuration, client=client, phases=["discover"], force=True)
         assert report.outcomes[0].state == "ran"
 
     process = psutil.Process()

@@ -85,7 +85,7 @@ def ingest_seconds(data: Path, output: Path, *, workers: int) -> tuple[float, li
         sampler = threading.Thread(target=sample)
         sampler.start()
         started = time.perf_counter()
-        run_single_recording(configuration, client=client, force=True, show_progress=False)
+        run_single_recording(configuration, client=client, force=True)
         elapsed = time.perf_counter() - started
         done.set()
         sampler.join()

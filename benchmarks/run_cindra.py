@@ -33,15 +33,16 @@ from peak_memory import lifetime_peak_rss_mib
 
 def _register_plane(configuration: object, client: object, *, plane: int) -> None:
     """The registration step of one plane, recorded in the store exactly as the runner records it."""
-    from cindra_dask.pipeline import preflight, step_hashes
-    from cindra_dask.registration.graph import run_registration_step
+    from cindra_dask.pipeline import preflight, run_plan
+    from cindra_dask.registration.graph import plan_registration_step
+    from cindra_dask.runner.single import step_hashes
 
     context = preflight(configuration)
     key = f"registration/plane_{plane}"
     with context.store.locked():
         config_hash = step_hashes(context)[key]
         started = context.store.mark_phase_started(key, config_hash=config_hash)
-        run_registration_step(context, client, plane=plane, show_progress=False)
+        run_plan(plan_registration_step(context, plane=plane), client)
         context.store.mark_phase_complete(key, config_hash=config_hash, started=started)
 
 
@@ -82,18 +83,18 @@ def main() -> None:
 
     result: dict[str, Any] = {"pid": os.getpid(), "call_s": {}}
     entered = time.perf_counter()
-    with cluster_client(configuration.cluster, announce=False) as client:
+    with cluster_client(configuration.cluster) as client:
         result["cluster_start_s"] = time.perf_counter() - entered
         result["worker_pids"] = sorted(client.run(os.getpid).values())
         started = time.perf_counter()
         if arguments.stage == "registration":
-            report = run_single_recording(configuration, client=client, phases=["ingest"], force=True, show_progress=False)
+            report = run_single_recording(configuration, client=client, phases=["ingest"], force=True)
             result["call_s"]["ingest"] = time.perf_counter() - started
             started = time.perf_counter()
             _register_plane(configuration, client, plane=0)
             result["call_s"]["registration"] = time.perf_counter() - started
         else:
-            report = run_single_recording(configuration, client=client, force=True, show_progress=False)
+            report = run_single_recording(configuration, client=client, force=True)
             result["call_s"]["run"] = time.perf_counter() - started
         store_path = report.store_path
         result["worker_peak_rss_mib"] = sorted(client.run(lifetime_peak_rss_mib).values())

@@ -63,6 +63,41 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+class TerminalEvents:
+    """How a run looks on standard error: one line per message; per computation a progress bar in a
+    terminal, or (a SLURM log, a pipe) a line when it starts and one every ``LOG_INTERVAL_S`` while it runs."""
+
+    LOG_INTERVAL_S = 30.0
+
+    def __init__(self, *, progress_bars: bool) -> None:
+        self.progress_bars = progress_bars
+
+    def message(self, text: str) -> None:
+        typer.echo(text, err=True)
+
+    def computing(self, label: str, future: Any, client: Any) -> None:
+        if not self.progress_bars:
+            return
+        if sys.stderr.isatty():
+            from distributed import progress
+
+            typer.echo(f"{label}:", err=True)
+            progress(future, notebook=False, scheduler=client.scheduler.address)  # this client's scheduler, not the process's default client
+            typer.echo("", err=True)
+            return
+        from distributed import wait
+
+        started = time.time()
+        typer.echo(f"{label}: running", err=True)
+        while True:
+            try:
+                wait(future, timeout=self.LOG_INTERVAL_S)
+                break
+            except TimeoutError:
+                typer.echo(f"{label}: running for {time.time() - started:.0f} s", err=True)
+        typer.echo(f"{label}: finished in {time.time() - started:.1f} s", err=True)
+
+
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", "-s", help="Override a configuration field: section.field=value (value read as YAML). Repeatable."),
@@ -99,7 +134,7 @@ def validate(
 
     configuration = load_configuration(config, overrides=set_values or ())
     if not isinstance(configuration, SingleRecordingConfiguration):
-        from cindra_dask.multirecording.graph import preflight_multi_recording
+        from cindra_dask.pipeline import preflight_multi_recording
 
         context = preflight_multi_recording(configuration)
         typer.echo(f"{config}: multi-recording configuration is valid; {len(context.recordings)} recordings are ready for discover and extract")
@@ -127,8 +162,7 @@ def run(
 ) -> None:
     """Run the pipeline; complete phases with an unchanged configuration are skipped (resume)."""
     from cindra_dask.config import SingleRecordingConfiguration, load_configuration
-    from cindra_dask.multirecording.graph import run_multi_recording
-    from cindra_dask.pipeline import run_single_recording
+    from cindra_dask.pipeline import run_multi_recording, run_single_recording
 
     overrides = list(set_values or [])
     if workers is not None:
@@ -136,13 +170,13 @@ def run(
     if scheduler_address is not None:
         overrides.append(f"cluster.scheduler_address={scheduler_address}")
     configuration = load_configuration(config, overrides=overrides)
-    show_progress = False if no_progress else None
+    events = TerminalEvents(progress_bars=configuration.runtime.display_progress_bars and not no_progress)
     if isinstance(configuration, SingleRecordingConfiguration):
         if target_recording is not None:
             raise CindraError("--target-recording applies to multi-recording configurations only")
-        report = run_single_recording(configuration, phases=phase, target_plane=target_plane, force=force, show_progress=show_progress)
+        report = run_single_recording(configuration, phases=phase, target_plane=target_plane, force=force, events=events)
     else:
-        report = run_multi_recording(configuration, phases=phase, target_recording=target_recording, force=force, show_progress=show_progress)
+        report = run_multi_recording(configuration, phases=phase, target_recording=target_recording, force=force, events=events)
     typer.echo(f"results: {report.store_path}")
 
 
@@ -213,7 +247,7 @@ def demo(
     )
     config_path = save_configuration(configuration, directory / "demo_configuration.yaml")
     started = time.time()
-    report = run_single_recording(configuration)
+    report = run_single_recording(configuration, events=TerminalEvents(progress_bars=True))
     typer.echo("")
     for line in store_status(report.store_path):
         typer.echo(line)
@@ -272,7 +306,7 @@ def reset(
     phase: Annotated[str, typer.Option("--phase", help="ingest, process or combine: removes its outputs and those of the phases after it, and forgets their records.")],
 ) -> None:
     """Remove a phase's outputs (and later phases'), so that the next `run` redoes them."""
-    from cindra_dask.manifest import reset_store
+    from cindra_dask.runner.maintenance import reset_store
 
     change = reset_store(store, phase=phase)
     typer.echo(f"{store}: removed {len(change.removed_arrays)} array(s); forgot step(s) {', '.join(change.forgotten_records) or 'none'}; `cindra-dask run` redoes them")
@@ -286,7 +320,7 @@ def clean(
     raw: Annotated[bool, typer.Option("--raw", help="Also remove the raw frames, the store's copy of the TIFFs (refused if the TIFFs are gone; the TIFFs are never touched).")] = False,
 ) -> None:
     """Remove intermediate movies to free disk space; ROIs, traces and images stay."""
-    from cindra_dask.manifest import clean_store
+    from cindra_dask.runner.maintenance import clean_store
 
     change = clean_store(store, what=("registered",) if registered else (), remove_raw=raw)
     if not change.removed_arrays:

@@ -100,12 +100,10 @@ def build_cluster(settings: ClusterSettings) -> Any:
 
 
 @contextlib.contextmanager
-def cluster_client(settings: ClusterSettings, *, announce: bool = True, connect_timeout_s: float = 20.0) -> Iterator[Any]:
+def cluster_client(settings: ClusterSettings, *, connect_timeout_s: float = 20.0) -> Iterator[Any]:
     """Connect to (or start) the cluster the settings describe, tune its workers' allocator
-    (`tune_workers`); close what was started on exit.
-
-    Prints the dashboard link to stderr when ``announce`` is true; gives up reaching a scheduler
-    address after ``connect_timeout_s``.
+    (`tune_workers`); close what was started on exit. Gives up reaching a scheduler address after
+    ``connect_timeout_s``.
     """
     from distributed import Client
 
@@ -122,9 +120,6 @@ def cluster_client(settings: ClusterSettings, *, announce: bool = True, connect_
         client = Client(cluster)
     try:
         tune_workers(client)
-        if announce:
-            workers = len(client.scheduler_info(n_workers=-1).get("workers", {}))
-            print(f"Dask cluster: {workers} workers; dashboard: {client.dashboard_link}", file=sys.stderr)
         yield client
     finally:
         client.close()

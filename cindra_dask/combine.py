@@ -20,10 +20,11 @@ import numpy as np
 
 from cindra_dask.chunking import roi_chunk_size
 from cindra_dask.rois import RaggedRois
+from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, ROI_ARRAYS, ROIS, RecordingStore, stage_path
 
 if TYPE_CHECKING:
-    from cindra_dask.pipeline import RecordingContext
+    from cindra_dask.runner.context import RecordingContext
 
 DETECTION_IMAGES = ("mean_image", "enhanced_mean_image", "maximum_projection", "correlation_map")
 PER_PIXEL_ROI_ARRAYS = ("soma_mask", "overlap_mask")
@@ -107,8 +108,8 @@ def _shared_names(store: RecordingStore, groups: Sequence[str]) -> list[str]:
     return sorted(set.intersection(*names)) if names else []
 
 
-def run_combine(context: RecordingContext, client: Any, *, plane: int | None = None, show_progress: bool) -> None:
-    """Combine step: writes ``combined/{detection, rois, extraction}`` and the canvas geometry.
+def plan_combine_step(context: RecordingContext, *, plane: None = None) -> StepPlan:
+    """Plan of the combine step: writes ``combined/{detection, rois, extraction}`` and the canvas geometry.
 
     ``combined/detection/*`` (H, W) f4 canvases; ``combined/rois/`` ragged masks in canvas coordinates
     with ``plane_index`` (n,) i4, ``centroids`` moved to the canvas, every per-ROI array; and
@@ -121,9 +122,7 @@ def run_combine(context: RecordingContext, client: Any, *, plane: int | None = N
     ``(roi_chunk, T_min)`` within ``max_chunk_memory`` before the write; one task per output chunk.
     """
     import dask.array as da
-    import zarr
-
-    from cindra_dask.pipeline import _compute, processed_planes
+    from cindra_dask.runner.context import processed_planes
 
     store, configuration = context.store, context.configuration
     attributes = store.attributes()
@@ -171,8 +170,9 @@ def run_combine(context: RecordingContext, client: Any, *, plane: int | None = N
             target = store.create_array(f"{COMBINED}/{EXTRACTION}/{name}", shape=traces.shape, dtype=traces.dtype, chunks=(roi_chunk, max(frame_count, 1)), dimension_names=("roi", "t"))
             if roi_count and frame_count:
                 writes.append(da.store(traces, target, lock=False, compute=False))
-    _compute(client, writes, label="combine", show_progress=show_progress)
-    zarr.open_group(str(store.path / COMBINED), mode="r+").attrs.update(
+    yield Compute(writes, "combine")
+    store.update_group_attributes(
+        COMBINED,
         {
             "combined_height": shape[0],
             "combined_width": shape[1],

@@ -603,3 +603,9 @@ def section_hash(configuration: Section, sections: tuple[str, ...], *, extra: An
     payload = {name: dumped.get(name) for name in sections}
     payload["__extra__"] = extra
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def hashable_sections(configuration: Section, sections: tuple[str, ...]) -> dict[str, Any]:
+    """Sections' values without the force flags (``repeat_*``), which must not change a hash."""
+    dumped = configuration.model_dump(mode="json")
+    return {name: {key: value for key, value in (dumped.get(name) or {}).items() if not key.startswith("repeat_")} for name in sections}

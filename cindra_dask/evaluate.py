@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import sparse
 from scipy.ndimage import gaussian_filter1d
 from scipy.optimize import linear_sum_assignment
 
-from cindra_dask.rois import RaggedRois
+from cindra_dask.rois import RaggedRois, binary_mask_matrix
 
 
 class RoiMatching(NamedTuple):
@@ -31,15 +30,6 @@ class RoiMatching(NamedTuple):
     precision: float
     recall: float
     f1: float
-
-
-def binary_mask_matrix(rois: RaggedRois, *, frame_shape: tuple[int, int]) -> sparse.csr_matrix:
-    """(n_rois, Ly·Lx) 0/1 matrix of the ROIs' pixels (weights ignored, duplicates merged)."""
-    rows = np.repeat(np.arange(rois.count), rois.pixel_counts())
-    columns = rois.ypix.astype(np.int64) * frame_shape[1] + rois.xpix
-    matrix = sparse.csr_matrix((np.ones(len(columns), np.float32), (rows, columns)), shape=(rois.count, frame_shape[0] * frame_shape[1]))
-    matrix.data[:] = 1.0
-    return matrix
 
 
 def intersection_over_union(first: RaggedRois, second: RaggedRois, *, frame_shape: tuple[int, int]) -> np.ndarray:

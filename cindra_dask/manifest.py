@@ -25,12 +25,12 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from cindra_dask.errors import OutputError
-from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, versions
+from cindra_dask.store import COMBINED, MULTI_RECORDING, RAW, RecordingStore, open_existing_store, versions
 
 MANIFEST_FILE_NAME = "datapackage.json"
 MANIFEST_VERSION = 2
@@ -38,33 +38,6 @@ MANIFEST_VERSION = 2
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 """Arrays checksummed concurrently (threads: file reads and hashing release the GIL)."""
 _ABSENT_CHUNK = (2**64 - 1).to_bytes(8, "little")
-
-STEP_OUTPUT_GROUPS: dict[str, tuple[str, ...]] = {
-    "ingest": (RAW,),
-    "registration": (REGISTERED, REGISTRATION),
-    "detection": (DETECTION, ROIS),
-    "extraction": (EXTRACTION,),
-}
-"""Per-plane groups each step writes (``plane_k/<group>``); extraction also adds ``rois/skewness``."""
-
-CLEANABLE = {"registered": REGISTERED}
-"""Intermediate outputs `clean_store` removes on request (``plane_k/<group>`` of every plane)."""
-
-_PLANE_GROUP = re.compile(r"^plane_(\d+)$")
-
-
-class StoreChange(NamedTuple):
-    """What `reset_store` or `clean_store` removed.
-
-    Attributes
-    ----------
-    removed_arrays : array paths that no longer exist, sorted.
-    forgotten_records : phase-record keys dropped from the root attributes.
-    """
-
-    removed_arrays: tuple[str, ...]
-    forgotten_records: tuple[str, ...]
-
 
 # ---------------------------------------------------------------------------------------------
 # checksums
@@ -100,67 +73,12 @@ def array_checksum(folder: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# reading a store's layout (shared by the export and the report)
-# ---------------------------------------------------------------------------------------------
-
-
-def open_existing_store(path: RecordingStore | Path | str) -> RecordingStore:
-    """The store at ``path``; :class:`OutputError` naming the path if it holds no store."""
-    store = path if isinstance(path, RecordingStore) else RecordingStore(Path(path).expanduser())
-    if not store.exists:
-        raise OutputError(f"{store.path}: not a cindra-dask store (no zarr.json); give the <recording>.zarr folder that `cindra-dask run` wrote")
-    return store
-
-
-def plane_indices(store: RecordingStore) -> list[int]:
-    """Indices k of the ``plane_k`` groups present, ascending."""
-    return sorted(int(match.group(1)) for entry in store.path.iterdir() if entry.is_dir() and (match := _PLANE_GROUP.match(entry.name)))
-
-
-def group_attributes(store: RecordingStore, group_path: str) -> dict[str, Any]:
-    """Attributes of a group or array (empty if it does not exist)."""
-    metadata = store.path / group_path / "zarr.json"
-    if not metadata.is_file():
-        return {}
-    return dict(json.loads(metadata.read_text()).get("attributes", {}))
-
-
-def indicator_tau_line(store: RecordingStore, plane: int) -> str | None:
-    """The configured vs estimated indicator tau of a plane (`describe_indicator_tau`), from the
-    attributes of ``plane_k/extraction/estimated_tau_s``; None when the plane has none."""
-    from cindra_dask.extraction.decay import TAU_MISMATCH_FRACTION, describe_indicator_tau
-
-    attributes = group_attributes(store, f"{plane_path(plane)}/{EXTRACTION}/estimated_tau_s")
-    if "configured_tau_s" not in attributes:
-        return None
-    return describe_indicator_tau(
-        configured_tau_s=float(attributes["configured_tau_s"]),
-        estimated_tau_s=attributes.get("recording_tau_s"),
-        cell_count=int(attributes.get("cell_count", 0)),
-        mismatch_fraction=TAU_MISMATCH_FRACTION,
-    )
-
-
-def arrays_under(store: RecordingStore, group_path: str) -> list[str]:
-    """Paths of the arrays below a group (any depth), sorted; empty if the group does not exist."""
-    folder = store.path / group_path
-    if not folder.is_dir():
-        return []
-    found = [metadata.parent.relative_to(store.path).as_posix() for metadata in folder.rglob("zarr.json") if metadata.parent != folder and json.loads(metadata.read_text()).get("node_type") == "array"]
-    return sorted(found)
-
-
-def array_shape(store: RecordingStore, array_path: str) -> tuple[int, ...]:
-    """Shape of an array from its metadata (no data read)."""
-    return tuple(int(size) for size in json.loads((store.path / array_path / "zarr.json").read_text())["shape"])
-
-
-# ---------------------------------------------------------------------------------------------
 # writing and reading the manifest
 # ---------------------------------------------------------------------------------------------
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second."""
     return dt.datetime.now(tz=dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -287,7 +205,7 @@ def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT
         "profile": "data-package",
         "name": _package_name(store),
         "title": f"cindra-dask recording store {store.path.name}",
-        "created": _now(),
+        "created": utc_now(),
         "cindra_dask_manifest_version": MANIFEST_VERSION,
         "checksum": {
             "algorithm": "sha256",
@@ -388,7 +306,7 @@ def verify_store(path: RecordingStore | Path | str, *, workers: int = DEFAULT_WO
     return differences
 
 
-def _record_removal(store: RecordingStore, removed: Sequence[str], *, action: dict[str, Any]) -> None:
+def record_removal(store: RecordingStore, removed: Sequence[str], *, action: dict[str, Any]) -> None:
     """Drop removed arrays from an existing manifest, refresh its phase records, log the action."""
     path = manifest_path(store)
     if not path.is_file():
@@ -401,122 +319,6 @@ def _record_removal(store: RecordingStore, removed: Sequence[str], *, action: di
     gone = set(removed)
     descriptor["resources"] = [resource for resource in descriptor.get("resources", []) if resource.get("path") not in gone]
     descriptor.update(_phase_summary(store))
-    descriptor["modified"] = _now()
+    descriptor["modified"] = utc_now()
     descriptor.setdefault("history", []).append({**action, "at": descriptor["modified"], "removed_arrays": sorted(gone)})
     _write_json_atomically(path, descriptor)
-
-
-# ---------------------------------------------------------------------------------------------
-# reset and clean
-# ---------------------------------------------------------------------------------------------
-
-
-def reset_store(path: RecordingStore | Path | str, *, phase: str) -> StoreChange:
-    """Remove the outputs and phase records of ``phase`` and of every phase after it.
-
-    Parameters
-    ----------
-    path : the recording store.
-    phase : ``ingest`` (everything: ``plane_k/*`` and ``combined/``), ``process`` (per plane
-        ``registered``, ``registration``, ``detection``, ``rois``, ``extraction``, and
-        ``combined/``; the raw frames stay) or ``combine`` (``combined/``).
-
-    A rerun (`cindra-dask run`) then redoes those phases. Refuses while a run holds the store's
-    lock. ``multi_recording/`` datasets are left alone (they span several recordings) but a
-    warning says they are stale. The manifest, if any, drops the removed arrays.
-    """
-    from cindra_dask.pipeline import SINGLE_RECORDING_PHASES, SINGLE_RECORDING_STEPS
-
-    if phase not in SINGLE_RECORDING_PHASES:
-        raise OutputError(f"--phase {phase}: unknown phase; reset one of {', '.join(SINGLE_RECORDING_PHASES)} (and the phases after it)")
-    store = open_existing_store(path)
-    later = set(SINGLE_RECORDING_PHASES[SINGLE_RECORDING_PHASES.index(phase) :])
-    step_phases = {step.name: step.phase for step in SINGLE_RECORDING_STEPS}
-    with store.locked():
-        before = set(store.array_paths())
-        targets: list[str] = []
-        for plane_group in map(plane_path, plane_indices(store)):
-            if phase == "ingest":
-                targets.append(plane_group)
-            elif phase == "process":
-                targets += [f"{plane_group}/{group}" for step, groups in STEP_OUTPUT_GROUPS.items() if step != "ingest" for group in groups]
-        targets.append(COMBINED)
-        for target in targets:
-            if (store.path / target).exists():
-                store.delete(target)
-        forgotten = []
-        for key in store.phase_records():
-            if step_phases.get(key.split("/")[0]) in later:
-                store.forget_phase(key)
-                forgotten.append(key)
-        removed = tuple(sorted(before - set(store.array_paths())))
-        _record_removal(store, removed, action={"action": "reset", "phase": phase, "forgotten_records": forgotten})
-    if (store.path / MULTI_RECORDING).is_dir():
-        datasets = sorted(entry.name for entry in (store.path / MULTI_RECORDING).iterdir() if entry.is_dir())
-        if datasets:
-            warnings.warn(
-                f"{store.path}: multi-recording dataset(s) {', '.join(datasets)} were built from the outputs just removed and are now stale; rerun their discover phase after the single-recording run",
-                stacklevel=2,
-            )
-    return StoreChange(removed, tuple(sorted(forgotten)))
-
-
-def _missing_tiffs(store: RecordingStore) -> tuple[Path | None, list[str]]:
-    attributes = store.attributes()
-    directory = attributes.get("tiff_directory")
-    names = attributes.get("tiff_files") or []
-    if not directory or not names:
-        return None, ["(the store does not list its TIFF files)"]
-    folder = Path(directory)
-    return folder, [name for name in names if not (folder / name).is_file()]
-
-
-def clean_store(path: RecordingStore | Path | str, *, what: Sequence[str] = ("registered",), remove_raw: bool = False) -> StoreChange:
-    """Remove intermediate arrays to free disk space; results stay.
-
-    Parameters
-    ----------
-    path : the recording store.
-    what : intermediates to remove, from ``registered`` (the motion-corrected movies,
-        ``plane_k/registered/*``). A later rerun that needs them fails until the phase is reset
-        (`reset_store` with ``phase="process"``).
-    remove_raw : also remove the raw frames (``plane_k/raw/*``), the store's copy of the input.
-        Warns; refused unless every TIFF listed in the store still exists (the TIFFs themselves are
-        never touched), so the recording can be ingested again.
-
-    Refuses while a run holds the store's lock. Phase records are kept (the results they
-    describe are still there); the manifest, if any, drops the removed arrays and the root
-    attributes record what was removed and when (``removed_intermediates``).
-    """
-    what = tuple(what)
-    if RAW in what:
-        raise OutputError(f"{RAW}: the raw frames are the store's copy of the input; remove them only explicitly with remove_raw=True (`cindra-dask clean STORE --raw`)")
-    unknown = [name for name in what if name not in CLEANABLE]
-    if unknown:
-        raise OutputError(f"clean: unknown intermediate(s) {', '.join(unknown)}; choose from {', '.join(CLEANABLE)}")
-    if not what and not remove_raw:
-        raise OutputError("clean: nothing selected; pass --registered (and, only if you mean it, --raw)")
-    store = open_existing_store(path)
-    groups = [CLEANABLE[name] for name in what]
-    if remove_raw:
-        folder, missing = _missing_tiffs(store)
-        if missing:
-            raise OutputError(
-                f"{store.path}: refusing to remove the raw frames: the input TIFFs are not all available ({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} missing in {folder}); "
-                "the raw frames would be the only copy of the recording"
-            )
-        warnings.warn(f"{store.path}: removing the raw frames (the store's copy of the TIFFs in {folder}); registering again will need `cindra-dask reset {store.path} --phase ingest` and a new ingest", stacklevel=2)
-        groups.append(RAW)
-    with store.locked():
-        before = set(store.array_paths())
-        for plane_group in map(plane_path, plane_indices(store)):
-            for group in groups:
-                if (store.path / plane_group / group).exists():
-                    store.delete(f"{plane_group}/{group}")
-        removed = tuple(sorted(before - set(store.array_paths())))
-        if removed:
-            record = dict(store.attributes().get("removed_intermediates", {}))
-            record.update({group: _now() for group in groups})
-            store.update_attributes(removed_intermediates=record)
-            _record_removal(store, removed, action={"action": "clean", "groups": groups})
-    return StoreChange(removed, ())

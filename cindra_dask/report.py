@@ -24,8 +24,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from cindra_dask.errors import OutputError
-from cindra_dask.manifest import array_shape, arrays_under, group_attributes, indicator_tau_line, open_existing_store, plane_indices
-from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, frames_path, stage_path
+from cindra_dask.runner.status import indicator_tau_line
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, array_shape, arrays_under, frames_path, open_existing_store, plane_indices, stage_path
 
 CELL_COLOUR = "#39d353"
 NON_CELL_COLOUR = "#ff4fd8"
@@ -251,7 +251,7 @@ def _plane_counts(store: RecordingStore, plane: int) -> dict[str, Any]:
         if frames_path(plane, 0, kind=kind) in store:  # type: ignore[arg-type]
             frames = array_shape(store, frames_path(plane, 0, kind=kind))  # type: ignore[arg-type]
             break
-    registration = group_attributes(store, stage_path(plane, REGISTRATION))
+    registration = store.group_attributes(stage_path(plane, REGISTRATION))
     return {
         "frames": frames[0] if frames else None,
         "frame_shape": f"{frames[1]}×{frames[2]}" if frames else "",
@@ -366,7 +366,7 @@ def _registration_block(store: RecordingStore, plane: int) -> str:
     if nonrigid is not None and nonrigid.ndim == 3 and nonrigid.shape[1]:
         magnitude = np.hypot(nonrigid[..., 0], nonrigid[..., 1])
         parts.append(line_chart([("mean |block offset|", magnitude.mean(axis=1)), ("max |block offset|", magnitude.max(axis=1))], title=f"nonrigid block offsets relative to rigid (px), {nonrigid.shape[1]} blocks"))
-    attributes = group_attributes(store, group)
+    attributes = store.group_attributes(group)
     if attributes:
         parts.append("<h4>Registration attributes</h4>" + _table(["name", "value"], [[name, json.dumps(value)[:200]] for name, value in sorted(attributes.items())], css_class="attributes"))
     parts.append(_pc_metrics_block(store, group))
@@ -493,7 +493,7 @@ def _multi_recording_section(store: RecordingStore) -> str:
 def _recordings_table(store: RecordingStore, dataset: str) -> str:
     """Per recording of a dataset (group attributes ``recording_names``/``recording_paths``): selected, tracked ROIs and templates."""
     group = f"{MULTI_RECORDING}/{dataset}"
-    attributes = group_attributes(store, group)
+    attributes = store.group_attributes(group)
     paths = [str(path) for path in attributes.get("recording_paths") or []]
     names = [str(name) for name in attributes.get("recording_names") or []] or [Path(path).name for path in paths]
     if not paths:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple, Sequence
 
 import numpy as np
+from scipy import sparse
 
 
 class RaggedRois(NamedTuple):
@@ -62,3 +63,12 @@ class RaggedRois(NamedTuple):
             np.concatenate([np.asarray(mask[1], np.int32) for mask in masks]),
             np.concatenate([np.asarray(mask[2], np.float32) for mask in masks]),
         )
+
+
+def binary_mask_matrix(rois: RaggedRois, *, frame_shape: tuple[int, int]) -> sparse.csr_matrix:
+    """(n_rois, Ly·Lx) 0/1 matrix of the ROIs' pixels (weights ignored, duplicates merged)."""
+    rows = np.repeat(np.arange(rois.count), rois.pixel_counts())
+    columns = rois.ypix.astype(np.int64) * frame_shape[1] + rois.xpix
+    matrix = sparse.csr_matrix((np.ones(len(columns), np.float32), (rows, columns)), shape=(rois.count, frame_shape[0] * frame_shape[1]))
+    matrix.data[:] = 1.0
+    return matrix

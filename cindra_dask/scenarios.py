@@ -21,6 +21,7 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from cindra_dask.simulate import SimulationParameters, write_recording
+from cindra_dask.simulate_bank import write_bank_subset
 
 REAL_DYNAMICS_BANK_FILE_NAME = "activity_bank.npz"
 
@@ -132,33 +133,6 @@ def scenario_parameters(name: str, *, activity_bank_path: Path | str | None = No
             raise ValueError(f"scenario {name!r} plants real dynamics: give activity_bank_path (a bank of {', '.join(scenario.bank_datasets)})")
         values["activity_bank_path"] = str(activity_bank_path)
     return SimulationParameters(**values)
-
-
-def write_bank_subset(bank_path: Path | str, datasets: tuple[str, ...], path: Path | str) -> Path:
-    """Write the recordings of ``datasets`` from the bank at ``bank_path`` to a new bank file ``path``."""
-    from cindra_dask.simulate_bank import write_activity_bank
-
-    with np.load(Path(bank_path), allow_pickle=False) as archive:
-        bank = {name: archive[name] for name in archive.files}
-    keep = np.flatnonzero(np.isin(bank["dataset"], datasets))
-    missing = sorted(set(datasets) - set(bank["dataset"][keep].tolist()))
-    if missing:
-        raise ValueError(f"datasets {missing} are not in the bank {bank_path}")
-
-    def part(values: str, offsets: str, row: int) -> np.ndarray:
-        return bank[values][bank[offsets][row] : bank[offsets][row + 1]]
-
-    return Path(
-        write_activity_bank(
-            Path(path),
-            dff=[part("dff", "dff_offsets", row) for row in keep],
-            source_rate_hz=bank["source_rate_hz"][keep],
-            spike_times_s=[part("spike_times_s", "spike_offsets", row) for row in keep],
-            dataset=bank["dataset"][keep],
-            indicator=bank["indicator"][keep],
-            source=bank["source"][keep],
-        )
-    )
 
 
 def _add_uint16_offset(directory: Path, offset_counts: int) -> None:

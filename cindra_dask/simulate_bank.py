@@ -185,3 +185,28 @@ def load_activity_bank(path: Path | str, *, frame_rate_hz: float, segment_frames
         recording_index=index,
         frame_rate_hz=float(frame_rate_hz),
     )
+
+
+def write_bank_subset(bank_path: Path | str, datasets: tuple[str, ...], path: Path | str) -> Path:
+    """Write the recordings of ``datasets`` from the bank at ``bank_path`` to a new bank file ``path``."""
+    with np.load(Path(bank_path), allow_pickle=False) as archive:
+        bank = {name: archive[name] for name in archive.files}
+    keep = np.flatnonzero(np.isin(bank["dataset"], datasets))
+    missing = sorted(set(datasets) - set(bank["dataset"][keep].tolist()))
+    if missing:
+        raise ValueError(f"datasets {missing} are not in the bank {bank_path}")
+
+    def part(values: str, offsets: str, row: int) -> np.ndarray:
+        return bank[values][bank[offsets][row] : bank[offsets][row + 1]]
+
+    return Path(
+        write_activity_bank(
+            Path(path),
+            dff=[part("dff", "dff_offsets", row) for row in keep],
+            source_rate_hz=bank["source_rate_hz"][keep],
+            spike_times_s=[part("spike_times_s", "spike_offsets", row) for row in keep],
+            dataset=bank["dataset"][keep],
+            indicator=bank["indicator"][keep],
+            source=bank["source"][keep],
+        )
+    )

@@ -40,6 +40,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -65,6 +66,10 @@ EXTRACTION = "extraction"
 COMBINED = "combined"
 MULTI_RECORDING = "multi_recording"
 ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
+
+
+PLANE_GROUP_PATTERN = re.compile(r"^plane_(\d+)$")
+"""Names of the ``plane_k`` groups."""
 
 
 def plane_path(plane: int) -> str:
@@ -240,6 +245,19 @@ class RecordingStore:
         """Ragged masks written by :meth:`write_rois`."""
         return RaggedRois(*(self.read(f"{group_path}/{name}") for name in ROI_ARRAYS))
 
+    def group_attributes(self, group_path: str) -> dict[str, Any]:
+        """Attributes of the group or array at ``group_path`` (empty if it does not exist)."""
+        metadata = self.path / group_path / "zarr.json"
+        if not metadata.is_file():
+            return {}
+        return dict(json.loads(metadata.read_text()).get("attributes", {}))
+
+    def update_group_attributes(self, group_path: str, updates: dict[str, Any]) -> None:
+        """Merge ``updates`` into the attributes of the (existing) group at ``group_path``."""
+        import zarr
+
+        zarr.open_group(str(self.path / group_path), mode="r+").attrs.update(updates)
+
     # -- root attributes, written atomically ----------------------------------------------
     def attributes(self) -> dict[str, Any]:
         """The root attributes (empty if the store does not exist)."""
@@ -347,6 +365,33 @@ class RecordingStore:
             yield
         finally:
             self.lock_path.unlink(missing_ok=True)
+
+
+# -- reading a store's layout (the export, the report, status and maintenance) -----------
+
+
+def open_existing_store(path: RecordingStore | Path | str) -> RecordingStore:
+    """The store at ``path``; :class:`OutputError` naming the path if it holds no store."""
+    store = path if isinstance(path, RecordingStore) else RecordingStore(Path(path).expanduser())
+    if not store.exists:
+        raise OutputError(f"{store.path}: not a cindra-dask store (no zarr.json); give the <recording>.zarr folder that `cindra-dask run` wrote")
+    return store
+
+def plane_indices(store: RecordingStore) -> list[int]:
+    """Indices k of the ``plane_k`` groups present, ascending."""
+    return sorted(int(match.group(1)) for entry in store.path.iterdir() if entry.is_dir() and (match := PLANE_GROUP_PATTERN.match(entry.name)))
+
+def arrays_under(store: RecordingStore, group_path: str) -> list[str]:
+    """Paths of the arrays below a group (any depth), sorted; empty if the group does not exist."""
+    folder = store.path / group_path
+    if not folder.is_dir():
+        return []
+    found = [metadata.parent.relative_to(store.path).as_posix() for metadata in folder.rglob("zarr.json") if metadata.parent != folder and json.loads(metadata.read_text()).get("node_type") == "array"]
+    return sorted(found)
+
+def array_shape(store: RecordingStore, array_path: str) -> tuple[int, ...]:
+    """Shape of an array from its metadata (no data read)."""
+    return tuple(int(size) for size in json.loads((store.path / array_path / "zarr.json").read_text())["shape"])
 
 
 def _lock_is_stale(holder: dict[str, Any]) -> bool:

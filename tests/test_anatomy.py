@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from cindra_dask.detection.anatomy import DetectionSource, SomaCandidates, elongation, merge_anatomical_rois, soma_candidates
-from cindra_dask.detection.graph import run_detection_step
+from cindra_dask.detection.graph import plan_detection_step
+from cindra_dask.pipeline import run_plan
 from cindra_dask.evaluate import match_rois
 from cindra_dask.rois import RaggedRois
 from cindra_dask.store import stage_path
@@ -160,7 +161,7 @@ def silent_cells_scores(tmp_path_factory: pytest.TempPathFactory, client) -> dic
             tmp_path_factory.mktemp(f"anatomical_{anatomical}"), movie, chunk_frames=100, bad_frames=np.zeros(parameters.frame_count, bool), valid_y_range=(0, 160), valid_x_range=(2, 158),
             frame_rate_hz=parameters.frame_rate_hz, main={"tau": truth.tau_s}, roi_detection={"anatomical": anatomical},
         )
-        run_detection_step(context, client, plane=0, show_progress=False)
+        run_plan(plan_detection_step(context, plane=0), client)
         group = stage_path(0, "rois")
         rois = context.store.read_rois(group)
         source = context.store.read(f"{group}/detection_source")

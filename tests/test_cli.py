@@ -50,7 +50,7 @@ def test_configure_validate_run_status(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", str(config), "--phase", "discover"])
     assert result.exit_code == 2 and "unknown phase" in result.output
     result = runner.invoke(app, ["run", str(config), "--target-plane", "5", "--phase", "ingest"])
-    assert result.exit_code == 2 and "--target-plane 5" in result.output
+    assert result.exit_code == 2 and "target_plane 5" in result.output
     result = runner.invoke(app, ["run", str(config), "--set", "registration.batch_size=0"])
     assert result.exit_code == 2 and "registration.batch_size" in result.output
 

@@ -12,15 +12,35 @@ from cindra_dask.config import ClusterSettings
 from cindra_dask.errors import ConfigurationError
 
 
-def test_local_cluster_from_settings_prints_the_dashboard(capsys: pytest.CaptureFixture[str]) -> None:
+class _RecordedEvents:
+    """Run events kept in a list."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.messages.append(text)
+
+    def computing(self, label: str, future: Any, client: Any) -> None:
+        self.messages.append(f"computing {label}")
+
+
+def test_local_cluster_from_settings_announces_the_dashboard() -> None:
+    from cindra_dask.runner.execution import Executor
+
     settings = ClusterSettings(workers=2, threads_per_worker=1, memory_limit_per_worker="1GiB", dashboard_address=":0")
-    with cluster_client(settings) as client:
+    events = _RecordedEvents()
+    executor = Executor(settings, events=events)
+    try:
+        client = executor.client
         workers = client.scheduler_info(n_workers=-1)["workers"]
         assert len(workers) == 2
         assert {worker["memory_limit"] for worker in workers.values()} == {2**30}
         assert client.submit(sum, [1, 2, 3]).result() == 6
         assert set(client.run(lambda dask_worker: dask_worker.allocator_tuned).values()) == {sys.platform.startswith("linux")}
-    assert "dashboard: http" in capsys.readouterr().err
+    finally:
+        executor.close()
+    assert len(events.messages) == 1 and events.messages[0].startswith("Dask cluster: 2 workers; dashboard: http")
     assert local_worker_count(ClusterSettings(workers=0, threads_per_worker=1)) >= 1
 
 
@@ -44,20 +64,27 @@ def test_slurm_job_script_carries_the_options() -> None:
         build_cluster(ClusterSettings.model_validate({"jobqueue": "slurm", "jobqueue_options": {"no_such_option": 1}}))
 
 
-def test_progress_bar_follows_the_client_it_is_given(client: Any) -> None:
+@pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log"])
+def test_progress_follows_the_client_it_is_given(client: Any, terminal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """With another client as the process default (a notebook's, the test session's), the progress bar
-    must watch the given client's scheduler; it used to wait forever on the default one."""
+    (terminal) and the progress lines (SLURM log) must watch the given client's scheduler; the bar
+    used to wait forever on the default one."""
+    import sys
     import threading
 
     import dask
     from distributed import Client, LocalCluster
 
-    from cindra_dask.pipeline import _compute
+    from cindra_dask.cli import TerminalEvents
+    from cindra_dask.config import ClusterSettings
+    from cindra_dask.runner.execution import Executor
 
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
     assert client is not None  # the session client is the default client here
     results: list[object] = []
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, Client(cluster, set_as_default=False) as other:
-        runner = threading.Thread(target=lambda: results.extend(_compute(other, [dask.delayed(sum)([1, 2])], label="sum", show_progress=True)), daemon=True)
+        executor = Executor(ClusterSettings(), client=other, events=TerminalEvents(progress_bars=True), tune_given_client=False)
+        runner = threading.Thread(target=lambda: results.extend(executor.compute([dask.delayed(sum)([1, 2])], label="sum")), daemon=True)
         runner.start()
         runner.join(timeout=60)
-    assert results == [3], "the progress bar waited on the default client's scheduler"
+    assert results == [3], "the progress display waited on the default client's scheduler"

@@ -22,13 +22,13 @@ from cindra_dask.config import AcquisitionParameters
 from cindra_dask.detection.binning import bin_frames
 from cindra_dask.detection.classify import FEATURE_NAMES, classify, load_classifier
 from cindra_dask.extraction.baseline import neuropil_corrected_skewness
-from cindra_dask.detection.graph import bin_aligned_chunks, binned_movie, run_detection_step
+from cindra_dask.detection.graph import bin_aligned_chunks, binned_movie, plan_detection_step
 from cindra_dask.detection.images import enhanced_mean_image
 from cindra_dask.errors import InputError
 from cindra_dask.evaluate import match_rois
 from cindra_dask.extraction.masks import build_extraction_masks
 from cindra_dask.extraction.traces import extract_traces
-from cindra_dask.pipeline import RecordingContext
+from cindra_dask.pipeline import RecordingContext, run_plan
 from cindra_dask.rois import RaggedRois
 from cindra_dask.store import FRAME_DIMENSIONS, RecordingStore, frames_path, stage_path
 from tests.conftest import single_configuration
@@ -154,7 +154,7 @@ def small_store(tmp_path_factory: pytest.TempPathFactory, client) -> _SmallStore
     context = _registered_recording(
         tmp_path_factory.mktemp("small"), movie, chunk_frames=97, bad_frames=~good, valid_y_range=(2, 38), valid_x_range=(3, 45), frame_rate_hz=10.0, main={"tau": 0.4}
     )
-    run_detection_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_detection_step(context, plane=0), client)
     return _SmallStore(context, movie, good, (slice(2, 38), slice(3, 45)))
 
 
@@ -189,7 +189,7 @@ def test_denoising_overwrites_a_private_copy_of_the_binned_movie(small_store: _S
         tmp_path, small_store.movie, chunk_frames=97, bad_frames=~small_store.good, valid_y_range=(2, 38), valid_x_range=(3, 45), frame_rate_hz=10.0,
         main={"tau": 0.4}, roi_detection={"denoise": True},
     )
-    run_detection_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_detection_step(context, plane=0), client)
     for name in ("mean_image", "maximum_projection", "correlation_map"):  # streamed from the same binned chunks
         np.testing.assert_array_equal(context.store.read(f"{stage_path(0, 'detection')}/{name}"), small_store.context.store.read(f"{stage_path(0, 'detection')}/{name}"))
     assert _nearest_distances(context.store.read(f"{stage_path(0, 'rois')}/centroids"), BLOB_CENTRES).max() <= 3
@@ -202,7 +202,7 @@ def test_malformed_custom_classifier_stops_preclassification_naming_the_file(sma
         configuration=single_configuration(tmp_path, tmp_path, main={"tau": 0.4, "custom_classifier_path": str(broken)}, roi_detection={"preclassification_threshold": 0.5})
     )
     with pytest.raises(InputError, match="broken_classifier.npz.*normalized_pixel_count"):
-        run_detection_step(context, client, plane=0, show_progress=False)
+        run_plan(plan_detection_step(context, plane=0), client)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_movies_without_cells_give_zero_rois_and_a_warning(kind: str, client, tm
     movie = np.zeros((400, 64, 64), np.int16) if kind == "empty" else rng.poisson(100, size=(400, 64, 64)).astype(np.int16)
     context = _registered_recording(tmp_path, movie, chunk_frames=50, bad_frames=np.zeros(400, bool), valid_y_range=(0, 64), valid_x_range=(0, 64), frame_rate_hz=30.0)
     with pytest.warns(UserWarning, match="plane 0: detection found no ROIs"):
-        run_detection_step(context, client, plane=0, show_progress=False)
+        run_plan(plan_detection_step(context, plane=0), client)
     store = context.store
     rois = store.read_rois(stage_path(0, "rois"))
     assert rois.count == 0 and rois.ypix.size == 0
@@ -232,7 +232,7 @@ def test_recording_without_a_complete_bin_of_good_frames_is_refused(client, tmp_
     bad[:24] = True  # bins of 12 frames: two all-bad bins and a 6-frame remainder
     context = _registered_recording(tmp_path, movie, chunk_frames=10, bad_frames=bad, valid_y_range=(0, 32), valid_x_range=(0, 32), frame_rate_hz=30.0)
     with pytest.raises(InputError, match="plane 0 has no complete temporal bin of good frames"):
-        run_detection_step(context, client, plane=0, show_progress=False)
+        run_plan(plan_detection_step(context, plane=0), client)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -282,7 +282,7 @@ def _simulate_and_detect(directory: Path, client, *, seed: int, photon_scale: fl
     context = _registered_recording(
         directory, movie, chunk_frames=97, bad_frames=bad, valid_y_range=(0, 256), valid_x_range=(3, 250), frame_rate_hz=parameters.frame_rate_hz, main={"tau": truth.tau_s}
     )
-    run_detection_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_detection_step(context, plane=0), client)
 
     store, group = context.store, stage_path(0, "rois")
     rois = store.read_rois(group)
@@ -334,7 +334,7 @@ def test_detection_and_classifier_at_doubled_noise(doubled_noise: _Scored) -> No
 def test_preclassification_removes_dendrites_but_keeps_somata(default_noise: _Scored, client) -> None:
     context = default_noise.context
     configuration = context.configuration.model_copy(update={"roi_detection": context.configuration.roi_detection.model_copy(update={"preclassification_threshold": 0.5})})
-    run_detection_step(context._replace(configuration=configuration), client, plane=0, show_progress=False)
+    run_plan(plan_detection_step(context._replace(configuration=configuration), plane=0), client)
     rois = context.store.read_rois(stage_path(0, "rois"))
     frame_shape = (256, 256)
     assert rois.count < default_noise.roi_count

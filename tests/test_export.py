@@ -11,7 +11,7 @@ import pytest
 from cindra_dask.errors import OutputError
 from cindra_dask.export import export_suite2p
 from cindra_dask.export.suite2p import slab_rows
-from cindra_dask.manifest import reset_store
+from cindra_dask.runner.maintenance import reset_store
 from cindra_dask.store import RecordingStore
 from tests.test_manifest import FRAMES, HEIGHT, PLANES, WIDTH, SyntheticStore, write_synthetic_store
 

@@ -17,10 +17,10 @@ from cindra_dask.evaluate import row_correlations, smoothed_spike_correlations
 from cindra_dask.extraction.baseline import estimate_neuropil_coefficients, neuropil_corrected_skewness, subtract_baseline, subtract_neuropil
 from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
 from cindra_dask.extraction.decay import estimate_decay_time_constants, recording_decay_time_constant
-from cindra_dask.extraction.graph import TAU_MINIMUM_SIGNAL_TO_NOISE, extraction_graph, extraction_masks, run_extraction_step
+from cindra_dask.extraction.graph import TAU_MINIMUM_SIGNAL_TO_NOISE, extraction_graph, extraction_masks, plan_extraction_step
 from cindra_dask.extraction.masks import build_extraction_masks
 from cindra_dask.extraction.oasis import deconvolve_oasis
-from cindra_dask.pipeline import RecordingContext, store_status
+from cindra_dask.pipeline import RecordingContext, run_plan, store_status
 from cindra_dask.report import render_report
 from cindra_dask.rois import RaggedRois
 from cindra_dask.simulate import SimulationParameters, simulate_recording
@@ -166,7 +166,7 @@ def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, 
         signal_extraction={"batch_size": PARITY_ROI_CHUNK},
         spike_deconvolution=deconvolution,
     )
-    run_extraction_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(context, plane=0), client)
     outputs = read_extraction(inputs.store)
 
     cell, neuropil, _ = dense_reference(inputs)
@@ -223,9 +223,9 @@ def test_graph_chunking_and_idempotent_rerun(client: Any, parity_store: PlaneInp
         assert array.chunks == ((4, 4, 3), (PARITY_FRAMES,))
     trace_tasks = [key for key in graph.spikes.__dask_graph__() if isinstance(key, tuple) and key[0].startswith("masked-traces-")]
     assert len(trace_tasks) == len(frames.chunks[0])  # one masked-extraction task per frame chunk
-    run_extraction_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(context, plane=0), client)
     first = read_extraction(inputs.store)
-    run_extraction_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(context, plane=0), client)
     second = read_extraction(inputs.store)
     for name, values in first.items():
         np.testing.assert_array_equal(second[name], values, err_msg=name)
@@ -234,7 +234,7 @@ def test_graph_chunking_and_idempotent_rerun(client: Any, parity_store: PlaneInp
 def test_extract_neuropil_false_gives_zero_neuropil(client: Any, parity_store: PlaneInputs, classifier_path: Path) -> None:
     inputs = parity_store
     context = make_context(inputs.store, main={"tau": 0.3, "custom_classifier_path": str(classifier_path)}, signal_extraction={"extract_neuropil": False, "batch_size": PARITY_ROI_CHUNK})
-    run_extraction_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(context, plane=0), client)
     outputs = read_extraction(inputs.store)
     cell, _, _ = dense_reference(inputs, extract_neuropil=False)
     np.testing.assert_allclose(outputs["cell_fluorescence"], cell, rtol=1e-6, atol=1e-4)
@@ -248,7 +248,7 @@ def test_extract_neuropil_false_gives_zero_neuropil(client: Any, parity_store: P
 def test_extract_spikes_false_gives_zero_spikes(client: Any, parity_store: PlaneInputs, classifier_path: Path) -> None:
     inputs = parity_store
     base = {"main": {"custom_classifier_path": str(classifier_path)}, "signal_extraction": {"batch_size": PARITY_ROI_CHUNK}}
-    run_extraction_step(make_context(inputs.store, **base, spike_deconvolution={"extract_spikes": False}), client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(make_context(inputs.store, **base, spike_deconvolution={"extract_spikes": False}), plane=0), client)
     outputs = read_extraction(inputs.store)
     cell, neuropil, _ = dense_reference(inputs)
     np.testing.assert_allclose(outputs["cell_fluorescence"], cell, rtol=1e-6, atol=1e-4)
@@ -259,7 +259,7 @@ def test_extract_spikes_false_gives_zero_spikes(client: Any, parity_store: Plane
     assert "not estimated" in " ".join(store_status(inputs.store.path))
     np.testing.assert_array_equal(np.flatnonzero(outputs["cell_classification"][:, 0] == 0), SILENT_ROIS)  # skewness and classes still computed
 
-    run_extraction_step(make_context(inputs.store, **base), client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(make_context(inputs.store, **base), plane=0), client)
     assert read_extraction(inputs.store)["spikes"].any()  # a rerun with spikes on replaces the zeros
 
 
@@ -269,7 +269,7 @@ def test_zero_rois(client: Any, tmp_path: Path, parity_movie: tuple[np.ndarray, 
     channels = [movie, (movie // 2 + 7).astype(np.int16)][:channel_number]
     inputs = write_plane(tmp_path / "recording.zarr", channels, RaggedRois.empty(), chunk_frames=PARITY_CHUNK_FRAMES)
     context = make_context(inputs.store, channel_number=channel_number, main={"two_channels": channel_number == 2, "custom_classifier_path": str(classifier_path)})
-    run_extraction_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(context, plane=0), client)
     outputs = read_extraction(inputs.store)
     for name in ("cell_fluorescence", "neuropil_fluorescence", "subtracted_fluorescence", "spikes"):
         assert outputs[name].shape == (0, PARITY_FRAMES) and outputs[name].dtype == np.float32
@@ -293,7 +293,7 @@ def test_simulated_traces_and_spikes_track_truth(client: Any, simulated_plane: t
     """
     inputs, truth = simulated_plane
     context = make_context(inputs.store, main={"tau": truth.tau_s, "custom_classifier_path": str(classifier_path)})
-    run_extraction_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(context, plane=0), client)
     outputs = read_extraction(inputs.store)
     cells = np.flatnonzero(truth.is_cell)
     active = truth.active[cells]
@@ -325,7 +325,7 @@ def test_estimated_tau_on_the_simulator_and_the_warning_on_a_wrong_main_tau(clie
     """
     inputs, truth = simulated_plane
     context = make_context(inputs.store, main={"tau": 2 * truth.tau_s, "custom_classifier_path": str(classifier_path)})
-    run_extraction_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(context, plane=0), client)
     attributes = dict(inputs.store.array(f"{stage_path(0, 'extraction')}/estimated_tau_s").attrs)
     cells = np.flatnonzero(truth.is_cell)
     noise_free = estimate_decay_time_constants(truth.calcium[cells][truth.active[cells]], frame_rate_hz=FRAME_RATE_HZ, minimum_signal_to_noise=TAU_MINIMUM_SIGNAL_TO_NOISE)
@@ -349,7 +349,7 @@ def test_structural_channel_colocalization(client: Any, tmp_path: Path, classifi
     channels = [recording.movie[0, 0], recording.movie[0, 1]]
     inputs = write_plane(tmp_path / "recording.zarr", channels, truth.rois(cells_only=True), chunk_frames=64, bad_frames=bad_frames)
     context = make_context(inputs.store, channel_number=2, main={"two_channels": True, "custom_classifier_path": str(classifier_path)})
-    run_extraction_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(context, plane=0), client)
 
     structural = read_extraction(inputs.store, suffix="_channel_2")
     cell, neuropil, masks = dense_reference(inputs, channel=1)
@@ -368,6 +368,6 @@ def test_structural_channel_colocalization(client: Any, tmp_path: Path, classifi
     assert precision >= 0.9 and recall >= 0.9
 
     without_neuropil = make_context(inputs.store, channel_number=2, main={"two_channels": True, "custom_classifier_path": str(classifier_path)}, signal_extraction={"extract_neuropil": False})
-    run_extraction_step(without_neuropil, client, plane=0, show_progress=False)
+    run_plan(plan_extraction_step(without_neuropil, plane=0), client)
     assert not read_extraction(inputs.store, suffix="_channel_2")["neuropil_fluorescence_channel_2"].any()
     np.testing.assert_array_equal(inputs.store.read(f"{extraction}/cell_colocalization"), colocalization)  # still against the neuropil masks

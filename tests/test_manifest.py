@@ -16,7 +16,8 @@ import pytest
 
 from cindra_dask.config import configuration_to_yaml
 from cindra_dask.errors import OutputError
-from cindra_dask.manifest import MANIFEST_FILE_NAME, array_checksum, clean_store, read_manifest, reset_store, verify_store, write_manifest
+from cindra_dask.manifest import MANIFEST_FILE_NAME, array_checksum, read_manifest, verify_store, write_manifest
+from cindra_dask.runner.maintenance import clean_store, reset_store
 from cindra_dask.rois import RaggedRois
 from cindra_dask.store import RecordingStore
 from tests.conftest import single_configuration

@@ -21,8 +21,7 @@ from cindra_dask.evaluate import match_rois, row_correlations
 from cindra_dask.extraction.baseline import subtract_neuropil
 from cindra_dask.extraction.masks import build_extraction_masks
 from cindra_dask.multirecording.export import export_tracked_traces
-from cindra_dask.multirecording.graph import run_multi_recording
-from cindra_dask.pipeline import RunReport, run_single_recording
+from cindra_dask.pipeline import RunReport, run_multi_recording, run_single_recording
 from cindra_dask.simulate import GroundTruth, SimulationParameters, simulate_sessions, write_recording
 from cindra_dask.store import RecordingStore, multi_recording_path
 
@@ -248,9 +247,9 @@ def test_second_run_skips_both_phases_and_extract_needs_a_current_discover(track
     changed = multi_configuration([store.path for store in tracked_sessions.stores], roi_tracking={"threshold": 0.5})
     with pytest.raises(PhaseUnavailableError, match="run the 'discover' phase first"):
         run_multi_recording(changed, client=client, phases=["extract"])
-    with pytest.raises(ConfigurationError, match="--target-recording session_9"):
+    with pytest.raises(ConfigurationError, match="target_recording session_9"):
         run_multi_recording(configuration, client=client, target_recording="session_9")
-    with pytest.raises(ConfigurationError, match="--phase combine: unknown phase"):
+    with pytest.raises(ConfigurationError, match="unknown phase combine"):
         run_multi_recording(configuration, client=client, phases=["combine"])
     assert [outcome.state for outcome in run_multi_recording(configuration, client=client).outcomes] == ["skipped"] * (1 + SESSION_COUNT)
 

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from cindra_dask.evaluate import displacement_rms_error, offset_rms_error, registration_displacement
-from cindra_dask.registration.graph import _gather_offsets, cluster_reference_image, registration_graph, run_registration_step
+from cindra_dask.pipeline import run_plan
+from cindra_dask.registration.graph import _gather_offsets, plan_registration_step, registration_graph
+from cindra_dask.runner.plans import ReferenceImage
 from cindra_dask.registration.kernels import apply_offsets, build_reference_plan, register_frames, to_source_dtype
 from cindra_dask.registration.reference import compute_reference_image
 from cindra_dask.simulate import SimulationParameters, load_ground_truth, nonrigid_displacement, simulate_recording, write_recording
@@ -22,6 +24,11 @@ from cindra_dask.store import RecordingStore
 from tests.conftest import single_configuration
 
 SMALL = {"frame_height": 96, "frame_width": 96, "cell_count": 20, "non_cell_count": 4, "file_count": 2}
+
+
+def _requested(request: Any) -> Any:
+    """A plan of one request that returns its result."""
+    return (yield request)
 
 
 def registered_store(tmp_path: Path, client: Any, *, simulation: dict[str, Any], **sections: Any) -> tuple[RecordingStore, Any, Path]:
@@ -32,7 +39,7 @@ def registered_store(tmp_path: Path, client: Any, *, simulation: dict[str, Any],
     configuration = single_configuration(data, tmp_path / "out", **sections)
     run_single_recording(configuration, client=client, phases=["ingest"])
     context = preflight(configuration)
-    run_registration_step(context, client, plane=0, show_progress=False)
+    run_plan(plan_registration_step(context, plane=0), client)
     return context.store, load_ground_truth(data / "ground_truth.npz"), data
 
 
@@ -51,7 +58,7 @@ def test_graph_equals_kernel_on_whole_array_under_odd_chunks(tmp_path: Path, cli
     for channel in range(2):
         raw[channel][...] = movie[channel]
     sample = movie[0, ::2]
-    reference = cluster_reference_image(client, raw[0], np.arange(0, 197, 2), configuration=configuration)
+    reference = run_plan(_requested(ReferenceImage(raw[0], np.arange(0, 197, 2), configuration, bidirectional_correction=True)), client)
     whole_reference = compute_reference_image(sample)
     assert np.abs(reference.reference_image - whole_reference).max() <= 1e-3 * np.abs(whole_reference).max()  # same steps, sums in another order
     offsets = _gather_offsets(client.gather(client.compute(registration_graph(raw, registered, reference=reference, configuration=configuration, alignment_channel=0))))
@@ -80,7 +87,7 @@ def test_rigid_recording_recovered_to_five_hundredths_of_a_pixel_and_raw_unchang
     tiff_digests = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(data.glob("*.tif"))}
     raw_digest = hashlib.sha256(store.read("plane_0/raw/channel_0").tobytes()).hexdigest()
     before = set(store.array_paths())
-    run_registration_step(preflight(configuration), client, plane=0, show_progress=False)
+    run_plan(plan_registration_step(preflight(configuration), plane=0), client)
     truth = load_ground_truth(data / "ground_truth.npz")
     good = ~truth.bad_frames[0]
     error = offset_rms_error(store.read("plane_0/registration/rigid_offsets"), truth.rigid_offsets[0], valid=good)

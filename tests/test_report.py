@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cindra_dask.errors import OutputError
-from cindra_dask.manifest import reset_store
+from cindra_dask.runner.maintenance import reset_store
 from cindra_dask.report import decimate, encode_png, roi_outline_path, to_uint8, write_report
 from cindra_dask.rois import RaggedRois
 from cindra_dask.store import RecordingStore

@@ -68,7 +68,7 @@ def test_status_shows_an_interrupted_phase(tmp_path: Path) -> None:
 
 def test_unknown_phase_is_a_clear_error(tmp_path: Path) -> None:
     configuration = single_configuration(tmp_path, tmp_path / "out")
-    with pytest.raises(ConfigurationError, match="--phase discover: unknown phase; single-recording phases are ingest, process, combine"):
+    with pytest.raises(ConfigurationError, match="unknown phase discover; single-recording phases are ingest, process, combine"):
         run_single_recording(configuration, phases=["discover"])
 
 

@@ -36,7 +36,7 @@ from cindra_dask.config import SpikeDeconvolutionSettings
 from cindra_dask.evaluate import row_correlations, smoothed_spike_correlations
 from cindra_dask.extraction.baseline import estimate_neuropil_coefficients, subtract_baseline, subtract_neuropil
 from cindra_dask.extraction.oasis import deconvolve_oasis, difference_noise
-from cindra_dask.simulate_bank import load_activity_bank, write_activity_bank
+from cindra_dask.simulate_bank import load_activity_bank, write_bank_subset
 
 HERE = Path(__file__).resolve().parent
 RESULT_PATH = HERE / "results" / "spike_defaults.md"
@@ -122,22 +122,7 @@ def pipeline_table(bank_path: Path, work: Path, *, indicator: str, datasets: tup
     from cindra_dask.simulate import SimulationParameters, write_recording
     from cindra_dask.store import RecordingStore
 
-    with np.load(bank_path, allow_pickle=False) as archive:
-        bank = {name: archive[name] for name in archive.files}
-    keep = np.flatnonzero(np.isin(bank["dataset"], datasets))
-
-    def part(values: str, offsets: str, row: int) -> np.ndarray:
-        return bank[values][bank[offsets][row] : bank[offsets][row + 1]]
-
-    subset = write_activity_bank(
-        work / f"{indicator}_bank.npz",
-        dff=[part("dff", "dff_offsets", row) for row in keep],
-        source_rate_hz=bank["source_rate_hz"][keep],
-        spike_times_s=[part("spike_times_s", "spike_offsets", row) for row in keep],
-        dataset=bank["dataset"][keep],
-        indicator=bank["indicator"][keep],
-        source=bank["source"][keep],
-    )
+    subset = write_bank_subset(bank_path, datasets, work / f"{indicator}_bank.npz")
     parameters = SimulationParameters(
         frame_height=128, frame_width=128, frame_count=1500, cell_count=40, non_cell_count=5, tau_s=tau_s, file_count=2, seed=SEED, activity_bank_path=str(subset)
     )

@@ -288,7 +288,7 @@ class CaseInputs(NamedTuple):
 def sim_inputs(case: SimCase, scratch: Path, client: Any) -> CaseInputs:
     """Process the case, run the configured discover on it, and collect what the ladder needs."""
     from cindra_dask.config import MultiRecordingConfiguration, configuration_from_mapping
-    from cindra_dask.multirecording.graph import run_multi_recording
+    from cindra_dask.pipeline import run_multi_recording
     from cindra_dask.multirecording.select import SelectionLimits, select_rois
     from cindra_dask.simulate import load_ground_truth
     from cindra_dask.store import RecordingStore, multi_recording_path

@@ -33,8 +33,7 @@ import numpy as np
 from scipy import ndimage
 
 from cindra_dask.detection.images import enhanced_mean_image
-from cindra_dask.evaluate import binary_mask_matrix
-from cindra_dask.rois import RaggedRois
+from cindra_dask.rois import RaggedRois, binary_mask_matrix
 
 _RING_GAP_PX = 1
 _RING_WIDTH_PX = 2

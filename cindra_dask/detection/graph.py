@@ -35,10 +35,11 @@ from cindra_dask.detection.sparsery import detect_rois
 from cindra_dask.detection.stats import RoiStatistics, curate_rois, roi_statistics
 from cindra_dask.errors import InputError, OutputError
 from cindra_dask.rois import RaggedRois
+from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import DETECTION, REGISTERED, REGISTRATION, ROIS, RecordingStore, frames_path, stage_path
 
 if TYPE_CHECKING:
-    from cindra_dask.pipeline import RecordingContext
+    from cindra_dask.runner.context import RecordingContext
 
 IMAGE_DIMENSIONS = ("y", "x")
 RAGGED_STATISTICS = ("soma_mask", "overlap_mask")
@@ -384,12 +385,10 @@ class _RegistrationOutputs(NamedTuple):
 
 def _read_registration_outputs(store: RecordingStore, *, plane: int, frame_shape: tuple[int, int], user_bad_frames: np.ndarray) -> _RegistrationOutputs:
     """Bad frames (registration's plus the user's) and the valid ranges, checked against the frame."""
-    import zarr
-
     group_path = stage_path(plane, REGISTRATION)
     bad = store.read(f"{group_path}/bad_frames").astype(bool)
     bad[np.asarray(user_bad_frames, np.int64)] = True
-    attributes = dict(zarr.open_group(str(store.path / group_path), mode="r").attrs)
+    attributes = store.group_attributes(group_path)
     ranges = []
     for name, size in (("valid_y_range", frame_shape[0]), ("valid_x_range", frame_shape[1])):
         if name not in attributes:
@@ -403,8 +402,6 @@ def _read_registration_outputs(store: RecordingStore, *, plane: int, frame_shape
 
 def _write_outputs(store: RecordingStore, *, plane: int, images: DetectionImages, detection: PlaneDetection, attributes: dict[str, Any]) -> None:
     """Detection images, ROIs with centroids and every statistic, and the ROI group's attributes."""
-    import zarr
-
     detection_group = stage_path(plane, DETECTION)
     for name, image in images._asdict().items():
         store.write_array(f"{detection_group}/{name}", image, dimension_names=IMAGE_DIMENSIONS)
@@ -414,11 +411,11 @@ def _write_outputs(store: RecordingStore, *, plane: int, images: DetectionImages
     store.write_rois(rois_group, detection.rois, centroids=detection.centroids, footprint=detection.footprints, detection_source=detection.detection_source, **per_roi)
     for name in RAGGED_STATISTICS:
         store.write_array(f"{rois_group}/{name}", statistics[name])
-    zarr.open_group(str(store.path / rois_group), mode="r+").attrs.update(attributes)
+    store.update_group_attributes(rois_group, attributes)
 
 
-def run_detection_step(context: RecordingContext, client: Any, *, plane: int, show_progress: bool) -> None:
-    """Detection step of one plane: binning, detection images, sparse detection, ROI statistics.
+def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
+    """Plan of the detection step of one plane: binning, detection images, sparse detection, ROI statistics.
 
     Reads ``plane_k/registered/channel_c`` (c: the functional channel), ``plane_k/registration/bad_frames``
     (plus the user's ``bad_frames.npy``) and the registration's valid ranges; writes
@@ -433,8 +430,6 @@ def run_detection_step(context: RecordingContext, client: Any, *, plane: int, sh
     more task on the mean image and the ROIs.
     """
     import dask.array as da
-
-    from cindra_dask.pipeline import _compute
 
     configuration = context.configuration
     settings = configuration.roi_detection
@@ -485,7 +480,7 @@ def run_detection_step(context: RecordingContext, client: Any, *, plane: int, sh
             crop_to_soma=settings.crop_to_soma,
             maximum_overlap=settings.maximum_overlap,
         )
-    images_result, detection_result = _compute(client, [images, detection], label=f"detection (plane {plane})", show_progress=show_progress)
+    images_result, detection_result = yield Compute([images, detection], f"detection (plane {plane})")
     _write_outputs(
         store,
         plane=plane,

@@ -46,8 +46,7 @@ import numpy as np
 import yaml
 
 from cindra_dask.errors import OutputError
-from cindra_dask.manifest import arrays_under, group_attributes, open_existing_store, plane_indices
-from cindra_dask.store import DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, stage_path
+from cindra_dask.store import DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, arrays_under, open_existing_store, plane_indices, stage_path
 
 STAT_NAMES = {
     "pixel_count": "npix",
@@ -183,13 +182,13 @@ def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes
     if some_image is None:
         raise OutputError(f"{store.path}: plane {plane} has neither {detection_group}/mean_image nor {registration_group}/reference_image; rerun the process phase")
     height, width = (int(size) for size in some_image.shape)
-    registration_attributes = group_attributes(store, registration_group)
+    registration_attributes = store.group_attributes(registration_group)
     y_range = [int(value) for value in registration_attributes.get("valid_y_range", (0, height))]
     x_range = [int(value) for value in registration_attributes.get("valid_x_range", (0, width))]
     main = configuration.get("main") or {}
     frame_rate = float(acquisition.get("frame_rate", 0.0) or 0.0)
     plane_number = int(acquisition.get("plane_number", 1) or 1)
-    diameter = group_attributes(store, stage_path(plane, ROIS)).get("diameter_px")
+    diameter = store.group_attributes(stage_path(plane, ROIS)).get("diameter_px")
     ops: dict[str, Any] = {
         "data_path": [str(attributes.get("tiff_directory", ""))],
         "file_list": list(attributes.get("tiff_files") or []),

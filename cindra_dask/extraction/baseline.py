@@ -27,8 +27,9 @@ import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d, minimum_filter1d
 
-from cindra_dask.config import BaselineMethod
 
+BASELINE_METHODS = ("maximin", "constant", "constant_percentile")
+"""cindra's baseline methods (the values of ``spike_deconvolution.baseline_method``)."""
 MAXIMIN_GAUSSIAN_TRUNCATE = 3.0
 """Gaussian truncation (in σ) of the maximin pre-smoothing."""
 
@@ -200,7 +201,7 @@ def percentile_baseline(traces: np.ndarray, *, baseline_percentile: float) -> np
 def subtract_baseline(
     traces: np.ndarray,
     *,
-    baseline_method: BaselineMethod | str,
+    baseline_method: str,
     baseline_window_s: float,
     baseline_sigma_frames: float,
     baseline_percentile: float,
@@ -223,10 +224,11 @@ def subtract_baseline(
     (n, T) float32 traces − baseline.
     """
     traces = np.asarray(traces, np.float32)
-    method = BaselineMethod(baseline_method)
-    if method is BaselineMethod.MAXIMIN:
+    if baseline_method not in BASELINE_METHODS:
+        raise ValueError(f"baseline_method must be one of {', '.join(BASELINE_METHODS)}, got {baseline_method!r}")
+    if baseline_method == "maximin":
         baseline = maximin_baseline(traces, baseline_window_s=baseline_window_s, baseline_sigma_frames=baseline_sigma_frames, frame_rate_hz=frame_rate_hz)
-    elif method is BaselineMethod.CONSTANT:
+    elif baseline_method == "constant":
         if constant_baseline is None:
             constant_baseline = float(smoothed_minima(traces, baseline_sigma_frames=baseline_sigma_frames).min()) if traces.size else 0.0
         baseline = np.float32(constant_baseline)

@@ -36,12 +36,11 @@ from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
 from cindra_dask.extraction.oasis import deconvolve_oasis
 from cindra_dask.extraction.traces import extract_traces
 from cindra_dask.rois import RaggedRois
+from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import EXTRACTION, REGISTRATION, ROIS, frames_path, stage_path
 
 if TYPE_CHECKING:
-    from distributed import Client
-
-    from cindra_dask.pipeline import RecordingContext
+    from cindra_dask.runner.context import RecordingContext
 
 TRACE_DIMENSIONS = ("roi", "t")
 TRACE_DTYPE = np.dtype(np.float32)
@@ -437,8 +436,8 @@ def structural_graph(
 # ---------------------------------------------------------------------------------------------
 
 
-def run_extraction_step(context: RecordingContext, client: Client, *, plane: int, show_progress: bool) -> None:
-    """Extraction step of one plane: masks, traces, skewness, classification, baseline, OASIS.
+def plan_extraction_step(context: RecordingContext, *, plane: int) -> StepPlan:
+    """Plan of the extraction step of one plane: masks, traces, skewness, classification, baseline, OASIS.
 
     Reads ``plane_k/registered/channel_c`` (c = the functional channel), ``plane_k/rois/*``
     (masks, ``radius_px``, ``normalized_pixel_count``, ``compactness``) and, with a structural
@@ -455,8 +454,6 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
     """
     import dask.array as da
     from dask import is_dask_collection
-
-    from cindra_dask.pipeline import _compute
 
     store, configuration = context.store, context.configuration
     main = configuration.main
@@ -513,6 +510,6 @@ def run_extraction_step(context: RecordingContext, client: Client, *, plane: int
     if writes:
         sources, targets = zip(*writes)
         stored = da.store(list(sources), list(targets), lock=False, compute=False)
-        _compute(client, [stored] if is_dask_collection(stored) else list(stored), label=f"extraction plane {plane}", show_progress=show_progress)
+        yield Compute([stored] if is_dask_collection(stored) else list(stored), f"extraction plane {plane}")
     decay = recording_decay_time_constant(tau_target[...], is_cell=classification_target[...][:, 0] > 0.5)
     tau_target.attrs.update({"recording_tau_s": decay.tau_s, "cell_count": decay.cell_count, "configured_tau_s": main.tau})

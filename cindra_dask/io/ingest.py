@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cindra_dask.config import configuration_to_yaml
 from cindra_dask.io.tiff import IngestPlan, read_plane_frames
+from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import FRAME_DIMENSIONS, RecordingStore, frames_path
+
+if TYPE_CHECKING:
+    from cindra_dask.runner.context import RecordingContext
 
 
 def _read_chunk(plan: IngestPlan, *, plane_index: int, channel: int, block_info: dict | None = None) -> np.ndarray:
@@ -58,3 +64,22 @@ def ingest_graph(plan: IngestPlan, store: RecordingStore) -> list[Any]:
             )
             writes.append(da.store(frames, target, lock=False, compute=False))
     return writes
+
+
+def plan_ingest_step(context: RecordingContext, *, plane: None = None) -> StepPlan:
+    """Plan of the ingest step: stale planes and ``combined/`` dropped, the root attributes describing the
+    recording (acquisition, configuration YAML, TIFF files, planes, user bad frames), then `ingest_graph`."""
+    store = context.store
+    for stale in [*store.path.glob("plane_*"), store.path / "combined"]:
+        if stale.exists():
+            store.delete(stale.name)
+    store.update_attributes(
+        acquisition=context.acquisition.model_dump(mode="json"),
+        configuration=configuration_to_yaml(context.configuration),
+        tiff_directory=str(context.tiff_directory),
+        tiff_files=[Path(info.path).name for info in context.plan.files],
+        frames_per_plane=context.plan.frames_per_plane,
+        planes=[plane._asdict() for plane in context.plan.virtual_planes],
+        bad_frame_indices=context.bad_frame_indices.tolist(),
+    )
+    yield Compute(ingest_graph(context.plan, store), "ingest")

@@ -1,4 +1,4 @@
-"""Graph builders and runner of the multi-recording pipeline (cindra §4): ``discover`` then ``extract``.
+"""Plans of the multi-recording pipeline (cindra §4): ``discover`` then ``extract`` (run by `cindra_dask.runner.multi`).
 
 ``discover`` (one run over all recordings)::
 
@@ -33,10 +33,8 @@ Memory on the client: N canvas images, the N recordings' ROIs and 2·N deformati
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -45,19 +43,18 @@ from cindra_dask.config import (
     DiffeomorphicRegistrationSettings,
     MultiRecordingConfiguration,
     ReferenceImageType,
+    hashable_sections,
     section_hash,
 )
 from cindra_dask.combine import PlaneTile
-from cindra_dask.errors import ConfigurationError, InputError, OutputError, PhaseUnavailableError
+from cindra_dask.errors import ConfigurationError, InputError, OutputError
 from cindra_dask.multirecording.demons import GroupDeformation, group_deformation, normalize_contrast, register_pair
 from cindra_dask.multirecording.projection import ProjectedTemplates, project_templates, select_templates, template_diameter_px, warp_rois
 from cindra_dask.multirecording.select import SelectionLimits, channel_limits, confident_tracks, region_borders, select_rois
 from cindra_dask.multirecording.tracking import Tracking, keep_tracks, track_rois
 from cindra_dask.rois import RaggedRois
+from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, frames_path, multi_recording_path, stage_path
-
-if TYPE_CHECKING:
-    from cindra_dask.pipeline import RunReport
 
 DISCOVER = "discover"
 EXTRACT = "extract"
@@ -156,19 +153,17 @@ def recording_names(paths: Sequence[Path]) -> list[str]:
 
 def _inspect_recording(path: Path, *, field: str, name: str, image_name: str) -> tuple[RecordingSource | None, list[str]]:
     """One recording's source, or the problems that keep it out (each naming the field and what to do)."""
-    import zarr
-
     store = RecordingStore(path)
     if not store.exists:
         return None, [f"{field}: {path} is not a cindra-dask store (no zarr.json); give a <name>.zarr folder written by `cindra-dask run`"]
     record = store.phase_record(UPSTREAM_STEP)
     if record is None or not record.complete:
         return None, [f"{field}: {path}: the recording has no complete '{UPSTREAM_STEP}' phase; finish `cindra-dask run` on it (ingest, process, combine) first"]
-    combined = dict(zarr.open_group(str(store.path / COMBINED), mode="r").attrs)
+    combined = store.group_attributes(COMBINED)
     planes = [int(plane) for plane in combined.get("included_planes", [])]
     if not planes:
         return None, [f"{field}: {path}: no plane of the recording has detected ROIs (combined/ includes none); check its detection settings and rerun `cindra-dask run`"]
-    plane_attributes = [dict(zarr.open_group(str(store.path / stage_path(plane, ROIS)), mode="r").attrs) for plane in planes]
+    plane_attributes = [store.group_attributes(stage_path(plane, ROIS)) for plane in planes]
     channel = int(plane_attributes[0].get("functional_channel", 0))
     required = [
         f"{COMBINED}/{DETECTION}/{image_name}",
@@ -252,18 +247,14 @@ def preflight_multi_recording(configuration: MultiRecordingConfiguration) -> Mul
 
 def discover_hash(context: MultiRecordingContext) -> str:
     """Identity of a discover run: its sections (without ``repeat_*``) and every recording's path and upstream hash."""
-    from cindra_dask.pipeline import _hashable
-
-    sections = _hashable(context.configuration, ("recording_io", "roi_selection", "diffeomorphic_registration", "roi_tracking"))
+    sections = hashable_sections(context.configuration, ("recording_io", "roi_selection", "diffeomorphic_registration", "roi_tracking"))
     recordings = [(str(source.store.path.resolve()), source.upstream_hash) for source in context.recordings]
     return section_hash(context.configuration, (), extra={**sections, "recordings": recordings})
 
 
 def extract_hash(context: MultiRecordingContext, *, previous: str) -> str:
     """Identity of the extract phase: the discover hash chained with the extraction sections."""
-    from cindra_dask.pipeline import _hashable
-
-    return section_hash(context.configuration, (), extra={"previous": previous, **_hashable(context.configuration, ("signal_extraction", "spike_deconvolution"))})
+    return section_hash(context.configuration, (), extra={"previous": previous, **hashable_sections(context.configuration, ("signal_extraction", "spike_deconvolution"))})
 
 
 def phase_key(dataset_name: str, phase: str) -> str:
@@ -295,11 +286,9 @@ def read_selected_rois(source: RecordingSource, configuration: MultiRecordingCon
 
 def canvas_valid_mask(source: RecordingSource) -> np.ndarray:
     """(H, W) bool canvas pixels inside an included plane's registration valid crop (``valid_y_range``, ``valid_x_range``)."""
-    import zarr
-
     valid = np.zeros(source.frame_shape, bool)
     for tile in source.tiles:
-        attributes = dict(zarr.open_group(str(source.store.path / stage_path(tile.plane, REGISTRATION)), mode="r").attrs)
+        attributes = source.store.group_attributes(stage_path(tile.plane, REGISTRATION))
         top, bottom = attributes.get("valid_y_range", (0, tile.height))
         left, right = attributes.get("valid_x_range", (0, tile.width))
         valid[tile.y_offset + int(top) : tile.y_offset + int(bottom), tile.x_offset + int(left) : tile.x_offset + int(right)] = True
@@ -370,8 +359,6 @@ def _write_discover(
     Template rows are ordered by plane (so extraction reads contiguous blocks per plane);
     ``template_track_id`` maps each row to its track.
     """
-    import zarr
-
     store, root = source.store, multi_recording_path(dataset_name)
     track_ids = tracking.track_ids[recording_index]
     confidence = np.zeros(track_ids.shape, np.float32)
@@ -394,24 +381,25 @@ def _write_discover(
             "radius_px": ordered.radius_px,
         },
     )
-    zarr.open_group(str(store.path / root), mode="r+").attrs.update(
-        recording_names=[recording.name for recording in recordings],
-        recording_paths=[str(recording.store.path) for recording in recordings],
-        recording_index=recording_index,
-        template_diameter_px=templates.diameter_px,
+    store.update_group_attributes(
+        root,
+        {
+            "recording_names": [recording.name for recording in recordings],
+            "recording_paths": [str(recording.store.path) for recording in recordings],
+            "recording_index": recording_index,
+            "template_diameter_px": templates.diameter_px,
+        },
     )
 
 
-def run_discover(context: MultiRecordingContext, client: Any, *, show_progress: bool) -> Tracking:
-    """The discover phase: selection, demons, tracking, back-projection; writes every store's dataset group.
+def plan_discover(context: MultiRecordingContext) -> StepPlan:
+    """Plan of the discover phase: selection, demons, tracking, back-projection; writes every store's dataset group.
 
     Returns the tracking (templates in the common space). Tracked cells without a confident member
     (`confident_tracks`) and tracked cells whose template lands in no plane of some recording are
     dropped (their ROIs become untracked).
     """
     import dask
-
-    from cindra_dask.pipeline import _compute
 
     configuration = context.configuration
     recordings = context.recordings
@@ -426,7 +414,7 @@ def run_discover(context: MultiRecordingContext, client: Any, *, show_progress: 
         settings=configuration.diffeomorphic_registration,
     )
     deformed = [dask.delayed(_deformed_rois, pure=True)(selection.rois, group, frame_shape) for selection, group in zip(selections, groups)]
-    results = _compute(client, [*groups, *deformed], label=f"discover ({len(recordings)} recordings)", show_progress=show_progress)
+    results = yield Compute([*groups, *deformed], f"discover ({len(recordings)} recordings)")
     group_results, deformed_results = results[: len(recordings)], results[len(recordings) :]
     settings = configuration.roi_tracking
     tracking = track_rois(
@@ -534,121 +522,13 @@ def recording_extraction_writes(source: RecordingSource, configuration: MultiRec
     return writes
 
 
-def run_extract(context: MultiRecordingContext, client: Any, *, recordings: Sequence[RecordingSource], show_progress: bool) -> None:
-    """The extract phase of ``recordings``: one ``da.store`` of every recording's traces."""
+def plan_extract(context: MultiRecordingContext, *, recordings: Sequence[RecordingSource]) -> StepPlan:
+    """Plan of the extract phase of ``recordings``: one ``da.store`` of every recording's traces."""
     import dask.array as da
     from dask import is_dask_collection
-
-    from cindra_dask.pipeline import _compute
 
     writes = [write for source in recordings for write in recording_extraction_writes(source, context.configuration)]
     if writes:
         sources, targets = zip(*writes)
         stored = da.store(list(sources), list(targets), lock=False, compute=False)
-        _compute(client, [stored] if is_dask_collection(stored) else list(stored), label=f"extract ({len(recordings)} recordings)", show_progress=show_progress)
-
-
-# ---------------------------------------------------------------------------------------------
-# runner
-# ---------------------------------------------------------------------------------------------
-
-
-def _complete(store: RecordingStore, key: str, config_hash: str) -> bool:
-    """True when the store's record ``key`` is complete with ``config_hash``."""
-    record = store.phase_record(key)
-    return record is not None and record.complete and record.config_hash == config_hash
-
-
-def run_multi_recording(
-    configuration: MultiRecordingConfiguration,
-    *,
-    client: Any | None = None,
-    phases: Sequence[str] | None = None,
-    target_recording: str | None = None,
-    force: bool = False,
-    show_progress: bool | None = None,
-) -> RunReport:
-    """Run ``discover`` then ``extract`` over the configured recordings, skipping what is complete.
-
-    Parameters
-    ----------
-    configuration : validated multi-recording configuration.
-    client : a ``distributed.Client``; None starts the cluster of ``configuration.cluster``.
-    phases : subset of ``discover``, ``extract`` (None: both, in order). ``extract`` alone needs a
-        complete ``discover`` with the same configuration.
-    target_recording : extract only this recording (a name from `recording_names`, e.g. the
-        store's name without ``.zarr``); ``discover`` always covers every recording.
-    force : rerun the selected phases even if complete (``recording_io.repeat_selection`` and
-        ``diffeomorphic_registration.repeat_registration`` force ``discover``).
-    show_progress : progress bars (default ``runtime.display_progress_bars``).
-
-    Returns
-    -------
-    RunReport with the main (first) recording's store and one outcome for ``discover`` and one per
-    recording for ``extract`` (``extract/<recording name>``).
-
-    Every store is locked for the whole run; nothing is written before `preflight_multi_recording`
-    has accepted the configuration and every recording.
-    """
-    from cindra_dask.pipeline import MULTI_RECORDING_PHASES, PhaseOutcome, RunReport, _LazyClient, _refresh_manifest
-
-    if phases:
-        unknown = [name for name in phases if name not in MULTI_RECORDING_PHASES]
-        if unknown:
-            raise ConfigurationError(f"--phase {', '.join(unknown)}: unknown phase; multi-recording phases are {', '.join(MULTI_RECORDING_PHASES)}")
-    selected_phases = [phase for phase in MULTI_RECORDING_PHASES if not phases or phase in phases]
-    context = preflight_multi_recording(configuration)
-    names = [source.name for source in context.recordings]
-    if target_recording is not None and target_recording not in names:
-        raise ConfigurationError(f"--target-recording {target_recording}: not a recording of this dataset; choose one of {', '.join(names)}")
-    show = configuration.runtime.display_progress_bars if show_progress is None else show_progress
-    dataset_name = configuration.recording_io.dataset_name
-    discover_key, extract_key = phase_key(dataset_name, DISCOVER), phase_key(dataset_name, EXTRACT)
-    hashes = {DISCOVER: discover_hash(context)}
-    hashes[EXTRACT] = extract_hash(context, previous=hashes[DISCOVER])
-    stores = [source.store for source in context.recordings]
-    outcomes: list[PhaseOutcome] = []
-    lazy_client = _LazyClient(configuration, client)
-    with contextlib.ExitStack() as locks:
-        for store in stores:
-            locks.enter_context(store.locked())
-        try:
-            if DISCOVER in selected_phases:
-                forced = force or configuration.recording_io.repeat_selection or configuration.diffeomorphic_registration.repeat_registration
-                if not forced and all(_complete(store, discover_key, hashes[DISCOVER]) for store in stores):
-                    print(f"phase '{DISCOVER}' ({dataset_name}): complete (hash {hashes[DISCOVER]}), skipped", file=sys.stderr)
-                    outcomes.append(PhaseOutcome(DISCOVER, "skipped", 0.0))
-                else:
-                    starts = []
-                    for store in stores:
-                        store.forget_phase(extract_key)
-                        starts.append(store.mark_phase_started(discover_key, config_hash=hashes[DISCOVER]))
-                    tracking = run_discover(context, lazy_client.get(), show_progress=show)
-                    records = [store.mark_phase_complete(discover_key, config_hash=hashes[DISCOVER], started=started) for store, started in zip(stores, starts)]
-                    duration = float(records[0].duration_s or 0.0)
-                    print(f"phase '{DISCOVER}' ({dataset_name}): {tracking.templates.count} tracked cells in {duration:.1f} s", file=sys.stderr)
-                    outcomes.append(PhaseOutcome(DISCOVER, "ran", duration))
-            if EXTRACT in selected_phases:
-                stale = [source.name for source in context.recordings if not _complete(source.store, discover_key, hashes[DISCOVER])]
-                if stale:
-                    raise PhaseUnavailableError(f"phase '{EXTRACT}' needs a complete '{DISCOVER}' with this configuration, missing or outdated in {', '.join(stale)}; run the '{DISCOVER}' phase first")
-                targets = [source for source in context.recordings if target_recording is None or source.name == target_recording]
-                pending = [source for source in targets if force or not _complete(source.store, extract_key, hashes[EXTRACT])]
-                pending_names = {source.name for source in pending}
-                for source in targets:
-                    if source.name not in pending_names:
-                        print(f"phase '{EXTRACT}' ({dataset_name}, {source.name}): complete (hash {hashes[EXTRACT]}), skipped", file=sys.stderr)
-                        outcomes.append(PhaseOutcome(f"{EXTRACT}/{source.name}", "skipped", 0.0))
-                if pending:
-                    starts = [source.store.mark_phase_started(extract_key, config_hash=hashes[EXTRACT]) for source in pending]
-                    run_extract(context, lazy_client.get(), recordings=pending, show_progress=show)
-                    for source, started in zip(pending, starts):
-                        record = source.store.mark_phase_complete(extract_key, config_hash=hashes[EXTRACT], started=started)
-                        outcomes.append(PhaseOutcome(f"{EXTRACT}/{source.name}", "ran", float(record.duration_s or 0.0)))
-                    print(f"phase '{EXTRACT}' ({dataset_name}): {len(pending)} recording(s) in {outcomes[-1].duration_s:.1f} s", file=sys.stderr)
-            ran = any(outcome.state == "ran" for outcome in outcomes)
-            for store in stores:
-                _refresh_manifest(store, ran=ran)
-        finally:
-            lazy_client.close()
-    return RunReport(stores[0].path, tuple(outcomes))
+        yield Compute([stored] if is_dask_collection(stored) else list(stored), f"extract ({len(recordings)} recordings)")

@@ -36,8 +36,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
 from cindra_dask.detection.stats import median_centroids
-from cindra_dask.evaluate import binary_mask_matrix
-from cindra_dask.rois import RaggedRois
+from cindra_dask.rois import RaggedRois, binary_mask_matrix
 
 UNLINKED_DISTANCE = 10_000.0
 """Distance of pairs that must never share a cluster (same recording, or centroids too far apart)."""

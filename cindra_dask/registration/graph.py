@@ -4,7 +4,7 @@ Per plane (cindra §3.2):
 
 1. Reference: ``reference_frame_count`` evenly spaced raw frames of the alignment channel are read in
    parallel and persisted on the workers in chunks; cindra's initial pick runs over those chunks and
-   its 8 refinement passes are submitted at once as tasks on them (`cluster_reference_image`), so
+   its 8 refinement passes are submitted at once as tasks on them (the runner drives this loop: `cindra_dask.runner.reference_image`), so
    the reference scales with the cluster instead of holding one worker for tens of seconds. Only (n, 3) offsets, the (n, n)
    correlation matrix and single images reach the client; the rest of the movie is never read.
 2. Plan: one task turns the reference into a `ReferencePlan` (tapers, kernels, spectra, block
@@ -27,25 +27,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 import numpy as np
 
 from cindra_dask.registration.bad_frames import bad_frame_mask, valid_crop
-from cindra_dask.registration.bidiphase import correct_bidirectional_offset, estimate_bidirectional_offset
 from cindra_dask.registration.kernels import PlanOptions, ReferencePlan, apply_offsets, build_reference_plan, frame_batches, register_frames, temporal_halo_frames, to_source_dtype
 from cindra_dask.registration.metrics import registration_metrics
 from cindra_dask.registration.nonrigid import block_layout
-from cindra_dask.registration.one_photon import one_photon_prefilter
-from cindra_dask.registration.reference import (
-    REFINEMENT_ITERATIONS,
-    aligned_sum,
-    correlation_matrix,
-    initial_reference_indices,
-    reference_rigid_plan,
-    refinement_frame_indices,
-)
+from cindra_dask.registration.reference import REFINEMENT_ITERATIONS, aligned_sum, refinement_frame_indices
 from cindra_dask.registration.rigid import estimate_rigid_offsets
+from cindra_dask.runner.plans import Compute, ReferenceImage, StepPlan
 from cindra_dask.store import FRAME_DIMENSIONS, RAW, REGISTERED, REGISTRATION, RecordingStore, frames_path, stage_path
 
 if TYPE_CHECKING:
     from cindra_dask.config import SingleRecordingConfiguration
-    from cindra_dask.pipeline import RecordingContext
+    from cindra_dask.runner.context import RecordingContext
 
 METRICS_SAMPLE_FRAMES = 2000
 """Most registered frames sampled for the PC metrics (cindra samples up to 2 000)."""
@@ -244,108 +236,6 @@ def _sample_block(movie: Any, indices: np.ndarray, *, source_chunk_frames: int) 
     return block
 
 
-def _chunk_futures(persisted: Any) -> list[Any]:
-    """The futures of a persisted (n, H, W) dask array's chunks, in frame order."""
-    from dask.core import flatten
-    from distributed import futures_of
-
-    by_key = {future.key: future for future in futures_of(persisted)}
-    return [by_key[key] for key in flatten(persisted.__dask_keys__())]
-
-
-def cluster_reference_image(
-    client: Any,
-    movie: Any,
-    sample_indices: np.ndarray,
-    *,
-    configuration: SingleRecordingConfiguration,
-    bidirectional_correction: bool = True,
-) -> ReferenceResult:
-    """cindra's reference image (`cindra_dask.registration.reference.compute_reference_image`) on the cluster.
-
-    Parameters
-    ----------
-    client : ``distributed.Client``.
-    movie : (T, H, W) frames (any dtype): a ``zarr.Array``, read by the tasks, or a small numpy
-        array (embedded in every read task).
-    sample_indices : (n,) sorted indices of the sampled frames (`reference_sample_indices`).
-    configuration : registration options.
-    bidirectional_correction : estimate/apply the bidirectional offset (False for already corrected frames).
-
-    Chunking: the sample (float32) is read and persisted in chunks of ≈ ``max_chunk_memory``, at
-    least two per worker thread (2 workers × 1 thread and 1 × 2 get the same chunks and, in worker
-    processes, the same reference), one task per chunk reading its frames one Zarr chunk at a time,
-    and stays on the workers. Initial pick: the frames' columns are cut into blocks
-    of ≈ ``max_chunk_memory`` (1 to 4 per thread); one task per block gathers its columns of every
-    chunk and computes that block's (n, n) Gram matrix of mean-subtracted frames; the client sums
-    them, picks the 20 frames, and each chunk sums its chosen frames. The 8 passes are submitted at
-    once, as futures: per pass, the plan is one node, each chunk's rigid estimate returns (n_chunk, 3)
-    offsets, one task picks the frames to average, each chunk sums its chosen frames moved back, one
-    task averages the sums. Only (n, 3) arrays, column blocks and single images move between tasks;
-    the (n, n) Gram matrices and the final image reach the client.
-    """
-    import dask
-    import dask.array as da
-
-    from cindra_dask.pipeline import _compute
-
-    registration = configuration.registration
-    options = _reference_options(configuration)
-    frame_shape = tuple(movie.shape[1:])
-    sample_indices = np.asarray(sample_indices, np.int64)
-    thread_count = max(1, sum(worker["nthreads"] for worker in client.scheduler_info(n_workers=-1)["workers"].values()))
-    chunk_frames = max(1, min(configuration.runtime.max_chunk_bytes // (4 * int(np.prod(frame_shape))), -(-len(sample_indices) // (2 * thread_count))))
-    source_chunk_frames = int(getattr(movie, "chunks", movie.shape)[0])
-    chunk_indices = [sample_indices[start : start + chunk_frames] for start in range(0, len(sample_indices), chunk_frames)]
-    frames = da.concatenate(
-        [
-            da.from_delayed(dask.delayed(_sample_block, pure=False)(movie, indices, source_chunk_frames=source_chunk_frames), shape=(len(indices), *frame_shape), dtype=np.float32)
-            for indices in chunk_indices
-        ]
-    )
-    offset = registration.bidirectional_phase_offset_override if bidirectional_correction else 0
-    if offset == 0 and bidirectional_correction and registration.compute_bidirectional_phase_offset:
-        (offset,) = _compute(client, [dask.delayed(estimate_bidirectional_offset)(frames)], label="bidirectional offset", show_progress=False)
-    if offset:
-        frames = frames.map_blocks(correct_bidirectional_offset, offset_px=offset, dtype=np.float32)
-    correlation_frames = frames
-    if options["one_photon"]:
-        correlation_frames = frames.map_blocks(
-            one_photon_prefilter, highpass_window_px=options["one_photon_highpass_window_px"], presmoothing_window_px=options["one_photon_presmoothing_window_px"], dtype=np.float32
-        )
-    frames, correlation_frames = client.persist([frames, correlation_frames])
-    frame_chunks, correlation_chunks = _chunk_futures(frames), _chunk_futures(correlation_frames)
-    # Gram matrix by column blocks of ≈ ``max_chunk_memory`` (1 to 4 per thread: chunks × blocks
-    # slicing tasks): a block task receives only its columns of every chunk (views where the chunk
-    # lives), so a worker's peak grows by a few blocks, not by a copy of the sample (a column
-    # rechunk added ≈ 450 MiB per worker at 512²)
-    frame_means = np.concatenate(client.gather(client.map(_frame_means_block, frame_chunks)))
-    frame_count, pixel_count = frames.shape[0], int(np.prod(frame_shape))
-    budget_blocks = -(-4 * frame_count * pixel_count // configuration.runtime.max_chunk_bytes)
-    block_count = min(pixel_count, max(thread_count, min(budget_blocks, 4 * thread_count)))
-    edges = np.linspace(0, pixel_count, block_count + 1).astype(np.int64)
-    block_grams = [
-        client.submit(_column_block_gram, client.map(_column_slice, frame_chunks, start=int(start), stop=int(stop)), frame_means)
-        for start, stop in zip(edges[:-1], edges[1:])
-    ]
-    chosen = np.sort(initial_reference_indices(correlation_matrix(np.sum(client.gather(block_grams), axis=0))))
-    del block_grams
-    chunk_starts = np.cumsum([0, *frames.chunks[0]])
-    chosen_in_chunks = [chosen[(chosen >= start) & (chosen < stop)] for start, stop in zip(chunk_starts[:-1], chunk_starts[1:])]
-    chosen_sums = [client.submit(_centered_sum_block, chunk, indices - start, frame_means[indices]) for chunk, indices, start in zip(frame_chunks, chosen_in_chunks, chunk_starts)]
-    reference = (np.sum(client.gather(chosen_sums), axis=0) / len(chosen)).astype(np.float32)  # the initial reference
-    # the 8 passes submitted at once as futures on the persisted chunks (no client round trips, no
-    # client-side graph merging): only (n, 3) estimates and (H, W) images move between tasks
-    for iteration in range(REFINEMENT_ITERATIONS):
-        plan = client.submit(reference_rigid_plan, reference, **options)  # one task: each worker fetches it once
-        estimates = client.map(_estimate_block, correlation_chunks, plan=plan, refine=iteration == REFINEMENT_ITERATIONS - 1)
-        selection = client.submit(_pass_selection, estimates, iteration=iteration)
-        partial_sums = client.map(_aligned_sum_block, frame_chunks, range(len(frame_chunks)), selection=selection)
-        reference = client.submit(_mean_image, partial_sums, selection)
-    reference = reference.result()
-    return ReferenceResult(reference, int(offset))
-
-
 def registration_graph(
     raw_arrays: Sequence[Any],
     registered_arrays: Sequence[Any],
@@ -360,7 +250,7 @@ def registration_graph(
     ----------
     raw_arrays : per channel, (T, H, W) ``zarr.Array`` of raw frames (same chunks).
     registered_arrays : per channel, (T, H, W) ``zarr.Array`` created with the same chunks.
-    reference : from `cluster_reference_image`.
+    reference : the `ReferenceResult` (`cindra_dask.runner.reference_image.cluster_reference_image`).
     configuration : supplies the plan options.
     alignment_channel : channel the offsets are estimated on.
 
@@ -436,15 +326,14 @@ def metrics_graph(registered: Any, *, outputs: RegistrationOutputs, configuratio
 
 def _write_outputs(store: RecordingStore, *, plane: int, outputs: RegistrationOutputs, alignment_channel: int) -> None:
     """The arrays and attributes of ``plane_k/registration/``."""
-    import zarr
-
     group = stage_path(plane, REGISTRATION)
     time_dimensions = {"rigid_offsets": ("t", "axis"), "rigid_correlations": ("t",), "bad_frames": ("t",), "nonrigid_offsets": ("t", "block", "axis"), "nonrigid_correlations": ("t", "block")}
     for name in ("reference_image", "rigid_offsets", "rigid_correlations", "nonrigid_offsets", "nonrigid_correlations", "block_centers", "bad_frames"):
         values = getattr(outputs, name)
         attributes = {"sign": OFFSETS_SIGN} if name in ("rigid_offsets", "nonrigid_offsets") else None
         store.write_array(f"{group}/{name}", values, dimension_names=time_dimensions.get(name, ("y", "x") if name == "reference_image" else None), attributes=attributes)
-    zarr.open_group(str(store.path / group), mode="r+").attrs.update(
+    store.update_group_attributes(
+        group,
         {
             "valid_y_range": list(outputs.valid_y_range),
             "valid_x_range": list(outputs.valid_x_range),
@@ -464,8 +353,8 @@ def _write_metrics(store: RecordingStore, *, plane: int, metrics: Any) -> None:
     store.write_array(f"{group}/pc_projections", metrics.projections)
 
 
-def run_registration_step(context: RecordingContext, client: Any, *, plane: int, show_progress: bool) -> None:
-    """Registration step of one plane.
+def plan_registration_step(context: RecordingContext, *, plane: int) -> StepPlan:
+    """Plan of the registration step of one plane.
 
     Reads ``plane_k/raw/channel_c``; writes ``plane_k/registered/channel_c`` (same shape, dtype and
     chunks as raw) and ``plane_k/registration/{reference_image, rigid_offsets, rigid_correlations,
@@ -475,11 +364,9 @@ def run_registration_step(context: RecordingContext, client: Any, *, plane: int,
     ``valid_y_range``, ``valid_x_range``, ``alignment_channel``, ``bidirectional_offset_px``.
     Raw frames are only read.
 
-    Chunking: see `cluster_reference_image` and `registration_graph` (one task per raw Zarr chunk).
+    Chunking: see `cindra_dask.runner.reference_image.cluster_reference_image` and `registration_graph` (one task per raw Zarr chunk).
     """
     import dask.array as da
-
-    from cindra_dask.pipeline import _compute
 
     configuration, store = context.configuration, context.store
     channel_count = context.plan.channel_number
@@ -491,18 +378,18 @@ def run_registration_step(context: RecordingContext, client: Any, *, plane: int,
     ]
     frame_count = raw_arrays[alignment_channel].shape[0]
     sample_indices = reference_sample_indices(frame_count=frame_count, reference_frame_count=configuration.registration.reference_frame_count)
-    reference = cluster_reference_image(client, raw_arrays[alignment_channel], sample_indices, configuration=configuration)
+    reference = yield ReferenceImage(raw_arrays[alignment_channel], sample_indices, configuration, bidirectional_correction=True)
     passes = 2 if configuration.registration.two_step_registration else 1
     for step in range(passes):
         label = f"registration (plane {plane}{f', pass {step + 1} of {passes}' if passes > 1 else ''})"
         chunk_graphs = registration_graph(raw_arrays, registered_arrays, reference=reference, configuration=configuration, alignment_channel=alignment_channel)
-        chunk_offsets = _compute(client, chunk_graphs, label=label, show_progress=show_progress)
+        chunk_offsets = yield Compute(chunk_graphs, label)
         if step + 1 < passes:  # second pass: reference from the registered (already bidirectionally corrected) frames; raw frames still need the offset
-            second = cluster_reference_image(client, registered_arrays[alignment_channel], sample_indices, configuration=configuration, bidirectional_correction=False)
+            second = yield ReferenceImage(registered_arrays[alignment_channel], sample_indices, configuration, bidirectional_correction=False)
             reference = second._replace(bidirectional_offset_px=reference.bidirectional_offset_px)
     outputs = summarize_registration(_gather_offsets(chunk_offsets), reference, configuration=configuration, user_bad_frames=context.bad_frame_indices)
     _write_outputs(store, plane=plane, outputs=outputs, alignment_channel=alignment_channel)
     if configuration.registration.registration_metric_principal_components > 0 and (~outputs.bad_frames).sum() >= 2:
-        (metrics,) = _compute(client, [metrics_graph(da.from_zarr(registered_arrays[alignment_channel]), outputs=outputs, configuration=configuration)], label=f"registration metrics (plane {plane})", show_progress=show_progress)
+        (metrics,) = yield Compute([metrics_graph(da.from_zarr(registered_arrays[alignment_channel]), outputs=outputs, configuration=configuration)], f"registration metrics (plane {plane})")
         _write_metrics(store, plane=plane, metrics=metrics)
 

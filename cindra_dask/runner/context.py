@@ -1,0 +1,173 @@
+"""What the runner establishes before anything is written: the checked configuration, inputs and output.
+
+`preflight` reads the acquisition parameters and every TIFF header, plans the ingest, and checks the
+output location (writable, unlocked, free space) and the worker memory against the chunk budget;
+every problem is one line naming the field or file and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from cindra_dask.chunking import frames_per_chunk
+from cindra_dask.config import AcquisitionParameters, Configuration, SingleRecordingConfiguration, load_acquisition_parameters
+from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
+from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, discover_tiffs, find_acquisition_file, inspect_tiff
+from cindra_dask.store import RecordingStore, store_path
+
+BAD_FRAMES_FILE_NAME = "bad_frames.npy"
+TASK_MEMORY_FACTOR = 8
+"""A registration task holds about this many float32 copies of its chunk (frames, FFTs, warps)."""
+
+
+class RecordingContext(NamedTuple):
+    """What preflight established about one recording; every phase receives it.
+
+    Attributes
+    ----------
+    configuration : the validated configuration.
+    acquisition : the acquisition parameters in force.
+    tiff_directory : folder holding the TIFFs.
+    plan : the ingest plan (files, page layout, chunking).
+    store : the output store (may not exist yet).
+    bad_frame_indices : (k,) int64 user-marked bad frames from ``bad_frames.npy`` (may be empty).
+    """
+
+    configuration: SingleRecordingConfiguration
+    acquisition: AcquisitionParameters
+    tiff_directory: Path
+    plan: IngestPlan
+    store: RecordingStore
+    bad_frame_indices: np.ndarray
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_output(configuration: SingleRecordingConfiguration, store: RecordingStore, *, raw_bytes: int) -> list[str]:
+    problems = []
+    existing = _nearest_existing(store.path.parent)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"file_io.output_path: {configuration.file_io.output_path} cannot be written ({existing} is not a writable directory); choose a writable output_path")
+        return problems
+    try:
+        store.check_unlocked()
+    except OutputError as error:
+        problems.extend(error.problems)
+    free = shutil.disk_usage(existing).free
+    ingested = store.exists and (store.phase_record("ingest") or None) is not None
+    if not ingested and free < raw_bytes:
+        problems.append(f"file_io.output_path: {free / 2**30:.1f} GiB free on {existing} but ingest needs up to {raw_bytes / 2**30:.1f} GiB (uncompressed estimate); free space or choose another output_path")
+    elif free < 2 * raw_bytes:
+        warnings.warn(f"{existing}: {free / 2**30:.1f} GiB free; the raw plus registered movies may need up to {2 * raw_bytes / 2**30:.1f} GiB", stacklevel=3)
+    return problems
+
+
+def _check_worker_memory(configuration: Configuration) -> list[str]:
+    from dask.utils import format_bytes, parse_bytes
+
+    cluster = configuration.cluster
+    if cluster.scheduler_address or cluster.jobqueue:
+        return []
+    import psutil
+
+    from cindra_dask.cluster import local_worker_count
+
+    if cluster.memory_limit_per_worker == "auto":
+        limit = psutil.virtual_memory().total // local_worker_count(cluster)
+    else:
+        limit = parse_bytes(cluster.memory_limit_per_worker)
+    need = TASK_MEMORY_FACTOR * configuration.runtime.max_chunk_bytes * cluster.threads_per_worker
+    if need > limit:
+        return [
+            f"runtime.max_chunk_memory: tasks may need {format_bytes(need)} per worker ({TASK_MEMORY_FACTOR} × {configuration.runtime.max_chunk_memory} × {cluster.threads_per_worker} threads) "
+            f"but a worker has {format_bytes(limit)}; lower runtime.max_chunk_memory or cluster.threads_per_worker, or raise cluster.memory_limit_per_worker"
+        ]
+    return []
+
+
+def _read_bad_frames(path: Path, *, frame_count: int) -> np.ndarray:
+    try:
+        indices = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise InputError(f"{path}: cannot be read as a .npy array of frame indices ({error.__class__.__name__}); fix or remove it") from error
+    indices = np.asarray(indices)
+    if indices.dtype == bool:
+        indices = np.flatnonzero(indices)
+    if indices.ndim != 1 or indices.dtype.kind not in "iu":
+        raise InputError(f"{path}: expected a 1-D integer array of frame indices (or a boolean mask), got {indices.dtype} with shape {indices.shape}")
+    if indices.size and (indices.min() < 0 or indices.max() >= frame_count):
+        raise InputError(f"{path}: frame indices must lie in [0, {frame_count}); found {indices.min()}..{indices.max()}")
+    return indices.astype(np.int64)
+
+
+def preflight(configuration: SingleRecordingConfiguration) -> RecordingContext:
+    """Check configuration, inputs and output before anything is written.
+
+    Raises a :class:`CindraError` listing every problem found (one line each).
+    """
+    file_io = configuration.file_io
+    problems: list[str] = []
+    if file_io.data_path is None:
+        problems.append("file_io.data_path: not set; give the folder holding the TIFFs and cindra_parameters.json")
+    if file_io.output_path is None:
+        problems.append("file_io.output_path: not set; give the folder that receives the results")
+    if problems:
+        raise ConfigurationError(*problems)
+    data_path = Path(file_io.data_path).expanduser()
+    if not data_path.is_dir():
+        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the TIFFs")
+    if configuration.acquisition is not None:
+        acquisition, tiff_directory = configuration.acquisition, data_path
+    else:
+        parameters_file = find_acquisition_file(data_path)
+        acquisition, tiff_directory = load_acquisition_parameters(parameters_file), parameters_file.parent
+    if configuration.main.two_channels != (acquisition.channel_number == 2):
+        problems.append(f"main.two_channels is {configuration.main.two_channels} but the acquisition has channel_number {acquisition.channel_number}; make them agree")
+    for plane in configuration.main.ignored_flyback_planes:
+        if not 0 <= plane < acquisition.virtual_plane_count:
+            problems.append(f"main.ignored_flyback_planes: plane {plane} does not exist (planes 0..{acquisition.virtual_plane_count - 1})")
+    file_infos = []
+    for path in discover_tiffs(tiff_directory, ignored_file_names=file_io.ignored_file_names):
+        try:
+            file_infos.append(inspect_tiff(path))
+        except InputError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise InputError(*problems)
+    height, width = file_infos[0].page_shape
+    chunk_frames = min(configuration.registration.batch_size, frames_per_chunk(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes))
+    plan = build_ingest_plan(file_infos, acquisition, chunk_frames=chunk_frames)
+    recording_name = file_io.recording_name or tiff_directory.name
+    store = RecordingStore(store_path(Path(file_io.output_path).expanduser(), recording_name))
+    raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
+    problems.extend(_check_output(configuration, store, raw_bytes=raw_bytes))
+    problems.extend(_check_worker_memory(configuration))
+    bad_frames_path = data_path / BAD_FRAMES_FILE_NAME
+    bad_frame_indices = np.zeros(0, np.int64)
+    if bad_frames_path.exists():
+        try:
+            bad_frame_indices = _read_bad_frames(bad_frames_path, frame_count=plan.frames_per_plane)
+        except InputError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise CindraError(*problems)
+    if plan.frames_per_plane < 50:
+        warnings.warn(f"{tiff_directory}: only {plan.frames_per_plane} frames per plane; registration and detection need at least 50 (200+ recommended)", stacklevel=2)
+    return RecordingContext(configuration, acquisition, tiff_directory, plan, store, bad_frame_indices)
+
+
+def processed_planes(context: RecordingContext) -> list[int]:
+    """Virtual planes that are registered and processed (flyback planes excluded)."""
+    ignored = set(context.configuration.main.ignored_flyback_planes)
+    return [plane.index for plane in context.plan.virtual_planes if plane.index not in ignored]

@@ -1,0 +1,36 @@
+"""How a run reports what it does: the runner calls these hooks; the CLI renders them, notebooks log them.
+
+Nothing below the CLI prints. `LoggingEvents` (the default) sends every message to the
+``cindra_dask`` logger; the CLI passes its own renderer (messages and progress bars on standard
+error, line-by-line in a SLURM log).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+LOGGER_NAME = "cindra_dask"
+
+
+class RunEvents(Protocol):
+    """Hooks a run calls: plain messages, and each computation it submits."""
+
+    def message(self, text: str) -> None:
+        """One line about the run (a step skipped or done, the cluster started)."""
+
+    def computing(self, label: str, future: Any, client: Any) -> None:
+        """A computation was submitted; may block until ``future`` is done (a progress bar)."""
+
+
+class LoggingEvents:
+    """Messages to the ``cindra_dask`` logger at INFO; computations are not watched."""
+
+    def __init__(self) -> None:
+        self._logger = logging.getLogger(LOGGER_NAME)
+
+    def message(self, text: str) -> None:
+        self._logger.info(text)
+
+    def computing(self, label: str, future: Any, client: Any) -> None:
+        self._logger.info("computing %s", label)

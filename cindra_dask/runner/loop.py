@@ -1,0 +1,102 @@
+"""The one skip-or-run loop behind both pipelines: records, invalidation and outcomes.
+
+A unit is a record key in one or more stores (a single-recording step: one store; multi-recording
+``discover``: every recording's store, all or nothing; ``extract``: each recording's store on its
+own). A unit whose record is complete with the same configuration hash is skipped; otherwise the
+records it invalidates (its own and every later one) are forgotten, it is marked started, its plan
+runs, and only then is it marked complete, so a killed run leaves it incomplete.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+from cindra_dask.runner.execution import Executor
+from cindra_dask.runner.plans import StepPlan
+from cindra_dask.store import RecordingStore
+
+
+class PhaseOutcome(NamedTuple):
+    """What happened to one step (``ingest``, ``registration/plane_0``, ``extract/<recording>``) in a run."""
+
+    name: str
+    state: str  # "ran" or "skipped"
+    duration_s: float
+
+
+class RunReport(NamedTuple):
+    """Summary of a run: where the results are and what each phase did."""
+
+    store_path: Any
+    outcomes: tuple[PhaseOutcome, ...]
+
+
+class Unit(NamedTuple):
+    """One resumable unit of work.
+
+    Attributes
+    ----------
+    key : record key written in every store of the unit.
+    stores : the stores that hold its record.
+    config_hash : hash of everything its outputs depend on.
+    forced : rerun even if complete (``--force``, cindra's ``repeat_*`` flags).
+    plan : ``plan(stores)`` builds the plan for the stores to (re)build.
+    invalidates : record keys forgotten in those stores before it runs (its own and later ones).
+    outcome_names : one name per store when ``per_store``, else one name for the unit.
+    per_store : stores complete on their own are skipped (else all or nothing).
+    summary : ``summary(plan result, duration_s)`` → the line reported when it ran.
+    """
+
+    key: str
+    stores: tuple[RecordingStore, ...]
+    config_hash: str
+    forced: bool
+    plan: Callable[[tuple[RecordingStore, ...]], StepPlan]
+    invalidates: tuple[str, ...]
+    outcome_names: tuple[str, ...]
+    per_store: bool
+    summary: Callable[[Any, float], str]
+
+
+def is_complete(store: RecordingStore, key: str, config_hash: str) -> bool:
+    """True when ``store`` holds a complete record ``key`` with ``config_hash``."""
+    record = store.phase_record(key) if store.exists else None
+    return record is not None and record.complete and record.config_hash == config_hash
+
+
+def run_units(units: Sequence[Unit], executor: Executor) -> list[PhaseOutcome]:
+    """Run or skip every unit in order; one outcome per unit (per store for per-store units)."""
+    outcomes: list[PhaseOutcome] = []
+    for unit in units:
+        complete = [not unit.forced and is_complete(store, unit.key, unit.config_hash) for store in unit.stores]
+        if unit.per_store:
+            pending = [index for index, done in enumerate(complete) if not done]
+            skipped_names = [unit.outcome_names[index] for index, done in enumerate(complete) if done]
+        else:
+            pending = [] if all(complete) else list(range(len(unit.stores)))
+            skipped_names = list(unit.outcome_names) if all(complete) else []
+        for name in skipped_names:
+            executor.events.message(f"step '{name}': complete (hash {unit.config_hash}), skipped")
+            outcomes.append(PhaseOutcome(name, "skipped", 0.0))
+        if not pending:
+            continue
+        stores = tuple(unit.stores[index] for index in pending)
+        for store in stores:
+            for stale in unit.invalidates:
+                store.forget_phase(stale)
+        starts = [store.mark_phase_started(unit.key, config_hash=unit.config_hash) for store in stores]
+        result = executor.run(unit.plan(stores))
+        records = [store.mark_phase_complete(unit.key, config_hash=unit.config_hash, started=started) for store, started in zip(stores, starts)]
+        durations = [float(record.duration_s or 0.0) for record in records]
+        names = [unit.outcome_names[index] for index in pending] if unit.per_store else list(unit.outcome_names)
+        outcomes.extend(PhaseOutcome(name, "ran", duration) for name, duration in zip(names, durations))
+        executor.events.message(unit.summary(result, durations[0]))
+    return outcomes
+
+
+def refresh_manifest(store: RecordingStore, *, ran: bool) -> None:
+    """Rewrite ``datapackage.json`` (arrays, checksums, configuration, timings) after a run that wrote something."""
+    from cindra_dask.manifest import manifest_path, write_manifest
+
+    if store.exists and (ran or not manifest_path(store).is_file()):
+        write_manifest(store)

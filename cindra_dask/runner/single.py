@@ -1,0 +1,188 @@
+"""The single-recording pipeline: its step table, hashes and run (``ingest`` → ``process`` → ``combine``).
+
+Each step's hash chains the hash of the step before it (per plane), so a change reruns that step
+and every step after it; ``force`` (or cindra's ``repeat_*`` flags) reruns regardless. Nothing is
+written before `cindra_dask.runner.context.preflight` has checked the configuration, the inputs and
+the output location; the store is locked for the whole run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+from cindra_dask.config import Configuration, SingleRecordingConfiguration, hashable_sections, section_hash
+from cindra_dask.errors import ConfigurationError
+from cindra_dask.runner.context import RecordingContext, preflight, processed_planes
+from cindra_dask.runner.events import RunEvents
+from cindra_dask.runner.execution import Executor
+from cindra_dask.runner.loop import RunReport, Unit, refresh_manifest, run_units
+from cindra_dask.runner.plans import StepPlan
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, RAW, REGISTERED, REGISTRATION, ROIS
+
+SINGLE_RECORDING_PHASES = ("ingest", "process", "combine")
+
+
+class Step(NamedTuple):
+    """A resumable unit of the single-recording pipeline (one record in the store per plane if per-plane).
+
+    Attributes
+    ----------
+    name : step name; its record key is ``name`` or ``name/plane_k``.
+    phase : the phase it belongs to (``ingest``, ``process``, ``combine``).
+    sections : configuration sections its hash covers (chained with the step before it).
+    per_plane : runs once per processed plane.
+    plan : ``"module:function"`` of its plan, ``function(context, *, plane) -> StepPlan`` (imported when it runs).
+    force_flag : a ``section.field`` boolean that forces a rerun (cindra's ``repeat_*``).
+    outputs : the groups it writes (``plane_k/<group>`` for ingest and the per-plane steps; extraction also adds ``rois/skewness``).
+    """
+
+    name: str
+    phase: str
+    sections: tuple[str, ...]
+    per_plane: bool
+    plan: str
+    force_flag: str | None
+    outputs: tuple[str, ...]
+
+    def key(self, plane: int | None) -> str:
+        """Record key of this step (for ``plane`` when per-plane)."""
+        return f"{self.name}/plane_{plane}" if self.per_plane else self.name
+
+    def plan_function(self) -> Callable[..., StepPlan]:
+        """The plan function (importing its stage module)."""
+        module, function = self.plan.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+SINGLE_RECORDING_STEPS = (
+    Step("ingest", "ingest", (), False, "cindra_dask.io.ingest:plan_ingest_step", "file_io.repeat_binarization", (RAW,)),
+    Step(
+        "registration",
+        "process",
+        ("main", "registration", "one_photon_registration", "nonrigid_registration"),
+        True,
+        "cindra_dask.registration.graph:plan_registration_step",
+        "registration.repeat_registration",
+        (REGISTERED, REGISTRATION),
+    ),
+    Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None, (DETECTION, ROIS)),
+    Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, "cindra_dask.extraction.graph:plan_extraction_step", None, (EXTRACTION,)),
+    Step("combine", "combine", (), False, "cindra_dask.combine:plan_combine_step", None, (COMBINED,)),
+)
+
+DETECTION_DEPENDENT_STEPS = ("detection", "extraction")
+"""Steps ``roi_detection.enabled = False`` skips (cindra: "skips detection and extraction for the plane")."""
+
+
+def ingest_hash(context: RecordingContext) -> str:
+    """Identity of the ingest: acquisition, input files (names, sizes, times) and chunking."""
+    files = [(Path(info.path).name, os.stat(info.path).st_size, os.stat(info.path).st_mtime_ns) for info in context.plan.files]
+    return section_hash(context.configuration, (), extra={"acquisition": context.acquisition.model_dump(mode="json"), "files": files, "chunk_frames": context.plan.chunk_frames})
+
+
+def step_hashes(context: RecordingContext) -> dict[str, str]:
+    """Every step's hash: ingest's, then chained per plane, and combine's over all planes."""
+    configuration = context.configuration
+    hashes = {"ingest": ingest_hash(context)}
+    plane_tails = []
+    for plane in processed_planes(context):
+        previous = hashes["ingest"]
+        for step in SINGLE_RECORDING_STEPS:
+            if step.per_plane:
+                previous = section_hash(configuration, (), extra={"previous": previous, **hashable_sections(configuration, step.sections)})
+                hashes[step.key(plane)] = previous
+        plane_tails.append(previous)
+    hashes["combine"] = section_hash(configuration, (), extra={"previous": plane_tails})
+    return hashes
+
+
+def _forced(configuration: Configuration, dotted: str | None) -> bool:
+    if dotted is None:
+        return False
+    section, field = dotted.split(".")
+    return bool(getattr(getattr(configuration, section), field))
+
+
+def _selected_steps(context: RecordingContext, phases: Sequence[str] | None, target_plane: int | None, events: RunEvents) -> list[tuple[Step, int | None]]:
+    """(step, plane) pairs to consider, in execution order."""
+    units: list[tuple[Step, int | None]] = []
+    planes = [plane for plane in processed_planes(context) if target_plane is None or plane == target_plane]
+    for phase in SINGLE_RECORDING_PHASES:
+        if phases and phase not in phases:
+            continue
+        steps = [step for step in SINGLE_RECORDING_STEPS if step.phase == phase]
+        if steps[0].per_plane:
+            if not context.configuration.roi_detection.enabled:
+                events.message("roi_detection.enabled is false: detection and extraction skipped (registration only)")
+                steps = [step for step in steps if step.name not in DETECTION_DEPENDENT_STEPS]
+            units += [(step, plane) for plane in planes for step in steps]
+        elif phase == "combine" and target_plane is not None:
+            events.message("phase 'combine': skipped because target_plane limits the run to one plane")
+        else:
+            units += [(step, None) for step in steps]
+    return units
+
+
+def _invalidated_keys(step: Step, plane: int | None, hashes: dict[str, str]) -> tuple[str, ...]:
+    """Record keys whose outputs depend on ``step`` (itself included)."""
+    if step.name == "ingest":
+        return tuple(hashes)
+    position = [candidate.name for candidate in SINGLE_RECORDING_STEPS].index(step.name)
+    return (*(later.key(plane) for later in SINGLE_RECORDING_STEPS[position:] if later.per_plane), "combine")
+
+
+def run_single_recording(
+    configuration: SingleRecordingConfiguration,
+    *,
+    client: Any | None = None,
+    phases: Sequence[str] | None = None,
+    target_plane: int | None = None,
+    force: bool = False,
+    events: RunEvents | None = None,
+) -> RunReport:
+    """Run the single-recording steps in order, skipping complete ones whose hash matches.
+
+    Parameters
+    ----------
+    configuration : validated configuration.
+    client : a ``distributed.Client``; None starts the cluster of ``configuration.cluster``.
+    phases : subset of ``ingest``, ``process``, ``combine`` (None: all, in order).
+    target_plane : restrict the per-plane ``process`` steps to this plane (``ingest`` always
+        converts every plane, as cindra's binarization does; ``combine`` is skipped).
+    force : rerun the selected steps even if complete.
+    events : where messages and progress go (default: the ``cindra_dask`` logger).
+    """
+    unknown = [name for name in phases or () if name not in SINGLE_RECORDING_PHASES]
+    if unknown:
+        raise ConfigurationError(f"unknown phase {', '.join(unknown)}; single-recording phases are {', '.join(SINGLE_RECORDING_PHASES)}")
+    context = preflight(configuration)
+    plane_count = len(context.plan.virtual_planes)
+    if target_plane is not None and not 0 <= target_plane < plane_count:
+        raise ConfigurationError(f"target_plane {target_plane}: the recording has planes 0..{plane_count - 1}")
+    executor = Executor(configuration.cluster, client=client, events=events)
+    store = context.store
+    with store.locked():
+        try:
+            hashes = step_hashes(context)
+            units = [
+                Unit(
+                    key=step.key(plane),
+                    stores=(store,),
+                    config_hash=hashes[step.key(plane)],
+                    forced=force or _forced(configuration, step.force_flag),
+                    plan=lambda stores, step=step, plane=plane: step.plan_function()(context, plane=plane),
+                    invalidates=_invalidated_keys(step, plane, hashes),
+                    outcome_names=(step.key(plane),),
+                    per_store=False,
+                    summary=lambda result, duration_s, key=step.key(plane): f"step '{key}': done in {duration_s:.1f} s",
+                )
+                for step, plane in _selected_steps(context, phases, target_plane, executor.events)
+            ]
+            outcomes = run_units(units, executor)
+            refresh_manifest(store, ran=any(outcome.state == "ran" for outcome in outcomes))
+        finally:
+            executor.close()
+    return RunReport(store.path, tuple(outcomes))

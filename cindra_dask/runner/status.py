@@ -1,0 +1,57 @@
+"""What a store holds, as lines for people: each step's state, hash and timing, the indicator tau, every array."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cindra_dask.errors import OutputError
+from cindra_dask.runner.single import SINGLE_RECORDING_STEPS
+from cindra_dask.store import EXTRACTION, RecordingStore, plane_indices, plane_path
+
+
+def indicator_tau_line(store: RecordingStore, plane: int) -> str | None:
+    """The configured vs estimated indicator tau of a plane (`describe_indicator_tau`), from the
+    attributes of ``plane_k/extraction/estimated_tau_s``; None when the plane has none."""
+    from cindra_dask.extraction.decay import TAU_MISMATCH_FRACTION, describe_indicator_tau
+
+    attributes = store.group_attributes(f"{plane_path(plane)}/{EXTRACTION}/estimated_tau_s")
+    if "configured_tau_s" not in attributes:
+        return None
+    return describe_indicator_tau(
+        configured_tau_s=float(attributes["configured_tau_s"]),
+        estimated_tau_s=attributes.get("recording_tau_s"),
+        cell_count=int(attributes.get("cell_count", 0)),
+        mismatch_fraction=TAU_MISMATCH_FRACTION,
+    )
+
+
+def store_status(path: Path | str) -> list[str]:
+    """Human-readable lines: each step's state, hash and timing, each plane's configured vs estimated
+    indicator tau (`indicator_tau_line`), then every array's shape."""
+    store = RecordingStore(path)
+    if not store.exists:
+        raise OutputError(f"{path}: not a cindra-dask store (no zarr.json)")
+    lines = [f"store: {store.path}"]
+    holder = store.lock_holder()
+    if holder:
+        lines.append(f"lock: held by process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')}")
+    records = store.phase_records()
+    planes = [plane["index"] for plane in store.attributes().get("planes", [])]
+    per_plane = [step for step in SINGLE_RECORDING_STEPS if step.per_plane]
+    keys = ["ingest", *(step.key(plane) for plane in planes for step in per_plane), "combine"]
+    for key in keys + sorted(set(records) - set(keys)):
+        record = records.get(key)
+        if record is None:
+            lines.append(f"step {key:<24} not run")
+        elif record.complete:
+            lines.append(f"step {key:<24} complete    hash {record.config_hash}  {record.duration_s:.1f} s  finished {record.finished}")
+        else:
+            lines.append(f"step {key:<24} INCOMPLETE  hash {record.config_hash}  started {record.started} (interrupted or running; a rerun redoes it)")
+    for plane in plane_indices(store):
+        if (line := indicator_tau_line(store, plane)) is not None:
+            lines.append(f"plane {plane} {line}")
+    for array_path in store.array_paths():
+        metadata = json.loads((store.path / array_path / "zarr.json").read_text())
+        lines.append(f"  {array_path:<40} shape {tuple(metadata['shape'])}  {metadata['data_type']}  chunks {tuple(metadata['chunk_grid']['configuration']['chunk_shape'])}")
+    return lines
