@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/render_report.py [STORE_OR_HTML] [--output benchmarks/results/report.png]
 
-With a store (``*.zarr``) the report is written first (`cindra_dask.report.write_report`); without
+With a store (``*.zarr``) the report is written first (`cindra_dask.export.report.write_report`); without
 an argument a small store is simulated and run through every available phase (or, when the
 pipeline cannot process it yet, a synthetic store from the tests is used). Needs the Debian
 package ``chromium`` (/usr/bin/chromium). Chromium runs with networking features off, so the
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--html", type=Path, default=None, help="where to keep the HTML (default: a temporary folder, or beside the store)")
     arguments = parser.parse_args()
 
-    from cindra_dask.report import write_report
+    from cindra_dask.export.report import write_report
 
     with tempfile.TemporaryDirectory(prefix="cindra-report-") as scratch:
         source = arguments.source or demo_store(Path(scratch))

@@ -230,7 +230,7 @@ def demo(
     from cindra_dask.config import ClusterSettings, FileIOSettings, RuntimeSettings, SingleRecordingConfiguration, save_configuration
     from cindra_dask.evaluate import score_recording
     from cindra_dask.pipeline import run_single_recording, store_status
-    from cindra_dask.report import write_report
+    from cindra_dask.export.report import write_report
     from cindra_dask.simulate import SimulationParameters, load_ground_truth, write_recording
 
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="cindra-dask-demo-"))
@@ -359,7 +359,7 @@ def export_tracked_command(
     """Tracked cells × recordings: track ids, confidences and every recording's traces in one table."""
     from cindra_dask.config import MultiRecordingConfiguration, load_configuration
     from cindra_dask.errors import ConfigurationError
-    from cindra_dask.multirecording.export import export_tracked_traces
+    from cindra_dask.export.tracked import export_tracked_traces
 
     configuration = load_configuration(config)
     if not isinstance(configuration, MultiRecordingConfiguration):
@@ -375,7 +375,7 @@ def report(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="HTML file to write (default: <name>_report.html beside the store).")] = None,
 ) -> None:
     """Write a self-contained HTML quality-control report (images with ROI outlines, offsets, traces, timings)."""
-    from cindra_dask.report import write_report
+    from cindra_dask.export.report import write_report
 
     typer.echo(f"wrote {write_report(store, output)}")
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 from cindra_dask.runner.context import RecordingContext, preflight
 from cindra_dask.runner.execution import run_plan
 from cindra_dask.runner.loop import PhaseOutcome, RunReport
-from cindra_dask.runner.multi import preflight_multi_recording, run_multi_recording
+from cindra_dask.runner.multi import run_multi_recording
+from cindra_dask.runner.multi_context import preflight_multi_recording
 from cindra_dask.runner.single import run_single_recording
 from cindra_dask.runner.status import store_status
 

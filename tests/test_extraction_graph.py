@@ -21,7 +21,7 @@ from cindra_dask.extraction.graph import TAU_MINIMUM_SIGNAL_TO_NOISE, extraction
 from cindra_dask.extraction.masks import build_extraction_masks
 from cindra_dask.extraction.oasis import deconvolve_oasis
 from cindra_dask.pipeline import RecordingContext, run_plan, store_status
-from cindra_dask.report import render_report
+from cindra_dask.export.report import render_report
 from cindra_dask.rois import RaggedRois
 from cindra_dask.simulate import SimulationParameters, simulate_recording
 from cindra_dask.store import RecordingStore, frames_path, stage_path

@@ -440,7 +440,7 @@ def test_manifest_export_report_reset_and_rerun_on_a_real_run(client: Any, tmp_p
 
     from cindra_dask.export import export_suite2p
     from cindra_dask.pipeline import run_single_recording
-    from cindra_dask.report import write_report
+    from cindra_dask.export.report import write_report
     from cindra_dask.simulate import SimulationParameters, write_recording
 
     data = tmp_path / "data" / "tiny"

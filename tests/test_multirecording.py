@@ -20,7 +20,7 @@ from cindra_dask.errors import ConfigurationError, InputError, PhaseUnavailableE
 from cindra_dask.evaluate import match_rois, row_correlations
 from cindra_dask.extraction.baseline import subtract_neuropil
 from cindra_dask.extraction.masks import build_extraction_masks
-from cindra_dask.multirecording.export import export_tracked_traces
+from cindra_dask.export.tracked import export_tracked_traces
 from cindra_dask.pipeline import RunReport, run_multi_recording, run_single_recording
 from cindra_dask.simulate import GroundTruth, SimulationParameters, simulate_sessions, write_recording
 from cindra_dask.store import RecordingStore, multi_recording_path
@@ -320,7 +320,8 @@ def test_template_extraction_spans_planes_with_their_own_frames(tmp_path: Path) 
     import dask.array as da
 
     from cindra_dask.combine import PlaneTile
-    from cindra_dask.multirecording.graph import RecordingSource, recording_extraction_writes
+    from cindra_dask.multirecording.graph import recording_extraction_writes
+    from cindra_dask.runner.multi_context import RecordingSource
     from cindra_dask.rois import RaggedRois
 
     rng = np.random.default_rng(12)

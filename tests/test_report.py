@@ -13,7 +13,7 @@ import pytest
 
 from cindra_dask.errors import OutputError
 from cindra_dask.runner.maintenance import reset_store
-from cindra_dask.report import decimate, encode_png, roi_outline_path, to_uint8, write_report
+from cindra_dask.export.report import decimate, encode_png, roi_outline_path, to_uint8, write_report
 from cindra_dask.rois import RaggedRois
 from cindra_dask.store import RecordingStore
 from tests.test_manifest import FRAMES, HEIGHT, PLANES, WIDTH, SyntheticStore, write_synthetic_store

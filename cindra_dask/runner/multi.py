@@ -3,7 +3,7 @@
 ``discover`` is one unit over every recording's store (all or nothing); ``extract`` one unit whose
 stores are checked one by one (a complete recording is skipped), with every pending recording's
 traces in one graph. Every store is locked for the whole run; nothing is written before
-`cindra_dask.multirecording.graph.preflight_multi_recording` has accepted the configuration and
+`cindra_dask.runner.multi_context.preflight_multi_recording` has accepted the configuration and
 every recording.
 """
 
@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 from cindra_dask.config import MultiRecordingConfiguration
 from cindra_dask.errors import ConfigurationError, PhaseUnavailableError
-from cindra_dask.multirecording.graph import DISCOVER, EXTRACT, discover_hash, extract_hash, phase_key, plan_discover, plan_extract, preflight_multi_recording
+from cindra_dask.multirecording.graph import DISCOVER, EXTRACT, discover_hash, extract_hash, phase_key, plan_discover, plan_extract
+from cindra_dask.runner.multi_context import preflight_multi_recording
 from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
 from cindra_dask.runner.loop import RunReport, Unit, is_complete, refresh_manifest, run_units
@@ -39,7 +40,7 @@ def run_multi_recording(
     client : a ``distributed.Client``; None starts the cluster of ``configuration.cluster``.
     phases : subset of ``discover``, ``extract`` (None: both, in order). ``extract`` alone needs a
         complete ``discover`` with the same configuration.
-    target_recording : extract only this recording (a name from `recording_names`, e.g. the
+    target_recording : extract only this recording (a name from `cindra_dask.runner.multi_context.recording_names`, e.g. the
         store's name without ``.zarr``); ``discover`` always covers every recording.
     force : rerun the selected phases even if complete (``recording_io.repeat_selection`` and
         ``diffeomorphic_registration.repeat_registration`` force ``discover``).

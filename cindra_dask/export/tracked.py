@@ -34,8 +34,8 @@ from cindra_dask.multirecording.graph import (
     TRACK_CONFIDENCE,
     TRACK_ID,
     phase_key,
-    recording_names,
 )
+from cindra_dask.runner.multi_context import recording_names
 from cindra_dask.store import EXTRACTION, ROIS, RecordingStore, multi_recording_path
 
 TRACE_NAMES = ("cell_fluorescence", "neuropil_fluorescence", "subtracted_fluorescence", "spikes")
