@@ -76,7 +76,7 @@ def test_recording_estimate_is_the_median_over_cells_with_an_estimate() -> None:
 
 def test_the_line_warns_beyond_the_mismatch_fraction() -> None:
     line = describe_indicator_tau(configured_tau_s=0.4, estimated_tau_s=1.02, cell_count=87, mismatch_fraction=TAU_MISMATCH_FRACTION)
-    assert line == "indicator tau: configured 0.40 s, estimated 1.02 s from 87 cells — differs by > 30 %: set main.tau to ~1.02"
+    assert line == "indicator tau: configured 0.40 s, estimated 1.02 s from 87 cells — differs by > 30 %: check main.tau against your indicator's decay (~1.02 s here; the estimate reads long when firing is bursty or slowly modulated)"
     assert describe_indicator_tau(configured_tau_s=1.2, estimated_tau_s=1.0, cell_count=1, mismatch_fraction=0.3) == "indicator tau: configured 1.20 s, estimated 1.00 s from 1 cell — agrees within 30 %"
     assert "differs" in describe_indicator_tau(configured_tau_s=1.31, estimated_tau_s=1.0, cell_count=5, mismatch_fraction=0.3)
     assert describe_indicator_tau(configured_tau_s=0.4, estimated_tau_s=None, cell_count=0, mismatch_fraction=0.3) == "indicator tau: configured 0.40 s, not estimated (no cell with enough signal)"

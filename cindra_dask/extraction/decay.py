@@ -140,8 +140,8 @@ def describe_indicator_tau(*, configured_tau_s: float, estimated_tau_s: float | 
 
     Returns
     -------
-    e.g. "indicator tau: configured 0.40 s, estimated 1.02 s from 87 cells — differs by > 30 %: set
-    main.tau to ~1.02".
+    e.g. "indicator tau: configured 0.40 s, estimated 1.02 s from 87 cells — differs by > 30 %: check
+    main.tau against your indicator's decay (~1.02 s here; ...)".
     """
     head = f"indicator tau: configured {configured_tau_s:.2f} s"
     if estimated_tau_s is None:
@@ -149,5 +149,5 @@ def describe_indicator_tau(*, configured_tau_s: float, estimated_tau_s: float | 
     head += f", estimated {estimated_tau_s:.2f} s from {cell_count} cell{'s' if cell_count != 1 else ''}"
     percent = f"{100 * mismatch_fraction:.0f} %"
     if abs(configured_tau_s - estimated_tau_s) > mismatch_fraction * estimated_tau_s:
-        return f"{head} — differs by > {percent}: set main.tau to ~{estimated_tau_s:.2f}"
+        return f"{head} — differs by > {percent}: check main.tau against your indicator's decay (~{estimated_tau_s:.2f} s here; the estimate reads long when firing is bursty or slowly modulated)"
     return f"{head} — agrees within {percent}"
