@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Sequence
 
 from cindra_dask.config import ClusterSettings
@@ -79,7 +80,9 @@ class Executor:
                 elif isinstance(request, ReferenceImage):
                     from cindra_dask.runner.reference_image import cluster_reference_image
 
+                    started = time.perf_counter()
                     result = cluster_reference_image(self, request.movie, request.sample_indices, configuration=request.configuration, bidirectional_correction=request.bidirectional_correction)
+                    self._events.message(f"reference image: {len(request.sample_indices)} frames in {time.perf_counter() - started:.1f} s")
                 else:
                     raise TypeError(f"a plan yielded {type(request).__name__}; plans yield Compute, Persist or ReferenceImage requests")
                 request = plan.send(result)
