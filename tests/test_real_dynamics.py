@@ -4,6 +4,7 @@ it in the simulator, and, where the CASCADE bank is cached, spike inference on r
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,8 @@ def test_planting_refuses_a_bank_shorter_than_the_recording(tmp_path: Path) -> N
 
 
 def cascade_bank_path() -> Path:
+    if str(FETCH_SCRIPT.parent) not in sys.path:
+        sys.path.insert(0, str(FETCH_SCRIPT.parent))  # fetch_cascade imports its sibling data_cache
     spec = importlib.util.spec_from_file_location("fetch_cascade", FETCH_SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

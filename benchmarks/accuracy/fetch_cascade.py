@@ -23,15 +23,15 @@ Datasets DS09, DS10 and DS11 are kept aside for independent checks: the script r
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from cindra_dask.simulate_bank import refuse_reserved_datasets, write_activity_bank
+
+import data_cache  # the sibling module of benchmarks/accuracy
 
 BANK_FILE_NAME = "cascade_bank.npz"
 
@@ -89,8 +89,7 @@ FILES: tuple[tuple[str, str], ...] = (
 
 def cache_directory() -> Path:
     """``$CINDRA_DASK_DATA/cascade`` or ``~/.cache/cindra-dask/cascade``."""
-    root = os.environ.get("CINDRA_DASK_DATA")
-    return (Path(root) if root else Path.home() / ".cache" / "cindra-dask") / "cascade"
+    return data_cache.cache_directory("cascade")
 
 
 def indicator_of(dataset: str) -> str:
@@ -101,18 +100,7 @@ def indicator_of(dataset: str) -> str:
 def extract_files(repository: Path, raw_directory: Path) -> list[Path]:
     """Copy every file of ``FILES`` out of the git repository and verify its checksum."""
     refuse_reserved_datasets([path.split("/")[0] for path, _ in FILES])
-    paths = []
-    for relative, expected in FILES:
-        target = raw_directory / relative
-        if not target.exists() or hashlib.sha256(target.read_bytes()).hexdigest() != expected:
-            content = subprocess.run(["git", "-C", str(repository), "show", f"HEAD:Ground_truth/{relative}"], check=True, capture_output=True).stdout
-            digest = hashlib.sha256(content).hexdigest()
-            if digest != expected:
-                raise RuntimeError(f"{relative}: SHA-256 {digest} differs from the listed {expected}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-        paths.append(target)
-    return paths
+    return data_cache.copy_checked(repository, FILES, source_of=lambda name: f"Ground_truth/{name}", target_of=lambda name: raw_directory / name)
 
 
 def build_bank(raw_directory: Path, bank_path: Path) -> int:

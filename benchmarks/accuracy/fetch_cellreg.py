@@ -17,15 +17,15 @@ SHA-256 and copied to ``$CINDRA_DASK_DATA/cellreg`` (if that variable is set) or
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from cindra_dask.rois import RaggedRois
+
+import data_cache  # the sibling module of benchmarks/accuracy
 
 # (path in the CellReg repository, SHA-256 at 70668513c665)
 FILES: tuple[tuple[str, str], ...] = (
@@ -39,8 +39,7 @@ FILES: tuple[tuple[str, str], ...] = (
 
 def cache_directory() -> Path:
     """``$CINDRA_DASK_DATA/cellreg`` or ``~/.cache/cindra-dask/cellreg``."""
-    root = os.environ.get("CINDRA_DASK_DATA")
-    return (Path(root) if root else Path.home() / ".cache" / "cindra-dask") / "cellreg"
+    return data_cache.cache_directory("cellreg")
 
 
 def footprint_path(session: int, cache: Path | None = None) -> Path:
@@ -50,17 +49,7 @@ def footprint_path(session: int, cache: Path | None = None) -> Path:
 
 def fetch(git_dir: Path, cache: Path) -> list[Path]:
     """Copy every file of `FILES` from the repository into ``cache`` after checking its SHA-256."""
-    cache.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path, digest in FILES:
-        content = subprocess.run(["git", "-C", str(git_dir), "show", f"HEAD:{path}"], check=True, capture_output=True).stdout
-        found = hashlib.sha256(content).hexdigest()
-        if found != digest:
-            raise ValueError(f"{path}: SHA-256 {found} differs from the expected {digest}; the repository changed, check the files before updating FILES")
-        target = cache / Path(path).name
-        target.write_bytes(content)
-        written.append(target)
-    return written
+    return data_cache.copy_checked(git_dir, FILES, source_of=lambda name: name, target_of=lambda name: cache / Path(name).name)
 
 
 def load_footprints(path: Path) -> tuple[RaggedRois, tuple[int, int]]:
