@@ -417,7 +417,16 @@ class ROITrackingSettings(Section):
     step_sizes: tuple[int, int] = Field(default=(200, 200), description="Spatial bin size (px); both equal.")
     bin_size: int = Field(default=50, gt=0, le=10_000, description="Margin (px) added around each bin when collecting ROIs.")
     maximum_distance: float = Field(default=20, gt=0, le=10_000, description="Largest centroid distance (px) of candidate pairs.")
-    minimum_size: int = Field(default=25, gt=0, le=1_000_000, description="Smallest number of non-overlapping template pixels.")
+    minimum_size: int | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description=(
+            "Smallest number of non-overlapping template pixels. None (not cindra's 25): a quarter of the median "
+            "template's pixel count, about 27 px for 12-px two-photon cells and 11 px for 46-px one-photon cells, "
+            "where the fixed 25 px drops a quarter of the links (benchmarks/accuracy/results/tracking.md)."
+        ),
+    )
 
     @field_validator("step_sizes")
     @classmethod

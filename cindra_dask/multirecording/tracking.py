@@ -14,7 +14,9 @@ later bins.
 Template of a cell: the pixels held by at least ``pixel_prevalence_percent`` % of its members, each
 weighted by the mean weight of the members holding it. Templates with fewer than
 ``minimum_size_px`` pixels that no other template covers are dropped (their members become
-untracked). Track ids number the kept templates 0, 1, … in the order the bins found them.
+untracked); with ``minimum_size_px`` None the limit is `MINIMUM_SIZE_MEDIAN_FRACTION` of the median
+template's pixel count (not in cindra, whose fixed 25 px suits its 12-px cells of about 110 px but
+drops a quarter of the links between one-photon cells of about 46 px). Track ids number the kept templates 0, 1, … in the order the bins found them.
 
 Confidence of a tracked cell (not in cindra): a silhouette on Jaccard distances,
 ``max(0, 1 − d_in / d_out)``, where ``d_in`` is the largest distance between two members (the
@@ -37,6 +39,9 @@ from scipy.spatial.distance import squareform
 
 from cindra_dask.detection.stats import median_centroids
 from cindra_dask.rois import RaggedRois, binary_mask_matrix
+
+MINIMUM_SIZE_MEDIAN_FRACTION = 0.25
+"""Share of the median template's pixel count below which a template's uncovered pixels drop it (``minimum_size_px`` None)."""
 
 UNLINKED_DISTANCE = 10_000.0
 """Distance of pairs that must never share a cluster (same recording, or centroids too far apart)."""
@@ -162,7 +167,7 @@ def track_rois(
     step_px: int,
     bin_margin_px: int,
     maximum_distance_px: float,
-    minimum_size_px: int,
+    minimum_size_px: int | None,
 ) -> Tracking:
     """Tracked cells from the ROIs of N recordings registered into the common space.
 
@@ -176,7 +181,8 @@ def track_rois(
     step_px : bin side, px.
     bin_margin_px : margin around each bin within which centroids are collected, px.
     maximum_distance_px : largest centroid distance of a candidate pair, px.
-    minimum_size_px : smallest number of template pixels no other template covers.
+    minimum_size_px : smallest number of template pixels no other template covers; None:
+        `MINIMUM_SIZE_MEDIAN_FRACTION` of the median template's pixel count.
 
     Returns
     -------
@@ -219,4 +225,13 @@ def track_rois(
         confidence=np.asarray(confidences, np.float32),
         track_ids=tuple(np.split(pooled_ids, boundaries)),
     )
-    return keep_tracks(tracking, _uncovered_pixel_counts(tracking.templates, frame_shape) >= minimum_size_px)
+    return keep_tracks(tracking, _uncovered_pixel_counts(tracking.templates, frame_shape) >= _minimum_uncovered_px(tracking.templates, minimum_size_px))
+
+
+def _minimum_uncovered_px(templates: RaggedRois, minimum_size_px: int | None) -> float:
+    """The uncovered-pixel limit of `track_rois`: ``minimum_size_px``, or when None
+    `MINIMUM_SIZE_MEDIAN_FRACTION` × the median template pixel count (1 when there is no template)."""
+    if minimum_size_px is not None:
+        return float(minimum_size_px)
+    counts = templates.pixel_counts()
+    return MINIMUM_SIZE_MEDIAN_FRACTION * float(np.median(counts)) if counts.size else 1.0
