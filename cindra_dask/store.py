@@ -68,6 +68,9 @@ MULTI_RECORDING = "multi_recording"
 ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
 
 
+READ_ERRORS = (RuntimeError, ValueError, OSError)
+"""What reading a damaged array raises (a chunk Blosc cannot decode, truncated JSON metadata, an unreadable file)."""
+
 PLANE_GROUP_PATTERN = re.compile(r"^plane_(\d+)$")
 """Names of the ``plane_k`` groups."""
 
@@ -202,16 +205,34 @@ class RecordingStore:
         array[...] = data
 
     def array(self, array_path: str, mode: Literal["r", "r+"] = "r") -> Any:
-        """Open an existing ``zarr.Array``."""
+        """Open an existing ``zarr.Array``; :class:`OutputError` naming it if it is missing or its metadata is damaged."""
         import zarr
 
         if array_path not in self:
             raise OutputError(f"{self.path}: array {array_path!r} is missing; run the phase that writes it")
-        return zarr.open_array(str(self.path / array_path), mode=mode)
+        try:
+            return zarr.open_array(str(self.path / array_path), mode=mode)
+        except READ_ERRORS as error:
+            raise self.damaged(array_path, error) from None
 
     def read(self, array_path: str) -> np.ndarray:
         """A whole (small) array as numpy."""
-        return np.asarray(self.array(array_path)[...])
+        return self.read_selection(array_path, Ellipsis)
+
+    def read_selection(self, array_path: str, selection: Any) -> np.ndarray:
+        """``array[selection]`` as numpy; :class:`OutputError` naming the array if a chunk cannot be decoded."""
+        array = self.array(array_path)
+        try:
+            return np.asarray(array[selection])
+        except READ_ERRORS as error:
+            raise self.damaged(array_path, error) from None
+
+    def damaged(self, array_path: str, error: BaseException) -> OutputError:
+        """The error for an array whose stored chunks or metadata cannot be read."""
+        return OutputError(
+            f"{self.path / array_path}: cannot be read ({type(error).__name__}: {error}); the store is damaged there. "
+            f"`cindra-dask verify {self.path}` lists every damaged array; `cindra-dask run` with the same configuration rebuilds damaged outputs"
+        )
 
     def delete(self, group_or_array_path: str) -> None:
         """Remove a group or array (never the root, never inputs)."""

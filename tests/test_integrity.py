@@ -129,3 +129,97 @@ def test_files_touched_but_unchanged_and_cleaned_intermediates_are_not_rerun(pro
     clean_store(store, what=("registered",))
     report = run_single_recording(configuration, client=client)
     assert set(_states(report).values()) == {"skipped"}
+
+
+# -- exports and reads of a damaged store ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.test_manifest import write_synthetic_store
+
+    return write_synthetic_store(tmp_path_factory.mktemp("integrity_synthetic"))
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()} if folder.exists() else {}
+
+
+def test_an_export_on_a_full_disk_leaves_no_partial_files(synthetic: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import numpy as np
+
+    from cindra_dask.errors import OutputError
+    from cindra_dask.export import export_suite2p
+
+    output = tmp_path / "suite2p"
+    earlier = export_suite2p(synthetic.path, output)
+    assert {path.parent.name for path in earlier} == {"plane0", "plane1"}
+    before = _tree(output)
+    save = np.save
+
+    def full_disk(file: Any, array: Any, *args: Any, **kwargs: Any) -> None:
+        if Path(file).name == "ops.npy" and ".plane1." in Path(file).parent.name:
+            Path(file).write_bytes(b"\x93NUMPY")  # a truncated file, as a full disk leaves it
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        save(file, array, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", full_disk)
+    with pytest.raises(OutputError, match=r"suite2p: no space left on the device \(.* free\); nothing was exported \(earlier files are unchanged\)"):
+        export_suite2p(synthetic.path, output, overwrite=True)
+    assert _tree(output) == before  # plane0 was complete too, but nothing is moved into place unless every plane is
+    assert sorted(path.name for path in output.iterdir()) == ["plane0", "plane1"]  # no temporary folder left
+    with pytest.raises(OutputError, match="no space left"):
+        export_suite2p(synthetic.path, tmp_path / "fresh")
+    assert list((tmp_path / "fresh").iterdir()) == []
+    monkeypatch.setattr(np, "save", save)
+    written = export_suite2p(synthetic.path, output, overwrite=True)
+    assert len(written) == len(earlier) and all(path.is_file() for path in written)
+    assert oct((output / "plane0").stat().st_mode & 0o777) == oct(0o777 & ~_umask())
+
+
+def _umask() -> int:
+    import os
+
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _cli(*arguments: str) -> Any:
+    from typer.testing import CliRunner
+
+    from cindra_dask.cli import app
+
+    return CliRunner().invoke(app, [str(argument) for argument in arguments])
+
+
+def _one_error_line(result: Any, expected: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
+
+
+def test_export_into_a_file_is_one_clear_line(synthetic: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    _one_error_line(_cli("export", "suite2p", synthetic.path, blocker), f"{blocker}: is a file, not a folder; give a folder to export into")
+    _one_error_line(_cli("export", "suite2p", synthetic.path, blocker / "suite2p"), f"{blocker / 'suite2p'}: lies under {blocker}, which is a file, not a folder")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_a_corrupted_chunk_is_one_clear_line_in_report_and_export(synthetic: Any, tmp_path: Path) -> None:
+    store = RecordingStore(tmp_path / "copy.zarr")
+    shutil.copytree(synthetic.path, store.path)
+    chunk = sorted(path for path in (store.path / "plane_0" / "extraction" / "cell_fluorescence").rglob("c/*/*") if path.is_file())[0]
+    payload = bytearray(chunk.read_bytes())
+    for position in range(16, len(payload), 7):
+        payload[position] ^= 0xFF
+    chunk.write_bytes(bytes(payload))
+    expected = f"{store.path}/plane_0/extraction/cell_fluorescence: cannot be read ("
+    _one_error_line(_cli("export", "suite2p", store.path, tmp_path / "suite2p"), expected)
+    assert not (tmp_path / "suite2p" / "plane0").exists()
+    _one_error_line(_cli("report", store.path, "--output", tmp_path / "report.html"), expected)
+    assert not (tmp_path / "report.html").exists()

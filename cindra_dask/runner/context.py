@@ -55,6 +55,8 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _check_output(configuration: SingleRecordingConfiguration, store: RecordingStore, *, raw_bytes: int) -> list[str]:
+    from dask.utils import format_bytes
+
     problems = []
     existing = _nearest_existing(store.path.parent)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
@@ -67,9 +69,9 @@ def _check_output(configuration: SingleRecordingConfiguration, store: RecordingS
     free = shutil.disk_usage(existing).free
     ingested = store.exists and (store.phase_record("ingest") or None) is not None
     if not ingested and free < raw_bytes:
-        problems.append(f"file_io.output_path: {free / 2**30:.1f} GiB free on {existing} but ingest needs up to {raw_bytes / 2**30:.1f} GiB (uncompressed estimate); free space or choose another output_path")
+        problems.append(f"file_io.output_path: {format_bytes(free)} free on {existing} but ingest needs up to {format_bytes(raw_bytes)} (uncompressed estimate); free space or choose another output_path")
     elif free < 2 * raw_bytes:
-        warnings.warn(f"{existing}: {free / 2**30:.1f} GiB free; the raw plus registered movies may need up to {2 * raw_bytes / 2**30:.1f} GiB", stacklevel=3)
+        warnings.warn(f"{existing}: {format_bytes(free)} free; the raw plus registered movies may need up to {format_bytes(2 * raw_bytes)}", stacklevel=3)
     return problems
 
 
