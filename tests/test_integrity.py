@@ -223,3 +223,37 @@ def test_a_corrupted_chunk_is_one_clear_line_in_report_and_export(synthetic: Any
     assert not (tmp_path / "suite2p" / "plane0").exists()
     _one_error_line(_cli("report", store.path, "--output", tmp_path / "report.html"), expected)
     assert not (tmp_path / "report.html").exists()
+
+
+# -- simulate ----------------------------------------------------------------------------------
+
+SMALL_SIMULATION = ["--set", "frame_height=32", "--set", "frame_width=32", "--set", "frame_count=12", "--set", "cell_count=3", "--set", "non_cell_count=0"]
+
+
+def test_simulate_refuses_a_folder_that_holds_files(tmp_path: Path) -> None:
+    folder = tmp_path / "sim"
+    assert _cli("simulate", folder, *SMALL_SIMULATION, "--set", "file_count=3").exit_code == 0
+    before = _tree(folder)
+    assert sorted(before) == ["cindra_parameters.json", "ground_truth.npz", "recording_000.tif", "recording_001.tif", "recording_002.tif"]
+    _one_error_line(
+        _cli("simulate", folder, *SMALL_SIMULATION, "--set", "frame_height=40"),
+        f"{folder}: not empty (cindra_parameters.json, ground_truth.npz, recording_000.tif and 2 more); simulate into a new or empty folder, or pass --overwrite",
+    )
+    assert _tree(folder) == before
+    result = _cli("simulate", folder, *SMALL_SIMULATION, "--set", "frame_height=40", "--set", "file_count=1", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in folder.iterdir()) == ["cindra_parameters.json", "ground_truth.npz", "recording_000.tif"]  # no file of the old recording left
+    import tifffile
+
+    assert tifffile.imread(folder / "recording_000.tif").shape == (12, 40, 32)
+    (folder / "mine.tif").write_bytes(b"")
+    _one_error_line(_cli("simulate", folder, *SMALL_SIMULATION, "--overwrite"), f"{folder}: holds TIFF files the simulator did not write (mine.tif)")
+    assert (folder / "recording_000.tif").exists()
+    (tmp_path / "a_file").write_text("x")
+    _one_error_line(_cli("simulate", tmp_path / "a_file", *SMALL_SIMULATION), "a_file: is a file, not a folder")
+
+
+def test_simulate_with_too_many_cells_is_one_clear_line(tmp_path: Path) -> None:
+    result = _cli("simulate", tmp_path / "sim", "--set", "frame_height=64", "--set", "frame_width=64", "--set", "frame_count=20", "--set", "cell_count=500")
+    _one_error_line(result, "error: cell_count: could not place 500 cells of 12 px (cell_diameter_px) at least 9 px apart in 64×64 frames; lower cell_count or cell_diameter_px")
+    assert not (tmp_path / "sim").exists()
