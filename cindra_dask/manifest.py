@@ -180,7 +180,7 @@ def _parallel(function: Any, items: Sequence[Any], *, workers: int) -> list[Any]
         return list(pool.map(function, items))
 
 
-def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT_WORKERS, rehash: bool = False) -> Path:
+def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT_WORKERS, rehash: bool = False, take_lock: bool = True) -> Path:
     """Write ``<store>/datapackage.json`` describing every array, the configuration, versions and phases.
 
     Parameters
@@ -195,10 +195,14 @@ def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT
     Returns
     -------
     The manifest's path. Reads each checksummed array's chunk files once; the file is replaced
-    atomically. Does not take the store's lock, so the runner can call it at the end of a run
-    while it holds the lock.
+    atomically. Holds the store's lock while it reads and writes, like every writer, so it is
+    refused while a run holds it (:class:`OutputError`); ``take_lock=False`` is for the runner,
+    which calls it at the end of a run while it holds the lock.
     """
     store = open_existing_store(store)
+    if take_lock:
+        with store.locked():
+            return write_manifest(store, workers=workers, rehash=rehash, take_lock=False)
     unchanged = {} if rehash else _unchanged_resources(store)
     attributes = store.attributes()
     descriptor: dict[str, Any] = {

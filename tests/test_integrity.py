@@ -257,3 +257,20 @@ def test_simulate_with_too_many_cells_is_one_clear_line(tmp_path: Path) -> None:
     result = _cli("simulate", tmp_path / "sim", "--set", "frame_height=64", "--set", "frame_width=64", "--set", "frame_count=20", "--set", "cell_count=500")
     _one_error_line(result, "error: cell_count: could not place 500 cells of 12 px (cell_diameter_px) at least 9 px apart in 64×64 frames; lower cell_count or cell_diameter_px")
     assert not (tmp_path / "sim").exists()
+
+
+def test_manifest_refuses_a_store_a_run_holds(synthetic: Any, tmp_path: Path) -> None:
+    import json
+    import os
+
+    from cindra_dask.manifest import manifest_path
+
+    store = RecordingStore(tmp_path / "copy.zarr")
+    shutil.copytree(synthetic.path, store.path)
+    before = manifest_path(store).read_bytes() if manifest_path(store).exists() else None
+    store.lock_path.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "started": "earlier"}))
+    _one_error_line(_cli("manifest", store.path), f"{store.path}: locked by another run (process {os.getpid()} on {os.uname().nodename}, started earlier)")
+    assert (manifest_path(store).read_bytes() if manifest_path(store).exists() else None) == before
+    store.lock_path.unlink()
+    result = _cli("manifest", store.path)
+    assert result.exit_code == 0 and manifest_path(store).is_file() and not store.lock_path.exists()

@@ -135,9 +135,9 @@ def refresh_manifest(store: RecordingStore, *, ran: bool) -> None:
         return
     path = manifest_path(store)
     if ran or not path.is_file():
-        write_manifest(store)
+        write_manifest(store, take_lock=False)  # the run holds the lock
         return
     finished = [record.finished for record in store.phase_records().values() if record.complete and record.finished]
     written = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).isoformat(timespec="seconds")
     if finished and max(finished) > written:
-        write_manifest(store)
+        write_manifest(store, take_lock=False)  # the run holds the lock
