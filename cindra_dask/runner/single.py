@@ -197,7 +197,7 @@ def run_single_recording(
     unknown = [name for name in phases or () if name not in SINGLE_RECORDING_PHASES]
     if unknown:
         raise ConfigurationError(f"unknown phase {', '.join(unknown)}; single-recording phases are {', '.join(SINGLE_RECORDING_PHASES)}")
-    context = preflight(configuration)
+    context = preflight(configuration, phases=phases)
     plane_count = len(context.plan.virtual_planes)
     if target_plane is not None and not 0 <= target_plane < plane_count:
         raise ConfigurationError(f"target_plane {target_plane}: the recording has planes 0..{plane_count - 1}")
