@@ -286,7 +286,11 @@ def verify_store(path: RecordingStore | Path | str, *, workers: int = DEFAULT_WO
         if array_path not in store:
             findings.append(f"{array_path}: missing (listed in the manifest); {rerun}")
             continue
-        array = store.array(array_path)
+        try:
+            array = store.array(array_path)
+        except OutputError:
+            findings.append(f"{array_path}: metadata (zarr.json) is not valid JSON; {rerun}")
+            continue
         shape, dtype_name = [int(size) for size in array.shape], np.dtype(array.dtype).name
         expected_shape, expected_dtype = list(resource.get("shape", [])), str(resource.get("dtype"))
         if shape != expected_shape or dtype_name != expected_dtype:
@@ -301,6 +305,10 @@ def verify_store(path: RecordingStore | Path | str, *, workers: int = DEFAULT_WO
         if digest != expected:
             findings[index] = f"{array_path}: contents differ from the manifest (checksum {digest[:19]}… vs {expected[:19]}…); if this change was not intended, {rerun}; otherwise rewrite the manifest with `cindra-dask manifest {store.path}`"
     differences = [finding for finding in findings if finding is not None]
+    listed_damaged = {finding.split(":", 1)[0] for finding in differences}
+    for node_path in store.damaged_nodes():
+        if node_path not in listed_damaged:
+            differences.append(f"{node_path}: metadata (zarr.json) is not valid JSON; {_rerun_hint(store, node_path)}")
     for array_path in store.array_paths():
         if array_path not in listed:
             differences.append(f"{array_path}: not in the manifest (written after it, or added by hand); rewrite the manifest with `cindra-dask manifest {store.path}` if it belongs there")

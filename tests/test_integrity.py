@@ -274,3 +274,31 @@ def test_manifest_refuses_a_store_a_run_holds(synthetic: Any, tmp_path: Path) ->
     store.lock_path.unlink()
     result = _cli("manifest", store.path)
     assert result.exit_code == 0 and manifest_path(store).is_file() and not store.lock_path.exists()
+
+
+def test_a_truncated_root_metadata_is_one_clear_line(processed: ProcessedRecording, tmp_path: Path) -> None:
+    from cindra_dask.config import save_configuration
+
+    configuration = _copy(processed, tmp_path)
+    config_path = save_configuration(configuration, tmp_path / "config.yaml")
+    store = RecordingStore(tmp_path / "out" / processed.store.path.name)
+    root = store.path / "zarr.json"
+    root.write_text(root.read_text()[: len(root.read_text()) // 2])
+    damaged = root.read_bytes()
+    before = _tree(store.path)
+    expected = f"{root}: the store's root metadata is damaged (not valid JSON); it holds the configuration and the phase records"
+    for arguments in (("status", store.path), ("verify", store.path), ("run", config_path), ("report", store.path), ("manifest", store.path), ("reset", store.path, "--phase", "combine")):
+        _one_error_line(_cli(*arguments), expected)
+    assert _tree(store.path) == before and root.read_bytes() == damaged
+    assert not store.lock_path.exists()
+
+
+def test_a_truncated_array_metadata_is_named_by_status_and_verify(processed: ProcessedRecording, tmp_path: Path) -> None:
+    _copy(processed, tmp_path)
+    store = RecordingStore(tmp_path / "out" / processed.store.path.name)
+    metadata = store.path / "plane_0" / "detection" / "mean_image" / "zarr.json"
+    metadata.write_text(metadata.read_text()[:30])
+    assert f"  {'plane_0/detection/mean_image':<40} DAMAGED: zarr.json is not valid JSON; `cindra-dask run` with the same configuration rebuilds it" in store_status(store.path)
+    assert verify_store(store) == [f"plane_0/detection/mean_image: metadata (zarr.json) is not valid JSON; rerun phase 'process' (`cindra-dask reset {store.path} --phase process`, then `cindra-dask run`)"]
+    result = _cli("verify", store.path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
