@@ -302,3 +302,37 @@ def test_a_truncated_array_metadata_is_named_by_status_and_verify(processed: Pro
     assert verify_store(store) == [f"plane_0/detection/mean_image: metadata (zarr.json) is not valid JSON; rerun phase 'process' (`cindra-dask reset {store.path} --phase process`, then `cindra-dask run`)"]
     result = _cli("verify", store.path)
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_ctrl_c_is_one_line_and_the_run_resumes(processed: ProcessedRecording, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole process group: the runner and every worker process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from cindra_dask.config import save_configuration
+
+    configuration = single_configuration(processed.data, tmp_path / "out", cluster={"workers": 2, "threads_per_worker": 1, "dashboard_address": ":0"})
+    config_path = save_configuration(configuration, tmp_path / "config.yaml")
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [str(Path(sys.executable).parent / "cindra-dask"), "run", str(config_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, start_new_session=True)
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("reference image:"):
+            os.killpg(process.pid, signal.SIGINT)
+            break
+    lines += process.stdout.read().splitlines()
+    assert process.wait(timeout=120) == 130, "\n".join(lines)
+    output = "\n".join(lines)
+    assert "Traceback" not in output and lines[-1] == "interrupted: finished phases are kept; rerun the same command to resume", output
+    after = lines[lines.index(next(line for line in lines if line.startswith("reference image:"))) + 1 : -1]
+    assert len([line for line in after if " - distributed." in line]) <= 1, output  # at most a worker's note that its task was cancelled
+    assert not [line for line in after if " - distributed." not in line and not line.startswith("step ")], output
+    store = RecordingStore(tmp_path / "out" / processed.store.path.name)
+    assert store.phase_record("ingest").complete and not store.lock_path.exists()
+    record = store.phase_record("combine")
+    assert record is None or not record.complete
