@@ -431,11 +431,12 @@ def score_suite2p(run: dict[str, Any], truth: Any, *, stage: str) -> dict[str, f
         raise AssertionError(f"suite2p offsets do not follow the truth's sign convention (r = {sign}); check before scoring")
     rigid = np.stack([offsets["yoff"], offsets["xoff"]], axis=1).astype(np.float32)
     nonrigid = np.stack([offsets["yoff1"], offsets["xoff1"]], axis=-1).astype(np.float32) if "yoff1" in offsets else np.zeros((len(rigid), 0, 2), np.float32)
-    layout = block_layout(frame_shape=truth.illumination.shape, block_size_px=(128, 128))
+    block_size_px = tuple(int(side) for side in offsets.get("block_size", (128, 128)))  # what run_suite2p gave suite2p
+    layout = block_layout(frame_shape=truth.illumination.shape, block_size_px=block_size_px)
     suite2p_starts = (np.unique(offsets["yblock"][:, 0]) if "yblock" in offsets else None, np.unique(offsets["xblock"][:, 0]) if "xblock" in offsets else None)
     if suite2p_starts[0] is not None and not (np.array_equal(suite2p_starts[0], layout.y_starts) and np.array_equal(suite2p_starts[1], layout.x_starts)):
         raise AssertionError(f"suite2p's blocks {suite2p_starts} differ from ours ({layout.y_starts}, {layout.x_starts})")
-    scores = registration_scores(rigid, nonrigid, layout.centers if nonrigid.shape[1] else np.zeros((0, 2)), truth)
+    scores = registration_scores(rigid, nonrigid, layout.centers if nonrigid.shape[1] else np.zeros((0, 2)), truth, block_size_px=block_size_px)
     scores["offset_sign_r_y"], scores["offset_sign_r_x"] = sign["y"], sign["x"]
     if stage != "full":
         return scores

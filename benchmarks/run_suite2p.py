@@ -93,7 +93,7 @@ def main() -> None:
     plane = arguments.out / "suite2p" / "plane0"
     ops = np.load(plane / "ops.npy", allow_pickle=True).item()
     offsets = {key: np.asarray(ops[key]) for key in ("yoff", "xoff", "yoff1", "xoff1", "yblock", "xblock") if key in ops}
-    np.savez(arguments.out / "suite2p_offsets.npz", **offsets)
+    np.savez(arguments.out / "suite2p_offsets.npz", block_size=np.asarray(settings["registration"]["block_size"]), **offsets)
     times = {key: float(value) for key, value in (ops.get("plane_times") or {}).items() if np.isscalar(value)}
     result = {
         "wall_s": wall_s,
