@@ -375,11 +375,12 @@ class MetadataSettings(Section):
     lab: str | None = Field(default=None, min_length=1, description="Lab where the data were recorded.")
     keywords: tuple[str, ...] = Field(default=(), description="Terms to search the file by (NWB's keywords).")
     subject_id: str | None = Field(default=None, min_length=1, pattern=r"^[^/]+$", description="Identifier of the animal (no '/'; DANDI builds paths from it).")
-    species: str | None = Field(default=None, pattern=SPECIES_PATTERN, description="Species as a Latin binomial (Mus musculus) or an NCBI taxonomy IRI.")
+    species: str | None = Field(default=None, description="Species as a Latin binomial (Mus musculus) or an NCBI taxonomy IRI.")
     sex: Literal["M", "F", "U", "O"] | None = Field(default=None, description="Sex of the animal: M, F, U (unknown) or O (other).")
     age: str | None = Field(default=None, description="Age of the animal at the session as an ISO 8601 duration: P90D = 90 days, P12W = 12 weeks (a range: P90D/P120D).")
     strain: str | None = Field(default=None, min_length=1, description="Strain of the animal (C57BL/6J).")
     genotype: str | None = Field(default=None, min_length=1, description="Genetic line of the animal (Ai148; Slc17a7-IRES2-Cre).")
+    subject_description: str | None = Field(default=None, min_length=1, description="Anything else about the animal (surgery, window, virus).")
     indicator: str | None = Field(default=None, min_length=1, description="Calcium indicator imaged in the functional channel (GCaMP6s, jGCaMP8m).")
     location: str | None = Field(
         default=None, min_length=1, description="Brain area imaged; for a mouse a term of the Allen Mouse Brain CCF (VISp or 'Primary visual area'), as nwbinspector expects."
@@ -389,6 +390,13 @@ class MetadataSettings(Section):
     device: str | None = Field(default=None, min_length=1, pattern=r"^[^/]+$", description="Name of the microscope (the NWB Device; no '/').")
     device_manufacturer: str | None = Field(default=None, min_length=1, description="Maker of the microscope.")
     pixel_size_um: float | None = Field(default=None, gt=0, le=1000, description="Side of one (square) pixel in the sample, µm (NWB ImagingPlane grid_spacing).")
+
+    @field_validator("species")
+    @classmethod
+    def _binomial(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(SPECIES_PATTERN, value) is None:
+            raise ValueError(f"{value!r} is neither a Latin binomial nor an NCBI taxonomy IRI; write e.g. 'Mus musculus' or 'Rattus norvegicus'")
+        return value
 
     @field_validator("age")
     @classmethod
