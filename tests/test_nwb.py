@@ -263,6 +263,10 @@ def test_refusals_are_one_line_and_leave_no_file(synthetic: SyntheticStore, tmp_
         assert "Traceback" not in result.output
     assert _nwb_files(out) == ["session.nwb"] and not list(synthetic.path.rglob("*.nwb"))
 
+    with store.locked():  # a run in progress
+        result = runner.invoke(app, ["export", "nwb", str(synthetic.path), str(out / "b.nwb"), *start])
+    assert result.exit_code == 2 and len(_error_lines(result)) == 1 and "locked by another run" in result.output
+
     started = store.mark_phase_started("extraction/plane_1", config_hash="interrupted")  # a run killed mid-extraction
     assert started > 0
     result = runner.invoke(app, ["export", "nwb", str(synthetic.path), str(out / "b.nwb"), *start])

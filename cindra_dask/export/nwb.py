@@ -66,7 +66,22 @@ from pydantic import ValidationError
 
 from cindra_dask.config import MetadataSettings, SingleRecordingConfiguration, _describe_validation_error, load_configuration, missing_nwb_metadata, parse_overrides
 from cindra_dask.errors import ConfigurationError, OutputError
-from cindra_dask.store import DETECTION, EXTRACTION, REGISTERED, REGISTRATION, ROI_ARRAYS, ROIS, STORE_SUFFIX, RecordingStore, arrays_under, frames_path, open_existing_store, plane_indices, stage_path
+from cindra_dask.store import (
+    DETECTION,
+    EXTRACTION,
+    REGISTERED,
+    REGISTRATION,
+    ROI_ARRAYS,
+    ROIS,
+    STORE_SUFFIX,
+    RecordingStore,
+    arrays_under,
+    frames_path,
+    open_existing_store,
+    plane_indices,
+    plane_path,
+    stage_path,
+)
 
 NWB_INSTALL_HINT = "pip install 'cindra-dask[nwb]'"
 HDF5_CHUNK_BYTES = 512 * 2**10
@@ -388,18 +403,19 @@ def exported_planes(store: RecordingStore, *, movie: str) -> list[int]:
     """
     planes, skipped = [], []
     for plane in plane_indices(store):
-        record = store.phase_record(f"extraction/plane_{plane}")
+        record = store.phase_record(f"{EXTRACTION}/{plane_path(plane)}")  # the runner's record key of the plane's extraction step
         if record is None:
             skipped.append(plane)
             continue
         if not record.complete:
             raise OutputError(f"{store.path}: plane {plane}'s extraction did not finish (interrupted run); run `cindra-dask run` again to complete it")
+        movie_path = frames_path(plane, _functional_channel(store), kind="registered")
         needed = [f"{stage_path(plane, EXTRACTION)}/{name}" for name in REQUIRED_TRACES] + [f"{stage_path(plane, ROIS)}/{name}" for name in ROI_ARRAYS]
         if movie == REGISTERED:
-            needed.append(frames_path(plane, _functional_channel(store), kind="registered"))
+            needed.append(movie_path)
         missing = [path for path in needed if path not in store]
         if missing:
-            hint = "export with --movie none, or rerun registration (`cindra-dask run --phase process --force`)" if missing[0].startswith(f"plane_{plane}/registered") else "rerun the process phase (`cindra-dask run --phase process --force`)"
+            hint = "export with --movie none, or rerun registration (`cindra-dask run --phase process --force`)" if missing[0] == movie_path else "rerun the process phase (`cindra-dask run --phase process --force`)"
             raise OutputError(f"{store.path}: {missing[0]} is missing although plane {plane} is processed; {hint}")
         planes.append(plane)
     if not planes:
@@ -679,7 +695,7 @@ def export_nwb(
 
     Raises
     ------
-    OutputError : pynwb is not installed, the store is not a store or its extraction is incomplete,
+    OutputError : pynwb is not installed, the store is not a store, a run holds its lock or its extraction is incomplete,
         the output exists (without ``overwrite``), is inside the store or does not end in ``.nwb``.
     ConfigurationError : ``metadata.session_start_time`` is not set (NWB requires it).
     Every refusal happens before anything is written; a failure while writing removes the temporary file.
@@ -688,6 +704,7 @@ def export_nwb(
     if movie not in MOVIE_CHOICES:
         raise OutputError(f"movie: {movie!r} is not one of {', '.join(MOVIE_CHOICES)}")
     store = open_existing_store(store_path)
+    store.check_unlocked()  # a running pipeline rewrites what would be exported
     output = Path(output_path).expanduser().absolute()
     _check_output(output, store, overwrite=overwrite)
     planes = exported_planes(store, movie=movie)
