@@ -397,6 +397,20 @@ def export_tracked_command(
     typer.echo(f"{exported.track_count} tracked cells: {exported.zarr_path} and {exported.csv_path}")
 
 
+@app.command("import-curation")
+@user_errors
+def import_curation_command(
+    store: StoreArgument,
+    suite2p_folder: Annotated[Path, typer.Argument(help="The folder `cindra-dask export suite2p` wrote, after editing cells in suite2p's GUI (plane0/iscell.npy, ...).")],
+) -> None:
+    """Bring cell / not-cell labels edited in suite2p's GUI back into extraction/cell_classification (previous values kept in its curation_history)."""
+    from cindra_dask.export.curation import import_curation
+
+    for curation in import_curation(store, suite2p_folder):
+        rows = ", ".join(map(str, curation.changed_rows[:20])) + (", ..." if len(curation.changed_rows) > 20 else "")
+        typer.echo(f"plane {curation.plane}: {len(curation.changed_rows)} of {curation.roi_count} ROIs changed" + (f" (rows {rows})" if curation.changed_rows else ""))
+
+
 @app.command()
 @user_errors
 def report(

@@ -29,6 +29,10 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ROI's percentile); dimensionless, NaN where F0 ≤ 0; written whether or not spikes are extracted.
     Stores processed before it existed lack it (rerun the process phase with ``--force``);
     ``combined/extraction`` concatenates it like the other traces.
+    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] may carry the attribute
+    ``curation_history``: one entry per `cindra-dask import-curation` that changed it (``imported``
+    UTC time, ``source`` file, ``rows`` changed, ``previous`` their [is_cell, probability] before);
+    ``combined/extraction/cell_classification`` gets the same rows and its own history.
 ``plane_k/rois/``
     ragged masks and per-ROI statistics as in DESIGN §3, plus ``detection_source`` (n,) int8: which
     detector found each ROI, 0 = activity (sparse detection only), 1 = anatomy (a soma of the mean
