@@ -1,4 +1,4 @@
-"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo.
+"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo, export (suite2p, NWB, tracked), report.
 
 Every user-facing error is printed as ``error: <file or field>: <what is wrong and what to do>``
 (one line per problem, no traceback) with exit code 2.
@@ -129,7 +129,7 @@ def validate(
     set_values: SetOption = None,
 ) -> None:
     """Preflight: check configuration, TIFFs, acquisition parameters, output and memory; write nothing."""
-    from cindra_dask.config import SingleRecordingConfiguration, load_configuration
+    from cindra_dask.config import SingleRecordingConfiguration, load_configuration, missing_nwb_metadata
     from cindra_dask.pipeline import preflight
 
     configuration = load_configuration(config, overrides=set_values or ())
@@ -145,6 +145,9 @@ def validate(
         f"{config}: OK — {len(plan.files)} TIFF files, {plan.frames_per_plane} frames × {len(plan.virtual_planes)} planes × {plan.channel_number} channels "
         f"of {plan.files[0].page_shape[0]}×{plan.frame_width} {plan.dtype}; chunks of {plan.chunk_frames} frames; store {context.store.path}"
     )
+    missing = missing_nwb_metadata(configuration.metadata)
+    if missing:
+        typer.echo(f"note: {', '.join(missing)} not set; processing does not need them, `cindra-dask export nwb` does (set them in the metadata section)")
 
 
 @app.command()
@@ -351,6 +354,32 @@ def export_suite2p_command(
     typer.echo(f"wrote {len(written)} files for {', '.join(planes)} into {output}")
 
 
+class MovieChoice(str, Enum):
+    registered = "registered"
+    none = "none"
+
+
+@export_app.command("nwb")
+@user_errors
+def export_nwb_command(
+    store: StoreArgument,
+    output: Annotated[Path, typer.Argument(help="The .nwb file to write (refused if it exists, unless --overwrite).")],
+    movie: Annotated[MovieChoice, typer.Option("--movie", help="registered: also write the motion-corrected movie (large); none: ROIs, traces, offsets and images only.")] = MovieChoice.none,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A single-recording configuration YAML whose metadata section replaces the one recorded in the store.")] = None,
+    set_values: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="Set a metadata field: metadata.field=value (value read as YAML), e.g. metadata.subject_id=m12. Repeatable.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False,
+) -> None:
+    """One NWB file (pynwb): imaging planes, ROI masks and classes, F, neuropil, dF/F and spikes as (time, rois), motion offsets, summary images."""
+    from cindra_dask.export.nwb import export_nwb, resolve_metadata
+
+    metadata = resolve_metadata(store, configuration_path=config, overrides=set_values or ())
+    exported = export_nwb(store, output, metadata=metadata, movie=movie.value, overwrite=overwrite)
+    planes = ", ".join(f"plane {plane} ({count} ROIs)" for plane, count in zip(exported.planes, exported.roi_counts))
+    typer.echo(f"wrote {exported.path}: {planes}; identifier {exported.identifier}")
+
+
 @export_app.command("tracked")
 @user_errors
 def export_tracked_command(
@@ -368,6 +397,20 @@ def export_tracked_command(
         raise ConfigurationError(f"{config}: not a multi-recording configuration (pipeline_type); tracked traces come from `cindra-dask run MULTI.yaml`")
     exported = export_tracked_traces(configuration, output_path=output, trace_name=trace)
     typer.echo(f"{exported.track_count} tracked cells: {exported.zarr_path} and {exported.csv_path}")
+
+
+@app.command("import-curation")
+@user_errors
+def import_curation_command(
+    store: StoreArgument,
+    suite2p_folder: Annotated[Path, typer.Argument(help="The folder `cindra-dask export suite2p` wrote, after editing cells in suite2p's GUI (plane0/iscell.npy, ...).")],
+) -> None:
+    """Bring cell / not-cell labels edited in suite2p's GUI back into extraction/cell_classification (previous values kept in its curation_history)."""
+    from cindra_dask.export.curation import import_curation
+
+    for curation in import_curation(store, suite2p_folder):
+        rows = ", ".join(map(str, curation.changed_rows[:20])) + (", ..." if len(curation.changed_rows) > 20 else "")
+        typer.echo(f"plane {curation.plane}: {len(curation.changed_rows)} of {curation.roi_count} ROIs changed" + (f" (rows {rows})" if curation.changed_rows else ""))
 
 
 @app.command()

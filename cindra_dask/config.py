@@ -10,9 +10,11 @@ generated from these models; nothing is written twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -347,6 +349,92 @@ class ClusterSettings(Section):
         return value if value == "auto" else _parse_memory(value)
 
 
+_DURATION = r"P(?!$)(\d+(\.\d+)?Y)?(\d+(\.\d+)?M)?(\d+(\.\d+)?W)?(\d+(\.\d+)?D)?(T(?=\d)(\d+(\.\d+)?H)?(\d+(\.\d+)?M)?(\d+(\.\d+)?S)?)?"
+AGE_PATTERN = rf"^{_DURATION}(/({_DURATION})?)?$"
+"""ISO 8601 duration (P90D, P12W, P1Y2M), optionally a range (P90D/P120D) or open range (P90D/), as NWB and DANDI read ages."""
+
+SPECIES_PATTERN = r"^([A-Z][a-z]* [a-z]+.*|http://purl\.obolibrary\.org/obo/NCBITaxon_\d+)$"
+"""Latin binomial (Mus musculus) or an NCBI taxonomy IRI, as nwbinspector requires."""
+
+
+class MetadataSettings(Section):
+    """Who, what and where of the recording, for exports that carry it (NWB: `cindra-dask export nwb`).
+
+    Nothing here changes processing (no step's hash covers it). Every field is optional for a run;
+    `cindra-dask validate` notes the ones an NWB export needs (`NWB_REQUIRED_METADATA`). The NWB
+    file's ``identifier`` is not a field: every export draws a fresh UUID.
+    """
+
+    session_start_time: dt.datetime | None = Field(
+        default=None, description="Start of the recording session, ISO 8601 with its UTC offset (2024-05-01T10:30:00+02:00); NWB's session_start_time, required by every NWB file."
+    )
+    session_description: str | None = Field(default=None, min_length=1, description="What this session is (NWB's session_description); None: generated from the recording name, planes, frames and rate.")
+    experiment_description: str | None = Field(default=None, min_length=1, description="The experiment this session belongs to (NWB's experiment_description).")
+    experimenter: tuple[str, ...] = Field(default=(), description="Who recorded, as 'Last, First' names (NWB's experimenter).")
+    institution: str | None = Field(default=None, min_length=1, description="Institution where the data were recorded.")
+    lab: str | None = Field(default=None, min_length=1, description="Lab where the data were recorded.")
+    keywords: tuple[str, ...] = Field(default=(), description="Terms to search the file by (NWB's keywords).")
+    subject_id: str | None = Field(default=None, min_length=1, pattern=r"^[^/]+$", description="Identifier of the animal (no '/'; DANDI builds paths from it).")
+    species: str | None = Field(default=None, description="Species as a Latin binomial (Mus musculus) or an NCBI taxonomy IRI.")
+    sex: Literal["M", "F", "U", "O"] | None = Field(default=None, description="Sex of the animal: M, F, U (unknown) or O (other).")
+    age: str | None = Field(default=None, description="Age of the animal at the session as an ISO 8601 duration: P90D = 90 days, P12W = 12 weeks (a range: P90D/P120D).")
+    strain: str | None = Field(default=None, min_length=1, description="Strain of the animal (C57BL/6J).")
+    genotype: str | None = Field(default=None, min_length=1, description="Genetic line of the animal (Ai148; Slc17a7-IRES2-Cre).")
+    subject_description: str | None = Field(default=None, min_length=1, description="Anything else about the animal (surgery, window, virus).")
+    indicator: str | None = Field(default=None, min_length=1, description="Calcium indicator imaged in the functional channel (GCaMP6s, jGCaMP8m).")
+    location: str | None = Field(
+        default=None, min_length=1, description="Brain area imaged; for a mouse a term of the Allen Mouse Brain CCF (VISp or 'Primary visual area'), as nwbinspector expects."
+    )
+    excitation_wavelength_nm: float | None = Field(default=None, gt=10, le=5000, description="Excitation wavelength of the laser, nm (920 for GCaMP two-photon).")
+    emission_wavelength_nm: float | None = Field(default=None, gt=10, le=5000, description="Centre of the emission filter of the functional channel, nm (510 for GCaMP).")
+    device: str | None = Field(default=None, min_length=1, pattern=r"^[^/]+$", description="Name of the microscope (the NWB Device; no '/').")
+    device_manufacturer: str | None = Field(default=None, min_length=1, description="Maker of the microscope.")
+    pixel_size_um: float | None = Field(default=None, gt=0, le=1000, description="Side of one (square) pixel in the sample, µm (NWB ImagingPlane grid_spacing).")
+
+    @field_validator("species")
+    @classmethod
+    def _binomial(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(SPECIES_PATTERN, value) is None:
+            raise ValueError(f"{value!r} is neither a Latin binomial nor an NCBI taxonomy IRI; write e.g. 'Mus musculus' or 'Rattus norvegicus'")
+        return value
+
+    @field_validator("age")
+    @classmethod
+    def _iso_duration(cls, value: str | None) -> str | None:
+        if value is not None and re.fullmatch(AGE_PATTERN, value) is None:
+            raise ValueError(f"{value!r} is not an ISO 8601 duration; write P90D for 90 days, P12W for 12 weeks, P90D/P120D for a range")
+        return value
+
+    @field_validator("session_start_time")
+    @classmethod
+    def _with_time_zone(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError(f"{value.isoformat()} has no UTC offset; add one, e.g. {value.isoformat()}+00:00")
+        return value
+
+
+NWB_REQUIRED_METADATA = (
+    "session_start_time",
+    "subject_id",
+    "species",
+    "sex",
+    "age",
+    "indicator",
+    "location",
+    "excitation_wavelength_nm",
+    "emission_wavelength_nm",
+    "device",
+)
+"""`MetadataSettings` fields an NWB export needs: the file's start time (NWB requires it), the subject
+that nwbinspector and DANDI require, and the imaging plane's indicator, location, wavelengths and device
+(NWB requires them; an export without them writes 'unknown' / NaN and warns)."""
+
+
+def missing_nwb_metadata(metadata: MetadataSettings) -> list[str]:
+    """``metadata.<field>`` of every `NWB_REQUIRED_METADATA` field that is not set, in that order."""
+    return [f"metadata.{name}" for name in NWB_REQUIRED_METADATA if getattr(metadata, name) in (None, "", ())]
+
+
 class SingleRecordingConfiguration(Section):
     """Everything `cindra-dask run` needs for one recording."""
 
@@ -363,6 +451,7 @@ class SingleRecordingConfiguration(Section):
     signal_extraction: SignalExtractionSettings = Field(default_factory=SignalExtractionSettings, description="Signal extraction.")
     spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")
+    metadata: MetadataSettings = Field(default_factory=MetadataSettings, description="Session, subject and microscope, for the NWB export (changes no result).")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,6 +21,18 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attributes
     ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none),
     ``cell_count`` (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
+    ``delta_f_over_f`` (n, T) f4 chunks (roi_chunk, T), like the other traces: each ROI's dF/F,
+    (F_c − F0) / F0 with F_c = ``cell_fluorescence`` − ``neuropil_coefficient`` ×
+    ``neuropil_fluorescence`` and F0 the ``spike_deconvolution.baseline_method`` baseline of F_c taken
+    per ROI (``maximin``: the baseline ``subtracted_fluorescence`` removes; ``constant``: the ROI's
+    minimum of its smoothed F_c, not cindra's one scalar over all ROIs; ``constant_percentile``: the
+    ROI's percentile); dimensionless, NaN where F0 ≤ 0; written whether or not spikes are extracted.
+    Stores processed before it existed lack it (rerun the process phase with ``--force``);
+    ``combined/extraction`` concatenates it like the other traces.
+    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] may carry the attribute
+    ``curation_history``: one entry per `cindra-dask import-curation` that changed it (``imported``
+    UTC time, ``source`` file, ``rows`` changed, ``previous`` their [is_cell, probability] before);
+    ``combined/extraction/cell_classification`` gets the same rows and its own history.
 ``plane_k/rois/``
     ragged masks and per-ROI statistics as in DESIGN §3, plus ``detection_source`` (n,) int8: which
     detector found each ROI, 0 = activity (sparse detection only), 1 = anatomy (a soma of the mean

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter1d
 
 from cindra_dask.config import AcquisitionParameters, configuration_from_mapping
 from cindra_dask.detection.classify import TrainingSet, classify, load_classifier, save_training_set
@@ -70,7 +71,7 @@ def read_extraction(store: RecordingStore, *, suffix: str = "") -> dict[str, np.
     """Every extraction output of plane 0."""
     names = [f"cell_fluorescence{suffix}", f"neuropil_fluorescence{suffix}"]
     if not suffix:
-        names += ["neuropil_coefficient", "subtracted_fluorescence", "spikes", "cell_classification", "estimated_tau_s"]
+        names += ["neuropil_coefficient", "subtracted_fluorescence", "spikes", "cell_classification", "estimated_tau_s", "delta_f_over_f"]
     outputs = {name: store.read(f"{stage_path(0, 'extraction')}/{name}") for name in names}
     if not suffix:
         outputs["skewness"] = store.read(f"{stage_path(0, 'rois')}/skewness")
@@ -186,6 +187,14 @@ def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, 
         frame_rate_hz=FRAME_RATE_HZ,
     )
     np.testing.assert_allclose(outputs["subtracted_fluorescence"], subtracted, rtol=1e-5, atol=1e-3)
+    if baseline_method == "maximin":  # dF/F's F0: the baseline just subtracted
+        resting = corrected - subtracted
+    elif baseline_method == "constant":  # per ROI, not the global scalar
+        resting = gaussian_filter1d(corrected.astype(np.float64), 4.0, axis=1).min(axis=1, keepdims=True)
+    else:
+        resting = np.percentile(corrected, 8.0, axis=1, keepdims=True)
+    assert (resting > 0).all()
+    np.testing.assert_allclose(outputs["delta_f_over_f"], (corrected - resting) / resting, rtol=1e-4, atol=1e-4)
     spikes = deconvolve_oasis(subtracted, tau_s=0.3, frame_rate_hz=FRAME_RATE_HZ, minimum_spike_noise_multiple=0.0).spikes  # the configuration default
     np.testing.assert_allclose(outputs["spikes"], spikes, rtol=1e-4, atol=1e-2)
     assert np.abs(outputs["spikes"] - spikes).sum() < 1e-4 * spikes.sum()
@@ -202,7 +211,7 @@ def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, 
     recording = recording_decay_time_constant(outputs["estimated_tau_s"], is_cell=outputs["cell_classification"][:, 0] > 0.5)
     assert tau_attributes == {"recording_tau_s": recording.tau_s, "cell_count": recording.cell_count, "configured_tau_s": 0.3}
 
-    for name in ("cell_fluorescence", "neuropil_fluorescence", "subtracted_fluorescence", "spikes"):
+    for name in ("cell_fluorescence", "neuropil_fluorescence", "subtracted_fluorescence", "spikes", "delta_f_over_f"):
         stored = inputs.store.array(f"{stage_path(0, 'extraction')}/{name}")
         assert stored.dtype == np.float32 and stored.shape == (inputs.rois.count, PARITY_FRAMES)
         assert stored.chunks == (PARITY_ROI_CHUNK, PARITY_FRAMES)
@@ -219,7 +228,7 @@ def test_graph_chunking_and_idempotent_rerun(client: Any, parity_store: PlaneInp
     assert frames.chunks[0] == (97, 97, 97, 3)
     masks = extraction_masks(inputs.rois, frame_shape=PARITY_SHAPE, roi_radii_px=inputs.roi_radii_px, signal_extraction=context.configuration.signal_extraction)
     graph = extraction_graph(frames, masks, roi_count=inputs.rois.count, shape_features=inputs.shape_features, configuration=context.configuration, frame_rate_hz=FRAME_RATE_HZ)
-    for array in (graph.cell_fluorescence, graph.neuropil_fluorescence, graph.subtracted_fluorescence, graph.spikes):
+    for array in (graph.cell_fluorescence, graph.neuropil_fluorescence, graph.subtracted_fluorescence, graph.spikes, graph.delta_f_over_f):
         assert array.chunks == ((4, 4, 3), (PARITY_FRAMES,))
     trace_tasks = [key for key in graph.spikes.__dask_graph__() if isinstance(key, tuple) and key[0].startswith("masked-traces-")]
     assert len(trace_tasks) == len(frames.chunks[0])  # one masked-extraction task per frame chunk
@@ -256,6 +265,7 @@ def test_extract_spikes_false_gives_zero_spikes(client: Any, parity_store: Plane
     for name in ("subtracted_fluorescence", "spikes"):
         assert outputs[name].shape == (inputs.rois.count, PARITY_FRAMES) and not outputs[name].any()
     assert np.isnan(outputs["estimated_tau_s"]).all()  # no subtracted fluorescence, no estimate
+    assert np.isfinite(outputs["delta_f_over_f"]).all() and outputs["delta_f_over_f"].std(axis=1).min() > 0  # dF/F does not need OASIS
     assert "not estimated" in " ".join(store_status(inputs.store.path))
     np.testing.assert_array_equal(np.flatnonzero(outputs["cell_classification"][:, 0] == 0), SILENT_ROIS)  # skewness and classes still computed
 

@@ -14,6 +14,7 @@ from cindra_dask.extraction.baseline import (
     delta_f_over_f,
     estimate_neuropil_coefficients,
     maximin_baseline,
+    neuropil_corrected_delta_f_over_f,
     neuropil_corrected_skewness,
     smoothed_minima,
     subtract_baseline,
@@ -410,6 +411,40 @@ def test_constant_and_percentile_baselines() -> None:
     assert np.all(unsmoothed <= traces + 1e-6)  # an opening never exceeds the trace
     ratio = delta_f_over_f(np.full((1, 3), 150.0, np.float32), np.full((1, 3), 100.0, np.float32))
     np.testing.assert_allclose(ratio, 0.5)
+
+
+@pytest.mark.parametrize("baseline_method", ["maximin", "constant", "constant_percentile"])
+def test_delta_f_over_f_of_a_planted_trace_is_its_definition(baseline_method: str) -> None:
+    """F = c·Fneu + F0·(1 + x): every baseline method recovers F0 per ROI, so dF/F = x exactly.
+
+    The planted x is zero except for short transients (2 s every 10 s) on a flat F0 that differs
+    per ROI (100 and 40), so the maximin opening, the smoothed minimum and the 8th percentile all
+    equal F0; a row whose corrected trace sits below zero gets NaN, never a huge ratio.
+    """
+    rng = np.random.default_rng(23)
+    frame_rate_hz, frame_count = 10.0, 1200
+    t = np.arange(frame_count) / frame_rate_hz
+    transient = np.where((t % 10.0) >= 8.0, 0.5 * np.exp(-((t % 10.0) - 8.0) / 0.7), 0.0)
+    resting = np.array([100.0, 40.0, -5.0])[:, None]
+    planted = np.stack([transient, 2.0 * transient, transient])
+    neuropil = (50.0 + 5.0 * rng.standard_normal((3, frame_count))).astype(np.float32)
+    coefficients = np.array([0.7, 1.1, 0.7], np.float32)
+    cell = (coefficients[:, None] * neuropil + resting * (1.0 + planted)).astype(np.float32)
+    ratio = neuropil_corrected_delta_f_over_f(
+        cell,
+        neuropil,
+        neuropil_coefficient=coefficients,
+        baseline_method=baseline_method,
+        baseline_window_s=20.0,
+        baseline_sigma_frames=2.0,
+        baseline_percentile=8.0,
+        frame_rate_hz=frame_rate_hz,
+    )
+    assert ratio.shape == cell.shape and ratio.dtype == np.float32
+    np.testing.assert_allclose(ratio[:2], planted[:2], atol=2e-5)  # (F_c − F0) / F0 with F0 = 100, 40
+    assert np.isnan(ratio[2]).all()  # F0 = −5: no ratio
+    corrected = cell - coefficients[:, None] * neuropil
+    np.testing.assert_allclose(delta_f_over_f(corrected[:2], resting[:2]), planted[:2], atol=2e-5)
 
 
 # -------------------------------------------------------------------------------- colocalization

@@ -14,6 +14,10 @@ Baselines (fs = per-plane rate in Hz):
   minimum (a scalar).
 * ``constant_percentile``: each ROI's ``baseline_percentile`` percentile over time.
 
+dF/F (`neuropil_corrected_delta_f_over_f`): (F_c − F0) / F0 with F_c = F − c·Fneu and F0 the same
+baseline of F_c, taken per ROI for every method (``constant``: the ROI's own smoothed minimum, not the
+global scalar); NaN where F0 ≤ 0.
+
 Neuropil coefficient per ROI (not in cindra, which uses one fixed c): F is regressed on Fneu over
 the ROI's quiet frames, those with the lowest ``quiet_fraction`` of F − c·Fneu (the cell at rest,
 so what is left of F follows the neuropil), and c is updated until it stops changing. Cell
@@ -237,19 +241,88 @@ def subtract_baseline(
     return (traces - baseline).astype(np.float32, copy=False)
 
 
-def delta_f_over_f(traces: np.ndarray, baseline: np.ndarray, *, minimum_baseline: float = 1e-6) -> np.ndarray:
-    """(F − F0) / F0 with F0 floored at ``minimum_baseline``.
+def delta_f_over_f(traces: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """(F − F0) / F0, NaN where F0 ≤ 0 (a ratio to a non-positive baseline has no meaning).
 
     Parameters
     ----------
     traces : (n, T) float32 fluorescence.
     baseline : F0, broadcastable to ``traces`` ((n, T), (n, 1) or scalar), same units.
-    minimum_baseline : floor of F0 (same units), guards against division by ~0 or negative baselines.
 
     Returns
     -------
     (n, T) float32 dimensionless dF/F.
     """
     traces = np.asarray(traces, np.float32)
-    floor = np.maximum(np.asarray(baseline, np.float32), np.float32(minimum_baseline))
-    return ((traces - baseline) / floor).astype(np.float32, copy=False)
+    baseline = np.broadcast_to(np.asarray(baseline, np.float32), traces.shape)
+    ratio = np.full(traces.shape, np.nan, np.float32)
+    positive = baseline > 0
+    np.divide(traces - baseline, baseline, out=ratio, where=positive)
+    return ratio
+
+
+def delta_f_over_f_baseline(
+    traces: np.ndarray, *, baseline_method: str, baseline_window_s: float, baseline_sigma_frames: float, baseline_percentile: float, frame_rate_hz: float
+) -> np.ndarray:
+    """F0 of every row for dF/F: the ``baseline_method`` baseline, always per ROI.
+
+    ``maximin`` and ``constant_percentile`` are the baselines `subtract_baseline` removes;
+    ``constant`` is each row's minimum of its Gaussian-smoothed trace (`smoothed_minima`), not the
+    one scalar over all ROIs that `subtract_baseline` uses, because dividing every ROI by the
+    dimmest ROI's baseline would not give a ratio to the ROI's own resting fluorescence.
+
+    Parameters
+    ----------
+    traces : (n, T) float32 neuropil-corrected fluorescence (ROI block with the whole time axis).
+    baseline_method, baseline_window_s, baseline_sigma_frames, baseline_percentile, frame_rate_hz :
+        as `subtract_baseline`.
+
+    Returns
+    -------
+    (n, T) (maximin) or (n, 1) float32 F0, in the units of ``traces``.
+    """
+    traces = np.asarray(traces, np.float32)
+    if baseline_method not in BASELINE_METHODS:
+        raise ValueError(f"baseline_method must be one of {', '.join(BASELINE_METHODS)}, got {baseline_method!r}")
+    if baseline_method == "maximin":
+        return maximin_baseline(traces, baseline_window_s=baseline_window_s, baseline_sigma_frames=baseline_sigma_frames, frame_rate_hz=frame_rate_hz)
+    if baseline_method == "constant":
+        return smoothed_minima(traces, baseline_sigma_frames=baseline_sigma_frames)[:, None]
+    return percentile_baseline(traces, baseline_percentile=baseline_percentile)
+
+
+def neuropil_corrected_delta_f_over_f(
+    cell_fluorescence: np.ndarray,
+    neuropil_fluorescence: np.ndarray,
+    *,
+    neuropil_coefficient: float | np.ndarray,
+    baseline_method: str,
+    baseline_window_s: float,
+    baseline_sigma_frames: float,
+    baseline_percentile: float,
+    frame_rate_hz: float,
+) -> np.ndarray:
+    """dF/F of every ROI: (F_c − F0) / F0 with F_c = F − c · Fneu and F0 = `delta_f_over_f_baseline` of F_c.
+
+    Parameters
+    ----------
+    cell_fluorescence, neuropil_fluorescence : (n, T) float32 (ROI block with the whole time axis).
+    neuropil_coefficient : c, scalar or (n,) per row.
+    baseline_method, baseline_window_s, baseline_sigma_frames, baseline_percentile, frame_rate_hz :
+        as `subtract_baseline` (``spike_deconvolution``'s options).
+
+    Returns
+    -------
+    (n, T) float32 dimensionless dF/F; NaN where F0 ≤ 0 (neuropil subtraction left no positive
+    resting fluorescence).
+    """
+    corrected = subtract_neuropil(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient)
+    baseline = delta_f_over_f_baseline(
+        corrected,
+        baseline_method=baseline_method,
+        baseline_window_s=baseline_window_s,
+        baseline_sigma_frames=baseline_sigma_frames,
+        baseline_percentile=baseline_percentile,
+        frame_rate_hz=frame_rate_hz,
+    )
+    return delta_f_over_f(corrected, baseline)

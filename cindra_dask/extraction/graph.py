@@ -6,7 +6,8 @@ One plane's graph::
     registered frame chunks ──blockwise──► (2, n, chunk_T) [cell; neuropil] per chunk
         ──concatenate on t, rechunk once──► (1, roi_chunk, T) ──► cell_fluorescence, neuropil_fluorescence
     ROI chunks ──► neuropil_coefficient c (n,) ──► F − c·Fneu ──► skewness (n,) ──► cell_classification (one task)
-                                                          └──► baseline subtraction ──► OASIS ──► subtracted_fluorescence, spikes
+                                                          ├──► baseline subtraction ──► OASIS ──► subtracted_fluorescence, spikes
+                                                          └──► per-ROI baseline F0 ──► (F_c − F0) / F0 ──► delta_f_over_f
                                                                               └──► decay fit ──► estimated_tau_s (n,)
     structural channel 2 ──► traces with the same masks; good-frame mean images ──► colocalization
 
@@ -29,7 +30,14 @@ import numpy as np
 from cindra_dask.chunking import roi_chunk_size
 from cindra_dask.config import BaselineMethod, MultiRecordingConfiguration, SignalExtractionSettings, SingleRecordingConfiguration, SpikeDeconvolutionSettings
 from cindra_dask.detection.classify import CellClassifier, classify, load_classifier
-from cindra_dask.extraction.baseline import estimate_neuropil_coefficients, neuropil_corrected_skewness, smoothed_minima, subtract_baseline, subtract_neuropil
+from cindra_dask.extraction.baseline import (
+    estimate_neuropil_coefficients,
+    neuropil_corrected_delta_f_over_f,
+    neuropil_corrected_skewness,
+    smoothed_minima,
+    subtract_baseline,
+    subtract_neuropil,
+)
 from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
 from cindra_dask.extraction.decay import estimate_decay_time_constants, recording_decay_time_constant
 from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
@@ -53,6 +61,7 @@ SHAPE_FEATURES = ("normalized_pixel_count", "compactness")
 CELL_FLUORESCENCE = "cell_fluorescence"
 NEUROPIL_FLUORESCENCE = "neuropil_fluorescence"
 SUBTRACTED_FLUORESCENCE = "subtracted_fluorescence"
+DELTA_F_OVER_F = "delta_f_over_f"
 NEUROPIL_COEFFICIENT = "neuropil_coefficient"
 SPIKES = "spikes"
 SKEWNESS = "skewness"
@@ -80,6 +89,7 @@ class ExtractionGraph(NamedTuple):
     cell_classification : (n, 2) one chunk, [is_cell (0/1), probability].
     estimated_tau_s : (n,), chunks (roi_chunk,), each ROI's indicator decay estimated from its
         subtracted fluorescence, s (NaN: not estimated; all NaN when spikes are not extracted).
+    delta_f_over_f : (n, T), chunks (roi_chunk, T), dF/F of F − c·Fneu (see `deconvolution_graph`).
     """
 
     cell_fluorescence: Any
@@ -90,6 +100,7 @@ class ExtractionGraph(NamedTuple):
     skewness: Any
     cell_classification: Any
     estimated_tau_s: Any
+    delta_f_over_f: Any
 
 
 class DeconvolutionGraph(NamedTuple):
@@ -100,12 +111,16 @@ class DeconvolutionGraph(NamedTuple):
     neuropil_coefficient : (n,), chunks (roi_chunk,), c of every ROI.
     skewness : (n,), chunks (roi_chunk,), skewness of F − c·Fneu.
     subtracted_fluorescence, spikes : (n, T), chunks (roi_chunk, T); None when spikes are not extracted.
+    delta_f_over_f : (n, T), chunks (roi_chunk, T), (F_c − F0) / F0 of F_c = F − c·Fneu with F0 its
+        per-ROI baseline (`cindra_dask.extraction.baseline.neuropil_corrected_delta_f_over_f`);
+        computed whether or not spikes are extracted.
     """
 
     neuropil_coefficient: Any
     skewness: Any
     subtracted_fluorescence: Any | None
     spikes: Any | None
+    delta_f_over_f: Any
 
 
 class StructuralGraph(NamedTuple):
@@ -144,6 +159,11 @@ def _trace_block(frames: np.ndarray, masks: ExtractionMasks) -> np.ndarray:
 def _corrected_block(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, neuropil_coefficient: np.ndarray) -> np.ndarray:
     """(r, T) float32 F − c·Fneu of one ROI chunk, c (r,)."""
     return subtract_neuropil(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient)
+
+
+def _delta_f_over_f_block(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, neuropil_coefficient: np.ndarray, **baseline_options: Any) -> np.ndarray:
+    """(r, T) float32 dF/F of F − c·Fneu of one ROI chunk, c (r,)."""
+    return neuropil_corrected_delta_f_over_f(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient, **baseline_options)
 
 
 def _skewness_block(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.ndarray, neuropil_coefficient: np.ndarray) -> np.ndarray:
@@ -269,7 +289,8 @@ def deconvolution_graph(
     `DeconvolutionGraph` of float32 dask arrays.
 
     Chunking: every step is one task per ROI chunk; the ``constant`` baseline adds a reduction of
-    per-chunk minima to one scalar that every chunk task receives (cindra's global minimum).
+    per-chunk minima to one scalar that every chunk task receives (cindra's global minimum; dF/F's
+    ``constant`` baseline is per ROI and needs no reduction).
     """
     import dask.array as da
 
@@ -287,9 +308,6 @@ def deconvolution_graph(
     else:
         coefficients = da.full(cell_fluorescence.shape[:1], spike_deconvolution.neuropil_coefficient, chunks=cell_fluorescence.chunks[:1], dtype=TRACE_DTYPE)
     skewness = da.blockwise(_skewness_block, "n", cell_fluorescence, "nt", neuropil_fluorescence, "nt", coefficients, "n", concatenate=True, dtype=TRACE_DTYPE, meta=_meta(1))
-    if not spike_deconvolution.extract_spikes:
-        return DeconvolutionGraph(coefficients, skewness, None, None)
-    corrected = da.blockwise(_corrected_block, "nt", cell_fluorescence, "nt", neuropil_fluorescence, "nt", coefficients, "n", dtype=TRACE_DTYPE, meta=_meta(2))
     baseline_options = {
         "baseline_method": spike_deconvolution.baseline_method.value,
         "baseline_window_s": spike_deconvolution.baseline_window,
@@ -297,6 +315,12 @@ def deconvolution_graph(
         "baseline_percentile": spike_deconvolution.baseline_percentile,
         "frame_rate_hz": frame_rate_hz,
     }
+    delta_f_over_f = da.blockwise(
+        _delta_f_over_f_block, "nt", cell_fluorescence, "nt", neuropil_fluorescence, "nt", coefficients, "n", dtype=TRACE_DTYPE, meta=_meta(2), **baseline_options
+    )
+    if not spike_deconvolution.extract_spikes:
+        return DeconvolutionGraph(coefficients, skewness, None, None, delta_f_over_f)
+    corrected = da.blockwise(_corrected_block, "nt", cell_fluorescence, "nt", neuropil_fluorescence, "nt", coefficients, "n", dtype=TRACE_DTYPE, meta=_meta(2))
     if spike_deconvolution.baseline_method is BaselineMethod.CONSTANT:
         global_minimum = corrected.map_blocks(smoothed_minima, baseline_sigma_frames=spike_deconvolution.baseline_sigma, drop_axis=1, dtype=TRACE_DTYPE, meta=_meta(1)).min()
         subtracted = da.map_blocks(_constant_baseline_block, corrected, global_minimum, dtype=TRACE_DTYPE, meta=_meta(2), **baseline_options)
@@ -305,7 +329,7 @@ def deconvolution_graph(
     spikes = subtracted.map_blocks(
         _spike_block, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=spike_deconvolution.minimum_spike_size, dtype=TRACE_DTYPE, meta=_meta(2)
     )
-    return DeconvolutionGraph(coefficients, skewness, subtracted, spikes)
+    return DeconvolutionGraph(coefficients, skewness, subtracted, spikes, delta_f_over_f)
 
 
 def extraction_graph(
@@ -372,7 +396,15 @@ def extraction_graph(
             estimate_decay_time_constants, frame_rate_hz=frame_rate_hz, minimum_signal_to_noise=TAU_MINIMUM_SIGNAL_TO_NOISE, drop_axis=1, dtype=TRACE_DTYPE, meta=_meta(1)
         )
     return ExtractionGraph(
-        cell_fluorescence, neuropil_fluorescence, deconvolution.neuropil_coefficient, deconvolution.subtracted_fluorescence, deconvolution.spikes, skewness, classification, estimated_tau
+        cell_fluorescence,
+        neuropil_fluorescence,
+        deconvolution.neuropil_coefficient,
+        deconvolution.subtracted_fluorescence,
+        deconvolution.spikes,
+        skewness,
+        classification,
+        estimated_tau,
+        deconvolution.delta_f_over_f,
     )
 
 
@@ -442,7 +474,7 @@ def plan_extraction_step(context: RecordingContext, *, plane: int) -> StepPlan:
     Reads ``plane_k/registered/channel_c`` (c = the functional channel), ``plane_k/rois/*``
     (masks, ``radius_px``, ``normalized_pixel_count``, ``compactness``) and, with a structural
     channel 2, ``plane_k/registration/bad_frames``. Writes ``plane_k/extraction/{cell_fluorescence,
-    neuropil_fluorescence, subtracted_fluorescence, spikes}`` (n, T) f4 chunks (roi_chunk, T),
+    neuropil_fluorescence, subtracted_fluorescence, spikes, delta_f_over_f}`` (n, T) f4 chunks (roi_chunk, T),
     ``neuropil_coefficient`` and ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,), ``cell_classification``
     (n, 2) f4 and ``plane_k/rois/skewness`` (n,) f4; then, from the stored ``estimated_tau_s`` and
     classification, the attributes of ``estimated_tau_s``: ``recording_tau_s`` (median over cells,
@@ -469,7 +501,7 @@ def plan_extraction_step(context: RecordingContext, *, plane: int) -> StepPlan:
     def create(array_path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dimension_names: tuple[str, ...] | None = None) -> Any:
         return store.create_array(array_path, shape=shape, dtype=TRACE_DTYPE, chunks=chunks, dimension_names=dimension_names)
 
-    trace_names = [CELL_FLUORESCENCE, NEUROPIL_FLUORESCENCE, SUBTRACTED_FLUORESCENCE, SPIKES]
+    trace_names = [CELL_FLUORESCENCE, NEUROPIL_FLUORESCENCE, SUBTRACTED_FLUORESCENCE, SPIKES, DELTA_F_OVER_F]
     if structural:
         trace_names += [CELL_FLUORESCENCE + STRUCTURAL_SUFFIX, NEUROPIL_FLUORESCENCE + STRUCTURAL_SUFFIX]
     traces = {name: create(f"{extraction_group}/{name}", (roi_count, frame_count), (roi_chunk, frame_count), TRACE_DIMENSIONS) for name in trace_names}
@@ -491,6 +523,7 @@ def plan_extraction_step(context: RecordingContext, *, plane: int) -> StepPlan:
         )
         writes += [(graph.cell_fluorescence, traces[CELL_FLUORESCENCE]), (graph.neuropil_fluorescence, traces[NEUROPIL_FLUORESCENCE]), (graph.neuropil_coefficient, coefficient_target)]
         writes += [(graph.skewness, skewness_target), (graph.cell_classification, classification_target), (graph.estimated_tau_s, tau_target)]
+        writes.append((graph.delta_f_over_f, traces[DELTA_F_OVER_F]))
         if graph.spikes is not None:
             writes += [(graph.subtracted_fluorescence, traces[SUBTRACTED_FLUORESCENCE]), (graph.spikes, traces[SPIKES])]
     if structural:
