@@ -64,9 +64,31 @@ class AllocatorTuning(WorkerPlugin):
         worker.allocator_tuned = tune_allocator()
 
 
+class _HeartbeatFailureInOneLine(logging.Filter):
+    """Drops the traceback of a worker's "Failed to communicate with scheduler during heartbeat" (the
+    scheduler closing first at the end of a run, or a busy machine); the one-line message stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Failed to communicate with scheduler during heartbeat"):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+class QuietHeartbeatFailures(WorkerPlugin):
+    """Worker plugin adding `_HeartbeatFailureInOneLine` to the ``distributed.worker`` logger of every worker."""
+
+    name = "cindra-dask-quiet-heartbeat-failures"
+
+    def setup(self, worker: Any) -> None:
+        logger = logging.getLogger("distributed.worker")
+        if not any(isinstance(existing, _HeartbeatFailureInOneLine) for existing in logger.filters):
+            logger.addFilter(_HeartbeatFailureInOneLine())
+
+
 def tune_workers(client: Any) -> None:
-    """Install `AllocatorTuning` on the client's cluster (idempotent: the plugin has a fixed name)."""
+    """Install `AllocatorTuning` and `QuietHeartbeatFailures` on the client's cluster (idempotent: the plugins have fixed names)."""
     client.register_plugin(AllocatorTuning())
+    client.register_plugin(QuietHeartbeatFailures())
 
 
 def local_worker_count(settings: ClusterSettings) -> int:

@@ -88,3 +88,30 @@ def test_progress_follows_the_client_it_is_given(client: Any, terminal: bool, mo
         runner.start()
         runner.join(timeout=60)
     assert results == [3], "the progress display waited on the default client's scheduler"
+
+
+def test_a_worker_heartbeat_failure_is_logged_without_its_traceback() -> None:
+    """A busy machine or the scheduler closing first makes workers log this with a traceback; the plugin keeps one line."""
+    import io
+    import logging
+
+    from cindra_dask.cluster import QuietHeartbeatFailures
+
+    logger = logging.getLogger("distributed.worker")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    try:
+        QuietHeartbeatFailures().setup(worker=None)
+        QuietHeartbeatFailures().setup(worker=None)  # idempotent
+        try:
+            raise OSError("connection closed")
+        except OSError:
+            logger.exception("Failed to communicate with scheduler during heartbeat.")
+            logger.exception("Some other failure")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "Failed to communicate with scheduler during heartbeat."
+    assert lines[1] == "Some other failure" and "Traceback (most recent call last):" in lines[2:]
+    assert stream.getvalue().count("Traceback") == 1
