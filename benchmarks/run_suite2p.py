@@ -41,6 +41,15 @@ class _StageMarks(logging.Handler):
                 self.marks[stage] = record.created
 
 
+def _block_size_px(data: Path, default: list[int]) -> list[int]:
+    """suite2p's nonrigid block side, halved per axis until two blocks fit (its default 128 px fails on 128² frames)."""
+    import tifffile
+
+    first = sorted(data.glob("*.tif*"))[0]
+    frame_shape = tifffile.TiffFile(first).pages[0].shape[-2:]
+    return [int(side) if side * 2 <= length else max(16, int(length) // 2) for side, length in zip(default, frame_shape)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data", type=Path)
@@ -63,6 +72,7 @@ def main() -> None:
     settings["tau"] = arguments.tau
     settings["registration"]["nimg_init"] = 500  # cindra's reference_frame_count, as ours
     settings["registration"]["nonrigid"] = bool(arguments.nonrigid)
+    settings["registration"]["block_size"] = _block_size_px(arguments.data, settings["registration"]["block_size"])
     settings["run"]["do_regmetrics"] = False
     settings["io"]["combined"] = False
     if arguments.stage == "registration":

@@ -197,12 +197,14 @@ def status(store: Annotated[Path, typer.Argument(help="A recording store (<name>
 def simulate(
     output: Annotated[Path, typer.Argument(help="Directory to write the TIFFs, cindra_parameters.json and ground_truth.npz into.")],
     set_values: Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Simulation parameter: field=value (see `cindra_dask.simulate.SimulationParameters`). Repeatable.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a simulated recording already in the folder (its TIFFs, parameters and ground truth are removed first).")] = False,
 ) -> None:
-    """Write a simulated two-photon recording with its ground truth (the project's test bench)."""
+    """Write a simulated two-photon recording with its ground truth (the project's test bench) into a new or empty folder."""
     from cindra_dask.config import parse_overrides
-    from cindra_dask.simulate import SimulationParameters, write_recording
+    from cindra_dask.simulate import SimulationParameters, prepare_output_directory, write_recording
 
     parameters = _simulation_parameters(SimulationParameters, dict(parse_overrides(set_values or [])))
+    prepare_output_directory(output, overwrite=overwrite)
     started = time.time()
     write_recording(parameters, output)
     typer.echo(f"wrote {parameters.frame_count} frames × {parameters.plane_count} planes × {parameters.channel_count} channels to {output} in {time.time() - started:.1f} s")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import sys
 from typing import Any, Iterator
@@ -90,13 +91,61 @@ def build_cluster(settings: ClusterSettings) -> Any:
         return cluster
     from distributed import LocalCluster
 
-    return LocalCluster(
-        n_workers=local_worker_count(settings),
-        threads_per_worker=settings.threads_per_worker,
-        memory_limit=settings.memory_limit_per_worker,
-        dashboard_address=settings.dashboard_address,
-        processes=True,
-    )
+    with _interrupts_ignored():  # the worker processes inherit it: Ctrl-C reaches the runner alone
+        return LocalCluster(
+            n_workers=local_worker_count(settings),
+            threads_per_worker=settings.threads_per_worker,
+            memory_limit=settings.memory_limit_per_worker,
+            dashboard_address=settings.dashboard_address,
+            processes=True,
+        )
+
+
+@contextlib.contextmanager
+def _interrupts_ignored() -> Iterator[None]:
+    """SIGINT ignored while LocalCluster spawns its worker processes (an ignored signal stays ignored
+    in a child), so a Ctrl-C in the terminal, which signals the whole process group, interrupts the
+    runner, which shuts the cluster down, instead of printing every worker's traceback. Only in the
+    main thread (elsewhere signal handlers cannot be changed, and nothing is done)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _ShutdownNoise(logging.Filter):
+    """Drops the messages a cluster prints while it is closed after the run (its results are written):
+    the nanny killing a worker process that took more than its 4 s to exit, and, after an interruption,
+    the scheduler's and nannies' reports about the work cancelled."""
+
+    def __init__(self, *, interrupted: bool) -> None:
+        super().__init__()
+        self.interrupted = interrupted
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.interrupted or str(record.msg).startswith("Worker process still alive"))
+
+
+@contextlib.contextmanager
+def _quiet_shutdown(*, interrupted: bool) -> Iterator[None]:
+    """`_ShutdownNoise` on the ``distributed`` loggers of this process while the cluster closes."""
+    quiet = _ShutdownNoise(interrupted=interrupted)
+    loggers = [logging.getLogger(name) for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.core", "distributed.worker", "distributed.client")]
+    handlers = {handler for logger in loggers for handler in logger.handlers}
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 @contextlib.contextmanager
@@ -118,10 +167,13 @@ def cluster_client(settings: ClusterSettings, *, connect_timeout_s: float = 20.0
         if settings.jobqueue is not None:
             cluster.scale(jobs=max(1, settings.workers))
         client = Client(cluster)
+    interrupted = True
     try:
         tune_workers(client)
         yield client
+        interrupted = False
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        with _quiet_shutdown(interrupted=interrupted):
+            client.close()
+            if cluster is not None:
+                cluster.close()

@@ -180,7 +180,7 @@ def _parallel(function: Any, items: Sequence[Any], *, workers: int) -> list[Any]
         return list(pool.map(function, items))
 
 
-def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT_WORKERS, rehash: bool = False) -> Path:
+def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT_WORKERS, rehash: bool = False, take_lock: bool = True) -> Path:
     """Write ``<store>/datapackage.json`` describing every array, the configuration, versions and phases.
 
     Parameters
@@ -195,10 +195,14 @@ def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT
     Returns
     -------
     The manifest's path. Reads each checksummed array's chunk files once; the file is replaced
-    atomically. Does not take the store's lock, so the runner can call it at the end of a run
-    while it holds the lock.
+    atomically. Holds the store's lock while it reads and writes, like every writer, so it is
+    refused while a run holds it (:class:`OutputError`); ``take_lock=False`` is for the runner,
+    which calls it at the end of a run while it holds the lock.
     """
     store = open_existing_store(store)
+    if take_lock:
+        with store.locked():
+            return write_manifest(store, workers=workers, rehash=rehash, take_lock=False)
     unchanged = {} if rehash else _unchanged_resources(store)
     attributes = store.attributes()
     descriptor: dict[str, Any] = {
@@ -282,7 +286,11 @@ def verify_store(path: RecordingStore | Path | str, *, workers: int = DEFAULT_WO
         if array_path not in store:
             findings.append(f"{array_path}: missing (listed in the manifest); {rerun}")
             continue
-        array = store.array(array_path)
+        try:
+            array = store.array(array_path)
+        except OutputError:
+            findings.append(f"{array_path}: metadata (zarr.json) is not valid JSON; {rerun}")
+            continue
         shape, dtype_name = [int(size) for size in array.shape], np.dtype(array.dtype).name
         expected_shape, expected_dtype = list(resource.get("shape", [])), str(resource.get("dtype"))
         if shape != expected_shape or dtype_name != expected_dtype:
@@ -297,6 +305,10 @@ def verify_store(path: RecordingStore | Path | str, *, workers: int = DEFAULT_WO
         if digest != expected:
             findings[index] = f"{array_path}: contents differ from the manifest (checksum {digest[:19]}… vs {expected[:19]}…); if this change was not intended, {rerun}; otherwise rewrite the manifest with `cindra-dask manifest {store.path}`"
     differences = [finding for finding in findings if finding is not None]
+    listed_damaged = {finding.split(":", 1)[0] for finding in differences}
+    for node_path in store.damaged_nodes():
+        if node_path not in listed_damaged:
+            differences.append(f"{node_path}: metadata (zarr.json) is not valid JSON; {_rerun_hint(store, node_path)}")
     for array_path in store.array_paths():
         if array_path not in listed:
             differences.append(f"{array_path}: not in the manifest (written after it, or added by hand); rewrite the manifest with `cindra-dask manifest {store.path}` if it belongs there")
@@ -304,6 +316,107 @@ def verify_store(path: RecordingStore | Path | str, *, workers: int = DEFAULT_WO
     if descriptor.get("configuration") is not None and configuration != descriptor.get("configuration"):
         differences.append(f"{store.path}: the configuration in the root attributes differs from the manifest's; the outputs may come from another configuration — rerun, or rewrite the manifest with `cindra-dask manifest {store.path}`")
     return differences
+
+
+def _finished_ns(finished: str | None) -> int | None:
+    """A phase record's ISO 8601 ``finished`` time in ns since the epoch (None if absent or unreadable)."""
+    if not finished:
+        return None
+    try:
+        return int(dt.datetime.fromisoformat(finished).timestamp()) * 1_000_000_000
+    except ValueError:
+        return None
+
+
+def _dtype_name(data_type: Any) -> str:
+    """numpy's name of a Zarr v3 ``data_type`` (as written in the manifest), or its text."""
+    try:
+        return np.dtype(data_type).name
+    except TypeError:
+        return str(data_type)
+
+
+def _array_metadata(folder: Path) -> dict[str, Any] | None:
+    """The parsed ``zarr.json`` of an array folder; None if it is missing or unreadable."""
+    try:
+        metadata = json.loads((folder / "zarr.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return metadata if isinstance(metadata, dict) else None
+
+
+def output_problems(store: RecordingStore, output_paths: Sequence[str], *, finished: str | None, excluded: Sequence[str] = ()) -> list[str]:
+    """Why the outputs of a complete step cannot be trusted: one line per problem, empty when intact.
+
+    Cheap: reads metadata and file times; an array is checksummed again only when one of its files
+    (or folders) was modified after the manifest was written. Checks that every group in
+    ``output_paths`` exists; that every array below them has readable metadata; and, when the
+    manifest was written after the step ``finished`` (so it describes these outputs), that every
+    array the manifest lists below them is present with the manifest's shape and dtype and, if
+    modified since, still has the manifest's checksum. Arrays at or below ``excluded`` (another
+    step's outputs nested in these groups, intermediates removed on purpose) are not checked.
+    """
+    excluded = tuple(excluded)
+
+    def is_excluded(array_path: str) -> bool:
+        return any(array_path == other or array_path.startswith(other + "/") for other in excluded)
+
+    resources: dict[str, dict[str, Any]] = {}
+    manifest_ns = None
+    finished_ns = _finished_ns(finished)
+    path = manifest_path(store)
+    try:
+        written_ns = path.stat().st_mtime_ns
+        descriptor = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        descriptor = None
+    if (
+        isinstance(descriptor, dict)
+        and descriptor.get("cindra_dask_manifest_version") == MANIFEST_VERSION
+        and isinstance(descriptor.get("resources"), list)
+        and finished_ns is not None
+        and written_ns >= finished_ns
+    ):
+        manifest_ns = written_ns
+        resources = {str(resource.get("path")): resource for resource in descriptor["resources"] if isinstance(resource, dict)}
+    problems: list[str] = []
+    for output in output_paths:
+        if is_excluded(output):
+            continue
+        folder = store.path / output
+        if _array_metadata(folder) is None:
+            problems.append(f"{output}: {'unreadable metadata (zarr.json)' if (folder / 'zarr.json').exists() else 'missing'}")
+            continue
+        present = {}
+        for metadata_file in sorted(folder.rglob("zarr.json")):
+            array_path = metadata_file.parent.relative_to(store.path).as_posix()
+            if metadata_file.parent == folder or is_excluded(array_path):
+                continue
+            metadata = _array_metadata(metadata_file.parent)
+            if metadata is None:
+                problems.append(f"{array_path}: unreadable metadata (zarr.json)")
+            elif metadata.get("node_type") == "array":
+                present[array_path] = metadata
+        for array_path, resource in resources.items():
+            if not (array_path.startswith(output + "/") or array_path == output) or is_excluded(array_path):
+                continue
+            metadata = present.get(array_path)
+            if metadata is None:
+                if not (store.path / array_path / "zarr.json").exists():
+                    problems.append(f"{array_path}: missing (listed in the manifest)")
+                continue
+            shape, dtype_name = [int(size) for size in metadata.get("shape", [])], _dtype_name(metadata.get("data_type"))
+            if shape != list(resource.get("shape", [])) or dtype_name != str(resource.get("dtype")):
+                problems.append(f"{array_path}: shape/dtype {tuple(shape)} {dtype_name} differ from the manifest's")
+            elif manifest_ns is not None and _modified_since(store.path / array_path, manifest_ns):
+                try:
+                    digest = "sha256:" + array_checksum(store.path / array_path)
+                except Exception as error:  # unreadable metadata or chunk files
+                    problems.append(f"{array_path}: unreadable ({type(error).__name__})")
+                    continue
+                if digest != resource.get("hash"):
+                    problems.append(f"{array_path}: stored bytes changed since the manifest was written")
+    return problems
 
 
 def record_removal(store: RecordingStore, removed: Sequence[str], *, action: dict[str, Any]) -> None:

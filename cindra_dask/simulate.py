@@ -83,6 +83,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import ndimage, sparse
 from scipy.signal import lfilter
 
+from cindra_dask.errors import ConfigurationError, OutputError
 from cindra_dask.rois import RaggedRois
 from cindra_dask.simulate_bank import ActivityBank, load_activity_bank
 
@@ -461,6 +462,12 @@ def _place_cells(
     """(count, 2) soma centres at least 0.75 diameters apart, off the vessels."""
     height, width = frame_shape
     minimum_distance = 0.75 * diameter_px
+    # disks of diameter minimum_distance around the centres are disjoint inside the centre rectangle grown
+    # by half a distance on each side, and no packing beats the hexagonal density pi / (2 sqrt 3)
+    grown_area = (max(0.0, height - 1 - 2 * margin_px) + minimum_distance) * (max(0.0, width - 1 - 2 * margin_px) + minimum_distance)
+    densest = int(2 * grown_area / (math.sqrt(3) * minimum_distance**2))
+    if count > densest:
+        raise _too_many_cells(count, diameter_px=diameter_px, frame_shape=frame_shape)
     centres = np.zeros((0, 2))
     for _ in range(200 * max(count, 1)):
         if len(centres) == count:
@@ -471,7 +478,14 @@ def _place_cells(
         if len(centres) and np.min(np.hypot(*(centres - candidate).T)) < minimum_distance:
             continue
         centres = np.vstack([centres, candidate])
-    raise ValueError(f"could not place {count} cells of {diameter_px:g} px in {height}×{width}: lower cell_count or cell_diameter_px")
+    raise _too_many_cells(count, diameter_px=diameter_px, frame_shape=frame_shape)
+
+
+def _too_many_cells(count: int, *, diameter_px: float, frame_shape: tuple[int, int]) -> ConfigurationError:
+    return ConfigurationError(
+        f"cell_count: could not place {count} cells of {diameter_px:g} px (cell_diameter_px) at least {0.75 * diameter_px:g} px apart in {frame_shape[0]}×{frame_shape[1]} frames; "
+        "lower cell_count or cell_diameter_px, or raise frame_height/frame_width"
+    )
 
 
 def _make_soma(rng: np.random.Generator, centre: np.ndarray, diameter_px: float) -> _Soma:
@@ -982,6 +996,37 @@ def acquisition_parameters(parameters: SimulationParameters) -> dict[str, object
     }
 
 
+SIMULATED_TIFF_PATTERN = "recording_[0-9][0-9][0-9].tif"
+"""Names of the TIFF files `write_recording` writes."""
+
+
+def prepare_output_directory(directory: Path | str, *, overwrite: bool) -> Path:
+    """Make ``directory`` ready for `write_recording`: new or empty, or (``overwrite``) holding a previous simulation.
+
+    A folder that holds anything is refused unless ``overwrite``; then the previous simulation's
+    files (``recording_NNN.tif``, ``cindra_parameters.json``, ``ground_truth.npz``) are removed first,
+    so no file of it survives next to the new ones (a new recording with fewer files or another frame
+    size would otherwise be ingested together with the old files). Other TIFF files are never
+    removed: a folder holding any is refused. Other files are left alone. Returns ``directory``.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"{directory}: is a file, not a folder; give a folder to write the simulated recording into")
+    entries = sorted(directory.iterdir()) if directory.is_dir() else []
+    if not entries:
+        return directory
+    names = ", ".join(entry.name for entry in entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    if not overwrite:
+        raise OutputError(f"{directory}: not empty ({names}); simulate into a new or empty folder, or pass --overwrite to replace the simulated recording there")
+    ours = {*directory.glob(SIMULATED_TIFF_PATTERN), directory / ACQUISITION_FILE_NAME, directory / GROUND_TRUTH_FILE_NAME}
+    foreign = [entry.name for entry in entries if entry.suffix.lower() in (".tif", ".tiff") and entry not in ours]
+    if foreign:
+        raise OutputError(f"{directory}: holds TIFF files the simulator did not write ({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}), which would be read with the simulated ones; simulate into another folder")
+    for path in ours:
+        path.unlink(missing_ok=True)
+    return directory
+
+
 def write_recording(parameters: SimulationParameters, directory: Path | str, *, truth: GroundTruth | None = None) -> Path:
     """Render and write a recording chunk by chunk (memory does not grow with frame_count).
 
@@ -992,9 +1037,9 @@ def write_recording(parameters: SimulationParameters, directory: Path | str, *, 
     import tifffile
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     truth = generate_ground_truth(parameters) if truth is None else truth
     _check_truth(parameters, truth)
+    directory.mkdir(parents=True, exist_ok=True)
     page_bytes = parameters.frame_height * parameters.frame_width * np.dtype(parameters.dtype).itemsize
     cycle = parameters.plane_count * parameters.channel_count
     counts = file_page_counts(parameters.frame_count * cycle, file_count=parameters.file_count, cycle_pages=cycle)

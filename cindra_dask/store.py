@@ -71,6 +71,9 @@ MULTI_RECORDING = "multi_recording"
 ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
 
 
+READ_ERRORS = (RuntimeError, ValueError, OSError)
+"""What reading a damaged array raises (a chunk Blosc cannot decode, truncated JSON metadata, an unreadable file)."""
+
 PLANE_GROUP_PATTERN = re.compile(r"^plane_(\d+)$")
 """Names of the ``plane_k`` groups."""
 
@@ -205,16 +208,34 @@ class RecordingStore:
         array[...] = data
 
     def array(self, array_path: str, mode: Literal["r", "r+"] = "r") -> Any:
-        """Open an existing ``zarr.Array``."""
+        """Open an existing ``zarr.Array``; :class:`OutputError` naming it if it is missing or its metadata is damaged."""
         import zarr
 
         if array_path not in self:
             raise OutputError(f"{self.path}: array {array_path!r} is missing; run the phase that writes it")
-        return zarr.open_array(str(self.path / array_path), mode=mode)
+        try:
+            return zarr.open_array(str(self.path / array_path), mode=mode)
+        except READ_ERRORS as error:
+            raise self.damaged(array_path, error) from None
 
     def read(self, array_path: str) -> np.ndarray:
         """A whole (small) array as numpy."""
-        return np.asarray(self.array(array_path)[...])
+        return self.read_selection(array_path, Ellipsis)
+
+    def read_selection(self, array_path: str, selection: Any) -> np.ndarray:
+        """``array[selection]`` as numpy; :class:`OutputError` naming the array if a chunk cannot be decoded."""
+        array = self.array(array_path)
+        try:
+            return np.asarray(array[selection])
+        except READ_ERRORS as error:
+            raise self.damaged(array_path, error) from None
+
+    def damaged(self, array_path: str, error: BaseException) -> OutputError:
+        """The error for an array whose stored chunks or metadata cannot be read."""
+        return OutputError(
+            f"{self.path / array_path}: cannot be read ({type(error).__name__}: {error}); the store is damaged there. "
+            f"`cindra-dask verify {self.path}` lists every damaged array; `cindra-dask run` with the same configuration rebuilds damaged outputs"
+        )
 
     def delete(self, group_or_array_path: str) -> None:
         """Remove a group or array (never the root, never inputs)."""
@@ -224,12 +245,16 @@ class RecordingStore:
         shutil.rmtree(target, ignore_errors=True)
 
     def array_paths(self) -> list[str]:
-        """Every array in the store (relative paths, sorted)."""
-        found = []
-        for metadata in sorted(self.path.rglob("zarr.json")):
-            if json.loads(metadata.read_text()).get("node_type") == "array":
-                found.append(metadata.parent.relative_to(self.path).as_posix())
-        return found
+        """Every array in the store (relative paths, sorted); nodes with unreadable metadata are left out (`damaged_nodes`)."""
+        return [path for path, metadata in self._nodes() if metadata is not None and metadata.get("node_type") == "array"]
+
+    def damaged_nodes(self) -> list[str]:
+        """Groups or arrays whose ``zarr.json`` is not readable JSON (relative paths, sorted; the root is ``.``)."""
+        return [path for path, metadata in self._nodes() if metadata is None]
+
+    def _nodes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """(relative path, parsed ``zarr.json`` or None when unreadable) of every node, sorted."""
+        return [(metadata.parent.relative_to(self.path).as_posix(), _read_metadata(metadata)) for metadata in sorted(self.path.rglob("zarr.json"))]
 
     # -- ragged ROIs ----------------------------------------------------------------------
     def write_rois(self, group_path: str, rois: RaggedRois, **per_roi: np.ndarray) -> None:
@@ -253,7 +278,10 @@ class RecordingStore:
         metadata = self.path / group_path / "zarr.json"
         if not metadata.is_file():
             return {}
-        return dict(json.loads(metadata.read_text()).get("attributes", {}))
+        parsed = _read_metadata(metadata)
+        if parsed is None:
+            raise OutputError(f"{metadata}: not valid JSON (damaged); `cindra-dask run` with the same configuration rebuilds damaged outputs")
+        return dict(parsed.get("attributes", {}))
 
     def update_group_attributes(self, group_path: str, updates: dict[str, Any]) -> None:
         """Merge ``updates`` into the attributes of the (existing) group at ``group_path``."""
@@ -266,7 +294,18 @@ class RecordingStore:
         """The root attributes (empty if the store does not exist)."""
         if not self.exists:
             return {}
-        return dict(json.loads((self.path / "zarr.json").read_text()).get("attributes", {}))
+        return dict(self._root_metadata().get("attributes", {}))
+
+    def _root_metadata(self) -> dict[str, Any]:
+        """The parsed root ``zarr.json``; :class:`OutputError` when it is damaged (it holds the phase records)."""
+        metadata_path = self.path / "zarr.json"
+        metadata = _read_metadata(metadata_path)
+        if metadata is None:
+            raise OutputError(
+                f"{metadata_path}: the store's root metadata is damaged (not valid JSON); it holds the configuration and the phase records, "
+                f"so nothing in {self.path} can be trusted or resumed: restore the file from a backup, or move the store away and run again"
+            )
+        return metadata
 
     def update_attributes(self, **updates: Any) -> None:
         """Merge ``updates`` into the root attributes with an atomic file replace.
@@ -275,7 +314,7 @@ class RecordingStore:
         """
         self.root("a")
         metadata_path = self.path / "zarr.json"
-        metadata = json.loads(metadata_path.read_text())
+        metadata = self._root_metadata()
         metadata.setdefault("attributes", {}).update(json.loads(json.dumps(updates, default=str)))
         handle, temporary = tempfile.mkstemp(dir=self.path, prefix=".zarr.json.", suffix=".tmp")
         with os.fdopen(handle, "w") as stream:
@@ -378,6 +417,7 @@ def open_existing_store(path: RecordingStore | Path | str) -> RecordingStore:
     store = path if isinstance(path, RecordingStore) else RecordingStore(Path(path).expanduser())
     if not store.exists:
         raise OutputError(f"{store.path}: not a cindra-dask store (no zarr.json); give the <recording>.zarr folder that `cindra-dask run` wrote")
+    store.attributes()  # OutputError now, before anything is read or removed, if the root metadata is damaged
     return store
 
 def plane_indices(store: RecordingStore) -> list[int]:
@@ -389,12 +429,24 @@ def arrays_under(store: RecordingStore, group_path: str) -> list[str]:
     folder = store.path / group_path
     if not folder.is_dir():
         return []
-    found = [metadata.parent.relative_to(store.path).as_posix() for metadata in folder.rglob("zarr.json") if metadata.parent != folder and json.loads(metadata.read_text()).get("node_type") == "array"]
+    found = [metadata.parent.relative_to(store.path).as_posix() for metadata in folder.rglob("zarr.json") if metadata.parent != folder and (_read_metadata(metadata) or {}).get("node_type") == "array"]
     return sorted(found)
 
 def array_shape(store: RecordingStore, array_path: str) -> tuple[int, ...]:
     """Shape of an array from its metadata (no data read)."""
-    return tuple(int(size) for size in json.loads((store.path / array_path / "zarr.json").read_text())["shape"])
+    metadata = _read_metadata(store.path / array_path / "zarr.json")
+    if metadata is None:
+        raise store.damaged(array_path, ValueError("zarr.json is not valid JSON"))
+    return tuple(int(size) for size in metadata["shape"])
+
+
+def _read_metadata(path: Path) -> dict[str, Any] | None:
+    """A parsed ``zarr.json``; None when it is not a readable JSON object."""
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return metadata if isinstance(metadata, dict) else None
 
 
 def _lock_is_stale(holder: dict[str, Any]) -> bool:

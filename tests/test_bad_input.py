@@ -21,8 +21,8 @@ ACQUISITION = {"frame_rate": 30.0, "plane_number": 2, "channel_number": 1}
 
 def _good_recording(root: Path) -> Path:
     data = root / "data"
-    pages = np.random.default_rng(0).integers(0, 100, size=(2 * 30, 12, 14)).astype(np.int16)
-    write_tiff_recording(data, pages, file_page_counts=(24, 36), acquisition=ACQUISITION)
+    pages = np.random.default_rng(0).integers(0, 100, size=(2 * 50, 12, 14)).astype(np.int16)
+    write_tiff_recording(data, pages, file_page_counts=(40, 60), acquisition=ACQUISITION)
     return data
 
 
@@ -59,7 +59,7 @@ def _truncated_tiff(root: Path) -> tuple[Path, str]:
 
 def _pages_not_divisible(root: Path) -> tuple[Path, str]:
     data = root / "data"
-    write_tiff_recording(data, np.zeros((61, 12, 14), np.int16), file_page_counts=(30, 31), acquisition=ACQUISITION)
+    write_tiff_recording(data, np.zeros((101, 12, 14), np.int16), file_page_counts=(50, 51), acquisition=ACQUISITION)
     return _config(root, data), "not a multiple of plane_number × channel_number"
 
 
@@ -123,7 +123,30 @@ def _unknown_key(root: Path) -> tuple[Path, str]:
 def _bad_frames_out_of_range(root: Path) -> tuple[Path, str]:
     data = _good_recording(root)
     np.save(data / "bad_frames.npy", np.array([3, 999]))
-    return _config(root, data), "bad_frames.npy: frame indices must lie in [0, 30)"
+    return _config(root, data), "bad_frames.npy: frame indices must lie in [0, 50)"
+
+
+def _short_recording(root: Path, pages: int) -> tuple[Path, str]:
+    data = root / "data"
+    write_tiff_recording(data, np.random.default_rng(0).integers(0, 100, size=(pages, 12, 14)).astype(np.int16), file_page_counts=(pages,), acquisition={**ACQUISITION, "plane_number": 1})
+    frames = f"{pages} frame{'s' if pages != 1 else ''}"
+    return _config(root, data), f"{data}: {frames} per plane ({pages} TIFF pages / 1 plane / 1 channel); registration and detection need at least 50 (200+ recommended)"
+
+
+def _one_frame(root: Path) -> tuple[Path, str]:
+    return _short_recording(root, 1)
+
+
+def _three_frames(root: Path) -> tuple[Path, str]:
+    return _short_recording(root, 3)
+
+
+def _thirty_frames(root: Path) -> tuple[Path, str]:
+    return _short_recording(root, 30)
+
+
+def _forty_nine_frames(root: Path) -> tuple[Path, str]:
+    return _short_recording(root, 49)
 
 
 def _channel_mismatch(root: Path) -> tuple[Path, str]:
@@ -136,7 +159,7 @@ CASES: dict[str, Callable[[Path], tuple[Path, str]]] = {
     for function in (
         _missing_directory, _no_tiffs, _corrupt_tiff, _truncated_tiff, _pages_not_divisible, _inconsistent_shapes, _missing_parameters,
         _malformed_parameters, _invalid_parameter_value, _mroi_out_of_range, _unwritable_output, _locked_store, _yaml_syntax_error,
-        _unknown_key, _bad_frames_out_of_range, _channel_mismatch,
+        _unknown_key, _bad_frames_out_of_range, _channel_mismatch, _one_frame, _three_frames, _thirty_frames, _forty_nine_frames,
     )
 }
 

@@ -114,11 +114,11 @@ def test_detection_disabled_runs_registration_only(tmp_path: Path, client: Any) 
     """``roi_detection.enabled: false`` (cindra: skips detection and extraction for the plane)."""
     from cindra_dask.simulate import SimulationParameters, write_recording
 
-    data = write_recording(SimulationParameters(frame_height=48, frame_width=48, frame_count=40, cell_count=4, non_cell_count=0, file_count=1, seed=2), tmp_path / "data")
+    data = write_recording(SimulationParameters(frame_height=48, frame_width=48, frame_count=50, cell_count=4, non_cell_count=0, file_count=1, seed=2), tmp_path / "data")
     configuration = single_configuration(data, tmp_path / "out", roi_detection={"enabled": False}, nonrigid_registration={"enabled": False})
     report = run_single_recording(configuration, client=client)
     assert [(outcome.name, outcome.state) for outcome in report.outcomes] == [("ingest", "ran"), ("registration/plane_0", "ran"), ("combine", "ran")]
     store = RecordingStore(report.store_path)
-    assert store.array("plane_0/registered/channel_0").shape == (40, 48, 48)
+    assert store.array("plane_0/registered/channel_0").shape == (50, 48, 48)
     assert not (store.path / "plane_0" / "detection").exists() and not (store.path / "plane_0" / "extraction").exists()
     assert dict(store.root()["combined"].attrs)["included_planes"] == []

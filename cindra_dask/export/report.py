@@ -337,7 +337,7 @@ def _images_block(store: RecordingStore, plane: int) -> str:
             figures.append(_roi_image(reference, plane=plane, name="reference_image", title="registration reference image", outlines=()))
         elif raw in store:
             array = store.array(raw)
-            first = np.asarray(array[: min(array.shape[0], array.chunks[0])], np.float32).mean(axis=0)
+            first = store.read_selection(raw, slice(0, min(array.shape[0], array.chunks[0]))).astype(np.float32).mean(axis=0)
             figures.append(_roi_image(first, plane=plane, name="raw_mean", title=f"mean of the first {min(array.shape[0], array.chunks[0])} raw frames", outlines=()))
     if not figures:
         return ""
@@ -421,13 +421,13 @@ def _traces_block(store: RecordingStore, plane: int) -> str:
     spikes = store.array(f"{group}/spikes") if f"{group}/spikes" in store else None
     charts = []
     for index in sample:
-        series = [("F", np.asarray(fluorescence[index]))]
+        series = [("F", store.read_selection(f"{group}/cell_fluorescence", index))]
         if neuropil is not None:
-            series.append(("Fneu", np.asarray(neuropil[index])))
+            series.append(("Fneu", store.read_selection(f"{group}/neuropil_fluorescence", index)))
         label = ""
         if classification is not None and classification.shape[0] == count:
             label = f" — {'cell' if classification[index, 0] > 0.5 else 'not a cell'}, p = {classification[index, 1]:.2f}"
-        charts.append(line_chart(series, title=f"ROI {index}{label}; ticks: deconvolved spikes", spikes=np.asarray(spikes[index]) if spikes is not None else None, height=140, css_class="chart trace"))
+        charts.append(line_chart(series, title=f"ROI {index}{label}; ticks: deconvolved spikes", spikes=store.read_selection(f"{group}/spikes", index) if spikes is not None else None, height=140, css_class="chart trace"))
     return f"<h3>Traces (sample of {len(sample)} of {count} ROIs, cells first)</h3>" + "".join(charts)
 
 

@@ -32,12 +32,19 @@ follow the same convention: its registration rolls each frame by ``(−yoff, −
 ``yoff = dy`` and ``xoff = dx`` (likewise ``yoff1``/``xoff1``) with no sign change. suite2p's rigid
 offsets are integers: we export int32 when every offset is whole, float32 (sub-pixel) otherwise.
 
-Traces are copied chunk row by chunk row into ``.npy`` memory maps, so memory stays bounded.
+Traces are copied chunk row by chunk row into ``.npy`` memory maps, so memory stays bounded. Every
+plane is written into a hidden temporary folder beside its final one (``.plane{k}.*.partial``) and
+renamed into place only when every plane is complete: an export that fails (a full disk, a damaged
+store) leaves no partial files, and an earlier export in the folder unchanged.
 """
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import shutil
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -107,7 +114,7 @@ def _copy_rows(store: RecordingStore, array_path: str, target: Path, *, dtype: A
     output = np.lib.format.open_memmap(target, mode="w+", dtype=dtype, shape=tuple(source.shape))
     rows = slab_rows(source.shape, source.chunks, itemsize=np.dtype(dtype).itemsize)
     for start in range(0, source.shape[0], rows):
-        output[start : start + rows] = source[start : start + rows]
+        output[start : start + rows] = store.read_selection(array_path, slice(start, start + rows))
     output.flush()
     del output
 
@@ -307,6 +314,73 @@ def _split_ops(ops: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"db.npy": db, "settings.npy": settings, "reg_outputs.npy": registration, "detect_outputs.npy": detect}
 
 
+def _check_output_folder(output: Path) -> None:
+    """Create the export folder; :class:`OutputError` when it (or a folder above it) is a file or cannot be created."""
+    blocking = next((path for path in (output, *output.parents) if path.exists() and not path.is_dir()), None)
+    if blocking is not None:
+        raise OutputError(f"{output}: {'is' if blocking == output else f'lies under {blocking}, which is'} a file, not a folder; give a folder to export into")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{output}: cannot create the export folder ({error.strerror or error}); choose a folder you can write to") from None
+
+
+def _write_failure(output: Path, error: OSError) -> str:
+    """One line for a write that failed (a full disk, permissions); nothing of the export was kept."""
+    if error.errno == errno.ENOSPC:
+        from dask.utils import format_bytes
+
+        free = shutil.disk_usage(output).free if output.exists() else 0
+        return f"{output}: no space left on the device ({format_bytes(free)} free); nothing was exported (earlier files are unchanged); free some space or export elsewhere"
+    return f"{getattr(error, 'filename', None) or output}: cannot write ({error.strerror or error}); nothing was exported (earlier files are unchanged)"
+
+
+def _move_into_place(temporary: Path, final: Path, names: Sequence[str]) -> None:
+    """Rename a finished plane folder to its final name, or (an earlier export there) replace its files one by one."""
+    if not final.exists():
+        os.rename(temporary, final)
+        return
+    for name in names:
+        os.replace(temporary / name, final / name)
+    temporary.rmdir()
+
+
+def _write_plane(store: RecordingStore, plane: int, directory: Path, final: Path, *, attributes: dict[str, Any], configuration: dict[str, Any]) -> list[str]:
+    """Every file of one plane into ``directory`` (``ops`` names ``final``, where it will be); their names in order."""
+    names: list[str] = []
+    extraction = stage_path(plane, EXTRACTION)
+    stat = _stat(store, plane)
+    np.save(directory / "stat.npy", stat, allow_pickle=True)
+    names.append("stat.npy")
+    files = dict(TRACE_FILES)
+    if f"{extraction}/cell_fluorescence_channel_2" in store:
+        files.update(STRUCTURAL_TRACE_FILES)
+    for file_name, array_name in files.items():
+        target = directory / file_name
+        if f"{extraction}/{array_name}" in store:
+            _copy_rows(store, f"{extraction}/{array_name}", target)
+        else:
+            traces = store.array(f"{extraction}/cell_fluorescence")
+            np.save(target, np.zeros(traces.shape, np.float32))
+        names.append(file_name)
+    classification = _read_optional(store, f"{extraction}/cell_classification")
+    if classification is None:
+        classification = np.column_stack([np.ones(len(stat)), np.ones(len(stat))])
+    np.save(directory / "iscell.npy", classification.astype(np.float32).reshape(len(stat), 2))
+    names.append("iscell.npy")
+    colocalization = _read_optional(store, f"{extraction}/cell_colocalization")
+    if colocalization is not None:
+        np.save(directory / "redcell.npy", colocalization.astype(np.float32).reshape(len(stat), 2))
+        names.append("redcell.npy")
+    ops = _ops(store, plane, final, attributes=attributes, configuration=configuration)
+    np.save(directory / "ops.npy", ops, allow_pickle=True)
+    names.append("ops.npy")
+    for file_name, part in _split_ops(ops).items():
+        np.save(directory / file_name, part, allow_pickle=True)
+        names.append(file_name)
+    return names
+
+
 def export_suite2p(store_path: Path | str, output_dir: Path | str, *, overwrite: bool = False) -> list[Path]:
     """Write a store's per-plane results as suite2p output folders ``<output_dir>/plane{k}/``.
 
@@ -318,7 +392,7 @@ def export_suite2p(store_path: Path | str, output_dir: Path | str, *, overwrite:
 
     Returns
     -------
-    Every file written, in order. Planes without extraction outputs (flyback planes, planes not
+    Every file written, in order (all planes' files appear together at the end). Planes without extraction outputs (flyback planes, planes not
     processed yet) are skipped with a warning; a store with none raises :class:`OutputError`.
     See the module docstring for the files, keys and the offset sign convention.
     """
@@ -338,42 +412,27 @@ def export_suite2p(store_path: Path | str, output_dir: Path | str, *, overwrite:
         raise OutputError(f"{store.path}: no plane has extraction outputs (plane_k/extraction/cell_fluorescence); run the process phase first (`cindra-dask run`)")
     if skipped:
         warnings.warn(f"{store.path}: plane(s) {', '.join(map(str, skipped))} have no extraction outputs and are not exported", stacklevel=2)
+    _check_output_folder(output)
     if not overwrite:
         existing = [output / f"plane{plane}" / "stat.npy" for plane in planes if (output / f"plane{plane}" / "stat.npy").exists()]
         if existing:
             raise OutputError(f"{existing[0]}: exists; export to an empty folder or pass overwrite=True (`--overwrite`)")
     written: list[Path] = []
-    for plane in planes:
-        directory = output / f"plane{plane}"
-        directory.mkdir(parents=True, exist_ok=True)
-        extraction = stage_path(plane, EXTRACTION)
-        stat = _stat(store, plane)
-        np.save(directory / "stat.npy", stat, allow_pickle=True)
-        written.append(directory / "stat.npy")
-        files = dict(TRACE_FILES)
-        if f"{extraction}/cell_fluorescence_channel_2" in store:
-            files.update(STRUCTURAL_TRACE_FILES)
-        for file_name, array_name in files.items():
-            target = directory / file_name
-            if f"{extraction}/{array_name}" in store:
-                _copy_rows(store, f"{extraction}/{array_name}", target)
-            else:
-                traces = store.array(f"{extraction}/cell_fluorescence")
-                np.save(target, np.zeros(traces.shape, np.float32))
-            written.append(target)
-        classification = _read_optional(store, f"{extraction}/cell_classification")
-        if classification is None:
-            classification = np.column_stack([np.ones(len(stat)), np.ones(len(stat))])
-        np.save(directory / "iscell.npy", classification.astype(np.float32).reshape(len(stat), 2))
-        written.append(directory / "iscell.npy")
-        colocalization = _read_optional(store, f"{extraction}/cell_colocalization")
-        if colocalization is not None:
-            np.save(directory / "redcell.npy", colocalization.astype(np.float32).reshape(len(stat), 2))
-            written.append(directory / "redcell.npy")
-        ops = _ops(store, plane, directory, attributes=attributes, configuration=configuration)
-        np.save(directory / "ops.npy", ops, allow_pickle=True)
-        written.append(directory / "ops.npy")
-        for file_name, part in _split_ops(ops).items():
-            np.save(directory / file_name, part, allow_pickle=True)
-            written.append(directory / file_name)
+    staged: list[tuple[Path, Path, list[str]]] = []  # (temporary folder, final folder, file names)
+    try:
+        for plane in planes:
+            final = output / f"plane{plane}"
+            temporary = output / f".plane{plane}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial"
+            temporary.mkdir()  # permissions from the umask, as the final folder's (mkdtemp's would be 0700)
+            staged.append((temporary, final, []))
+            staged[-1][2].extend(_write_plane(store, plane, temporary, final, attributes=attributes, configuration=configuration))
+        for temporary, final, names in staged:
+            _move_into_place(temporary, final, names)
+            written += [final / name for name in names]
+    except OSError as error:
+        raise OutputError(_write_failure(output, error)) from None
+    finally:
+        for temporary, _, _ in staged:
+            if temporary.exists():
+                shutil.rmtree(temporary, ignore_errors=True)
     return written

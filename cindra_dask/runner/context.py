@@ -11,7 +11,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -23,6 +23,10 @@ from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, find_acquisition_
 from cindra_dask.store import RecordingStore, store_path
 
 BAD_FRAMES_FILE_NAME = "bad_frames.npy"
+MINIMUM_FRAMES_PER_PLANE = 50
+"""Fewest frames per plane the pipeline runs on (cindra's registration refuses fewer): below it, preflight refuses."""
+RECOMMENDED_FRAMES_PER_PLANE = 200
+"""Below this many frames per plane preflight warns (detection finds few cells)."""
 TASK_MEMORY_FACTOR = 8
 """A registration task holds about this many float32 copies of its chunk (frames, FFTs, warps)."""
 
@@ -56,6 +60,8 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _check_output(configuration: SingleRecordingConfiguration, store: RecordingStore, *, raw_bytes: int) -> list[str]:
+    from dask.utils import format_bytes
+
     problems = []
     existing = _nearest_existing(store.path.parent)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
@@ -68,9 +74,9 @@ def _check_output(configuration: SingleRecordingConfiguration, store: RecordingS
     free = shutil.disk_usage(existing).free
     ingested = store.exists and (store.phase_record("ingest") or None) is not None
     if not ingested and free < raw_bytes:
-        problems.append(f"file_io.output_path: {free / 2**30:.1f} GiB free on {existing} but ingest needs up to {raw_bytes / 2**30:.1f} GiB (uncompressed estimate); free space or choose another output_path")
+        problems.append(f"file_io.output_path: {format_bytes(free)} free on {existing} but ingest needs up to {format_bytes(raw_bytes)} (uncompressed estimate); free space or choose another output_path")
     elif free < 2 * raw_bytes:
-        warnings.warn(f"{existing}: {free / 2**30:.1f} GiB free; the raw plus registered movies may need up to {2 * raw_bytes / 2**30:.1f} GiB", stacklevel=3)
+        warnings.warn(f"{existing}: {format_bytes(free)} free; the raw plus registered movies may need up to {format_bytes(2 * raw_bytes)}", stacklevel=3)
     return problems
 
 
@@ -112,10 +118,12 @@ def _read_bad_frames(path: Path, *, frame_count: int) -> np.ndarray:
     return indices.astype(np.int64)
 
 
-def preflight(configuration: SingleRecordingConfiguration) -> RecordingContext:
+def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[str] | None = None) -> RecordingContext:
     """Check configuration, inputs and output before anything is written.
 
-    Raises a :class:`CindraError` listing every problem found (one line each).
+    Raises a :class:`CindraError` listing every problem found (one line each). ``phases`` are the
+    phases about to run (None: all): fewer than `MINIMUM_FRAMES_PER_PLANE` frames per plane are
+    refused unless only ``ingest`` runs (converting the TIFFs works on any length).
     """
     file_io = configuration.file_io
     problems: list[str] = []
@@ -157,10 +165,17 @@ def preflight(configuration: SingleRecordingConfiguration) -> RecordingContext:
             bad_frame_indices = _read_bad_frames(bad_frames_path, frame_count=plan.frames_per_plane)
         except InputError as error:
             problems.extend(error.problems)
+    processing = phases is None or any(phase != "ingest" for phase in phases)
+    if processing and plan.frames_per_plane < MINIMUM_FRAMES_PER_PLANE:
+        problems.append(
+            f"{tiff_directory}: {plan.frames_per_plane} frame{'s' if plan.frames_per_plane != 1 else ''} per plane "
+            f"({int(plan.file_first_page[-1])} TIFF pages / {plan.plane_number} plane{'s' if plan.plane_number != 1 else ''} / {plan.channel_number} channel{'s' if plan.channel_number != 1 else ''}); "
+            f"registration and detection need at least {MINIMUM_FRAMES_PER_PLANE} (200+ recommended): record longer or add the missing TIFF files"
+        )
     if problems:
         raise CindraError(*problems)
-    if plan.frames_per_plane < 50:
-        warnings.warn(f"{tiff_directory}: only {plan.frames_per_plane} frames per plane; registration and detection need at least 50 (200+ recommended)", stacklevel=2)
+    if processing and plan.frames_per_plane < RECOMMENDED_FRAMES_PER_PLANE:
+        warnings.warn(f"{tiff_directory}: only {plan.frames_per_plane} frames per plane; detection finds few cells in fewer than {RECOMMENDED_FRAMES_PER_PLANE}", stacklevel=2)
     return RecordingContext(configuration, acquisition, tiff_directory, plan, store, bad_frame_indices)
 
 

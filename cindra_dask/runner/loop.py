@@ -2,13 +2,16 @@
 
 A unit is a record key in one or more stores (a single-recording step: one store; multi-recording
 ``discover``: every recording's store, all or nothing; ``extract``: each recording's store on its
-own). A unit whose record is complete with the same configuration hash is skipped; otherwise the
-records it invalidates (its own and every later one) are forgotten, it is marked started, its plan
-runs, and only then is it marked complete, so a killed run leaves it incomplete.
+own). A unit whose record is complete with the same configuration hash, and whose outputs are
+present and intact (`Unit.output_problems`), is skipped; otherwise the records it invalidates (its
+own and every later one) are forgotten, the outputs they describe are removed (so no later phase's
+results from an earlier run survive a rerun of this one), it is marked started, its plan runs, and
+only then is it marked complete, so a killed run leaves it incomplete.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Callable, NamedTuple, Sequence
 
 from cindra_dask.runner.execution import Executor
@@ -45,6 +48,10 @@ class Unit(NamedTuple):
     outcome_names : one name per store when ``per_store``, else one name for the unit.
     per_store : stores complete on their own are skipped (else all or nothing).
     summary : ``summary(plan result, duration_s)`` → the line reported when it ran.
+    stale_outputs : groups removed in those stores before it runs: its own outputs and those of
+        every step whose record it invalidates.
+    output_problems : ``output_problems(store)`` → why the outputs of a complete record cannot be
+        trusted (missing, unreadable, changed since the manifest); any line makes it rerun.
     """
 
     key: str
@@ -56,6 +63,8 @@ class Unit(NamedTuple):
     outcome_names: tuple[str, ...]
     per_store: bool
     summary: Callable[[Any, float], str]
+    stale_outputs: tuple[str, ...] = ()
+    output_problems: Callable[[RecordingStore], list[str]] | None = None
 
 
 def is_complete(store: RecordingStore, key: str, config_hash: str) -> bool:
@@ -68,7 +77,7 @@ def run_units(units: Sequence[Unit], executor: Executor) -> list[PhaseOutcome]:
     """Run or skip every unit in order; one outcome per unit (per store for per-store units)."""
     outcomes: list[PhaseOutcome] = []
     for unit in units:
-        complete = [not unit.forced and is_complete(store, unit.key, unit.config_hash) for store in unit.stores]
+        complete = [not unit.forced and is_complete(store, unit.key, unit.config_hash) and _outputs_intact(unit, store, name, executor) for store, name in _named_stores(unit)]
         if unit.per_store:
             pending = [index for index, done in enumerate(complete) if not done]
             skipped_names = [unit.outcome_names[index] for index, done in enumerate(complete) if done]
@@ -84,6 +93,11 @@ def run_units(units: Sequence[Unit], executor: Executor) -> list[PhaseOutcome]:
         for store in stores:
             for stale in unit.invalidates:
                 store.forget_phase(stale)
+            removed = [path for path in unit.stale_outputs if (store.path / path).exists() and not any(path.startswith(other + "/") for other in unit.stale_outputs)]
+            for path in removed:
+                store.delete(path)
+            if removed:
+                executor.events.message(f"step '{unit.key}': removed {', '.join(removed)} (outputs of this step and of the steps after it, which depend on it)")
         starts = [store.mark_phase_started(unit.key, config_hash=unit.config_hash) for store in stores]
         result = executor.run(unit.plan(stores))
         records = [store.mark_phase_complete(unit.key, config_hash=unit.config_hash, started=started) for store, started in zip(stores, starts)]
@@ -94,9 +108,36 @@ def run_units(units: Sequence[Unit], executor: Executor) -> list[PhaseOutcome]:
     return outcomes
 
 
+def _named_stores(unit: Unit) -> list[tuple[RecordingStore, str]]:
+    """Each store of the unit with the outcome name it is reported under."""
+    if unit.per_store:
+        return list(zip(unit.stores, unit.outcome_names))
+    return [(store, unit.outcome_names[0]) for store in unit.stores]
+
+
+def _outputs_intact(unit: Unit, store: RecordingStore, name: str, executor: Executor) -> bool:
+    """True when the complete record's outputs pass ``unit.output_problems``; else says why it reruns."""
+    if unit.output_problems is None:
+        return True
+    problems = unit.output_problems(store)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        executor.events.message(f"step '{name}': complete, but its outputs are damaged ({shown}); running it again")
+    return not problems
+
+
 def refresh_manifest(store: RecordingStore, *, ran: bool) -> None:
-    """Rewrite ``datapackage.json`` (arrays, checksums, configuration, timings) after a run that wrote something."""
+    """Rewrite ``datapackage.json`` (arrays, checksums, configuration, timings) after a run that wrote
+    something, or when a step finished after the manifest was written (a run killed before its end)."""
     from cindra_dask.manifest import manifest_path, write_manifest
 
-    if store.exists and (ran or not manifest_path(store).is_file()):
-        write_manifest(store)
+    if not store.exists:
+        return
+    path = manifest_path(store)
+    if ran or not path.is_file():
+        write_manifest(store, take_lock=False)  # the run holds the lock
+        return
+    finished = [record.finished for record in store.phase_records().values() if record.complete and record.finished]
+    written = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).isoformat(timespec="seconds")
+    if finished and max(finished) > written:
+        write_manifest(store, take_lock=False)  # the run holds the lock

@@ -20,7 +20,7 @@ from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
 from cindra_dask.runner.loop import RunReport, Unit, refresh_manifest, run_units
 from cindra_dask.runner.plans import StepPlan
-from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, RAW, REGISTERED, REGISTRATION, ROIS
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, stage_path
 
 SINGLE_RECORDING_PHASES = ("ingest", "process", "combine")
 
@@ -36,7 +36,8 @@ class Step(NamedTuple):
     per_plane : runs once per processed plane.
     plan : ``"module:function"`` of its plan, ``function(context, *, plane) -> StepPlan`` (imported when it runs).
     force_flag : a ``section.field`` boolean that forces a rerun (cindra's ``repeat_*``).
-    outputs : the groups it writes (``plane_k/<group>`` for ingest and the per-plane steps; extraction also adds ``rois/skewness``).
+    outputs : the groups it writes (``plane_k/<group>`` for ingest, of every plane, and for the
+        per-plane steps; extraction also writes ``rois/skewness`` into detection's ``rois``).
     """
 
     name: str
@@ -50,6 +51,14 @@ class Step(NamedTuple):
     def key(self, plane: int | None) -> str:
         """Record key of this step (for ``plane`` when per-plane)."""
         return f"{self.name}/plane_{plane}" if self.per_plane else self.name
+
+    def output_paths(self, plane: int | None, *, planes: Sequence[int]) -> tuple[str, ...]:
+        """The groups this step writes (for ``plane`` when per-plane; ingest writes every plane's in ``planes``)."""
+        if self.per_plane:
+            return tuple(stage_path(plane, group) for group in self.outputs)
+        if self.name == "ingest":
+            return tuple(stage_path(index, group) for index in planes for group in self.outputs)
+        return self.outputs
 
     def plan_function(self) -> Callable[..., StepPlan]:
         """The plan function (importing its stage module)."""
@@ -69,7 +78,7 @@ SINGLE_RECORDING_STEPS = (
         (REGISTERED, REGISTRATION),
     ),
     Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None, (DETECTION, ROIS)),
-    Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, "cindra_dask.extraction.graph:plan_extraction_step", None, (EXTRACTION,)),
+    Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, "cindra_dask.extraction.graph:plan_extraction_step", None, (EXTRACTION, f"{ROIS}/skewness")),
     Step("combine", "combine", (), False, "cindra_dask.combine:plan_combine_step", None, (COMBINED,)),
 )
 
@@ -137,6 +146,36 @@ def _invalidated_keys(step: Step, plane: int | None, hashes: dict[str, str]) -> 
     return (*(later.key(plane) for later in SINGLE_RECORDING_STEPS[position:] if later.per_plane), "combine")
 
 
+def _stale_outputs(step: Step, plane: int | None, planes: Sequence[int]) -> tuple[str, ...]:
+    """Groups removed before ``step`` runs: its own outputs and those of every step after it
+    (per-plane steps: of the same plane; ``combine``), as `_invalidated_keys` forgets their records."""
+    if step.name == "ingest":
+        return (*(plane_path(index) for index in planes), COMBINED)
+    position = [candidate.name for candidate in SINGLE_RECORDING_STEPS].index(step.name)
+    later = [candidate for candidate in SINGLE_RECORDING_STEPS[position:] if candidate.per_plane or candidate.name == "combine"]
+    return tuple(path for candidate in later for path in candidate.output_paths(plane, planes=planes))
+
+
+def _output_problems(step: Step, plane: int | None, planes: Sequence[int]) -> Callable[[RecordingStore], list[str]]:
+    """The check of a complete step's outputs (`cindra_dask.manifest.output_problems`): the groups it
+    writes, less the other steps' outputs nested in them and the intermediates removed on purpose
+    (`cindra-dask clean`) after it finished."""
+    own = step.output_paths(plane, planes=planes)
+    others = [other for other in SINGLE_RECORDING_STEPS if other.name != step.name and (plane is not None or not other.per_plane)]
+    nested = [path for other in others for path in other.output_paths(plane, planes=planes) if any(path.startswith(group + "/") for group in own)]
+
+    def problems(store: RecordingStore) -> list[str]:
+        from cindra_dask.manifest import output_problems
+
+        record = store.phase_record(step.key(plane))
+        finished = record.finished if record is not None else None
+        cleaned = [group for group, when in store.attributes().get("removed_intermediates", {}).items() if finished is None or str(when) >= finished]
+        excused = [stage_path(index, group) for index in planes for group in cleaned]
+        return output_problems(store, own, finished=finished, excluded=(*nested, *excused))
+
+    return problems
+
+
 def run_single_recording(
     configuration: SingleRecordingConfiguration,
     *,
@@ -161,7 +200,7 @@ def run_single_recording(
     unknown = [name for name in phases or () if name not in SINGLE_RECORDING_PHASES]
     if unknown:
         raise ConfigurationError(f"unknown phase {', '.join(unknown)}; single-recording phases are {', '.join(SINGLE_RECORDING_PHASES)}")
-    context = preflight(configuration)
+    context = preflight(configuration, phases=phases)
     plane_count = len(context.plan.virtual_planes)
     if target_plane is not None and not 0 <= target_plane < plane_count:
         raise ConfigurationError(f"target_plane {target_plane}: the recording has planes 0..{plane_count - 1}")
@@ -170,6 +209,7 @@ def run_single_recording(
     with store.locked():
         try:
             hashes = step_hashes(context)
+            all_planes = [plane.index for plane in context.plan.virtual_planes]
             units = [
                 Unit(
                     key=step.key(plane),
@@ -181,6 +221,8 @@ def run_single_recording(
                     outcome_names=(step.key(plane),),
                     per_store=False,
                     summary=lambda result, duration_s, key=step.key(plane): f"step '{key}': done in {duration_s:.1f} s",
+                    stale_outputs=_stale_outputs(step, plane, all_planes),
+                    output_problems=_output_problems(step, plane, all_planes),
                 )
                 for step, plane in _selected_steps(context, phases, target_plane, executor.events)
             ]

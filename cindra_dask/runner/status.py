@@ -54,4 +54,6 @@ def store_status(path: Path | str) -> list[str]:
     for array_path in store.array_paths():
         metadata = json.loads((store.path / array_path / "zarr.json").read_text())
         lines.append(f"  {array_path:<40} shape {tuple(metadata['shape'])}  {metadata['data_type']}  chunks {tuple(metadata['chunk_grid']['configuration']['chunk_shape'])}")
+    for node_path in store.damaged_nodes():
+        lines.append(f"  {node_path:<40} DAMAGED: zarr.json is not valid JSON; `cindra-dask run` with the same configuration rebuilds it")
     return lines
