@@ -100,13 +100,13 @@ def test_another_dataset_is_another_ingest(tmp_path: Path) -> None:
     from cindra_dask.pipeline import preflight
     from cindra_dask.runner.single import ingest_hash
 
-    data = _good_hdf5(tmp_path, file_frame_counts=(60,))
+    data = _good_hdf5(tmp_path, file_frame_counts=(120,))
     with h5py.File(data / "recording_1.h5", "a") as handle:
-        handle.create_dataset("denoised", data=np.ones((60, 12, 14), np.int16))
+        handle.create_dataset("denoised", data=np.ones((120, 12, 14), np.int16))
     contexts = [preflight(single_configuration(data, tmp_path / "out", file_io={"hdf5_dataset": name})) for name in ("data", "denoised")]
     assert [context.plan.files[0].dataset for context in contexts] == ["data", "denoised"]
     assert ingest_hash(contexts[0]) != ingest_hash(contexts[1])
-    assert read_plane_frames(contexts[1].plan, plane=contexts[1].plan.virtual_planes[0], channel=0, frame_start=0, frame_stop=30).sum() == 30 * 12 * 14
+    assert read_plane_frames(contexts[1].plan, plane=contexts[1].plan.virtual_planes[0], channel=0, frame_start=0, frame_stop=60).sum() == 60 * 12 * 14
 
 
 def test_big_endian_and_strided_reads_match(tmp_path: Path) -> None:
@@ -157,9 +157,10 @@ def _config(root: Path, data: Path, **file_io: Any) -> Path:
     return save_configuration(configuration_from_mapping(payload, source="test"), root / "config.yaml")
 
 
-def _good_hdf5(root: Path, file_frame_counts: tuple[int, ...] = (24, 36)) -> Path:
+def _good_hdf5(root: Path, file_frame_counts: tuple[int, ...] = (48, 72)) -> Path:
+    """2 planes × 60 frames (the 50 frames per plane that processing needs, and more) in HDF5 files of the given frame counts."""
     data = root / "data"
-    frames = np.random.default_rng(0).integers(0, 100, size=(2 * 30, 12, 14)).astype(np.int16)
+    frames = np.random.default_rng(0).integers(0, 100, size=(2 * 60, 12, 14)).astype(np.int16)
     write_hdf5_recording(data, frames, file_frame_counts=file_frame_counts, acquisition={"frame_rate": 30.0, "plane_number": 2, "channel_number": 1})
     return data
 
@@ -171,14 +172,14 @@ def _not_hdf5(root: Path) -> tuple[Path, str]:
 
 
 def _missing_dataset(root: Path) -> tuple[Path, str]:
-    data = _good_hdf5(root, file_frame_counts=(60,))  # one file, one line (each file lacking it is named)
-    return _config(root, data, hdf5_dataset="imaging"), "recording_1.h5: dataset 'imaging' is missing (datasets present: 'data' (60×12×14 int16)); set file_io.hdf5_dataset"
+    data = _good_hdf5(root, file_frame_counts=(120,))  # one file, one line (each file lacking it is named)
+    return _config(root, data, hdf5_dataset="imaging"), "recording_1.h5: dataset 'imaging' is missing (datasets present: 'data' (120×12×14 int16)); set file_io.hdf5_dataset"
 
 
 def _dataset_is_a_group(root: Path) -> tuple[Path, str]:
     data = root / "data"
-    write_hdf5_recording(data, np.zeros((60, 12, 14), np.int16), file_frame_counts=(60,), acquisition={"frame_rate": 30.0, "plane_number": 2, "channel_number": 1}, dataset="acquisition/frames")
-    return _config(root, data, hdf5_dataset="acquisition"), "dataset 'acquisition' is a group, not a dataset (datasets present: 'acquisition/frames' (60×12×14 int16))"
+    write_hdf5_recording(data, np.zeros((120, 12, 14), np.int16), file_frame_counts=(120,), acquisition={"frame_rate": 30.0, "plane_number": 2, "channel_number": 1}, dataset="acquisition/frames")
+    return _config(root, data, hdf5_dataset="acquisition"), "dataset 'acquisition' is a group, not a dataset (datasets present: 'acquisition/frames' (120×12×14 int16))"
 
 
 def _wrong_rank(root: Path) -> tuple[Path, str]:
@@ -208,6 +209,12 @@ def _frames_not_divisible(root: Path) -> tuple[Path, str]:
     return _config(root, data), "61 frames in 2 files is not a multiple of plane_number × channel_number = 2"
 
 
+def _too_few_frames(root: Path) -> tuple[Path, str]:
+    data = root / "data"
+    write_hdf5_recording(data, np.zeros((40, 12, 14), np.int16), file_frame_counts=(40,), acquisition={"frame_rate": 30.0, "plane_number": 2, "channel_number": 1})
+    return _config(root, data), f"{data}: 20 frames per plane (40 HDF5 frames / 2 planes / 1 channel); registration and detection need at least 50 (200+ recommended): record longer or add the missing HDF5 files"
+
+
 def _tiff_and_hdf5_together(root: Path) -> tuple[Path, str]:
     data = _good_hdf5(root)
     tifffile.imwrite(data / "extra.tif", np.zeros((2, 12, 14), np.int16), photometric="minisblack")
@@ -216,13 +223,13 @@ def _tiff_and_hdf5_together(root: Path) -> tuple[Path, str]:
 
 def _hdf5_requested_none_found(root: Path) -> tuple[Path, str]:
     data = root / "data"
-    write_tiff_recording(data, np.zeros((60, 12, 14), np.int16), file_page_counts=(60,), acquisition={"frame_rate": 30.0, "plane_number": 2, "channel_number": 1})
+    write_tiff_recording(data, np.zeros((120, 12, 14), np.int16), file_page_counts=(120,), acquisition={"frame_rate": 30.0, "plane_number": 2, "channel_number": 1})
     return _config(root, data, input_format="hdf5"), "no .h5/.hdf5 files found (file_io.input_format is 'hdf5'"
 
 
 CASES: dict[str, Callable[[Path], tuple[Path, str]]] = {
     function.__name__.strip("_"): function
-    for function in (_not_hdf5, _missing_dataset, _dataset_is_a_group, _wrong_rank, _unsupported_dtype, _truncated_hdf5, _frames_not_divisible, _tiff_and_hdf5_together, _hdf5_requested_none_found)
+    for function in (_not_hdf5, _missing_dataset, _dataset_is_a_group, _wrong_rank, _unsupported_dtype, _truncated_hdf5, _frames_not_divisible, _too_few_frames, _tiff_and_hdf5_together, _hdf5_requested_none_found)
 }
 
 
@@ -243,12 +250,12 @@ def test_validate_says_which_format_it_found(tmp_path: Path) -> None:
     data = _good_hdf5(tmp_path)
     result = CliRunner().invoke(app, ["validate", str(_config(tmp_path, data))])
     assert result.exit_code == 0, result.output
-    assert "OK — 2 HDF5 files (dataset 'data') (input_format auto: found hdf5), 30 frames × 2 planes × 1 channels of 12×14 <i2" in result.output
+    assert "OK — 2 HDF5 files (dataset 'data') (input_format auto: found hdf5), 60 frames × 2 planes × 1 channels of 12×14 <i2" in result.output
     (tmp_path / "config.yaml").unlink()
     tiffs = tmp_path / "tiffs"
-    write_tiff_recording(tiffs, np.zeros((60, 12, 14), np.int16), file_page_counts=(60,), acquisition={"frame_rate": 30.0, "plane_number": 2, "channel_number": 1})
+    write_tiff_recording(tiffs, np.zeros((120, 12, 14), np.int16), file_page_counts=(120,), acquisition={"frame_rate": 30.0, "plane_number": 2, "channel_number": 1})
     result = CliRunner().invoke(app, ["validate", str(_config(tmp_path, tiffs, input_format="tiff"))])
-    assert result.exit_code == 0 and "OK — 1 TIFF files (input_format tiff), 30 frames × 2 planes" in result.output, result.output
+    assert result.exit_code == 0 and "OK — 1 TIFF files (input_format tiff), 60 frames × 2 planes" in result.output, result.output
 
 
 # -- the whole pipeline on a simulated recording written as HDF5 ------------------------------------------
@@ -297,4 +304,4 @@ def test_hdf5_inputs_in_exports_and_maintenance(tmp_path: Path, client: Any) -> 
     (data / "recording_2.h5").rename(tmp_path / "moved.h5")
     with pytest.raises(OutputError, match=r"input files are not all available \(recording_2.h5 missing"):
         clean_store(store.path, what=(), remove_raw=True)
-    assert store.read(frames_path(1, 0)).shape == (30, 12, 14)
+    assert store.read(frames_path(1, 0)).shape == (60, 12, 14)

@@ -120,15 +120,15 @@ def test_validate_names_the_real_files(tmp_path: Path) -> None:
     assert "OK — 1 HDF5 files (dataset 'input_frames') (input_format auto: found hdf5), 100 frames × 1 planes × 1 channels of 100×100 <i2" in accepted.output
 
 
-@pytest.mark.filterwarnings("default::UserWarning")  # pyproject.toml ignores this warning for the suite's short recordings
 def test_sima_clip_below_the_frame_minimum_is_one_clear_line(tmp_path: Path) -> None:
-    """20 frames, below the 50 per plane registration and detection need: one line naming the folder and the count
-    (a warning today; a refusal once preflight refuses short recordings)."""
+    """20 frames, below the 50 per plane registration and detection need: refused in one line naming the folder and the count."""
     folder = cached_movie_folder("sima_example")
     payload = {"runtime": {"display_progress_bars": False}, "file_io": {"data_path": str(folder), "output_path": str(tmp_path / "out")}}
     result = CliRunner().invoke(app, ["validate", str(save_configuration(configuration_from_mapping(payload, source="test"), tmp_path / "config.yaml"))])
-    lines = [line for line in result.output.splitlines() if line.startswith(("warning: ", "error: "))]
-    assert len(lines) == 1 and str(folder) in lines[0] and "only 20 frames per plane" in lines[0] and "at least 50" in lines[0], result.output
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        f"error: {folder}: 20 frames per plane (20 TIFF pages / 1 plane / 1 channel); registration and detection need at least 50 (200+ recommended): record longer or add the missing TIFF files"
+    ]
 
 
 def test_bench_pictures_are_valid_pngs(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
 
     Raises a :class:`CindraError` listing every problem found (one line each). ``phases`` are the
     phases about to run (None: all): fewer than `MINIMUM_FRAMES_PER_PLANE` frames per plane are
-    refused unless only ``ingest`` runs (converting the TIFFs works on any length).
+    refused unless only ``ingest`` runs (converting the movie files works on any length).
     """
     file_io = configuration.file_io
     problems: list[str] = []
@@ -169,8 +169,8 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     if processing and plan.frames_per_plane < MINIMUM_FRAMES_PER_PLANE:
         problems.append(
             f"{tiff_directory}: {plan.frames_per_plane} frame{'s' if plan.frames_per_plane != 1 else ''} per plane "
-            f"({int(plan.file_first_page[-1])} TIFF pages / {plan.plane_number} plane{'s' if plan.plane_number != 1 else ''} / {plan.channel_number} channel{'s' if plan.channel_number != 1 else ''}); "
-            f"registration and detection need at least {MINIMUM_FRAMES_PER_PLANE} (200+ recommended): record longer or add the missing TIFF files"
+            f"({int(plan.file_first_page[-1])} {plan.reader.label} {plan.reader.unit} / {plan.plane_number} plane{'s' if plan.plane_number != 1 else ''} / {plan.channel_number} channel{'s' if plan.channel_number != 1 else ''}); "
+            f"registration and detection need at least {MINIMUM_FRAMES_PER_PLANE} (200+ recommended): record longer or add the missing {plan.reader.label} files"
         )
     if problems:
         raise CindraError(*problems)
