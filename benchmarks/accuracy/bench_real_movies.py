@@ -296,8 +296,10 @@ def fmt(value: Any, digits: int = 0) -> str:
 
 
 def commit() -> str:
-    described = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True)
-    return described.stdout.strip() or "unknown"
+    """HEAD, marked ``-modified`` when the measured code (the package, this bench) differs from it (the results themselves may)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or "unknown"
+    changed = subprocess.run(["git", "status", "--porcelain", "--", "cindra_dask", "benchmarks/accuracy/bench_real_movies.py", "benchmarks/accuracy/fetch_real_movies.py"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{head}-modified" if changed else head
 
 
 def report(results: dict[str, dict[str, dict[str, Any]]], movies: Sequence[RealMovie], pictures: dict[str, list[str]], missing: Sequence[str], *, suite2p: bool) -> str:
