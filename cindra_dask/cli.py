@@ -128,7 +128,7 @@ def validate(
     config: Annotated[Path, typer.Argument(help="Configuration YAML.")],
     set_values: SetOption = None,
 ) -> None:
-    """Preflight: check configuration, TIFFs, acquisition parameters, output and memory; write nothing."""
+    """Preflight: check configuration, movie files (TIFF or HDF5), acquisition parameters, output and memory; write nothing."""
     from cindra_dask.config import SingleRecordingConfiguration, load_configuration, missing_nwb_metadata
     from cindra_dask.pipeline import preflight
 
@@ -141,8 +141,10 @@ def validate(
         return
     context = preflight(configuration)
     plan = context.plan
+    requested = configuration.file_io.input_format.value
+    found = f"{len(plan.files)} {plan.reader.label} files" + (f" (dataset '{plan.files[0].dataset}')" if plan.reader.input_format == "hdf5" else "")
     typer.echo(
-        f"{config}: OK — {len(plan.files)} TIFF files, {plan.frames_per_plane} frames × {len(plan.virtual_planes)} planes × {plan.channel_number} channels "
+        f"{config}: OK — {found} (input_format {requested}{': found ' + plan.reader.input_format if requested == 'auto' else ''}), {plan.frames_per_plane} frames × {len(plan.virtual_planes)} planes × {plan.channel_number} channels "
         f"of {plan.files[0].page_shape[0]}×{plan.frame_width} {plan.dtype}; chunks of {plan.chunk_frames} frames; store {context.store.path}"
     )
     missing = missing_nwb_metadata(configuration.metadata)
@@ -322,7 +324,7 @@ def reset(
 def clean(
     store: StoreArgument,
     registered: Annotated[bool, typer.Option("--registered", help="Remove the registered (motion-corrected) movies.")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="Also remove the raw frames, the store's copy of the TIFFs (refused if the TIFFs are gone; the TIFFs are never touched).")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Also remove the raw frames, the store's copy of the movie files (refused if those files are gone; they are never touched).")] = False,
 ) -> None:
     """Remove intermediate movies to free disk space; ROIs, traces and images stay."""
     from cindra_dask.runner.maintenance import clean_store

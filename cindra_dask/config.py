@@ -156,14 +156,39 @@ class MainSettings(Section):
         return self
 
 
+class InputFormat(str, enum.Enum):
+    """What the movie files are."""
+
+    AUTO = "auto"
+    TIFF = "tiff"
+    HDF5 = "hdf5"
+
+
 class FileIOSettings(Section):
     """Where the data are and where results go."""
 
-    data_path: Path | None = Field(default=None, description="Directory searched (recursively) for cindra_parameters.json; the TIFFs sit in that same directory.")
+    data_path: Path | None = Field(
+        default=None, description="Directory searched (recursively) for cindra_parameters.json; the movie files (TIFF or HDF5) sit in that same directory."
+    )
     output_path: Path | None = Field(default=None, description="Directory that receives <recording_name>.zarr.")
-    recording_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$", description="Store name; default: the name of the directory holding the TIFFs.")
-    ignored_file_names: tuple[str, ...] = Field(default=(), description="TIFF file stems (names without extension) to skip.")
-    repeat_binarization: bool = Field(default=False, description="Ingest the TIFFs again even if the store holds a complete ingest (drops every later result).")
+    recording_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$", description="Store name; default: the name of the directory holding the movie files.")
+    input_format: InputFormat = Field(
+        default=InputFormat.AUTO,
+        description=(
+            "Kind of movie files: 'tiff' (.tif/.tiff, one frame per page), 'hdf5' (.h5/.hdf5, one 3-D (frames, height, width) dataset per file), "
+            "or 'auto': whichever of the two the folder holds (a folder holding both is refused)."
+        ),
+    )
+    hdf5_dataset: str = Field(
+        default="data",
+        min_length=1,
+        description=(
+            "Path of the movie dataset inside each HDF5 file (suite2p's h5py_key), e.g. 'data' or 'acquisition/frames'; frames of several planes and "
+            "channels are interleaved along its first axis like TIFF pages."
+        ),
+    )
+    ignored_file_names: tuple[str, ...] = Field(default=(), description="Movie file stems (names without extension) to skip.")
+    repeat_binarization: bool = Field(default=False, description="Ingest the movie files again even if the store holds a complete ingest (drops every later result).")
 
 
 class RegistrationSettings(Section):

@@ -4,7 +4,10 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 
 ``/`` attrs
     ``acquisition`` (acquisition parameters), ``configuration`` (YAML text), ``phases`` (phase
-    records, see :class:`PhaseRecord`), ``versions``, ``frame_shapes``.
+    records, see :class:`PhaseRecord`), ``versions``, ``frame_shapes``; the input:
+    ``input_format`` (``tiff`` | ``hdf5``; absent in stores ingested before HDF5 input: TIFF) with
+    ``tiff_directory``, ``tiff_files`` (names, ingest order) or ``hdf5_directory``, ``hdf5_files``,
+    ``hdf5_dataset``.
 ``plane_k/raw/channel_c``
     ingested frames (T, Ly, Lx), source integer dtype, chunks (chunk_frames, Ly, Lx);
     planes and channels are numbered from 0 (``plane_k`` is a virtual plane in MROI mode).

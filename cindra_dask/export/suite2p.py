@@ -81,7 +81,7 @@ STRUCTURAL_TRACE_FILES = {"F_chan2.npy": "cell_fluorescence_channel_2", "Fneu_ch
 COPY_BYTES = 32 * 2**20
 """Decoded bytes a trace copy holds at a time (rounded to whole chunk rows, at least one)."""
 
-DB_KEYS = ("data_path", "file_list", "save_path", "save_path0", "save_folder", "nplanes", "nrois", "nchannels", "functional_chan", "iplane", "Ly", "Lx", "nframes", "dx", "dy", "ignore_flyback", "input_format")
+DB_KEYS = ("data_path", "file_list", "h5py", "h5py_key", "save_path", "save_path0", "save_folder", "nplanes", "nrois", "nchannels", "functional_chan", "iplane", "Ly", "Lx", "nframes", "dx", "dy", "ignore_flyback", "input_format")
 SETTINGS_KEYS = ("tau", "fs", "diameter", "aspect", "version", "cindra_dask_configuration", "plane_times")
 DETECT_KEYS = ("Vcorr", "max_proj", "meanImg_crop", "spatscale_pix", "diameter")
 
@@ -175,6 +175,14 @@ def _read_optional(store: RecordingStore, array_path: str) -> np.ndarray | None:
     return store.read(array_path) if array_path in store else None
 
 
+def _input_ops(attributes: dict[str, Any]) -> dict[str, Any]:
+    """suite2p's description of the input: ``data_path``, ``file_list``, ``input_format`` (``tif`` or ``h5``, then with ``h5py``, ``h5py_key``)."""
+    if attributes.get("input_format") == "hdf5":
+        directory, names = str(attributes.get("hdf5_directory") or ""), list(attributes.get("hdf5_files") or [])
+        return {"data_path": [directory], "file_list": names, "input_format": "h5", "h5py": [str(Path(directory) / name) for name in names], "h5py_key": attributes.get("hdf5_dataset") or "data"}
+    return {"data_path": [str(attributes.get("tiff_directory") or "")], "file_list": list(attributes.get("tiff_files") or []), "input_format": "tif"}
+
+
 def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes: dict[str, Any], configuration: dict[str, Any]) -> dict[str, Any]:
     """The ops dict of one plane (see the module docstring for its keys)."""
     registration_group, detection_group = stage_path(plane, REGISTRATION), stage_path(plane, DETECTION)
@@ -197,9 +205,7 @@ def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes
     plane_number = int(acquisition.get("plane_number", 1) or 1)
     diameter = store.group_attributes(stage_path(plane, ROIS)).get("diameter_px")
     ops: dict[str, Any] = {
-        "data_path": [str(attributes.get("tiff_directory", ""))],
-        "file_list": list(attributes.get("tiff_files") or []),
-        "input_format": "tif",
+        **_input_ops(attributes),
         "save_path0": str(plane_directory.parent),
         "save_folder": plane_directory.parent.name,
         "save_path": str(plane_directory),

@@ -1,4 +1,4 @@
-"""Graph builder of the ingest phase: TIFF pages → ``plane_k/raw/channel_c`` Zarr arrays."""
+"""Graph builder of the ingest phase: movie frames (TIFF pages, HDF5 frames) → ``plane_k/raw/channel_c`` Zarr arrays."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def _read_chunk(plan: IngestPlan, *, plane_index: int, channel: int, block_info: dict | None = None) -> np.ndarray:
-    """Dask block function: decode the pages of one output chunk."""
+    """Dask block function: decode the pages (frames) of one output chunk with the plan's reader."""
     frame_start, frame_stop = block_info[None]["array-location"][0]
     return read_plane_frames(plan, plane=plan.virtual_planes[plane_index], channel=channel, frame_start=frame_start, frame_stop=frame_stop)
 
@@ -26,8 +26,8 @@ def ingest_graph(plan: IngestPlan, store: RecordingStore) -> list[Any]:
     """Create the raw arrays and return one delayed write per (plane, channel).
 
     Chunking: one Dask task per Zarr chunk of ``plan.chunk_frames`` frames; a task decodes only
-    its own pages (O(1) each through the recorded IFD offsets), so a task's memory is one chunk
-    regardless of file sizes. Tasks never share a Zarr chunk. The plan (file list and page
+    its own pages (TIFF: O(1) each through the recorded IFD offsets; HDF5: one strided selection
+    per file), so a task's memory is one chunk regardless of file sizes. Tasks never share a Zarr chunk. The plan (file list and page
     offsets) is one graph node shared by every task.
 
     Returns
@@ -66,18 +66,32 @@ def ingest_graph(plan: IngestPlan, store: RecordingStore) -> list[Any]:
     return writes
 
 
+def input_attributes(context: RecordingContext) -> dict[str, Any]:
+    """Root attributes naming the input: ``input_format`` and, for TIFFs, ``tiff_directory`` and
+    ``tiff_files``; for HDF5, ``hdf5_directory``, ``hdf5_files`` and ``hdf5_dataset`` (the other
+    format's keys are None: set where a store re-ingested from another format holds them, so it lists
+    only its current files)."""
+    plan = context.plan
+    names = [Path(info.path).name for info in plan.files]
+    if plan.reader.input_format == "hdf5":
+        return {"input_format": "hdf5", "hdf5_directory": str(context.tiff_directory), "hdf5_files": names, "hdf5_dataset": plan.files[0].dataset, "tiff_directory": None, "tiff_files": None}
+    return {"input_format": plan.reader.input_format, "tiff_directory": str(context.tiff_directory), "tiff_files": names, "hdf5_directory": None, "hdf5_files": None, "hdf5_dataset": None}
+
+
 def plan_ingest_step(context: RecordingContext, *, plane: None = None) -> StepPlan:
     """Plan of the ingest step: stale planes and ``combined/`` dropped, the root attributes describing the
-    recording (acquisition, configuration YAML, TIFF files, planes, user bad frames), then `ingest_graph`."""
+    recording (acquisition, configuration YAML, input files (`input_attributes`), planes, user bad frames),
+    then `ingest_graph`."""
     store = context.store
     for stale in [*store.path.glob("plane_*"), store.path / "combined"]:
         if stale.exists():
             store.delete(stale.name)
+    existing = store.attributes()
+    inputs = {name: value for name, value in input_attributes(context).items() if value is not None or name in existing}
     store.update_attributes(
         acquisition=context.acquisition.model_dump(mode="json"),
         configuration=configuration_to_yaml(context.configuration),
-        tiff_directory=str(context.tiff_directory),
-        tiff_files=[Path(info.path).name for info in context.plan.files],
+        **inputs,
         frames_per_plane=context.plan.frames_per_plane,
         planes=[plane._asdict() for plane in context.plan.virtual_planes],
         bad_frame_indices=context.bad_frame_indices.tolist(),

@@ -8,6 +8,10 @@ regions stacked along the rows; region ``r`` of physical plane ``z`` is virtual 
 
 Discovery records every page's IFD offset, so a task decodes any page in O(1) (a 50 000-page
 file is never walked per task) and reads only the pages of its own chunk.
+
+The plan is format-neutral: it holds the files' descriptions and a :class:`FrameReader` that
+decodes global pages, so other inputs (``io/hdf5.py``: one frame per index of a 3-D dataset, in
+the same interleaving) reuse the plan, its checks and the ingest graph with their own reader.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -69,12 +73,31 @@ class VirtualPlane(NamedTuple):
     x_offset: float
 
 
-class IngestPlan(NamedTuple):
-    """Everything an ingest task needs: files, page layout, planes, chunking.
+class FrameReader(NamedTuple):
+    """How one input format's frames are decoded.
 
     Attributes
     ----------
-    files : discovered TIFFs in natural order.
+    input_format : the format's name (``file_io.input_format``: ``tiff``, ``hdf5``).
+    label : how messages call its files (``TIFF``, ``HDF5``).
+    unit : what one frame of one plane and channel is called in its files (``pages``, ``frames``).
+    read : ``read(plan, global_pages, *, row_start, row_stop)`` → (n, rows, width) array of the
+        plan's dtype: the given global pages (ascending), rows ``[row_start, row_stop)``.
+    """
+
+    input_format: str
+    label: str
+    unit: str
+    read: Callable[..., np.ndarray]
+
+
+class IngestPlan(NamedTuple):
+    """Everything an ingest task needs: files, page layout, planes, chunking, the reader.
+
+    Attributes
+    ----------
+    files : discovered input files in natural order (:class:`TiffFileInfo`, or another format's
+        description with the same ``path``, ``page_count``, ``page_shape`` and ``dtype``).
     file_first_page : (n_files + 1,) int64 global index of each file's first page (and the total).
     plane_number, channel_number : interleaving of the pages.
     frames_per_plane : frames per plane and channel (whole cycles only).
@@ -82,9 +105,10 @@ class IngestPlan(NamedTuple):
     dtype : pixel dtype stored in the raw arrays.
     virtual_planes : the planes written to the store.
     chunk_frames : frames per Zarr chunk / Dask task.
+    reader : decodes the files' pages (:data:`TIFF_READER` for TIFFs).
     """
 
-    files: tuple[TiffFileInfo, ...]
+    files: tuple[Any, ...]
     file_first_page: np.ndarray
     plane_number: int
     channel_number: int
@@ -93,6 +117,7 @@ class IngestPlan(NamedTuple):
     dtype: str
     virtual_planes: tuple[VirtualPlane, ...]
     chunk_frames: int
+    reader: FrameReader
 
     @property
     def pages_per_cycle(self) -> int:
@@ -108,11 +133,11 @@ class IngestPlan(NamedTuple):
 def find_acquisition_file(data_path: Path) -> Path:
     """The single ``cindra_parameters.json`` under ``data_path`` (searched recursively)."""
     if not data_path.is_dir():
-        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the TIFFs")
+        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the movie files (TIFF or HDF5)")
     found = sorted(data_path.rglob(ACQUISITION_FILE_NAME))
     if not found:
         raise InputError(
-            f"{data_path}: no {ACQUISITION_FILE_NAME} found (searched recursively); write one beside the TIFFs "
+            f"{data_path}: no {ACQUISITION_FILE_NAME} found (searched recursively); write one beside the movie files "
             "(frame_rate, plane_number, channel_number) or add an 'acquisition' section to the configuration"
         )
     if len(found) > 1:
@@ -198,29 +223,33 @@ def virtual_planes(acquisition: AcquisitionParameters, *, frame_height: int) -> 
     return tuple(sorted(planes, key=lambda plane: plane.index))
 
 
-def build_ingest_plan(files: Sequence[TiffFileInfo], acquisition: AcquisitionParameters, *, chunk_frames: int) -> IngestPlan:
+def build_ingest_plan(files: Sequence[Any], acquisition: AcquisitionParameters, *, chunk_frames: int, reader: FrameReader | None = None) -> IngestPlan:
     """Check the files against the acquisition parameters and lay out the ingest.
 
-    Raises :class:`InputError` with one line per problem (inconsistent shapes or dtypes, a page
-    count that is not a whole number of volumes, MROI rows out of range).
+    ``files`` are :class:`TiffFileInfo` (``reader`` None or :data:`TIFF_READER`) or another
+    format's descriptions with its reader. Raises :class:`InputError` with one line per problem
+    (inconsistent shapes or dtypes, a page count that is not a whole number of volumes, MROI rows
+    out of range).
     """
+    reader = reader or TIFF_READER
+    label, unit = reader.label, reader.unit
     problems = []
     first = files[0]
     for info in files[1:]:
         if info.page_shape != first.page_shape:
-            problems.append(f"{info.path}: frames are {info.page_shape[0]}×{info.page_shape[1]} but {first.path} has {first.page_shape[0]}×{first.page_shape[1]}; all TIFFs of a recording must share one frame size (list odd files in file_io.ignored_file_names)")
+            problems.append(f"{info.path}: frames are {info.page_shape[0]}×{info.page_shape[1]} but {first.path} has {first.page_shape[0]}×{first.page_shape[1]}; all {label} files of a recording must share one frame size (list odd files in file_io.ignored_file_names)")
         elif info.dtype != first.dtype:
-            problems.append(f"{info.path}: pixel type {np.dtype(info.dtype)} differs from {np.dtype(first.dtype)} in {first.path}; all TIFFs must share one pixel type")
+            problems.append(f"{info.path}: pixel type {np.dtype(info.dtype)} differs from {np.dtype(first.dtype)} in {first.path}; all {label} files must share one pixel type")
     total_pages = sum(info.page_count for info in files)
     cycle = acquisition.plane_number * acquisition.channel_number
     if total_pages % cycle:
         problems.append(
-            f"{Path(first.path).parent}: {total_pages} pages in {len(files)} files is not a multiple of plane_number × channel_number = {cycle} "
-            f"({total_pages % cycle} pages left over); check plane_number/channel_number in {ACQUISITION_FILE_NAME} or remove incomplete files"
+            f"{Path(first.path).parent}: {total_pages} {unit} in {len(files)} files is not a multiple of plane_number × channel_number = {cycle} "
+            f"({total_pages % cycle} {unit} left over); check plane_number/channel_number in {ACQUISITION_FILE_NAME} or remove incomplete files"
         )
     frames_per_plane = total_pages // cycle
     if frames_per_plane == 0:
-        problems.append(f"{Path(first.path).parent}: fewer pages ({total_pages}) than one volume ({cycle}); nothing to ingest")
+        problems.append(f"{Path(first.path).parent}: fewer {unit} ({total_pages}) than one volume ({cycle}); nothing to ingest")
     try:
         planes = virtual_planes(acquisition, frame_height=first.page_shape[0])
     except InputError as error:
@@ -229,11 +258,18 @@ def build_ingest_plan(files: Sequence[TiffFileInfo], acquisition: AcquisitionPar
     if problems:
         raise InputError(*problems)
     file_first_page = np.concatenate([[0], np.cumsum([info.page_count for info in files])]).astype(np.int64)
-    return IngestPlan(tuple(files), file_first_page, acquisition.plane_number, acquisition.channel_number, frames_per_plane, first.page_shape[1], first.dtype, planes, max(1, min(chunk_frames, frames_per_plane)))
+    return IngestPlan(
+        tuple(files), file_first_page, acquisition.plane_number, acquisition.channel_number, frames_per_plane, first.page_shape[1], first.dtype, planes, max(1, min(chunk_frames, frames_per_plane)), reader
+    )
 
 
 def read_pages(plan: IngestPlan, global_pages: np.ndarray, *, row_start: int = 0, row_stop: int | None = None) -> np.ndarray:
-    """Decode the given global pages (rows ``[row_start, row_stop)``) → (n, rows, width) array.
+    """Decode the given global pages (rows ``[row_start, row_stop)``) → (n, rows, width) array, with the plan's reader."""
+    return plan.reader.read(plan, global_pages, row_start=row_start, row_stop=row_stop)
+
+
+def read_tiff_pages(plan: IngestPlan, global_pages: np.ndarray, *, row_start: int = 0, row_stop: int | None = None) -> np.ndarray:
+    """The TIFF reader: decode the given global pages (rows ``[row_start, row_stop)``) → (n, rows, width) array.
 
     Opens each file once and decodes only the requested pages (via their recorded IFD offsets).
     """
@@ -252,6 +288,10 @@ def read_pages(plan: IngestPlan, global_pages: np.ndarray, *, row_start: int = 0
                 page = keyframe if local == 0 else tifffile.TiffFrame(tif, index=int(local), offset=int(info.ifd_offsets[local]), keyframe=keyframe)
                 frames[position] = page.asarray()[row_start:row_stop]
     return frames
+
+
+TIFF_READER = FrameReader("tiff", "TIFF", "pages", read_tiff_pages)
+"""The reader of TIFF pages (one frame per page)."""
 
 
 def read_plane_frames(plan: IngestPlan, *, plane: VirtualPlane, channel: int, frame_start: int, frame_stop: int) -> np.ndarray:

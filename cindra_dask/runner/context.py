@@ -1,6 +1,6 @@
 """What the runner establishes before anything is written: the checked configuration, inputs and output.
 
-`preflight` reads the acquisition parameters and every TIFF header, plans the ingest, and checks the
+`preflight` reads the acquisition parameters and every movie file's header (TIFF or HDF5), plans the ingest, and checks the
 output location (writable, unlocked, free space) and the worker memory against the chunk budget;
 every problem is one line naming the field or file and what to do.
 """
@@ -18,7 +18,8 @@ import numpy as np
 from cindra_dask.chunking import frames_per_chunk
 from cindra_dask.config import AcquisitionParameters, Configuration, SingleRecordingConfiguration, load_acquisition_parameters
 from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
-from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, discover_tiffs, find_acquisition_file, inspect_tiff
+from cindra_dask.io.inputs import inspect_inputs
+from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, find_acquisition_file
 from cindra_dask.store import RecordingStore, store_path
 
 BAD_FRAMES_FILE_NAME = "bad_frames.npy"
@@ -37,8 +38,8 @@ class RecordingContext(NamedTuple):
     ----------
     configuration : the validated configuration.
     acquisition : the acquisition parameters in force.
-    tiff_directory : folder holding the TIFFs.
-    plan : the ingest plan (files, page layout, chunking).
+    tiff_directory : folder holding the movie files (TIFF or HDF5: ``plan.reader.input_format``).
+    plan : the ingest plan (files, page layout, chunking, reader).
     store : the output store (may not exist yet).
     bad_frame_indices : (k,) int64 user-marked bad frames from ``bad_frames.npy`` (may be empty).
     """
@@ -122,19 +123,19 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
 
     Raises a :class:`CindraError` listing every problem found (one line each). ``phases`` are the
     phases about to run (None: all): fewer than `MINIMUM_FRAMES_PER_PLANE` frames per plane are
-    refused unless only ``ingest`` runs (converting the TIFFs works on any length).
+    refused unless only ``ingest`` runs (converting the movie files works on any length).
     """
     file_io = configuration.file_io
     problems: list[str] = []
     if file_io.data_path is None:
-        problems.append("file_io.data_path: not set; give the folder holding the TIFFs and cindra_parameters.json")
+        problems.append("file_io.data_path: not set; give the folder holding the movie files (TIFF or HDF5) and cindra_parameters.json")
     if file_io.output_path is None:
         problems.append("file_io.output_path: not set; give the folder that receives the results")
     if problems:
         raise ConfigurationError(*problems)
     data_path = Path(file_io.data_path).expanduser()
     if not data_path.is_dir():
-        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the TIFFs")
+        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the movie files (TIFF or HDF5)")
     if configuration.acquisition is not None:
         acquisition, tiff_directory = configuration.acquisition, data_path
     else:
@@ -145,17 +146,13 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     for plane in configuration.main.ignored_flyback_planes:
         if not 0 <= plane < acquisition.virtual_plane_count:
             problems.append(f"main.ignored_flyback_planes: plane {plane} does not exist (planes 0..{acquisition.virtual_plane_count - 1})")
-    file_infos = []
-    for path in discover_tiffs(tiff_directory, ignored_file_names=file_io.ignored_file_names):
-        try:
-            file_infos.append(inspect_tiff(path))
-        except InputError as error:
-            problems.extend(error.problems)
+    inputs = inspect_inputs(tiff_directory, input_format=file_io.input_format, hdf5_dataset=file_io.hdf5_dataset, ignored_file_names=file_io.ignored_file_names)
+    problems.extend(inputs.problems)
     if problems:
         raise InputError(*problems)
-    height, width = file_infos[0].page_shape
+    height, width = inputs.files[0].page_shape
     chunk_frames = min(configuration.registration.batch_size, frames_per_chunk(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes))
-    plan = build_ingest_plan(file_infos, acquisition, chunk_frames=chunk_frames)
+    plan = build_ingest_plan(inputs.files, acquisition, chunk_frames=chunk_frames, reader=inputs.reader)
     recording_name = file_io.recording_name or tiff_directory.name
     store = RecordingStore(store_path(Path(file_io.output_path).expanduser(), recording_name))
     raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
@@ -172,8 +169,8 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     if processing and plan.frames_per_plane < MINIMUM_FRAMES_PER_PLANE:
         problems.append(
             f"{tiff_directory}: {plan.frames_per_plane} frame{'s' if plan.frames_per_plane != 1 else ''} per plane "
-            f"({int(plan.file_first_page[-1])} TIFF pages / {plan.plane_number} plane{'s' if plan.plane_number != 1 else ''} / {plan.channel_number} channel{'s' if plan.channel_number != 1 else ''}); "
-            f"registration and detection need at least {MINIMUM_FRAMES_PER_PLANE} (200+ recommended): record longer or add the missing TIFF files"
+            f"({int(plan.file_first_page[-1])} {plan.reader.label} {plan.reader.unit} / {plan.plane_number} plane{'s' if plan.plane_number != 1 else ''} / {plan.channel_number} channel{'s' if plan.channel_number != 1 else ''}); "
+            f"registration and detection need at least {MINIMUM_FRAMES_PER_PLANE} (200+ recommended): record longer or add the missing {plan.reader.label} files"
         )
     if problems:
         raise CindraError(*problems)

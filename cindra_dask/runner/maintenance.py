@@ -76,12 +76,13 @@ def reset_store(path: RecordingStore | Path | str, *, phase: str) -> StoreChange
     return StoreChange(removed, tuple(sorted(forgotten)))
 
 
-def _missing_tiffs(store: RecordingStore) -> tuple[Path | None, list[str]]:
+def _missing_inputs(store: RecordingStore) -> tuple[Path | None, list[str]]:
     attributes = store.attributes()
-    directory = attributes.get("tiff_directory")
-    names = attributes.get("tiff_files") or []
+    kind = "hdf5" if attributes.get("input_format") == "hdf5" else "tiff"
+    directory = attributes.get(f"{kind}_directory")
+    names = attributes.get(f"{kind}_files") or []
     if not directory or not names:
-        return None, ["(the store does not list its TIFF files)"]
+        return None, [f"(the store does not list its {kind.upper()} files)"]
     folder = Path(directory)
     return folder, [name for name in names if not (folder / name).is_file()]
 
@@ -96,8 +97,8 @@ def clean_store(path: RecordingStore | Path | str, *, what: Sequence[str] = ("re
         ``plane_k/registered/*``). A later rerun that needs them fails until the phase is reset
         (`reset_store` with ``phase="process"``).
     remove_raw : also remove the raw frames (``plane_k/raw/*``), the store's copy of the input.
-        Warns; refused unless every TIFF listed in the store still exists (the TIFFs themselves are
-        never touched), so the recording can be ingested again.
+        Warns; refused unless every input file (TIFF or HDF5) listed in the store still exists (the
+        inputs themselves are never touched), so the recording can be ingested again.
 
     Refuses while a run holds the store's lock. Phase records are kept (the results they
     describe are still there); the manifest, if any, drops the removed arrays and the root
@@ -114,13 +115,13 @@ def clean_store(path: RecordingStore | Path | str, *, what: Sequence[str] = ("re
     store = open_existing_store(path)
     groups = [CLEANABLE[name] for name in what]
     if remove_raw:
-        folder, missing = _missing_tiffs(store)
+        folder, missing = _missing_inputs(store)
         if missing:
             raise OutputError(
-                f"{store.path}: refusing to remove the raw frames: the input TIFFs are not all available ({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} missing in {folder}); "
+                f"{store.path}: refusing to remove the raw frames: the input files are not all available ({', '.join(missing[:3])}{' …' if len(missing) > 3 else ''} missing in {folder}); "
                 "the raw frames would be the only copy of the recording"
             )
-        warnings.warn(f"{store.path}: removing the raw frames (the store's copy of the TIFFs in {folder}); registering again will need `cindra-dask reset {store.path} --phase ingest` and a new ingest", stacklevel=2)
+        warnings.warn(f"{store.path}: removing the raw frames (the store's copy of the movie files in {folder}); registering again will need `cindra-dask reset {store.path} --phase ingest` and a new ingest", stacklevel=2)
         groups.append(RAW)
     with store.locked():
         before = set(store.array_paths())

@@ -1,0 +1,150 @@
+"""HDF5 movie input: discovery, inspection and lazy frame reading (h5py).
+
+Conventions: every ``.h5``/``.hdf5`` file of the recording holds one 3-D dataset (T, H, W) at
+``file_io.hdf5_dataset`` (suite2p's ``h5py_key``; default ``data``). An index along T is what a
+TIFF page is in ``io/tiff.py``: one frame of one plane and channel; frames cycle plane-major /
+channel-minor (p0c0, p0c1, p1c0, ...) and the cycle continues across files, taken in natural sort
+order; MROI regions are row strips, as for TIFFs. The acquisition parameters come from
+``cindra_parameters.json`` or the configuration's ``acquisition`` section, as for TIFFs.
+
+Discovery opens each file once to check it (an HDF5 file, the dataset present, 3-D, a supported
+pixel type, complete, its first and last frames decodable) and records only its shape and type.
+A task opens the files its chunk touches and reads a strided selection of its own frames (every
+planes × channels-th index) and rows, never the whole movie; with a chunked dataset HDF5 decodes
+only the dataset chunks that hold them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+
+import numpy as np
+
+from cindra_dask.errors import InputError
+from cindra_dask.io.tiff import SUPPORTED_KINDS, FrameReader, natural_sort_key
+
+if TYPE_CHECKING:
+    from cindra_dask.io.tiff import IngestPlan
+
+HDF5_SUFFIXES = (".h5", ".hdf5")
+LISTED_DATASETS = 8
+"""How many of a file's datasets a missing-dataset message lists."""
+
+
+class Hdf5FileInfo(NamedTuple):
+    """What discovery learned about one HDF5 file.
+
+    Attributes
+    ----------
+    path : file path (str, so the plan pickles small).
+    page_count : frames along the dataset's first axis (pages, in TIFF terms).
+    page_shape : (height, width) of every frame, px.
+    dtype : numpy dtype string of the pixels, native byte order (big-endian data are converted on read).
+    dataset : path of the movie dataset inside the file.
+    """
+
+    path: str
+    page_count: int
+    page_shape: tuple[int, int]
+    dtype: str
+    dataset: str
+
+
+def discover_hdf5_files(directory: Path, *, ignored_file_names: Sequence[str] = ()) -> list[Path]:
+    """HDF5 files (``.h5``/``.hdf5``) directly in ``directory`` (not recursive), natural-sorted, minus ignored stems."""
+    ignored = set(ignored_file_names)
+    candidates = [path for path in directory.iterdir() if path.is_file() and path.suffix.lower() in HDF5_SUFFIXES and path.stem not in ignored]
+    if not candidates:
+        raise InputError(f"{directory}: no .h5/.hdf5 files found (file_io.input_format is 'hdf5'; ignored stems: {sorted(ignored) or 'none'}); check file_io.data_path")
+    return sorted(candidates, key=lambda path: natural_sort_key(path.name))
+
+
+def _datasets_present(handle: Any) -> str:
+    """``'name' (T×H×W dtype)`` for the file's first datasets, or ``none``."""
+    import h5py
+
+    found: list[str] = []
+
+    def visit(name: str, node: Any) -> None:
+        if isinstance(node, h5py.Dataset):
+            found.append(f"'{name}' ({'×'.join(str(size) for size in node.shape) or 'scalar'} {node.dtype})")
+
+    handle.visititems(visit)
+    listed = ", ".join(found[:LISTED_DATASETS])
+    return (listed + (f" and {len(found) - LISTED_DATASETS} more" if len(found) > LISTED_DATASETS else "")) or "none"
+
+
+def inspect_hdf5(path: Path, *, dataset: str) -> Hdf5FileInfo:
+    """Check one HDF5 file and describe its movie dataset.
+
+    Raises :class:`InputError`, one line naming the file and what to do, when the file is not
+    HDF5, is truncated or unreadable, lacks ``dataset`` (the line lists the datasets present), the
+    dataset is not 3-D (frames, height, width), or its pixel type is not an integer or float type.
+    """
+    import h5py
+
+    skip = "or list its stem in file_io.ignored_file_names"
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file (no HDF5 signature); replace or remove it, {skip}")
+    try:
+        with h5py.File(path, "r") as handle:
+            node = handle.get(dataset)
+            if not isinstance(node, h5py.Dataset):
+                what = "is a group, not a dataset" if node is not None else "is missing"
+                raise InputError(f"{path}: dataset '{dataset}' {what} (datasets present: {_datasets_present(handle)}); set file_io.hdf5_dataset to the one holding the movie")
+            shape, dtype = tuple(int(size) for size in node.shape), np.dtype(node.dtype)
+            if len(shape) != 3:
+                raise InputError(
+                    f"{path}: dataset '{dataset}' has shape {shape} ({len(shape)}-D); expected a 3-D (frames, height, width) movie with planes and channels "
+                    "interleaved along the first axis; rewrite it in that layout or point file_io.hdf5_dataset at such a dataset"
+                )
+            if dtype.fields is not None or dtype.kind not in SUPPORTED_KINDS:
+                raise InputError(f"{path}: dataset '{dataset}' has pixel type {dtype}, which is not supported; convert the frames to an integer or float type")
+            if shape[0]:
+                node[:1]  # decoding the first and last frames catches a missing compression filter or
+                node[-1:]  # data past the end of the file before any task runs
+    except InputError:
+        raise
+    except Exception as error:  # h5py raises OSError, KeyError, RuntimeError... for damaged files
+        message = str(error)
+        if "truncated" in message:
+            raise InputError(f"{path}: truncated HDF5 file ({message}); copy the file again {skip}") from error
+        raise InputError(f"{path}: not a readable HDF5 file ({error.__class__.__name__}: {message}); replace or remove it, {skip}") from error
+    return Hdf5FileInfo(str(path), shape[0], (shape[1], shape[2]), dtype.newbyteorder("=").str, dataset)
+
+
+def _selection(local_frames: np.ndarray) -> slice | list[int]:
+    """An h5py selection of ascending frame indices: a (strided) slice when evenly spaced, else a list."""
+    first = int(local_frames[0])
+    if len(local_frames) == 1:
+        return slice(first, first + 1)
+    steps = np.diff(local_frames)
+    if np.all(steps == steps[0]) and steps[0] > 0:
+        return slice(first, int(local_frames[-1]) + 1, int(steps[0]))
+    return [int(frame) for frame in local_frames]
+
+
+def read_hdf5_pages(plan: IngestPlan, global_pages: np.ndarray, *, row_start: int = 0, row_stop: int | None = None) -> np.ndarray:
+    """The HDF5 reader: the given global frames (ascending; rows ``[row_start, row_stop)``) → (n, rows, width) array.
+
+    Opens each file once and reads one (strided) selection of its frames and rows.
+    """
+    import h5py
+
+    row_stop = row_stop if row_stop is not None else plan.files[0].page_shape[0]
+    dtype = np.dtype(plan.dtype)
+    frames = np.empty((len(global_pages), row_stop - row_start, plan.frame_width), dtype=dtype)
+    file_indices = np.searchsorted(plan.file_first_page, global_pages, side="right") - 1
+    for file_index in np.unique(file_indices):
+        info = plan.files[int(file_index)]
+        positions = np.flatnonzero(file_indices == file_index)
+        local_frames = global_pages[positions] - plan.file_first_page[file_index]
+        with h5py.File(info.path, "r") as handle:
+            block = handle[info.dataset][_selection(local_frames), row_start:row_stop, :]
+        frames[positions] = block.astype(dtype, copy=False)
+    return frames
+
+
+HDF5_READER = FrameReader("hdf5", "HDF5", "frames", read_hdf5_pages)
+"""The reader of HDF5 movies (one frame per index along the dataset's first axis)."""
