@@ -590,7 +590,7 @@ def estimate_rigid_offsets(
     correlation_frames: np.ndarray,
     *,
     plan: RigidPlan,
-    temporal_smoothing_sigma_frames: float = 0.0,
+    temporal_smoothing_sigma_frames: float,
     refine: bool = True,
     workers: int = 1,
 ) -> RigidEstimate:
