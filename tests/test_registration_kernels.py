@@ -326,3 +326,20 @@ def test_pc_metrics_measure_a_planted_residual_shift(scene: np.ndarray) -> None:
     assert abs(metrics.shift_metrics[0, 0] - np.hypot(*residual)) < 0.05
     assert metrics.shift_metrics[0, 2] < 0.15
     assert metrics.shift_metrics[1:, 0].max() < 0.3
+
+
+def test_a_plan_does_not_depend_on_the_reference_buffer_alignment() -> None:
+    """A reference a worker received from another process can start at an odd address; the plan must be the same.
+
+    The reference image's initial pick is zero-mean, so the taper fill (its mean) is pure rounding, which
+    numpy's float32 sum of an unaligned buffer of 256² values rounds differently.
+    """
+    reference = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32) * 100
+    reference -= reference.mean()
+    buffer = np.empty(reference.nbytes + 1, np.uint8)
+    unaligned = buffer[1:].view(np.float32).reshape(reference.shape)
+    unaligned[...] = reference
+    assert not unaligned.flags.aligned
+    options = registration_options(normalize_frames=False)  # as the reference image's passes (clipping would copy)
+    aligned_plan, unaligned_plan = build_reference_plan(reference, options=options), build_reference_plan(unaligned, options=options)
+    assert all(np.array_equal(a, b) for a, b in zip(aligned_plan.rigid, unaligned_plan.rigid))

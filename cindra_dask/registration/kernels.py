@@ -31,6 +31,7 @@ from cindra_dask.registration.one_photon import one_photon_prefilter
 from cindra_dask.registration.rigid import (
     ClipRange,
     RigidPlan,
+    aligned_float32,
     build_rigid_plan,
     clip_range,
     estimate_rigid_offsets,
@@ -132,7 +133,7 @@ def build_reference_plan(reference_image: np.ndarray, *, options: PlanOptions, w
     options : the registration options.
     workers : threads for ``scipy.fft``.
     """
-    reference = np.asarray(reference_image, np.float32)
+    reference = aligned_float32(reference_image)
     clip = clip_range(_correlation_copy(reference, options=options, clip=None)) if options.normalize_frames else None
     correlation_reference = _correlation_copy(reference, options=options, clip=clip)
     rigid_plan = build_rigid_plan(

@@ -24,7 +24,7 @@ import numpy as np
 from cindra_dask.registration.kernels import PlanOptions, build_reference_plan, frame_batches
 from cindra_dask.registration.nonrigid import warp_frames
 from cindra_dask.registration.one_photon import one_photon_prefilter
-from cindra_dask.registration.rigid import RigidPlan, estimate_rigid_offsets
+from cindra_dask.registration.rigid import RigidPlan, aligned_float32, estimate_rigid_offsets
 
 INITIAL_REFERENCE_FRAME_COUNT = 20
 """Frames averaged into the initial reference (and 1 + partners scored per frame)."""
@@ -149,8 +149,8 @@ def gather_frames(movie: Any, indices: np.ndarray, *, source_chunk_frames: int) 
 
 
 def frame_means(frames: np.ndarray) -> np.ndarray:
-    """(n,) float32 mean of each (H, W) frame of an (n, H, W) chunk."""
-    return frames.mean(axis=(1, 2), dtype=np.float32)
+    """(n,) float32 mean of each (H, W) frame of an (n, H, W) chunk (aligned first: see `aligned_float32`)."""
+    return aligned_float32(frames).mean(axis=(1, 2), dtype=np.float32)
 
 
 def column_slice(frames: np.ndarray, *, start: int, stop: int) -> np.ndarray:
