@@ -1,7 +1,9 @@
 """Chunk planning from a memory budget: pure functions, no Dask, no I/O.
 
-Chunks along time are derived from ``runtime.max_chunk_memory`` (bytes of float32 frames a task
-holds), never from the CPU count, so a graph is the same on a laptop and on a cluster.
+Every chunk, block and sample chunk is derived here from ``runtime.max_chunk_memory`` (the bytes of
+float32 data one task holds), never from the CPU count, so a graph is the same on a laptop and on
+a cluster: frames per ingested (and registered) chunk, the reference sample's chunks and the column
+blocks of its Gram matrix, ROIs per trace chunk.
 """
 
 from __future__ import annotations
@@ -35,6 +37,28 @@ def frames_per_chunk(*, frame_height: int, frame_width: int, max_chunk_bytes: in
     return max(multiple_of, (fitting // multiple_of) * multiple_of)
 
 
+def ingest_chunk_frames(*, frame_height: int, frame_width: int, max_chunk_bytes: int, batch_size: int) -> int:
+    """Frames per Zarr chunk of the ingested (and registered) movie: `frames_per_chunk` of float32
+    frames, at most ``batch_size`` (``registration.batch_size``)."""
+    return min(batch_size, frames_per_chunk(frame_height=frame_height, frame_width=frame_width, max_chunk_bytes=max_chunk_bytes))
+
+
+def even_chunks(count: int, *, item_bytes: int, max_chunk_bytes: int) -> tuple[int, ...]:
+    """The fewest chunks of ``count`` items of ``item_bytes`` each that fit ``max_chunk_bytes`` (at
+    least one item per chunk), their lengths differing by at most one, longer chunks first.
+
+    For the reference image's sample (items: float32 frames) and its Gram matrix's column blocks
+    (items: columns of n float32 values). ``count`` 0 gives ``()``.
+    """
+    if count < 0 or min(item_bytes, max_chunk_bytes) <= 0:
+        raise ValueError("count must be ≥ 0, item bytes and budget positive")
+    if count == 0:
+        return ()
+    pieces = chunk_count(count, max(1, max_chunk_bytes // item_bytes))
+    length, longer = divmod(count, pieces)
+    return (length + 1,) * longer + (length,) * (pieces - longer)
+
+
 def plan_frame_chunks(frame_count: int, chunk_frames: int) -> FrameChunking:
     """Regular chunks of ``chunk_frames`` frames with a shorter last chunk."""
     if frame_count < 0 or chunk_frames <= 0:
@@ -53,10 +77,11 @@ def chunk_starts(chunks: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(starts)
 
 
-def roi_chunk_size(*, frame_count: int, max_chunk_bytes: int, upper_bound: int, bytes_per_value: int = 4) -> int:
-    """ROIs per (roi_chunk, T) trace chunk that fit the budget, at most ``upper_bound``, at least 1."""
+def roi_chunk_size(*, frame_count: int, roi_count: int, max_chunk_bytes: int, upper_bound: int, bytes_per_value: int = 4) -> int:
+    """ROIs per (roi_chunk, T) trace chunk of n = ``roi_count`` ROIs: as many as fit the budget, at
+    most ``upper_bound`` (``signal_extraction.batch_size``) and n, at least 1."""
     per_roi = max(1, frame_count * bytes_per_value)
-    return max(1, min(upper_bound, max_chunk_bytes // per_roi))
+    return max(1, min(upper_bound, roi_count, max_chunk_bytes // per_roi))
 
 
 def chunk_count(total: int, chunk: int) -> int:

@@ -8,18 +8,17 @@ plane's frame count. Planes without a complete extraction (flyback planes) keep 
 canvas but contribute no ROIs, traces or images.
 
 Traces are concatenated as a Dask graph (read, trim, rechunk to ``(roi_chunk, T)``, write); images
-and ROI arrays are small and handled on the client.
+and ROI arrays are small and handled on the client, with the canvas functions of `cindra_dask.canvas`.
 """
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from cindra_dask.chunking import roi_chunk_size
-from cindra_dask.rois import RaggedRois
+from cindra_dask.canvas import canvas_shape, combine_rois, paste_images, plane_tiles
+from cindra_dask.extraction.graph import trace_roi_chunk
 from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, ROI_ARRAYS, ROIS, RecordingStore, stage_path
 
@@ -31,75 +30,6 @@ PER_PIXEL_ROI_ARRAYS = ("soma_mask", "overlap_mask")
 """ROI arrays with one entry per mask pixel (like ``ypix``), concatenated as the masks are."""
 ROI_AXIS_ARRAYS = ("neuropil_coefficient", "estimated_tau_s", "cell_classification", "cell_colocalization")
 """(n,) and (n, 2) extraction arrays concatenated along the ROI axis."""
-TRACE_ROI_CHUNK_LIMIT = 1000
-
-
-class PlaneTile(NamedTuple):
-    """Where a plane sits on the combined canvas (px)."""
-
-    plane: int
-    y_offset: int
-    x_offset: int
-    height: int
-    width: int
-
-
-def plane_tiles(planes: Sequence[dict[str, Any]], *, frame_width: int) -> list[PlaneTile]:
-    """cindra's placement of virtual planes on the combined canvas.
-
-    Parameters
-    ----------
-    planes : per virtual plane, a mapping with ``index``, ``physical_plane``, ``row_start``, ``row_stop``,
-        ``y_offset``, ``x_offset`` (the store's ``planes`` attribute).
-    frame_width : plane width (px).
-
-    Returns
-    -------
-    One `PlaneTile` per plane, in plane order. Without MROI (one virtual plane per physical plane)
-    plane p sits at ``((p // ncols)·H, (p % ncols)·W)`` with ``ncols = ceil(sqrt(H·W·P) / W)``; MROI
-    regions of a single z-plane sit at their own (y, x) coordinates; with several z-planes each
-    z-plane's MROI canvas is one tile, tiles laid out on the same kind of grid by z index.
-    """
-    physical = sorted({plane["physical_plane"] for plane in planes})
-    heights = [plane["row_stop"] - plane["row_start"] for plane in planes]
-    if len(physical) == len(planes):  # one region per z-plane: grid of frames
-        height = max(heights)
-        columns = math.ceil(math.sqrt(height * frame_width * len(planes)) / frame_width)
-        return [PlaneTile(plane["index"], (rank // columns) * height, (rank % columns) * frame_width, size, frame_width) for rank, (plane, size) in enumerate(zip(planes, heights))]
-    region_y = [int(round(plane["y_offset"])) for plane in planes]
-    region_x = [int(round(plane["x_offset"])) for plane in planes]
-    canvas_height = max(y + size for y, size in zip(region_y, heights))
-    canvas_width = max(x + frame_width for x in region_x)
-    columns = math.ceil(math.sqrt(canvas_height * canvas_width * len(physical)) / canvas_width) if len(physical) > 1 else 1
-    tiles = []
-    for plane, y, x, size in zip(planes, region_y, region_x, heights):
-        rank = physical.index(plane["physical_plane"])
-        tiles.append(PlaneTile(plane["index"], (rank // columns) * canvas_height + y, (rank % columns) * canvas_width + x, size, frame_width))
-    return tiles
-
-
-def canvas_shape(tiles: Sequence[PlaneTile]) -> tuple[int, int]:
-    """(H, W) px of the combined canvas: the largest tile extent."""
-    return max(tile.y_offset + tile.height for tile in tiles), max(tile.x_offset + tile.width for tile in tiles)
-
-
-def paste_images(images: Sequence[np.ndarray], tiles: Sequence[PlaneTile], *, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W) float32 canvas with each (h, w) image at its tile (zeros elsewhere)."""
-    canvas = np.zeros(shape, np.float32)
-    for image, tile in zip(images, tiles):
-        canvas[tile.y_offset : tile.y_offset + tile.height, tile.x_offset : tile.x_offset + tile.width] = image
-    return canvas
-
-
-def combine_rois(rois: Sequence[RaggedRois], tiles: Sequence[PlaneTile]) -> RaggedRois:
-    """Every plane's masks in canvas coordinates, concatenated in plane order."""
-    if not rois:
-        return RaggedRois.empty()
-    sizes = [np.diff(item.pixel_offsets) for item in rois]
-    pixel_offsets = np.concatenate([[0], np.cumsum(np.concatenate(sizes))]).astype(np.int64)
-    ypix = np.concatenate([item.ypix + tile.y_offset for item, tile in zip(rois, tiles)]).astype(np.int32)
-    xpix = np.concatenate([item.xpix + tile.x_offset for item, tile in zip(rois, tiles)]).astype(np.int32)
-    return RaggedRois(pixel_offsets, ypix, xpix, np.concatenate([item.lam for item in rois]).astype(np.float32))
 
 
 def _shared_names(store: RecordingStore, groups: Sequence[str]) -> list[str]:
@@ -119,7 +49,8 @@ def plan_combine_step(context: RecordingContext, *, plane: None = None) -> StepP
     ``plane_widths``, ``included_planes``, ``tau``, ``sampling_rate``.
 
     Chunking: traces are read per source chunk, trimmed, concatenated and rechunked to
-    ``(roi_chunk, T_min)`` within ``max_chunk_memory`` before the write; one task per output chunk.
+    ``(roi_chunk, T_min)`` (`cindra_dask.extraction.graph.trace_roi_chunk`, as for every trace
+    array) before the write; one task per output chunk.
     """
     import dask.array as da
     from cindra_dask.runner.context import processed_planes
@@ -159,7 +90,7 @@ def plan_combine_step(context: RecordingContext, *, plane: None = None) -> StepP
 
     extraction_groups = [stage_path(plane, EXTRACTION) for plane in included]
     roi_count = combined_rois.count
-    roi_chunk = roi_chunk_size(frame_count=frame_count, max_chunk_bytes=configuration.runtime.max_chunk_bytes, upper_bound=max(1, min(roi_count, TRACE_ROI_CHUNK_LIMIT)))
+    roi_chunk = trace_roi_chunk(frame_count=frame_count, roi_count=roi_count, configuration=configuration)
     writes = []
     for name in _shared_names(store, extraction_groups):
         sources = [store.array(f"{group}/{name}") for group in extraction_groups]

@@ -153,21 +153,19 @@ def score_recording(store_path: Any, truth: Any, *, plane: int = 0) -> Recording
     truth : ground truth (``load_ground_truth(data / "ground_truth.npz")``).
     plane : plane to score.
     """
-    import yaml
-
     from cindra_dask.extraction.baseline import subtract_neuropil
     from cindra_dask.simulate import nonrigid_displacement
     from cindra_dask.store import RecordingStore
 
     store = RecordingStore(store_path)
     registration, rois_group, extraction = f"plane_{plane}/registration", f"plane_{plane}/rois", f"plane_{plane}/extraction"
-    configuration = yaml.safe_load(store.attributes()["configuration"])
+    configuration = store.recorded_configuration()
     good = ~np.asarray(truth.bad_frames[plane], bool)
     rigid = store.read(f"{registration}/rigid_offsets")
     rigid_error = offset_rms_error(rigid, truth.rigid_offsets[plane], valid=good)
     frames = np.flatnonzero(good)[np.linspace(0, good.sum(), 1 + min(100, int(good.sum())))[:-1].astype(np.int64)]
     frame_shape = store.read(f"{registration}/reference_image").shape
-    block_size = tuple((configuration.get("nonrigid_registration") or {}).get("block_size", (128, 128)))
+    block_size = tuple(configuration.nonrigid_registration.block_size)
     estimated = registration_displacement(
         rigid_offsets=rigid[frames], nonrigid_offsets=store.read(f"{registration}/nonrigid_offsets")[frames],
         block_centers=store.read(f"{registration}/block_centers"), frame_shape=frame_shape, block_size_px=block_size,
@@ -184,7 +182,7 @@ def score_recording(store_path: Any, truth: Any, *, plane: int = 0) -> Recording
     if f"{extraction}/neuropil_coefficient" in store:
         coefficient = store.read(f"{extraction}/neuropil_coefficient")[detected]
     else:
-        coefficient = float((configuration.get("spike_deconvolution") or {}).get("neuropil_coefficient", 0.7))
+        coefficient = configuration.spike_deconvolution.neuropil_coefficient
     corrected = subtract_neuropil(store.read(f"{extraction}/cell_fluorescence")[detected], store.read(f"{extraction}/neuropil_fluorescence")[detected], neuropil_coefficient=coefficient)
     trace_r = row_correlations(corrected, truth.calcium[true_sources]) if len(detected) else np.zeros(0)
     spike_r = smoothed_spike_correlations(store.read(f"{extraction}/spikes")[detected], truth.spikes[true_sources]) if len(detected) else np.zeros(0)

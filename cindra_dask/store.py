@@ -319,6 +319,18 @@ class RecordingStore:
             )
         return metadata
 
+    def recorded_configuration(self) -> Any:
+        """The `cindra_dask.config.SingleRecordingConfiguration` recorded in the root attributes,
+        validated (a field the text lacks takes the model's default); the default configuration when
+        none is recorded. Raises ``yaml.YAMLError`` or `cindra_dask.errors.ConfigurationError` for a
+        recorded text that is not a configuration."""
+        import yaml
+
+        from cindra_dask.config import SingleRecordingConfiguration, configuration_from_mapping
+
+        payload = yaml.safe_load(self.attributes().get("configuration") or "") or {}
+        return configuration_from_mapping(payload, source=f"{self.path} (recorded configuration)", model=SingleRecordingConfiguration)
+
     def update_attributes(self, **updates: Any) -> None:
         """Merge ``updates`` into the root attributes with an atomic file replace.
 

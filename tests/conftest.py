@@ -57,3 +57,11 @@ def single_configuration(data_path: Path, output_path: Path, **sections: Any) ->
     for name, values in sections.items():
         payload.setdefault(name, {}).update(values)
     return configuration_from_mapping(payload, source="test")
+
+
+def registration_options(**changes: Any) -> Any:
+    """The default configuration's registration options (`cindra_dask.registration.kernels.PlanOptions`) with ``changes``."""
+    from cindra_dask.config import SingleRecordingConfiguration
+    from cindra_dask.registration.graph import plan_options
+
+    return plan_options(SingleRecordingConfiguration())._replace(**changes)

@@ -1,11 +1,14 @@
 """The architecture of DESIGN.md §2, checked: import-linter contracts, no import cycle, no printing
-below the command line, no Zarr group opened outside the store module, one skip-or-run loop."""
+below the command line, no Zarr group opened outside the store module, one skip-or-run loop, every
+stage module but the plan under the kernel contract, no parameter default declared outside config.py."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,64 @@ def test_the_skip_or_run_loop_exists_once() -> None:
         if isinstance(node, ast.Attribute) and node.attr in ("mark_phase_started", "mark_phase_complete") and name != "cindra_dask/store.py"
     )
     assert set(callers) == {"cindra_dask/runner/loop.py"}
+
+
+def _kernel_contract_modules() -> set[str]:
+    contracts = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (kernels,) = [contract for contract in contracts if contract["name"].startswith("Kernels never import")]
+    return set(kernels["source_modules"])
+
+
+def test_every_stage_module_but_its_plan_is_under_the_kernel_contract() -> None:
+    """A new kernel module in a stage package cannot escape the contract by not being listed."""
+    stages = ("registration", "detection", "extraction", "multirecording")
+    modules = {f"cindra_dask.{stage}.{path.stem}" for stage in stages for path in (PACKAGE / stage).glob("*.py") if path.stem not in ("__init__", "graph")}
+    assert modules - _kernel_contract_modules() == set()
+
+
+UNIT_SUFFIX = re.compile(r"_(px|frames|s|hz)$")
+"""Units kernel argument names carry and configuration field names do not (``tau_s`` ↔ ``tau``)."""
+NOT_CONFIGURATION = {"workers"}
+"""Argument names that mean something else than the configuration field of that name (``workers``:
+``scipy.fft`` threads in a kernel, worker processes in ``cluster``)."""
+DETECTION_PENDING = {
+    ("cindra_dask/detection/graph.py", "detect_plane"),
+    ("cindra_dask/detection/sparsery.py", "detect_rois"),
+    ("cindra_dask/detection/stats.py", "roi_statistics"),
+    ("cindra_dask/detection/stats.py", "curate_rois"),
+}
+"""Detection functions whose defaults still copy ``roi_detection`` (detection is reworked separately)."""
+
+
+def _configuration_field_names() -> set[str]:
+    from cindra_dask.config import MultiRecordingConfiguration, Section, SingleRecordingConfiguration
+
+    def names(model: type[Section]) -> set[str]:
+        found: set[str] = set()
+        for name, field in model.model_fields.items():
+            nested = field.annotation
+            found |= names(nested) if isinstance(nested, type) and issubclass(nested, Section) else {name}
+        return found
+
+    return names(SingleRecordingConfiguration) | names(MultiRecordingConfiguration)
+
+
+def test_no_function_default_copies_a_configuration_field() -> None:
+    """A default on an argument named like a configuration field (units aside) declares that parameter a second time."""
+    fields = _configuration_field_names() - NOT_CONFIGURATION
+    offenders = []
+    for name, tree in _modules().items():
+        if name in ("cindra_dask/config.py", "cindra_dask/cli.py"):
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or (name, node.name) in DETECTION_PENDING:
+                continue
+            arguments = node.args
+            positional = arguments.posonlyargs + arguments.args
+            defaults = [*zip(positional[len(positional) - len(arguments.defaults) :], arguments.defaults), *zip(arguments.kwonlyargs, arguments.kw_defaults)]
+            for argument, default in defaults:
+                if default is None or (isinstance(default, ast.Constant) and default.value is None):
+                    continue
+                if argument.arg in fields or UNIT_SUFFIX.sub("", argument.arg) in fields:
+                    offenders.append(f"{name}:{node.lineno} {node.name}({argument.arg}={ast.unparse(default)})")
+    assert offenders == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cindra_dask.chunking import chunk_starts, frames_per_chunk, plan_frame_chunks, roi_chunk_size
+from cindra_dask.chunking import chunk_starts, even_chunks, frames_per_chunk, ingest_chunk_frames, plan_frame_chunks, roi_chunk_size
 
 
 @given(st.integers(1, 2048), st.integers(1, 2048), st.integers(1, 2**32), st.integers(1, 64))
@@ -27,8 +27,31 @@ def test_plan_covers_every_frame_once(frame_count: int, chunk_frames: int) -> No
     assert starts[0] == 0 and all(b - a == length for a, b, length in zip(starts, starts[1:], plan.chunks))
 
 
-@given(st.integers(1, 10**6), st.integers(1, 2**31), st.integers(1, 5000))
-def test_roi_chunks_respect_budget_and_bound(frame_count: int, budget: int, bound: int) -> None:
-    rois = roi_chunk_size(frame_count=frame_count, max_chunk_bytes=budget, upper_bound=bound)
-    assert 1 <= rois <= bound
+@given(st.integers(1, 10**6), st.integers(0, 10**5), st.integers(1, 2**31), st.integers(1, 5000))
+def test_roi_chunks_respect_budget_and_bound(frame_count: int, roi_count: int, budget: int, bound: int) -> None:
+    rois = roi_chunk_size(frame_count=frame_count, roi_count=roi_count, max_chunk_bytes=budget, upper_bound=bound)
+    assert 1 <= rois <= bound and rois <= max(1, roi_count)
     assert rois == 1 or rois * frame_count * 4 <= budget
+
+
+@given(st.integers(1, 2048), st.integers(1, 2048), st.integers(1, 2**32), st.integers(1, 100_000))
+def test_ingest_chunks_fit_the_budget_and_the_batch_size(height: int, width: int, budget: int, batch_size: int) -> None:
+    frames = ingest_chunk_frames(frame_height=height, frame_width=width, max_chunk_bytes=budget, batch_size=batch_size)
+    assert 1 <= frames <= batch_size
+    assert frames == 1 or frames * height * width * 4 <= budget
+
+
+@given(st.integers(0, 100_000), st.integers(1, 2**24), st.integers(1, 2**32))
+def test_even_chunks_are_the_fewest_that_fit(count: int, item_bytes: int, budget: int) -> None:
+    chunks = even_chunks(count, item_bytes=item_bytes, max_chunk_bytes=budget)
+    assert sum(chunks) == count and all(length >= 1 for length in chunks)
+    assert not chunks or chunks[0] - chunks[-1] <= 1 and all(a >= b for a, b in zip(chunks, chunks[1:]))
+    fitting = max(1, budget // item_bytes)
+    assert all(length <= fitting for length in chunks)  # each fits the budget (or holds one item)
+    assert len(chunks) <= 1 or (len(chunks) - 1) * fitting < count  # one chunk fewer would not fit
+
+
+def test_reference_sample_chunks_and_gram_blocks_at_256_px() -> None:
+    """500 float32 frames of 256² in 32 MiB: four chunks of 125 frames and four column blocks of 16 384 pixels."""
+    assert even_chunks(500, item_bytes=4 * 256 * 256, max_chunk_bytes=32 * 2**20) == (125,) * 4
+    assert even_chunks(256 * 256, item_bytes=4 * 500, max_chunk_bytes=32 * 2**20) == (16_384,) * 4

@@ -313,7 +313,7 @@ def test_oasis_noise_free_spikes_are_exact() -> None:
     spikes = (rng.random((20, 2000)) < 0.03) * rng.uniform(0.5, 3.0, (20, 2000))
     spikes[:, 0] = 0.0
     calcium = ar1_calcium(spikes, decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz))
-    result = deconvolve_oasis(calcium.astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    result = deconvolve_oasis(calcium.astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=0.0)
     error = np.abs(result.spikes - spikes).max()
     print(f"OASIS noise-free: max spike error {error:.2e}")
     assert error < 1e-4
@@ -327,7 +327,7 @@ def test_oasis_recovers_spikes_in_noise() -> None:
     spikes = (rng.random((30, frame_count)) < 0.5 / frame_rate_hz) * rng.uniform(0.5, 2.0, (30, frame_count))
     calcium = ar1_calcium(spikes, decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz))
     noisy = calcium + rng.normal(0, 0.4, calcium.shape)  # SNR: unit spike / noise σ = 2.5
-    result = deconvolve_oasis(noisy.astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    result = deconvolve_oasis(noisy.astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=0.0)
     correlation = row_correlations(gaussian_filter1d(result.spikes.astype(np.float64), 2, axis=1), gaussian_filter1d(spikes, 2, axis=1))
     print(f"OASIS noisy: median r {np.median(correlation):.4f}, min {correlation.min():.4f}")
     assert np.median(correlation) >= 0.9
@@ -341,7 +341,7 @@ def test_oasis_agrees_with_naive_pava() -> None:
     decay = decay_factor(tau_s=tau_s, frame_rate_hz=frame_rate_hz)
     spikes = (rng.random((6, 400)) < 0.05) * rng.uniform(0.2, 2.0, (6, 400))
     traces = (ar1_calcium(spikes, decay) + rng.normal(0, 0.3, spikes.shape) - 0.2).astype(np.float32)
-    result = deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+    result = deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=0.0)
     for row in range(traces.shape[0]):
         naive_spikes, naive_calcium = naive_oasis(traces[row], decay)
         np.testing.assert_allclose(result.spikes[row], naive_spikes, atol=1e-5)
@@ -359,7 +359,7 @@ def test_oasis_is_optimal(penalty: float) -> None:
     def objective(variables: np.ndarray) -> float:
         return 0.5 * float(np.sum((kernel @ variables - trace) ** 2)) + penalty * float(variables[1:].sum())
 
-    result = deconvolve_oasis(trace[None].astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz, sparsity_penalty=penalty)
+    result = deconvolve_oasis(trace[None].astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=0.0, sparsity_penalty=penalty)
     ours = np.concatenate([[result.calcium[0, 0]], result.spikes[0, 1:]]).astype(np.float64)
     bounds_low = np.r_[-np.inf, np.zeros(frame_count - 1)]
     if penalty == 0:
@@ -369,7 +369,7 @@ def test_oasis_is_optimal(penalty: float) -> None:
     assert objective(ours) <= objective(reference) + 1e-5
     np.testing.assert_allclose(kernel @ ours, kernel @ reference, atol=2e-3)
     if penalty > 0:
-        unpenalised = deconvolve_oasis(trace[None].astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz)
+        unpenalised = deconvolve_oasis(trace[None].astype(np.float32), tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=0.0)
         assert result.spikes[0, 1:].sum() < unpenalised.spikes[0, 1:].sum()
 
 
@@ -521,7 +521,7 @@ def test_minimum_spike_size_drops_only_noise_sized_spikes() -> None:
     for t in range(1, len(truth)):
         calcium[t] = decay * calcium[t - 1] + truth[t]
     noisy = (calcium + rng.normal(0, 0.2, calcium.shape)).astype(np.float32)[None]
-    plain = deconvolve_oasis(noisy, tau_s=tau_s, frame_rate_hz=frame_rate_hz).spikes[0]
+    plain = deconvolve_oasis(noisy, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=0.0).spikes[0]
     thresholded = deconvolve_oasis(noisy, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=2.0).spikes[0]
     noise = float(difference_noise(noisy)[0])
     assert 0.15 < noise < 0.25

@@ -319,7 +319,7 @@ def test_template_extraction_spans_planes_with_their_own_frames(tmp_path: Path) 
     import dask
     import dask.array as da
 
-    from cindra_dask.combine import PlaneTile
+    from cindra_dask.canvas import PlaneTile
     from cindra_dask.multirecording.graph import recording_extraction_writes
     from cindra_dask.runner.multi_context import RecordingSource
     from cindra_dask.rois import RaggedRois

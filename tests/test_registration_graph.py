@@ -59,13 +59,13 @@ def test_graph_equals_kernel_on_whole_array_under_odd_chunks(tmp_path: Path, cli
         raw[channel][...] = movie[channel]
     sample = movie[0, ::2]
     reference = run_plan(_requested(ReferenceImage(raw[0], np.arange(0, 197, 2), configuration, bidirectional_correction=True)), client)
-    whole_reference = compute_reference_image(sample)
+    from cindra_dask.registration.graph import plan_options
+
+    whole_reference = compute_reference_image(sample, options=plan_options(configuration))
     assert np.abs(reference.reference_image - whole_reference).max() <= 1e-3 * np.abs(whole_reference).max()  # same steps, sums in another order
     offsets = _gather_offsets(client.gather(client.compute(registration_graph(raw, registered, reference=reference, configuration=configuration, alignment_channel=0))))
 
-    from cindra_dask.registration.graph import plan_options
-
-    plan = build_reference_plan(reference.reference_image, **plan_options(configuration))
+    plan = build_reference_plan(reference.reference_image, options=plan_options(configuration))
     whole = register_frames(movie[0], plan=plan)
     np.testing.assert_allclose(offsets.rigid_offsets, whole.rigid_offsets, atol=1e-4)
     np.testing.assert_allclose(offsets.nonrigid_offsets, whole.nonrigid_offsets, atol=1e-4)

@@ -21,7 +21,9 @@ from cindra_dask.registration.kernels import apply_offsets, build_reference_plan
 from cindra_dask.registration.metrics import registration_metrics
 from cindra_dask.registration.nonrigid import block_layout, displacement_field
 from cindra_dask.registration.one_photon import one_photon_prefilter
+from cindra_dask.config import RegistrationSettings
 from cindra_dask.registration.reference import compute_reference_image
+from tests.conftest import registration_options
 
 
 def smooth_random_image(size: int, *, seed: int) -> np.ndarray:
@@ -64,6 +66,8 @@ def offset_rms(estimated: np.ndarray, truth: np.ndarray | float) -> float:
 
 PAD = 24
 """Canvas margin (px) around the 128² field of view of the shared cell scene."""
+BAD_FRAME_OPTIONS = {"maximum_offset_fraction": RegistrationSettings().maximum_offset_fraction, "bad_frame_threshold": RegistrationSettings().bad_frame_threshold}
+"""The configuration's bad-frame options."""
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +91,7 @@ def scene() -> np.ndarray:
 def test_sign_convention_and_integer_shift() -> None:
     reference = smooth_random_image(128, seed=0)
     frame = np.roll(reference, (3, -2), axis=(0, 1))  # frame(y, x) = reference(y − 3, x + 2)
-    plan = build_reference_plan(reference, nonrigid=False)
+    plan = build_reference_plan(reference, options=registration_options(nonrigid=False))
     result = register_frames(frame[None], plan=plan)
     np.testing.assert_allclose(result.rigid_offsets[0], [3.0, -2.0], atol=0.005)
     interior = (slice(8, -8), slice(8, -8))
@@ -97,10 +101,10 @@ def test_sign_convention_and_integer_shift() -> None:
 def test_subpixel_shifts_noise_free(planted_shifts: np.ndarray, scene: np.ndarray) -> None:
     # circular Fourier shifts of a smooth random image
     image = smooth_random_image(128, seed=0)
-    plan = build_reference_plan(image, nonrigid=False)
+    plan = build_reference_plan(image, options=registration_options(nonrigid=False))
     circular_error = np.abs(register_frames(fourier_shifted(image, planted_shifts), plan=plan, workers=1).rigid_offsets - planted_shifts).max()
     # shifts on a larger canvas: content enters at the edges
-    plan = build_reference_plan(scene[PAD:-PAD, PAD:-PAD], nonrigid=False)
+    plan = build_reference_plan(scene[PAD:-PAD, PAD:-PAD], options=registration_options(nonrigid=False))
     cropped_error = np.abs(register_frames(fourier_shifted(scene, planted_shifts, crop=PAD), plan=plan).rigid_offsets - planted_shifts).max()
     print(f"noise-free max |error|: circular {circular_error:.4f} px, cropped {cropped_error:.4f} px")
     assert circular_error <= 0.02
@@ -110,7 +114,7 @@ def test_subpixel_shifts_noise_free(planted_shifts: np.ndarray, scene: np.ndarra
 def test_subpixel_shifts_with_shot_noise(planted_shifts: np.ndarray, scene: np.ndarray) -> None:
     rng = np.random.default_rng(7)
     frames = rng.poisson(np.maximum(fourier_shifted(scene, planted_shifts, crop=PAD), 0)).astype(np.float32)
-    plan = build_reference_plan(scene[PAD:-PAD, PAD:-PAD], nonrigid=False)
+    plan = build_reference_plan(scene[PAD:-PAD, PAD:-PAD], options=registration_options(nonrigid=False))
     rms = offset_rms(register_frames(frames, plan=plan).rigid_offsets, planted_shifts)
     print(f"Poisson noise (15 photons/px mean) rigid RMS error {rms:.4f} px")
     assert rms <= 0.05
@@ -119,7 +123,7 @@ def test_subpixel_shifts_with_shot_noise(planted_shifts: np.ndarray, scene: np.n
 def test_registered_frames_match_the_reference(scene: np.ndarray) -> None:
     shifts = np.array([[2.3, -1.7], [-4.6, 3.2], [0.5, 0.5]])
     reference = scene[PAD:-PAD, PAD:-PAD]
-    result = register_frames(fourier_shifted(scene, shifts, crop=PAD), plan=build_reference_plan(reference, nonrigid=False))
+    result = register_frames(fourier_shifted(scene, shifts, crop=PAD), plan=build_reference_plan(reference, options=registration_options(nonrigid=False)))
     interior = (slice(8, -8), slice(8, -8))
     relative_error = np.sqrt(np.mean((result.registered[:, interior[0], interior[1]] - reference[interior]) ** 2)) / reference[interior].std()
     print(f"cubic warp: relative RMS difference to the reference {relative_error:.4f}")
@@ -165,7 +169,7 @@ def nonrigid_movie() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_nonrigid_field_is_recovered(nonrigid_movie: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     reference, frames, truth = nonrigid_movie
-    plan = build_reference_plan(reference, block_size_px=(64, 64))
+    plan = build_reference_plan(reference, options=registration_options(block_size_px=(64, 64)))
     result = register_frames(frames, plan=plan)
     layout = plan.layout
     (top, left), (bottom, right) = layout.centers.min(axis=0).astype(int), layout.centers.max(axis=0).astype(int)
@@ -190,7 +194,7 @@ def test_featureless_blocks_borrow_from_their_neighbours() -> None:
     frames = rng.poisson(np.maximum(fourier_shifted(canvas, shifts, crop=pad), 0)).astype(np.float32)
     largest = {}
     for threshold in (1.2, 1e-9):  # cindra's default, and neighbour smoothing switched off
-        plan = build_reference_plan(canvas[pad:-pad, pad:-pad], block_size_px=(64, 64), signal_to_noise_threshold=threshold)
+        plan = build_reference_plan(canvas[pad:-pad, pad:-pad], options=registration_options(block_size_px=(64, 64), signal_to_noise_threshold=threshold))
         result = register_frames(frames, plan=plan)
         largest[threshold] = np.hypot(result.nonrigid_offsets[..., 0], result.nonrigid_offsets[..., 1]).max(axis=0)
     print(f"largest block offset: corner block {largest[1.2][0]:.2f} px with SNR smoothing, {largest[1e-9][0]:.2f} px without; others ≤ {largest[1.2][1:].max():.2f} px")
@@ -200,7 +204,7 @@ def test_featureless_blocks_borrow_from_their_neighbours() -> None:
 
 def test_second_channel_moves_like_the_first(nonrigid_movie: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
     reference, frames, _ = nonrigid_movie
-    plan = build_reference_plan(reference, block_size_px=(96, 96))
+    plan = build_reference_plan(reference, options=registration_options(block_size_px=(96, 96)))
     result = register_frames(frames[:3], plan=plan, bidirectional_offset_px=1)
     moved = apply_offsets(
         frames[:3], rigid_offsets=result.rigid_offsets, nonrigid_offsets=result.nonrigid_offsets, layout=plan.layout, bidirectional_offset_px=1
@@ -215,7 +219,7 @@ def test_temporal_smoothing_does_not_depend_on_chunking() -> None:
     shifts = np.cumsum(rng.normal(0, 0.3, (frame_count, 2)), axis=0)
     frames = rng.poisson(np.maximum(fourier_shifted(canvas, shifts, crop=pad), 0)).astype(np.float32)
     sigma = 1.5
-    plan = build_reference_plan(canvas[pad:-pad, pad:-pad], temporal_smoothing_sigma_frames=sigma, block_size_px=(32, 32))
+    plan = build_reference_plan(canvas[pad:-pad, pad:-pad], options=registration_options(temporal_smoothing_sigma_frames=sigma, block_size_px=(32, 32)))
     halo = temporal_halo_frames(temporal_smoothing_sigma_frames=sigma, nonrigid=True)
     assert halo == 24
     whole = register_frames(frames, plan=plan)
@@ -225,7 +229,7 @@ def test_temporal_smoothing_does_not_depend_on_chunking() -> None:
         pieces.append(register_frames(frames[first:last], plan=plan, halo_before_frames=start - first, halo_after_frames=last - stop))
     for name in whole._fields:
         np.testing.assert_allclose(np.concatenate([getattr(piece, name) for piece in pieces]), getattr(whole, name), rtol=0, atol=1e-5, err_msg=name)
-    unsmoothed = register_frames(frames, plan=build_reference_plan(canvas[pad:-pad, pad:-pad], nonrigid=False))
+    unsmoothed = register_frames(frames, plan=build_reference_plan(canvas[pad:-pad, pad:-pad], options=registration_options(nonrigid=False)))
     assert np.abs(np.diff(whole.rigid_offsets, axis=0)).max() < np.abs(np.diff(unsmoothed.rigid_offsets, axis=0)).max()
 
 
@@ -239,8 +243,8 @@ def test_reference_from_shifted_noisy_copies_is_sharp(scene: np.ndarray) -> None
     shifts = rng.uniform(-4, 4, size=(60, 2))
     frames = rng.poisson(np.maximum(fourier_shifted(scene, shifts, crop=PAD), 0)).astype(np.float32)
     truth = scene[PAD:-PAD, PAD:-PAD]
-    reference = compute_reference_image(frames)
-    aligned = register_frames(reference[None], plan=build_reference_plan(truth, nonrigid=False)).registered[0]
+    reference = compute_reference_image(frames, options=registration_options())
+    aligned = register_frames(reference[None], plan=build_reference_plan(truth, options=registration_options(nonrigid=False))).registered[0]
     interior = (slice(8, -8), slice(8, -8))
     correlation = np.corrcoef(aligned[interior].ravel(), truth[interior].ravel())[0, 1]
     blurred = np.corrcoef(frames.mean(axis=0)[interior].ravel(), truth[interior].ravel())[0, 1]
@@ -273,13 +277,13 @@ def test_one_photon_prefilter_is_needed_under_a_strong_static_background() -> No
     reference = scene[PAD:-PAD, PAD:-PAD] + glow
     errors = {}
     for one_photon in (False, True):
-        plan = build_reference_plan(reference, one_photon=one_photon, nonrigid=False)
+        plan = build_reference_plan(reference, options=registration_options(one_photon=one_photon, nonrigid=False))
         errors[one_photon] = offset_rms(register_frames(frames, plan=plan).rigid_offsets, shifts)
     print(f"one-photon: RMS error without prefilter {errors[False]:.3f} px, with {errors[True]:.3f} px")
     assert errors[True] <= 0.2
     assert errors[False] > 0.3
     with pytest.raises(ValueError, match="even"):
-        one_photon_prefilter(frames, highpass_window_px=41)
+        one_photon_prefilter(frames, highpass_window_px=41, presmoothing_window_px=0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -299,11 +303,11 @@ def test_bad_frames_flag_blank_and_far_shifted_frames() -> None:
     ideal[blank] = canvas[pad:-pad, pad:-pad].min()
     frames = rng.poisson(np.maximum(ideal, 0)).astype(np.float32)
     reference = canvas[pad:-pad, pad:-pad]
-    result = register_frames(frames, plan=build_reference_plan(reference, nonrigid=False))
-    mask = bad_frame_mask(rigid_offsets=result.rigid_offsets, rigid_correlations=result.rigid_correlations, frame_shape=(size, size), user_bad_frames=[5])
+    result = register_frames(frames, plan=build_reference_plan(reference, options=registration_options(nonrigid=False)))
+    mask = bad_frame_mask(rigid_offsets=result.rigid_offsets, rigid_correlations=result.rigid_correlations, frame_shape=(size, size), user_bad_frames=[5], **BAD_FRAME_OPTIONS)
     assert np.flatnonzero(mask).tolist() == sorted([5, *blank, *far])
     clean = np.setdiff1d(time, np.concatenate([blank, far]))
-    assert not bad_frame_mask(rigid_offsets=result.rigid_offsets[clean], rigid_correlations=result.rigid_correlations[clean], frame_shape=(size, size)).any()
+    assert not bad_frame_mask(rigid_offsets=result.rigid_offsets[clean], rigid_correlations=result.rigid_correlations[clean], frame_shape=(size, size), **BAD_FRAME_OPTIONS).any()
     crop = valid_crop(rigid_offsets=result.rigid_offsets, bad_frames=mask, frame_shape=(size, size))
     margins = np.ceil(np.abs(shifts[~mask]).max(axis=0)).astype(int)  # from the truth: (3, 2)
     assert crop == ((margins[0], size - margins[0]), (margins[1], size - margins[1]))
@@ -315,10 +319,27 @@ def test_pc_metrics_measure_a_planted_residual_shift(scene: np.ndarray) -> None:
     residual = np.array([1.2, -0.6])
     shifts = np.where((np.arange(frame_count) % 2 == 1)[:, None], residual, 0.0)
     frames = rng.poisson(np.maximum(fourier_shifted(scene, shifts, crop=PAD), 0)).astype(np.float32)
-    plan = build_reference_plan(frames.mean(axis=0), block_size_px=(64, 64))
+    plan = build_reference_plan(frames.mean(axis=0), options=registration_options(block_size_px=(64, 64)))
     metrics = registration_metrics(frames, plan_options=plan.options, principal_component_count=3, seed=0)
     print(f"PC metrics (planted {np.hypot(*residual):.3f} px): {np.round(metrics.shift_metrics, 3).tolist()}")
     assert metrics.shift_metrics.shape == (3, 3)
     assert abs(metrics.shift_metrics[0, 0] - np.hypot(*residual)) < 0.05
     assert metrics.shift_metrics[0, 2] < 0.15
     assert metrics.shift_metrics[1:, 0].max() < 0.3
+
+
+def test_a_plan_does_not_depend_on_the_reference_buffer_alignment() -> None:
+    """A reference a worker received from another process can start at an odd address; the plan must be the same.
+
+    The reference image's initial pick is zero-mean, so the taper fill (its mean) is pure rounding, which
+    numpy's float32 sum of an unaligned buffer of 256² values rounds differently.
+    """
+    reference = np.random.default_rng(0).standard_normal((256, 256)).astype(np.float32) * 100
+    reference -= reference.mean()
+    buffer = np.empty(reference.nbytes + 1, np.uint8)
+    unaligned = buffer[1:].view(np.float32).reshape(reference.shape)
+    unaligned[...] = reference
+    assert not unaligned.flags.aligned
+    options = registration_options(normalize_frames=False)  # as the reference image's passes (clipping would copy)
+    aligned_plan, unaligned_plan = build_reference_plan(reference, options=options), build_reference_plan(unaligned, options=options)
+    assert all(np.array_equal(a, b) for a, b in zip(aligned_plan.rigid, unaligned_plan.rigid))

@@ -52,7 +52,8 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from cindra_dask.errors import OutputError
+from cindra_dask.config import SingleRecordingConfiguration
+from cindra_dask.errors import ConfigurationError, OutputError
 from cindra_dask.store import DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, arrays_under, open_existing_store, plane_indices, stage_path
 
 STAT_NAMES = {
@@ -183,7 +184,7 @@ def _input_ops(attributes: dict[str, Any]) -> dict[str, Any]:
     return {"data_path": [str(attributes.get("tiff_directory") or "")], "file_list": list(attributes.get("tiff_files") or []), "input_format": "tif"}
 
 
-def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes: dict[str, Any], configuration: dict[str, Any]) -> dict[str, Any]:
+def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes: dict[str, Any], configuration: SingleRecordingConfiguration) -> dict[str, Any]:
     """The ops dict of one plane (see the module docstring for its keys)."""
     registration_group, detection_group = stage_path(plane, REGISTRATION), stage_path(plane, DETECTION)
     traces = store.array(f"{stage_path(plane, EXTRACTION)}/cell_fluorescence")
@@ -200,7 +201,7 @@ def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes
     registration_attributes = store.group_attributes(registration_group)
     y_range = [int(value) for value in registration_attributes.get("valid_y_range", (0, height))]
     x_range = [int(value) for value in registration_attributes.get("valid_x_range", (0, width))]
-    main = configuration.get("main") or {}
+    main = configuration.main
     frame_rate = float(acquisition.get("frame_rate", 0.0) or 0.0)
     plane_number = int(acquisition.get("plane_number", 1) or 1)
     diameter = store.group_attributes(stage_path(plane, ROIS)).get("diameter_px")
@@ -212,8 +213,8 @@ def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes
         "nplanes": len(planes) or plane_number,
         "nrois": int(acquisition.get("roi_number", 1) or 1),
         "nchannels": int(acquisition.get("channel_number", 1) or 1),
-        "functional_chan": 1 if main.get("first_channel_functional", True) else 2,
-        "ignore_flyback": list(main.get("ignored_flyback_planes") or []),
+        "functional_chan": 1 if main.first_channel_functional else 2,
+        "ignore_flyback": list(main.ignored_flyback_planes),
         "iplane": plane,
         "Ly": height,
         "Lx": width,
@@ -221,7 +222,7 @@ def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes
         "dy": float(plane_info["y_offset"]) if plane_info and int(acquisition.get("roi_number", 1) or 1) > 1 else None,
         "dx": float(plane_info["x_offset"]) if plane_info and int(acquisition.get("roi_number", 1) or 1) > 1 else None,
         "fs": frame_rate / plane_number if frame_rate else 0.0,
-        "tau": float(main.get("tau", 0.4)),
+        "tau": float(main.tau),
         "diameter": [float(diameter), float(diameter)] if diameter is not None else [0.0, 0.0],
         "aspect": 1.0,
         "version": f"cindra-dask {_version()}",
@@ -257,7 +258,7 @@ def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes
         if block_correlations is not None:
             ops["corrXY1"] = block_correlations.astype(np.float32)
         centers = _read_optional(store, f"{registration_group}/block_centers")
-        block_size = (configuration.get("nonrigid_registration") or {}).get("block_size", (128, 128))
+        block_size = configuration.nonrigid_registration.block_size
         if centers is not None and len(centers) == nonrigid.shape[1]:
             ops.update(_blocks(centers, tuple(block_size), (height, width)))
     user_bad = np.zeros(frame_count, bool)
@@ -402,9 +403,9 @@ def export_suite2p(store_path: Path | str, output_dir: Path | str, *, overwrite:
         raise OutputError(f"{output}: inside the store {store.path}; export to a folder outside it")
     attributes = store.attributes()
     try:
-        configuration = yaml.safe_load(attributes.get("configuration") or "") or {}
-    except yaml.YAMLError:
-        configuration = {}
+        configuration = store.recorded_configuration()
+    except (yaml.YAMLError, ConfigurationError):  # an unreadable record: the defaults
+        configuration = SingleRecordingConfiguration()
     planes, skipped = [], []
     for plane in plane_indices(store):
         (planes if f"{stage_path(plane, EXTRACTION)}/cell_fluorescence" in store else skipped).append(plane)

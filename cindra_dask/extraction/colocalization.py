@@ -35,6 +35,12 @@ MINIMUM_INSIDE_INTENSITY = 1e-3
 """Floor of an ROI's weighted structural intensity."""
 
 
+def good_frame_sum(frames: np.ndarray, good_frames: np.ndarray) -> np.ndarray:
+    """(1, Ly, Lx) float64 sum of the good frames of a (T, Ly, Lx) chunk, ``good_frames`` (T,) bool: one
+    partial sum of a mean image (the leading axis stacks the chunks' sums)."""
+    return frames[good_frames].sum(axis=0, dtype=np.float64)[None]
+
+
 class StructuralColocalization(NamedTuple):
     """Intensity colocalization with a structural channel 2.
 

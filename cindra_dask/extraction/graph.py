@@ -38,7 +38,7 @@ from cindra_dask.extraction.baseline import (
     subtract_baseline,
     subtract_neuropil,
 )
-from cindra_dask.extraction.colocalization import correct_bleedthrough, structural_colocalization
+from cindra_dask.extraction.colocalization import correct_bleedthrough, good_frame_sum, structural_colocalization
 from cindra_dask.extraction.decay import estimate_decay_time_constants, recording_decay_time_constant
 from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
 from cindra_dask.extraction.oasis import deconvolve_oasis
@@ -171,11 +171,6 @@ def _skewness_block(cell_fluorescence: np.ndarray, neuropil_fluorescence: np.nda
     return neuropil_corrected_skewness(cell_fluorescence, neuropil_fluorescence, neuropil_coefficient=neuropil_coefficient)
 
 
-def _good_frame_sum_block(frames: np.ndarray, good_frames: np.ndarray) -> np.ndarray:
-    """(1, Ly, Lx) float64 sum of the good frames of one chunk."""
-    return frames[good_frames].sum(axis=0, dtype=np.float64)[None]
-
-
 def _constant_baseline_block(traces: np.ndarray, constant_baseline: np.ndarray, **baseline_options: Any) -> np.ndarray:
     """`subtract_baseline` with the plane's global ``constant`` baseline (a 0-d array)."""
     return subtract_baseline(traces, constant_baseline=float(constant_baseline), **baseline_options)
@@ -202,10 +197,9 @@ def _colocalization_block(functional_mean_image: np.ndarray, structural_mean_ima
 
 
 def trace_roi_chunk(*, frame_count: int, roi_count: int, configuration: SingleRecordingConfiguration | MultiRecordingConfiguration) -> int:
-    """ROIs per (roi_chunk, T) trace chunk: `roi_chunk_size` within ``runtime.max_chunk_memory``, at most
-    ``signal_extraction.batch_size`` and at most n (at least 1)."""
-    fitting = roi_chunk_size(frame_count=frame_count, max_chunk_bytes=configuration.runtime.max_chunk_bytes, upper_bound=configuration.signal_extraction.batch_size)
-    return max(1, min(fitting, roi_count))
+    """ROIs per (roi_chunk, T) trace chunk of n = ``roi_count`` ROIs: `roi_chunk_size` within
+    ``runtime.max_chunk_memory``, at most ``signal_extraction.batch_size`` and n (at least 1)."""
+    return roi_chunk_size(frame_count=frame_count, roi_count=roi_count, max_chunk_bytes=configuration.runtime.max_chunk_bytes, upper_bound=configuration.signal_extraction.batch_size)
 
 
 def extraction_masks(rois: RaggedRois, *, frame_shape: tuple[int, int], roi_radii_px: np.ndarray, signal_extraction: SignalExtractionSettings) -> Any:
@@ -416,7 +410,7 @@ def good_frame_mean(frames: Any, good_frames: np.ndarray) -> Any:
     import dask.array as da
 
     good = da.from_array(np.asarray(good_frames, bool), chunks=(frames.chunks[0],))
-    partial_sums = da.blockwise(_good_frame_sum_block, "tyx", frames, "tyx", good, "t", adjust_chunks={"t": 1}, dtype=np.float64, meta=np.empty((0, 0, 0), np.float64), concatenate=True)
+    partial_sums = da.blockwise(good_frame_sum, "tyx", frames, "tyx", good, "t", adjust_chunks={"t": 1}, dtype=np.float64, meta=np.empty((0, 0, 0), np.float64), concatenate=True)
     return (partial_sums.sum(axis=0) / max(1, int(np.count_nonzero(good_frames)))).astype(np.float32).rechunk(-1)
 
 

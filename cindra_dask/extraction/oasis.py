@@ -95,7 +95,7 @@ def difference_noise(traces: np.ndarray) -> np.ndarray:
 
 
 def deconvolve_oasis(
-    traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, sparsity_penalty: float = 0.0, minimum_spike_noise_multiple: float = 0.0
+    traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, minimum_spike_noise_multiple: float, sparsity_penalty: float = 0.0
 ) -> Deconvolution:
     """Non-negative AR(1) deconvolution of every row.
 

@@ -146,7 +146,7 @@ def find_acquisition_file(data_path: Path) -> Path:
     return found[0]
 
 
-def discover_tiffs(directory: Path, *, ignored_file_names: Sequence[str] = ()) -> list[Path]:
+def discover_tiffs(directory: Path, *, ignored_file_names: Sequence[str]) -> list[Path]:
     """TIFF files directly in ``directory`` (not recursive), natural-sorted, minus ignored stems."""
     ignored = set(ignored_file_names)
     candidates = [path for path in directory.iterdir() if path.is_file() and path.suffix.lower() in TIFF_SUFFIXES and path.stem not in ignored]

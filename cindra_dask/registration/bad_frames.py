@@ -53,8 +53,8 @@ def bad_frame_mask(
     rigid_offsets: np.ndarray,
     rigid_correlations: np.ndarray,
     frame_shape: tuple[int, int],
-    maximum_offset_fraction: float = 0.1,
-    bad_frame_threshold: float = 1.0,
+    maximum_offset_fraction: float,
+    bad_frame_threshold: float,
     user_bad_frames: Sequence[int] = (),
 ) -> np.ndarray:
     """Frames to exclude (detection binning, crop, metrics).

@@ -4,8 +4,9 @@ Per plane (cindra §3.2):
 
 1. Reference: ``reference_frame_count`` evenly spaced raw frames of the alignment channel are read in
    parallel and persisted on the workers in chunks; cindra's initial pick runs over those chunks and
-   its 8 refinement passes are submitted at once as tasks on them (the runner drives this loop: `cindra_dask.runner.reference_image`), so
-   the reference scales with the cluster instead of holding one worker for tens of seconds. Only (n, 3) offsets, the (n, n)
+   its 8 refinement passes are submitted at once as tasks on them (the runner drives this loop,
+   `cindra_dask.runner.reference_image`, with the chunk functions of `cindra_dask.registration.reference`),
+   so the reference does not hold one worker for tens of seconds. Only (n, 3) offsets, the (n, n)
    correlation matrix and single images reach the client; the rest of the movie is never read.
 2. Plan: one task turns the reference into a `ReferencePlan` (tapers, kernels, spectra, block
    layout). It is a graph node, so each worker receives it once, not once per task.
@@ -27,11 +28,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 import numpy as np
 
 from cindra_dask.registration.bad_frames import bad_frame_mask, valid_crop
-from cindra_dask.registration.kernels import PlanOptions, ReferencePlan, apply_offsets, build_reference_plan, frame_batches, register_frames, temporal_halo_frames, to_source_dtype
+from cindra_dask.registration.kernels import PlanOptions, ReferencePlan, apply_offsets, build_reference_plan, register_frames, temporal_halo_frames, to_source_dtype
 from cindra_dask.registration.metrics import registration_metrics
 from cindra_dask.registration.nonrigid import block_layout
-from cindra_dask.registration.reference import REFINEMENT_ITERATIONS, aligned_sum, refinement_frame_indices
-from cindra_dask.registration.rigid import estimate_rigid_offsets
 from cindra_dask.runner.plans import Compute, ReferenceImage, StepPlan
 from cindra_dask.store import FRAME_DIMENSIONS, RAW, REGISTERED, REGISTRATION, RecordingStore, frames_path, stage_path
 
@@ -96,35 +95,29 @@ def metrics_sample_indices(good_frames: np.ndarray, *, frame_bytes: int) -> np.n
     return good[np.linspace(0, len(good), 1 + count)[:-1].astype(np.int64)] if count else good
 
 
-def _reference_options(configuration: SingleRecordingConfiguration) -> dict[str, Any]:
-    registration, one_photon = configuration.registration, configuration.one_photon_registration
-    return {
-        "maximum_offset_fraction": registration.maximum_offset_fraction,
-        "spatial_smoothing_sigma_px": registration.spatial_smoothing_sigma,
-        "one_photon": one_photon.enabled,
-        "one_photon_highpass_window_px": one_photon.spatial_highpass_window,
-        "one_photon_presmoothing_window_px": one_photon.pre_smoothing_sigma,
-        "one_photon_edge_taper_px": one_photon.edge_taper_pixels,
-    }
+def plan_options(configuration: SingleRecordingConfiguration) -> PlanOptions:
+    """The registration options (`build_reference_plan`'s, and the reference image's) from the
+    configuration's ``registration``, ``one_photon_registration`` and ``nonrigid_registration``."""
+    registration, one_photon, nonrigid = configuration.registration, configuration.one_photon_registration, configuration.nonrigid_registration
+    return PlanOptions(
+        maximum_offset_fraction=registration.maximum_offset_fraction,
+        spatial_smoothing_sigma_px=registration.spatial_smoothing_sigma,
+        temporal_smoothing_sigma_frames=registration.temporal_smoothing_sigma,
+        normalize_frames=registration.normalize_frames,
+        one_photon=one_photon.enabled,
+        one_photon_highpass_window_px=one_photon.spatial_highpass_window,
+        one_photon_presmoothing_window_px=one_photon.pre_smoothing_sigma,
+        one_photon_edge_taper_px=one_photon.edge_taper_pixels,
+        nonrigid=nonrigid.enabled,
+        block_size_px=tuple(nonrigid.block_size),
+        signal_to_noise_threshold=nonrigid.signal_to_noise_threshold,
+        maximum_block_offset_px=nonrigid.maximum_block_offset,
+    )
 
 
-def plan_options(configuration: SingleRecordingConfiguration) -> dict[str, Any]:
-    """`build_reference_plan` keyword options from the configuration's registration sections."""
-    registration, nonrigid = configuration.registration, configuration.nonrigid_registration
-    return {
-        **_reference_options(configuration),
-        "temporal_smoothing_sigma_frames": registration.temporal_smoothing_sigma,
-        "normalize_frames": registration.normalize_frames,
-        "nonrigid": nonrigid.enabled,
-        "block_size_px": tuple(nonrigid.block_size),
-        "signal_to_noise_threshold": nonrigid.signal_to_noise_threshold,
-        "maximum_block_offset_px": nonrigid.maximum_block_offset,
-    }
-
-
-def _plan_task(reference: ReferenceResult, *, options: dict[str, Any]) -> ReferencePlan:
+def _plan_task(reference: ReferenceResult, *, options: PlanOptions) -> ReferencePlan:
     """Dask task: the per-worker plan (built once; workers fetch it once)."""
-    return build_reference_plan(reference.reference_image, **options)
+    return build_reference_plan(reference.reference_image, options=options)
 
 
 def _register_chunk_task(
@@ -168,74 +161,6 @@ def _gather_offsets(chunks: Sequence[ChunkOffsets]) -> ChunkOffsets:
     return ChunkOffsets(*(np.concatenate(parts) for parts in zip(*chunks)))
 
 
-def _estimate_block(correlation_frames: np.ndarray, *, plan: Any, refine: bool) -> np.ndarray:
-    """Dask block: (n, 3) float32 [dy, dx, correlation] of sample frames against one pass's reference."""
-    batches = frame_batches(len(correlation_frames), frame_shape=correlation_frames.shape[1:])
-    estimates = [estimate_rigid_offsets(correlation_frames[batch], plan=plan, refine=refine) for batch in batches]
-    return np.concatenate([np.column_stack([estimate.offsets, estimate.correlations]) for estimate in estimates]).astype(np.float32)
-
-
-def _pass_selection(estimates: Sequence[np.ndarray], *, iteration: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Dask task: per sample chunk, the local indices and re-centred rigid offsets of the frames one pass averages.
-
-    ``estimates`` are the chunks' (n_chunk, 3) [dy, dx, correlation] in sample order.
-    """
-    estimate = np.concatenate(estimates)
-    chosen = refinement_frame_indices(estimate[:, 2], iteration=iteration, iteration_count=REFINEMENT_ITERATIONS)
-    offsets = estimate[chosen, :2].astype(np.float64)
-    offsets -= offsets.mean(axis=0)
-    chunk_of = np.repeat(np.arange(len(estimates)), [len(chunk) for chunk in estimates])[chosen]
-    starts = np.cumsum([0, *(len(chunk) for chunk in estimates)])
-    return [(chosen[chunk_of == chunk] - starts[chunk], offsets[chunk_of == chunk]) for chunk in range(len(estimates))]
-
-
-def _aligned_sum_block(frames: np.ndarray, chunk: int, *, selection: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Dask task: (H, W) float64 sum of this chunk's chosen frames, moved back (zeros if none)."""
-    local_indices, rigid_offsets = selection[chunk]
-    return aligned_sum(frames[local_indices], rigid_offsets=rigid_offsets)
-
-
-def _mean_image(partial_sums: Sequence[np.ndarray], selection: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Dask task: the pass's (H, W) float32 reference, the mean of the chosen frames."""
-    return (np.sum(partial_sums, axis=0) / sum(len(local_indices) for local_indices, _ in selection)).astype(np.float32)
-
-
-def _frame_means_block(frames: np.ndarray) -> np.ndarray:
-    """Dask task: (n,) float32 mean of each frame of the chunk."""
-    return frames.mean(axis=(1, 2), dtype=np.float32)
-
-
-def _column_slice(frames: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Dask task: (n, stop − start) columns of the chunk's flattened frames (a view where the chunk is)."""
-    return frames.reshape(len(frames), -1)[:, start:stop]
-
-
-def _column_block_gram(row_blocks: Sequence[np.ndarray], frame_means: np.ndarray) -> np.ndarray:
-    """Dask task: (n, n) float64 Gram matrix of one column block of the mean-subtracted frames.
-
-    ``row_blocks`` are every chunk's (n_chunk, columns) rows of the block, in frame order.
-    """
-    columns = np.concatenate(row_blocks)
-    columns -= frame_means[:, None]
-    return (columns @ columns.T).astype(np.float64)
-
-
-def _centered_sum_block(frames: np.ndarray, local_indices: np.ndarray, chosen_means: np.ndarray) -> np.ndarray:
-    """Dask task: (H, W) float64 sum of the chosen frames, each minus its mean ``chosen_means`` (zeros if none)."""
-    return (frames[local_indices] - chosen_means[:, None, None]).sum(axis=0, dtype=np.float64)
-
-
-def _sample_block(movie: Any, indices: np.ndarray, *, source_chunk_frames: int) -> np.ndarray:
-    """Dask task: (len(indices), H, W) float32 copy of ``movie[indices]`` (sorted indices), read one
-    source chunk at a time, so each chunk it touches is decoded once and held alone."""
-    block = np.empty((len(indices), *movie.shape[1:]), np.float32)
-    source_chunks = indices // source_chunk_frames
-    for source_chunk in np.unique(source_chunks):
-        where = np.flatnonzero(source_chunks == source_chunk)
-        block[where] = movie[indices[where]]
-    return block
-
-
 def registration_graph(
     raw_arrays: Sequence[Any],
     registered_arrays: Sequence[Any],
@@ -261,7 +186,7 @@ def registration_graph(
 
     options = plan_options(configuration)
     plan = dask.delayed(_plan_task, pure=True)(reference, options=options)
-    halo_frames = temporal_halo_frames(temporal_smoothing_sigma_frames=options["temporal_smoothing_sigma_frames"], nonrigid=options["nonrigid"])
+    halo_frames = temporal_halo_frames(temporal_smoothing_sigma_frames=options.temporal_smoothing_sigma_frames, nonrigid=options.nonrigid)
     frame_count, chunk_frames = raw_arrays[alignment_channel].shape[0], raw_arrays[alignment_channel].chunks[0]
     return [
         dask.delayed(_register_chunk_task, pure=False)(
@@ -318,7 +243,7 @@ def metrics_graph(registered: Any, *, outputs: RegistrationOutputs, configuratio
     indices = metrics_sample_indices(~outputs.bad_frames, frame_bytes=4 * (y_stop - y_start) * (x_stop - x_start))
     return dask.delayed(registration_metrics, pure=True)(
         registered[indices, y_start:y_stop, x_start:x_stop],
-        plan_options=PlanOptions(**plan_options(configuration)),
+        plan_options=plan_options(configuration),
         principal_component_count=configuration.registration.registration_metric_principal_components,
         seed=configuration.runtime.seed,
     )

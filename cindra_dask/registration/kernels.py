@@ -31,6 +31,7 @@ from cindra_dask.registration.one_photon import one_photon_prefilter
 from cindra_dask.registration.rigid import (
     ClipRange,
     RigidPlan,
+    aligned_float32,
     build_rigid_plan,
     clip_range,
     estimate_rigid_offsets,
@@ -47,7 +48,24 @@ whole 100-frame chunks at 256² and 512² (2 MiB: 8 frames at 256², 2 at 512²;
 
 
 class PlanOptions(NamedTuple):
-    """The keyword options a `ReferencePlan` was built with (see `build_reference_plan`)."""
+    """The registration options a `ReferencePlan` is built with; no defaults here: they are the
+    configuration's (`cindra_dask.registration.graph.plan_options` maps its fields to these names).
+
+    Attributes
+    ----------
+    maximum_offset_fraction : rigid search radius as a fraction of min(H, W).
+    spatial_smoothing_sigma_px : Gaussian sigma (px) of the correlation kernels; the 2P taper slope is 3σ.
+    temporal_smoothing_sigma_frames : Gaussian sigma (frames) smoothing correlation surfaces over time.
+    normalize_frames : clip reference and frames to the reference's 1st/99th percentiles.
+    one_photon : high-pass (and optionally pre-smooth) the correlation copies.
+    one_photon_highpass_window_px : even box width (px) of the high-pass.
+    one_photon_presmoothing_window_px : even box width (px) of the pre-smoothing; 0 disables it.
+    one_photon_edge_taper_px : taper slope (px) used instead of 3σ in one-photon mode.
+    nonrigid : estimate and correct block offsets.
+    block_size_px : (h, w) block size (px).
+    signal_to_noise_threshold : blocks below it borrow correlation from their neighbours.
+    maximum_block_offset_px : block search radius (px) relative to the rigid offset.
+    """
 
     maximum_offset_fraction: float
     spatial_smoothing_sigma_px: float
@@ -106,67 +124,34 @@ class RegisteredChunk(NamedTuple):
     nonrigid_correlations: np.ndarray
 
 
-def build_reference_plan(
-    reference_image: np.ndarray,
-    *,
-    maximum_offset_fraction: float = 0.1,
-    spatial_smoothing_sigma_px: float = 1.15,
-    temporal_smoothing_sigma_frames: float = 0.0,
-    normalize_frames: bool = True,
-    one_photon: bool = False,
-    one_photon_highpass_window_px: int = 42,
-    one_photon_presmoothing_window_px: int = 0,
-    one_photon_edge_taper_px: float = 40.0,
-    nonrigid: bool = True,
-    block_size_px: tuple[int, int] = (128, 128),
-    signal_to_noise_threshold: float = 1.2,
-    maximum_block_offset_px: float = 5.0,
-    workers: int = 1,
-) -> ReferencePlan:
-    """Precompute registration against a reference image (cindra's defaults).
+def build_reference_plan(reference_image: np.ndarray, *, options: PlanOptions, workers: int = 1) -> ReferencePlan:
+    """Precompute registration against a reference image.
 
     Parameters
     ----------
     reference_image : (H, W) reference (e.g. from `cindra_dask.registration.reference.compute_reference_image`).
-    maximum_offset_fraction : rigid search radius as a fraction of min(H, W).
-    spatial_smoothing_sigma_px : Gaussian sigma (px) of the correlation kernels; the 2P taper slope is 3σ.
-    temporal_smoothing_sigma_frames : Gaussian sigma (frames) smoothing correlation surfaces over time.
-    normalize_frames : clip reference and frames to the reference's 1st/99th percentiles.
-    one_photon : high-pass (and optionally pre-smooth) the correlation copies.
-    one_photon_highpass_window_px : even box width (px) of the high-pass.
-    one_photon_presmoothing_window_px : even box width (px) of the pre-smoothing; 0 disables it.
-    one_photon_edge_taper_px : taper slope (px) used instead of 3σ in one-photon mode.
-    nonrigid : estimate and correct block offsets.
-    block_size_px : (h, w) block size (px).
-    signal_to_noise_threshold : blocks below it borrow correlation from their neighbours.
-    maximum_block_offset_px : block search radius (px) relative to the rigid offset.
+    options : the registration options.
     workers : threads for ``scipy.fft``.
     """
-    options = PlanOptions(
-        float(maximum_offset_fraction), float(spatial_smoothing_sigma_px), float(temporal_smoothing_sigma_frames), bool(normalize_frames),
-        bool(one_photon), int(one_photon_highpass_window_px), int(one_photon_presmoothing_window_px), float(one_photon_edge_taper_px),
-        bool(nonrigid), (int(block_size_px[0]), int(block_size_px[1])), float(signal_to_noise_threshold), float(maximum_block_offset_px),
-    )
-    reference = np.asarray(reference_image, np.float32)
-    clip = clip_range(_correlation_copy(reference, options=options, clip=None)) if normalize_frames else None
+    reference = aligned_float32(reference_image)
+    clip = clip_range(_correlation_copy(reference, options=options, clip=None)) if options.normalize_frames else None
     correlation_reference = _correlation_copy(reference, options=options, clip=clip)
-    taper_slope_px = one_photon_edge_taper_px if one_photon else 3 * spatial_smoothing_sigma_px
     rigid_plan = build_rigid_plan(
         correlation_reference,
-        maximum_offset_fraction=maximum_offset_fraction,
-        spatial_smoothing_sigma_px=spatial_smoothing_sigma_px,
-        taper_slope_px=taper_slope_px,
+        maximum_offset_fraction=options.maximum_offset_fraction,
+        spatial_smoothing_sigma_px=options.spatial_smoothing_sigma_px,
+        taper_slope_px=options.one_photon_edge_taper_px if options.one_photon else 3 * options.spatial_smoothing_sigma_px,
         workers=workers,
     )
     nonrigid_plan = None
-    if nonrigid:
+    if options.nonrigid:
         nonrigid_plan = build_nonrigid_plan(
             correlation_reference,
-            layout=block_layout(frame_shape=reference.shape, block_size_px=options.block_size_px),
+            layout=block_layout(frame_shape=reference.shape, block_size_px=tuple(options.block_size_px)),
             frame_taper_mask=rigid_plan.taper_mask,
-            spatial_smoothing_sigma_px=spatial_smoothing_sigma_px,
-            maximum_block_offset_px=maximum_block_offset_px,
-            signal_to_noise_threshold=signal_to_noise_threshold,
+            spatial_smoothing_sigma_px=options.spatial_smoothing_sigma_px,
+            maximum_block_offset_px=options.maximum_block_offset_px,
+            signal_to_noise_threshold=options.signal_to_noise_threshold,
             workers=workers,
         )
     return ReferencePlan(reference, options, clip, rigid_plan, nonrigid_plan)

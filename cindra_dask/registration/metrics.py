@@ -43,8 +43,8 @@ def registration_metrics(
     frames: np.ndarray,
     *,
     plan_options: PlanOptions,
-    principal_component_count: int = 5,
-    seed: int = 0,
+    principal_component_count: int,
+    seed: int,
     workers: int = 1,
 ) -> RegistrationMetrics:
     """Shift metrics of the top principal components of registered frames.
@@ -75,12 +75,12 @@ def registration_metrics(
         projections, _, _ = randomized_svd(centered, n_components=components, random_state=np.random.default_rng(seed).integers(2**31))
     del centered
     extreme_count = max(1, min(EXTREME_FRAME_COUNT, count // 2))
-    options = plan_options._replace(temporal_smoothing_sigma_frames=0.0)._asdict()
+    options = plan_options._replace(temporal_smoothing_sigma_frames=0.0)
     low_images, high_images, shift_metrics = [], [], []
     for component in range(components):
         order = np.argsort(projections[:, component], kind="stable")
         low, high = sample[order[:extreme_count]].mean(axis=0), sample[order[-extreme_count:]].mean(axis=0)
-        registered = register_frames(high[None], plan=build_reference_plan(low, workers=workers, **options), workers=workers)
+        registered = register_frames(high[None], plan=build_reference_plan(low, options=options, workers=workers), workers=workers)
         block_magnitudes = np.hypot(registered.nonrigid_offsets[0, :, 0], registered.nonrigid_offsets[0, :, 1])
         shift_metrics.append([np.hypot(*registered.rigid_offsets[0]), block_magnitudes.mean() if block_magnitudes.size else 0.0, block_magnitudes.max(initial=0.0)])
         low_images.append(low)

@@ -237,7 +237,7 @@ def estimate_nonrigid_offsets(
     *,
     rigid_offsets: np.ndarray,
     plan: NonrigidPlan,
-    temporal_smoothing_sigma_frames: float = 0.0,
+    temporal_smoothing_sigma_frames: float,
     workers: int = 1,
 ) -> NonrigidEstimate:
     """Subpixel block offsets of frames relative to their rigid correction.

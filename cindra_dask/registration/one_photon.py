@@ -24,7 +24,7 @@ def _box_mean(frames: np.ndarray, window_px: int) -> np.ndarray:
     return uniform_filter(frames, size=size, mode="constant") / coverage
 
 
-def one_photon_prefilter(frames: np.ndarray, *, highpass_window_px: int, presmoothing_window_px: int = 0) -> np.ndarray:
+def one_photon_prefilter(frames: np.ndarray, *, highpass_window_px: int, presmoothing_window_px: int) -> np.ndarray:
     """High-pass (and optionally pre-smooth) frames for correlation only.
 
     Parameters

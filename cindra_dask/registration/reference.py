@@ -17,16 +17,32 @@ this reference filters it to the same thing).
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple, Sequence
+
 import numpy as np
 
+from cindra_dask.registration.kernels import PlanOptions, build_reference_plan, frame_batches
 from cindra_dask.registration.nonrigid import warp_frames
 from cindra_dask.registration.one_photon import one_photon_prefilter
-from cindra_dask.registration.rigid import RigidPlan, build_rigid_plan, estimate_rigid_offsets
+from cindra_dask.registration.rigid import RigidPlan, aligned_float32, estimate_rigid_offsets
 
 INITIAL_REFERENCE_FRAME_COUNT = 20
 """Frames averaged into the initial reference (and 1 + partners scored per frame)."""
 REFINEMENT_ITERATIONS = 8
 """cindra's refinement passes."""
+
+
+class ChunkSelection(NamedTuple):
+    """The frames of one sample chunk that a refinement pass averages.
+
+    Attributes
+    ----------
+    local_indices : (k,) int64 indices into the chunk.
+    rigid_offsets : (k, 2) float64 px, re-centred on the pass's mean offset.
+    """
+
+    local_indices: np.ndarray
+    rigid_offsets: np.ndarray
 
 
 def initial_reference_indices(correlation_matrix: np.ndarray) -> np.ndarray:
@@ -64,28 +80,10 @@ def pick_initial_reference(frames: np.ndarray) -> np.ndarray:
     return flat[chosen].mean(axis=0).reshape(frames.shape[1:]).astype(np.float32)
 
 
-def reference_rigid_plan(
-    reference: np.ndarray,
-    *,
-    maximum_offset_fraction: float,
-    spatial_smoothing_sigma_px: float,
-    one_photon: bool,
-    one_photon_highpass_window_px: int,
-    one_photon_presmoothing_window_px: int,
-    one_photon_edge_taper_px: float,
-    workers: int = 1,
-) -> RigidPlan:
-    """The rigid plan one refinement pass aligns the sample against (one-photon filtered when asked)."""
-    correlation_reference = reference
-    if one_photon:
-        correlation_reference = one_photon_prefilter(reference[None], highpass_window_px=one_photon_highpass_window_px, presmoothing_window_px=one_photon_presmoothing_window_px)[0]
-    return build_rigid_plan(
-        correlation_reference,
-        maximum_offset_fraction=maximum_offset_fraction,
-        spatial_smoothing_sigma_px=spatial_smoothing_sigma_px,
-        taper_slope_px=one_photon_edge_taper_px if one_photon else 3 * spatial_smoothing_sigma_px,
-        workers=workers,
-    )
+def reference_rigid_plan(reference: np.ndarray, *, options: PlanOptions, workers: int = 1) -> RigidPlan:
+    """The rigid plan one refinement pass aligns the sample against: `build_reference_plan`'s, without
+    clipping (one-photon filtered when asked)."""
+    return build_reference_plan(reference, options=options._replace(normalize_frames=False, nonrigid=False), workers=workers).rigid
 
 
 def refinement_frame_indices(correlations: np.ndarray, *, iteration: int, iteration_count: int) -> np.ndarray:
@@ -101,55 +99,108 @@ def aligned_sum(frames: np.ndarray, *, rigid_offsets: np.ndarray) -> np.ndarray:
     return warp_frames(frames, rigid_offsets=rigid_offsets).sum(axis=0, dtype=np.float64)
 
 
-def compute_reference_image(
-    frames: np.ndarray,
-    *,
-    maximum_offset_fraction: float = 0.1,
-    spatial_smoothing_sigma_px: float = 1.15,
-    one_photon: bool = False,
-    one_photon_highpass_window_px: int = 42,
-    one_photon_presmoothing_window_px: int = 0,
-    one_photon_edge_taper_px: float = 40.0,
-    iteration_count: int = REFINEMENT_ITERATIONS,
-    workers: int = 1,
-) -> np.ndarray:
+def compute_reference_image(frames: np.ndarray, *, options: PlanOptions, iteration_count: int = REFINEMENT_ITERATIONS, workers: int = 1) -> np.ndarray:
     """Sharp reference image from evenly spaced sample frames (in one process).
 
     Parameters
     ----------
     frames : (n, H, W) sample frames (n ≥ 2), bidirectionally corrected.
-    maximum_offset_fraction : rigid search radius as a fraction of min(H, W).
-    spatial_smoothing_sigma_px : Gaussian sigma (px) of the correlation kernel; taper slope 3σ.
-    one_photon, one_photon_highpass_window_px, one_photon_presmoothing_window_px,
-    one_photon_edge_taper_px : one-photon prefilter of the correlation copies (see
-        `cindra_dask.registration.one_photon`) and its taper slope (px).
+    options : registration options; the rigid search, correlation kernel and one-photon prefilter
+        of the correlation copies are used (the taper slope is 3σ, or the one-photon slope).
     iteration_count : refinement passes (cindra: 8).
     workers : threads for ``scipy.fft``.
 
     Returns
     -------
     (H, W) float32 reference image (intensity units of the frames). The Dask version,
-    `cindra_dask.registration.graph.cluster_reference_image`, runs the same steps over chunks.
+    `cindra_dask.runner.reference_image.cluster_reference_image`, runs the same steps over chunks
+    with the chunk functions below.
     """
     sample = np.asarray(frames, np.float32)
     if sample.ndim != 3 or len(sample) < 2:
         raise ValueError(f"need a (n ≥ 2, H, W) stack of frames, got shape {sample.shape}")
-    plan_options = {
-        "maximum_offset_fraction": maximum_offset_fraction,
-        "spatial_smoothing_sigma_px": spatial_smoothing_sigma_px,
-        "one_photon": one_photon,
-        "one_photon_highpass_window_px": one_photon_highpass_window_px,
-        "one_photon_presmoothing_window_px": one_photon_presmoothing_window_px,
-        "one_photon_edge_taper_px": one_photon_edge_taper_px,
-    }
     correlation_sample = sample
-    if one_photon:
-        correlation_sample = one_photon_prefilter(sample, highpass_window_px=one_photon_highpass_window_px, presmoothing_window_px=one_photon_presmoothing_window_px)
+    if options.one_photon:
+        correlation_sample = one_photon_prefilter(sample, highpass_window_px=options.one_photon_highpass_window_px, presmoothing_window_px=options.one_photon_presmoothing_window_px)
     reference = pick_initial_reference(sample)
     for iteration in range(iteration_count):
-        plan = reference_rigid_plan(reference, workers=workers, **plan_options)
-        estimate = estimate_rigid_offsets(correlation_sample, plan=plan, refine=iteration == iteration_count - 1, workers=workers)
+        plan = reference_rigid_plan(reference, options=options, workers=workers)
+        estimate = estimate_rigid_offsets(correlation_sample, plan=plan, temporal_smoothing_sigma_frames=0.0, refine=iteration == iteration_count - 1, workers=workers)
         chosen = refinement_frame_indices(estimate.correlations, iteration=iteration, iteration_count=iteration_count)
         offsets = estimate.offsets[chosen].astype(np.float64)
         reference = (aligned_sum(sample[chosen], rigid_offsets=offsets - offsets.mean(axis=0)) / len(chosen)).astype(np.float32)
     return reference
+
+
+# ---------------------------------------------------------------------------------------------
+# the same steps on chunks of the sample (task bodies of the cluster version)
+# ---------------------------------------------------------------------------------------------
+
+
+def gather_frames(movie: Any, indices: np.ndarray, *, source_chunk_frames: int) -> np.ndarray:
+    """(len(indices), H, W) float32 copy of ``movie[indices]`` (sorted indices) of a (T, H, W) array,
+    read one source chunk of ``source_chunk_frames`` at a time, so each chunk it touches is decoded once and held alone."""
+    block = np.empty((len(indices), *movie.shape[1:]), np.float32)
+    source_chunks = indices // source_chunk_frames
+    for source_chunk in np.unique(source_chunks):
+        where = np.flatnonzero(source_chunks == source_chunk)
+        block[where] = movie[indices[where]]
+    return block
+
+
+def frame_means(frames: np.ndarray) -> np.ndarray:
+    """(n,) float32 mean of each (H, W) frame of an (n, H, W) chunk (aligned first: see `aligned_float32`)."""
+    return aligned_float32(frames).mean(axis=(1, 2), dtype=np.float32)
+
+
+def column_slice(frames: np.ndarray, *, start: int, stop: int) -> np.ndarray:
+    """(n, stop − start) columns of the chunk's flattened (n, H·W) frames (a view)."""
+    return frames.reshape(len(frames), -1)[:, start:stop]
+
+
+def column_block_gram(row_blocks: Sequence[np.ndarray], *, frame_means: np.ndarray) -> np.ndarray:
+    """(n, n) float64 Gram matrix of one column block of the mean-subtracted frames.
+
+    ``row_blocks`` are every chunk's (n_chunk, columns) rows of the block, in frame order;
+    ``frame_means`` (n,) the frames' means.
+    """
+    columns = np.concatenate(row_blocks)
+    columns -= frame_means[:, None]
+    return (columns @ columns.T).astype(np.float64)
+
+
+def centered_sum(frames: np.ndarray, *, local_indices: np.ndarray, frame_means: np.ndarray) -> np.ndarray:
+    """(H, W) float64 sum of the chunk's frames ``local_indices``, each minus its mean (``frame_means``, one per index; zeros if none)."""
+    return (frames[local_indices] - frame_means[:, None, None]).sum(axis=0, dtype=np.float64)
+
+
+def rigid_estimates(correlation_frames: np.ndarray, *, plan: RigidPlan, refine: bool) -> np.ndarray:
+    """(n, 3) float32 [dy px, dx px, correlation] of (n, H, W) correlation frames against one pass's reference (no temporal smoothing)."""
+    batches = frame_batches(len(correlation_frames), frame_shape=correlation_frames.shape[1:])
+    estimates = [estimate_rigid_offsets(correlation_frames[batch], plan=plan, temporal_smoothing_sigma_frames=0.0, refine=refine) for batch in batches]
+    return np.concatenate([np.column_stack([estimate.offsets, estimate.correlations]) for estimate in estimates]).astype(np.float32)
+
+
+def pass_selection(estimates: Sequence[np.ndarray], *, iteration: int, iteration_count: int) -> list[ChunkSelection]:
+    """Per sample chunk, the frames refinement pass ``iteration`` averages, their offsets re-centred on the pass's mean.
+
+    ``estimates`` are the chunks' (n_chunk, 3) `rigid_estimates`, in sample order.
+    """
+    estimate = np.concatenate(estimates)
+    chosen = refinement_frame_indices(estimate[:, 2], iteration=iteration, iteration_count=iteration_count)
+    offsets = estimate[chosen, :2].astype(np.float64)
+    offsets -= offsets.mean(axis=0)
+    chunk_of = np.repeat(np.arange(len(estimates)), [len(chunk) for chunk in estimates])[chosen]
+    starts = np.cumsum([0, *(len(chunk) for chunk in estimates)])
+    return [ChunkSelection(chosen[chunk_of == chunk] - starts[chunk], offsets[chunk_of == chunk]) for chunk in range(len(estimates))]
+
+
+def selected_aligned_sum(frames: np.ndarray, chunk: int, *, selection: Sequence[ChunkSelection]) -> np.ndarray:
+    """(H, W) float64 `aligned_sum` of chunk ``chunk``'s (n_chunk, H, W) frames that ``selection`` chose (zeros if none)."""
+    local_indices, rigid_offsets = selection[chunk]
+    return aligned_sum(frames[local_indices], rigid_offsets=rigid_offsets)
+
+
+def selection_mean(partial_sums: Sequence[np.ndarray], *, selection: Sequence[ChunkSelection]) -> np.ndarray:
+    """The pass's (H, W) float32 reference: the chunks' (H, W) partial sums over the number of chosen frames."""
+    return (np.sum(partial_sums, axis=0) / sum(len(chunk.local_indices) for chunk in selection)).astype(np.float32)

@@ -15,7 +15,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from cindra_dask.chunking import frames_per_chunk
+from cindra_dask.chunking import ingest_chunk_frames
 from cindra_dask.config import AcquisitionParameters, Configuration, SingleRecordingConfiguration, load_acquisition_parameters
 from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
 from cindra_dask.io.inputs import inspect_inputs
@@ -151,7 +151,7 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     if problems:
         raise InputError(*problems)
     height, width = inputs.files[0].page_shape
-    chunk_frames = min(configuration.registration.batch_size, frames_per_chunk(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes))
+    chunk_frames = ingest_chunk_frames(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes, batch_size=configuration.registration.batch_size)
     plan = build_ingest_plan(inputs.files, acquisition, chunk_frames=chunk_frames, reader=inputs.reader)
     recording_name = file_io.recording_name or tiff_directory.name
     store = RecordingStore(store_path(Path(file_io.output_path).expanduser(), recording_name))

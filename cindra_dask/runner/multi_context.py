@@ -12,7 +12,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from cindra_dask.combine import PlaneTile
+from cindra_dask.canvas import PlaneTile
 from cindra_dask.config import AcquisitionParameters, MultiRecordingConfiguration
 from cindra_dask.errors import ConfigurationError, InputError, OutputError
 from cindra_dask.multirecording.graph import IMAGE_ARRAYS, UPSTREAM_STEP
@@ -29,7 +29,7 @@ class RecordingSource(NamedTuple):
     store : its store.
     frame_shape : (H, W) px of the combined canvas.
     frame_count : frames of the combined traces (the shortest plane's).
-    tiles : the included planes' places on the canvas (`cindra_dask.combine.PlaneTile`).
+    tiles : the included planes' places on the canvas (`cindra_dask.canvas.PlaneTile`).
     functional_channel : 0-based channel that detection used (its ROIs are tracked).
     frame_rate_hz : per-plane sampling rate.
     tau_s : the recording's indicator decay (``main.tau``).
