@@ -17,12 +17,12 @@ only the dataset chunks that hold them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from cindra_dask.errors import InputError
-from cindra_dask.io.tiff import SUPPORTED_KINDS, FrameReader, natural_sort_key
+from cindra_dask.io.tiff import SUPPORTED_KINDS, FrameReader
 
 if TYPE_CHECKING:
     from cindra_dask.io.tiff import IngestPlan
@@ -49,15 +49,6 @@ class Hdf5FileInfo(NamedTuple):
     page_shape: tuple[int, int]
     dtype: str
     dataset: str
-
-
-def discover_hdf5_files(directory: Path, *, ignored_file_names: Sequence[str] = ()) -> list[Path]:
-    """HDF5 files (``.h5``/``.hdf5``) directly in ``directory`` (not recursive), natural-sorted, minus ignored stems."""
-    ignored = set(ignored_file_names)
-    candidates = [path for path in directory.iterdir() if path.is_file() and path.suffix.lower() in HDF5_SUFFIXES and path.stem not in ignored]
-    if not candidates:
-        raise InputError(f"{directory}: no .h5/.hdf5 files found (file_io.input_format is 'hdf5'; ignored stems: {sorted(ignored) or 'none'}); check file_io.data_path")
-    return sorted(candidates, key=lambda path: natural_sort_key(path.name))
 
 
 def _datasets_present(handle: Any) -> str:

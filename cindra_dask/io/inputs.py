@@ -13,8 +13,8 @@ from typing import Any, NamedTuple, Sequence
 
 from cindra_dask.config import InputFormat
 from cindra_dask.errors import InputError
-from cindra_dask.io.hdf5 import HDF5_READER, HDF5_SUFFIXES, discover_hdf5_files, inspect_hdf5
-from cindra_dask.io.tiff import TIFF_READER, TIFF_SUFFIXES, FrameReader, discover_tiffs, inspect_tiff
+from cindra_dask.io.hdf5 import HDF5_READER, HDF5_SUFFIXES, inspect_hdf5
+from cindra_dask.io.tiff import TIFF_READER, TIFF_SUFFIXES, FrameReader, discover_movie_files, inspect_tiff
 
 READERS: dict[InputFormat, FrameReader] = {InputFormat.TIFF: TIFF_READER, InputFormat.HDF5: HDF5_READER}
 
@@ -36,7 +36,7 @@ class InspectedInputs(NamedTuple):
     problems: list[str]
 
 
-def resolve_input_format(directory: Path, *, input_format: InputFormat, ignored_file_names: Sequence[str] = ()) -> InputFormat:
+def resolve_input_format(directory: Path, *, input_format: InputFormat, ignored_file_names: Sequence[str]) -> InputFormat:
     """``input_format``, or for ``auto`` the one kind of movie file found directly in ``directory``.
 
     Raises :class:`InputError` (one line) when ``auto`` finds both TIFF and HDF5 files, or neither.
@@ -62,7 +62,7 @@ def resolve_input_format(directory: Path, *, input_format: InputFormat, ignored_
     return InputFormat.TIFF if found[InputFormat.TIFF] else InputFormat.HDF5
 
 
-def inspect_inputs(directory: Path, *, input_format: InputFormat, hdf5_dataset: str, ignored_file_names: Sequence[str] = ()) -> InspectedInputs:
+def inspect_inputs(directory: Path, *, input_format: InputFormat, hdf5_dataset: str, ignored_file_names: Sequence[str]) -> InspectedInputs:
     """Find and inspect the movie files of one recording (see :func:`resolve_input_format`).
 
     Raises :class:`InputError` when no file of the format is found; problems with individual files
@@ -71,9 +71,9 @@ def inspect_inputs(directory: Path, *, input_format: InputFormat, hdf5_dataset: 
     resolved = resolve_input_format(directory, input_format=input_format, ignored_file_names=ignored_file_names)
     files, problems = [], []
     if resolved is InputFormat.TIFF:
-        paths, inspect = discover_tiffs(directory, ignored_file_names=ignored_file_names), inspect_tiff
+        paths, inspect = discover_movie_files(directory, suffixes=TIFF_SUFFIXES, ignored_file_names=ignored_file_names), inspect_tiff
     else:
-        paths, inspect = discover_hdf5_files(directory, ignored_file_names=ignored_file_names), lambda path: inspect_hdf5(path, dataset=hdf5_dataset)
+        paths, inspect = discover_movie_files(directory, suffixes=HDF5_SUFFIXES, ignored_file_names=ignored_file_names, note="file_io.input_format is 'hdf5'; "), lambda path: inspect_hdf5(path, dataset=hdf5_dataset)
     for path in paths:
         try:
             files.append(inspect(path))

@@ -146,12 +146,13 @@ def find_acquisition_file(data_path: Path) -> Path:
     return found[0]
 
 
-def discover_tiffs(directory: Path, *, ignored_file_names: Sequence[str]) -> list[Path]:
-    """TIFF files directly in ``directory`` (not recursive), natural-sorted, minus ignored stems."""
+def discover_movie_files(directory: Path, *, suffixes: Sequence[str], ignored_file_names: Sequence[str], note: str = "") -> list[Path]:
+    """Files with one of ``suffixes`` directly in ``directory`` (not recursive), natural-sorted, minus
+    ignored stems; none is an `InputError` (``note`` prefixes its parenthesis, e.g. the chosen format)."""
     ignored = set(ignored_file_names)
-    candidates = [path for path in directory.iterdir() if path.is_file() and path.suffix.lower() in TIFF_SUFFIXES and path.stem not in ignored]
+    candidates = [path for path in directory.iterdir() if path.is_file() and path.suffix.lower() in suffixes and path.stem not in ignored]
     if not candidates:
-        raise InputError(f"{directory}: no .tif/.tiff files found (ignored stems: {sorted(ignored) or 'none'}); check file_io.data_path")
+        raise InputError(f"{directory}: no {'/'.join(suffixes)} files found ({note}ignored stems: {sorted(ignored) or 'none'}); check file_io.data_path")
     return sorted(candidates, key=lambda path: natural_sort_key(path.name))
 
 

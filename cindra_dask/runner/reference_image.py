@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cindra_dask.chunking import chunk_starts, even_chunks
+from cindra_dask.chunking import chunk_count, chunk_starts, even_chunks
 from cindra_dask.config import SingleRecordingConfiguration
 from cindra_dask.registration.bidiphase import correct_bidirectional_offset, estimate_bidirectional_offset
 from cindra_dask.registration.graph import ReferenceResult, plan_options
@@ -37,6 +37,11 @@ from cindra_dask.registration.reference import (
 if TYPE_CHECKING:
     from cindra_dask.runner.execution import Executor
 
+
+MAXIMUM_GRAM_SLICES = 4096
+"""Most column slices (sample chunks × Gram column blocks) the initial pick submits; a small
+``max_chunk_memory`` makes the blocks larger than it rather than the task count quadratic
+(192² frames at 64 KiB: 683 blocks × 300 chunks without the cap; 32 MiB at 512² × 500: 16 × 16)."""
 
 def _chunk_futures(persisted: Any) -> list[Any]:
     """The futures of a persisted (n, H, W) dask array's chunks, in frame order."""
@@ -69,7 +74,8 @@ def cluster_reference_image(
     Chunking: the sample (float32) is read and persisted in `cindra_dask.chunking.even_chunks` of
     at most ``max_chunk_memory`` (the same on any cluster), one task per chunk reading its frames
     one Zarr chunk at a time, and stays on the workers. Initial pick: the frames' columns are cut
-    into `even_chunks` blocks of at most ``max_chunk_memory``; one task per block gathers its
+    into `even_chunks` blocks of at most ``max_chunk_memory`` (fewer, larger ones where there would be
+    more than `MAXIMUM_GRAM_SLICES` column slices); one task per block gathers its
     columns of every chunk and computes that block's (n, n) Gram matrix of mean-subtracted frames;
     the client sums them, picks the 20 frames, and each chunk sums its chosen frames. The 8 passes
     are submitted at once, as futures: per pass, the plan is one node, each chunk's rigid estimate
@@ -112,7 +118,9 @@ def cluster_reference_image(
     # columns of every chunk (views where the chunk lives), so a worker's peak grows by a few
     # blocks, not by a copy of the sample (a column rechunk added ≈ 450 MiB per worker at 512²)
     means = np.concatenate(client.gather(client.map(frame_means, frame_chunks)))
-    column_blocks = even_chunks(pixel_count, item_bytes=4 * len(sample_indices), max_chunk_bytes=budget)
+    block_limit = max(1, MAXIMUM_GRAM_SLICES // len(sample_chunks))
+    column_bytes = 4 * len(sample_indices)
+    column_blocks = even_chunks(pixel_count, item_bytes=column_bytes, max_chunk_bytes=max(budget, column_bytes * chunk_count(pixel_count, block_limit)))
     block_grams = [
         client.submit(column_block_gram, client.map(column_slice, frame_chunks, start=start, stop=start + length), frame_means=means)
         for start, length in zip(chunk_starts(column_blocks), column_blocks)
