@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -177,3 +178,20 @@ def test_bad_input_gives_one_clear_line_and_writes_nothing(tmp_path: Path, case:
     assert error_lines and len(error_lines) == len([line for line in output.splitlines() if line.strip() and not line.startswith("warning: ")]), output
     assert expected in output, output
     assert sorted(str(path) for path in tmp_path.rglob("*")) == before  # nothing written, nothing removed
+
+
+def test_an_output_folder_inside_the_data_folder_is_warned_about_and_still_validates(tmp_path: Path) -> None:
+    """Not an error (some labs keep results beside their data), but one line saying where the store lands."""
+    from cindra_dask.config import load_configuration
+    from cindra_dask.pipeline import preflight
+
+    data = _good_recording(tmp_path)
+    inside = load_configuration(_config(tmp_path, data, file_io={"output_path": str(data / "results")}))
+    with pytest.warns(UserWarning, match=r"file_io.output_path: the store .*results.* is inside the data folder"):
+        context = preflight(inside)
+    assert context.store.path.parent == data / "results" and not context.store.path.exists()
+    outside = load_configuration(_config(tmp_path, data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        preflight(outside)
+    assert not [warning for warning in caught if "inside the data folder" in str(warning.message)]

@@ -174,6 +174,8 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
         )
     if problems:
         raise CindraError(*problems)
+    if store.path.resolve().is_relative_to(data_path.resolve()):
+        warnings.warn(f"file_io.output_path: the store {store.path} is inside the data folder {data_path}; results mixed with raw data are easy to delete or copy by mistake, consider an output_path outside it", stacklevel=2)
     if processing and plan.frames_per_plane < RECOMMENDED_FRAMES_PER_PLANE:
         warnings.warn(f"{tiff_directory}: only {plan.frames_per_plane} frames per plane; detection finds few cells in fewer than {RECOMMENDED_FRAMES_PER_PLANE}", stacklevel=2)
     return RecordingContext(configuration, acquisition, tiff_directory, plan, store, bad_frame_indices)
