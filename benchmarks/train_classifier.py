@@ -25,10 +25,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cindra_dask.config import SingleRecordingConfiguration, roi_detection_options
 from cindra_dask.detection.binning import bin_frames, bin_size_frames
 from cindra_dask.detection.classify import FEATURE_NAMES, TrainingSet, cell_probability, fit_classifier, save_training_set
 from cindra_dask.extraction.baseline import neuropil_corrected_skewness
-from cindra_dask.detection.graph import detect_plane
+from cindra_dask.detection.plane import detect_plane
 from cindra_dask.evaluate import match_rois
 from cindra_dask.extraction.masks import build_extraction_masks
 from cindra_dask.extraction.traces import extract_traces
@@ -78,13 +79,9 @@ def labelled_detections(seed: int, condition: Condition) -> TrainingSet:
         binned,
         crop_origin_px=(0, 0),
         frame_shape=frame_shape,
-        temporal_highpass_window_frames=100,
-        spatial_highpass_window_px=25,
-        threshold_scaling=1.0,
-        maximum_iterations=50,
-        maximum_overlap=0.75,
-        crop_to_soma=True,
-        minimum_area_fraction=0.0,  # the bundled set predates the minimum-area filter (cindra keeps every ROI)
+        # the default roi_detection options; the bundled set predates the minimum-area filter (cindra keeps every ROI)
+        options=roi_detection_options(SingleRecordingConfiguration())._replace(minimum_area_fraction=0.0),
+        shape_classifier=None,
     )
     statistics = detection.statistics
     masks = build_extraction_masks(

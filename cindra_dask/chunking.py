@@ -3,13 +3,19 @@
 Every chunk, block and sample chunk is derived here from ``runtime.max_chunk_memory`` (the bytes of
 float32 data one task holds), never from the CPU count, so a graph is the same on a laptop and on
 a cluster: frames per ingested (and registered) chunk, the reference sample's chunks and the column
-blocks of its Gram matrix, ROIs per trace chunk.
+blocks of its Gram matrix, the registration metrics' sample, the bin-aligned chunks of detection's
+temporal binning, ROIs per trace chunk.
 """
 
 from __future__ import annotations
 
 import math
 from typing import NamedTuple
+
+
+METRICS_SAMPLE_CHUNKS = 8
+"""Chunk budgets of float32 frames the registration metrics' sample (one task) may hold: 256 MiB at
+the default ``max_chunk_memory`` of 32 MiB."""
 
 
 class FrameChunking(NamedTuple):
@@ -43,6 +49,12 @@ def ingest_chunk_frames(*, frame_height: int, frame_width: int, max_chunk_bytes:
     return min(batch_size, frames_per_chunk(frame_height=frame_height, frame_width=frame_width, max_chunk_bytes=max_chunk_bytes))
 
 
+def metrics_sample_frames(*, frame_height: int, frame_width: int, max_chunk_bytes: int) -> int:
+    """Most frames of the registration metrics' sample: `METRICS_SAMPLE_CHUNKS` × ``max_chunk_bytes``
+    of float32 frames of the valid crop (``frame_height`` × ``frame_width`` px), at least 2."""
+    return max(2, frames_per_chunk(frame_height=frame_height, frame_width=frame_width, max_chunk_bytes=METRICS_SAMPLE_CHUNKS * max_chunk_bytes))
+
+
 def even_chunks(count: int, *, item_bytes: int, max_chunk_bytes: int) -> tuple[int, ...]:
     """The fewest chunks of ``count`` items of ``item_bytes`` each that fit ``max_chunk_bytes`` (at
     least one item per chunk), their lengths differing by at most one, longer chunks first.
@@ -67,6 +79,19 @@ def plan_frame_chunks(frame_count: int, chunk_frames: int) -> FrameChunking:
     full, remainder = divmod(frame_count, chunk_frames)
     chunks = (chunk_frames,) * full + ((remainder,) if remainder else ())
     return FrameChunking(chunk_frames=chunk_frames, chunks=chunks or (0,))
+
+
+def bin_aligned_chunks(chunks: tuple[int, ...], *, bin_size: int) -> tuple[int, ...]:
+    """Frame chunks for temporal binning: regular chunks of a multiple of ``bin_size`` frames (≤ the largest input chunk, ≥ one bin).
+
+    Every chunk boundary is a multiple of ``bin_size``, so no bin straddles two chunks; the last
+    chunk may be shorter (its incomplete bin is the recording's last, dropped by binning anyway).
+    """
+    if bin_size <= 0:
+        raise ValueError("bin_size must be > 0")
+    frame_count = int(sum(chunks))
+    chunk_frames = max(bin_size, (max(chunks) // bin_size) * bin_size)
+    return plan_frame_chunks(frame_count, chunk_frames).chunks
 
 
 def chunk_starts(chunks: tuple[int, ...]) -> tuple[int, ...]:

@@ -5,7 +5,8 @@ user recognises them. cindra-dask adds the ``cluster`` section, ``runtime.max_ch
 memory budget from which chunk sizes are derived), ``runtime.seed``, ``file_io.recording_name`` and
 an optional inline ``acquisition`` section (otherwise ``cindra_parameters.json`` beside the TIFFs is
 read). Everything else (the YAML template, ``--help`` text, the field tables in the docs) is
-generated from these models; nothing is written twice.
+generated from these models; nothing is written twice. `roi_detection_options` turns the
+``roi_detection`` section into the detection kernels' options.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cindra_dask.errors import ConfigurationError, InputError
+
+if TYPE_CHECKING:
+    from cindra_dask.detection.plane import DetectionOptions
 
 SCHEMA_VERSION = 1
 ACQUISITION_FILE_NAME = "cindra_parameters.json"
@@ -477,6 +481,29 @@ class SingleRecordingConfiguration(Section):
     spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")
     metadata: MetadataSettings = Field(default_factory=MetadataSettings, description="Session, subject and microscope, for the NWB export (changes no result).")
+
+
+def roi_detection_options(configuration: SingleRecordingConfiguration) -> DetectionOptions:
+    """The detection kernels' options (`cindra_dask.detection.plane.DetectionOptions`) from ``roi_detection``;
+    the denoising blocks are half the ``nonrigid_registration`` blocks (at least 1 px)."""
+    from cindra_dask.detection.plane import DetectionOptions
+
+    settings = configuration.roi_detection
+    return DetectionOptions(
+        temporal_highpass_window_frames=settings.temporal_highpass_window,
+        spatial_highpass_window_px=settings.spatial_highpass_window,
+        threshold_scaling=settings.threshold_scaling,
+        maximum_iterations=settings.maximum_iterations,
+        maximum_overlap=settings.maximum_overlap,
+        crop_to_soma=settings.crop_to_soma,
+        minimum_area_fraction=settings.minimum_area_fraction,
+        denoise_block_shape_px=tuple(max(1, side // 2) for side in configuration.nonrigid_registration.block_size) if settings.denoise else None,
+        preclassification_threshold=settings.preclassification_threshold,
+        anatomical_diameter_px=settings.anatomical_diameter_px,
+        anatomical_maximum_elongation=settings.anatomical_maximum_elongation,
+        anatomical_match_fraction=settings.anatomical_match_fraction,
+        anatomical_contrast_fraction=settings.anatomical_threshold,
+    )
 
 
 # ----------------------------------------------------------------------------------------------

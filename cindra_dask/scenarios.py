@@ -21,7 +21,7 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from cindra_dask.simulate import SimulationParameters, write_recording
-from cindra_dask.simulate_bank import write_bank_subset
+from cindra_dask.simulate.bank import write_bank_subset
 
 REAL_DYNAMICS_BANK_FILE_NAME = "activity_bank.npz"
 

@@ -1,52 +1,104 @@
 """The Zarr layout of a recording store (DESIGN §3): the one place that knows paths and names.
 
+This docstring is the store contract: every group, array and attribute the code writes. Shapes use
+n ROIs, T frames per plane, (Ly, Lx) a plane's frame, (vh, vw) its valid crop, k principal
+components, s sampled frames, Σ the ROI pixels over all ROIs; "ragged masks" are ``pixel_offsets``
+(n+1,) i8 (ROI i owns entries [offsets[i], offsets[i+1])), ``ypix``, ``xpix`` (Σ,) i4 and ``lam``
+(Σ,) f4; dims are the arrays' ``dimension_names`` where set. Planes and channels are numbered from 0
+(``plane_k`` is a virtual plane in MROI mode).
+
 Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 
 ``/`` attrs
-    ``acquisition`` (acquisition parameters), ``configuration`` (YAML text), ``phases`` (phase
-    records, see :class:`PhaseRecord`), ``versions``, ``frame_shapes``; the input:
-    ``input_format`` (``tiff`` | ``hdf5``; absent in stores ingested before HDF5 input: TIFF) with
-    ``tiff_directory``, ``tiff_files`` (names, ingest order) or ``hdf5_directory``, ``hdf5_files``,
-    ``hdf5_dataset``.
+    ``acquisition`` (acquisition parameters), ``configuration`` (YAML text of the run),
+    ``frames_per_plane``, ``planes`` (one record per virtual plane: index, physical_plane,
+    row_start, row_stop, y_offset, x_offset), ``bad_frame_indices`` (the user's ``bad_frames.npy``),
+    ``phases`` (phase records, see :class:`PhaseRecord`, each with the package ``versions``; keys
+    ``ingest``, ``registration/plane_k``, ``detection/plane_k``, ``extraction/plane_k``, ``combine``
+    and ``multi_recording/<dataset>/{discover, extract}``), ``removed_intermediates`` (group →
+    UTC time of `cindra-dask clean`); the input: ``input_format`` (``tiff`` | ``hdf5``; absent in
+    stores ingested before HDF5 input: TIFF) with ``tiff_directory``, ``tiff_files`` (names, ingest
+    order) or ``hdf5_directory``, ``hdf5_files``, ``hdf5_dataset``.
 ``plane_k/raw/channel_c``
-    ingested frames (T, Ly, Lx), source integer dtype, chunks (chunk_frames, Ly, Lx);
-    planes and channels are numbered from 0 (``plane_k`` is a virtual plane in MROI mode).
+    ingested frames (T, Ly, Lx), source integer dtype, chunks (chunk_frames, Ly, Lx), dims (t, y, x);
+    attrs ``physical_plane``, ``row_start``, ``row_stop``, ``y_offset``, ``x_offset``.
 ``plane_k/registered/channel_c``
-    motion-corrected frames, same shape and chunks.
+    motion-corrected frames, same shape, dtype, chunks and dims.
 ``plane_k/registration/``
-    ``reference_image``, ``rigid_offsets`` (T, 2) f4 = (dy, dx) px: frame t shows the reference
-    moved by +dy rows and +dx columns (registration moves it by −dy, −dx), ``rigid_correlations``,
-    ``bad_frames``, ``nonrigid_offsets`` (T, n_blocks, 2), ``nonrigid_correlations``,
-    ``block_centers``, PC metrics.
+    ``reference_image`` (Ly, Lx) f4 dims (y, x); ``rigid_offsets`` (T, 2) f4 dims (t, axis) = (dy,
+    dx) px: frame t shows the reference moved by +dy rows and +dx columns (registration moves it by
+    −dy, −dx); ``rigid_correlations`` (T,) f4; ``bad_frames`` (T,) bool; ``nonrigid_offsets`` (T,
+    n_blocks, 2) f4 dims (t, block, axis) and ``nonrigid_correlations`` (T, n_blocks) f4 (n_blocks 0
+    without nonrigid); ``block_centers`` (n_blocks, 2) f4 px; both offset arrays carry the attr
+    ``sign``. PC metrics (absent when ``registration_metric_principal_components`` is 0):
+    ``pc_shift_metrics`` (k, 3) f4 px, attr ``columns`` = [rigid_px, nonrigid_mean_px,
+    nonrigid_max_px]; ``pc_low_images``, ``pc_high_images`` (k, vh, vw) f4; ``pc_projections`` (s, k)
+    f4. Group attrs ``valid_y_range``, ``valid_x_range`` ([start, stop) of the crop every frame
+    covers), ``alignment_channel``, ``bidirectional_offset_px``, ``bad_frame_count``, ``offsets_sign``.
+``plane_k/detection/``
+    ``mean_image``, ``enhanced_mean_image``, ``maximum_projection``, ``correlation_map`` (Ly, Lx) f4
+    dims (y, x).
+``plane_k/rois/``
+    ragged masks; ``centroids`` (n, 2) i4 (y, x) px; ``footprint`` (n,) i1 pyramid scale of the seed;
+    ``detection_source`` (n,) i1: which detector found each ROI, 0 = activity (sparse detection only),
+    1 = anatomy (a soma of the mean image no activity ROI covers; mask and weights from the mean
+    image), 2 = both (an activity ROI that a soma of the mean image confirms; mask and weights from
+    the activity); all 0 unless ``roi_detection.anatomical`` is on. Statistics (n,): ``mean_radius``,
+    ``baseline_mean_radius``, ``compactness``, ``solidity``, ``normalized_pixel_count``,
+    ``radius_px``, ``aspect_ratio`` f4, ``pixel_count``, ``soma_pixel_count`` i8; per pixel (Σ,)
+    bool: ``soma_mask``, ``overlap_mask``; ``skewness`` (n,) f4 (written by extraction). Group attrs
+    ``diameter_px``, ``bin_size``, ``binned_frame_count``, ``functional_channel``,
+    ``detection_exhausted``.
 ``plane_k/extraction/``
-    traces (n, T) f4 chunks (roi_chunk, T) and per-ROI arrays as in DESIGN §3, plus
-    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,): each ROI's indicator decay time constant
-    estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attributes
-    ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none),
-    ``cell_count`` (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
+    ``cell_fluorescence``, ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes`` (n, T)
+    f4 chunks (roi_chunk, T) dims (roi, t) (``subtracted_fluorescence`` and ``spikes`` all zeros
+    when ``spike_deconvolution.extract_spikes`` is off); ``neuropil_coefficient`` (n,) f4 chunks
+    (roi_chunk,) dims (roi,): the c of F − c·Fneu (fixed or estimated per ROI);
     ``delta_f_over_f`` (n, T) f4 chunks (roi_chunk, T), like the other traces: each ROI's dF/F,
     (F_c − F0) / F0 with F_c = ``cell_fluorescence`` − ``neuropil_coefficient`` ×
     ``neuropil_fluorescence`` and F0 the ``spike_deconvolution.baseline_method`` baseline of F_c taken
     per ROI (``maximin``: the baseline ``subtracted_fluorescence`` removes; ``constant``: the ROI's
     minimum of its smoothed F_c, not cindra's one scalar over all ROIs; ``constant_percentile``: the
     ROI's percentile); dimensionless, NaN where F0 ≤ 0; written whether or not spikes are extracted.
-    Stores processed before it existed lack it (rerun the process phase with ``--force``);
-    ``combined/extraction`` concatenates it like the other traces.
-    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] may carry the attribute
+    Stores processed before it existed lack it (rerun the process phase with ``--force``).
+    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,): each ROI's indicator decay time constant
+    estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attrs
+    ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none), ``cell_count``
+    (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
+    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] may carry the attr
     ``curation_history``: one entry per `cindra-dask import-curation` that changed it (``imported``
-    UTC time, ``source`` file, ``rows`` changed, ``previous`` their [is_cell, probability] before);
-    ``combined/extraction/cell_classification`` gets the same rows and its own history.
-``plane_k/rois/``
-    ragged masks and per-ROI statistics as in DESIGN §3, plus ``detection_source`` (n,) int8: which
-    detector found each ROI, 0 = activity (sparse detection only), 1 = anatomy (a soma of the mean
-    image no activity ROI covers; mask and weights from the mean image), 2 = both (an activity ROI
-    that a soma of the mean image confirms; mask and weights from the activity). All 0 unless
-    ``roi_detection.anatomical`` is on; ``combined/rois/detection_source`` concatenates the planes'.
-``plane_k/detection/``, ``combined/``, ``multi_recording/<dataset>/``
-    see DESIGN §3.
+    UTC time, ``source`` file, ``rows`` changed, ``previous`` their [is_cell, probability] before).
+    With a structural channel 2: ``cell_fluorescence_channel_2``, ``neuropil_fluorescence_channel_2``
+    (n, T) f4 like the traces, ``cell_colocalization`` (n, 2) f4 [colocalized 0/1, probability],
+    ``corrected_structural_mean_image`` (Ly, Lx) f4 dims (y, x) (channel-2 mean minus bleed-through).
+``combined/``
+    the planes tiled into one canvas (Hc, Wc): ``detection/`` the same images pasted; ``rois/`` the
+    same arrays concatenated over the included planes (masks and ``centroids`` moved to canvas
+    coordinates) plus ``plane_index`` (n,) i4; ``extraction/`` the same arrays concatenated (traces
+    trimmed to the shortest plane, chunks (roi_chunk, T), dims (roi, t)), its
+    ``cell_classification`` with its own ``curation_history``. Group attrs ``combined_height``,
+    ``combined_width``, ``frame_count``, ``plane_frame_counts``, ``plane_y_offsets``,
+    ``plane_x_offsets``, ``plane_heights``, ``plane_widths``, ``included_planes``, ``tau`` (s),
+    ``sampling_rate`` (Hz per plane).
+``multi_recording/<dataset>/``
+    written in every tracked recording's store. ``rois/``: ragged masks of this recording's selected
+    ROIs (canvas coordinates) with ``track_id`` (n,) i8 (−1 = untracked), ``track_confidence`` (n,)
+    f4, ``source_roi_index`` (n,) i8 (row in ``combined/rois``), ``centroids`` (n, 2) i4;
+    ``deformation_forward``, ``deformation_backward`` (2, Hc, Wc) f4 px dims (axis, y, x);
+    ``templates/``: ragged masks of every tracked cell (m rows, ordered by plane) back-projected into
+    this recording, with ``template_track_id`` (m,) i8, ``track_confidence`` (m,) f4,
+    ``recording_count`` (m,) i4, ``plane_index`` (m,) i4, ``centroids`` (m, 2) i4, ``radius_px`` (m,)
+    f4 and ``skewness`` (m,) f4 (written by extract); ``extraction/``: ``cell_fluorescence``,
+    ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes`` (m, T) f4 chunks (roi_chunk, T)
+    dims (roi, t) and ``neuropil_coefficient`` (m,) f4, one row per template. Group attrs
+    ``recording_names``, ``recording_paths``, ``recording_index``, ``template_diameter_px``.
 
-The store's lock is the file ``<recording_name>.zarr.lock`` beside it (files inside a Zarr v3
-hierarchy that are not nodes make Zarr warn). Inputs are never opened for writing.
+Beside the hierarchy: the manifest ``datapackage.json`` inside the store (`cindra_dask.manifest`: a
+Frictionless data package with one resource per array, path, shape, dtype, chunks, dimension
+names and a SHA-256 over the stored chunk bytes, plus the configuration, acquisition, versions,
+phase records, ``total_duration_s`` and the ``history`` of resets and cleans), and the store's lock,
+the file ``<recording_name>.zarr.lock`` next to the store (files inside a Zarr v3 hierarchy that are
+not nodes make Zarr warn). Inputs are never opened for writing.
 """
 
 from __future__ import annotations

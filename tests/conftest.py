@@ -65,3 +65,10 @@ def registration_options(**changes: Any) -> Any:
     from cindra_dask.registration.graph import plan_options
 
     return plan_options(SingleRecordingConfiguration())._replace(**changes)
+
+
+def detection_options(**changes: Any) -> Any:
+    """The default configuration's detection options (`cindra_dask.detection.plane.DetectionOptions`) with ``changes``."""
+    from cindra_dask.config import SingleRecordingConfiguration, roi_detection_options
+
+    return roi_detection_options(SingleRecordingConfiguration())._replace(**changes)

@@ -90,14 +90,6 @@ UNIT_SUFFIX = re.compile(r"_(px|frames|s|hz)$")
 NOT_CONFIGURATION = {"workers"}
 """Argument names that mean something else than the configuration field of that name (``workers``:
 ``scipy.fft`` threads in a kernel, worker processes in ``cluster``)."""
-DETECTION_PENDING = {
-    ("cindra_dask/detection/graph.py", "detect_plane"),
-    ("cindra_dask/detection/sparsery.py", "detect_rois"),
-    ("cindra_dask/detection/stats.py", "roi_statistics"),
-    ("cindra_dask/detection/stats.py", "curate_rois"),
-}
-"""Detection functions whose defaults still copy ``roi_detection`` (detection is reworked separately)."""
-
 
 def _configuration_field_names() -> set[str]:
     from cindra_dask.config import MultiRecordingConfiguration, Section, SingleRecordingConfiguration
@@ -120,7 +112,7 @@ def test_no_function_default_copies_a_configuration_field() -> None:
         if name in ("cindra_dask/config.py", "cindra_dask/cli.py"):
             continue
         for node in ast.walk(tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or (name, node.name) in DETECTION_PENDING:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
             arguments = node.args
             positional = arguments.posonlyargs + arguments.args

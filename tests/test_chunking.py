@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cindra_dask.chunking import chunk_starts, even_chunks, frames_per_chunk, ingest_chunk_frames, plan_frame_chunks, roi_chunk_size
+from cindra_dask.chunking import METRICS_SAMPLE_CHUNKS, chunk_starts, even_chunks, frames_per_chunk, ingest_chunk_frames, metrics_sample_frames, plan_frame_chunks, roi_chunk_size
+from cindra_dask.config import RuntimeSettings
 
 
 @given(st.integers(1, 2048), st.integers(1, 2048), st.integers(1, 2**32), st.integers(1, 64))
@@ -55,3 +56,23 @@ def test_reference_sample_chunks_and_gram_blocks_at_256_px() -> None:
     """500 float32 frames of 256² in 32 MiB: four chunks of 125 frames and four column blocks of 16 384 pixels."""
     assert even_chunks(500, item_bytes=4 * 256 * 256, max_chunk_bytes=32 * 2**20) == (125,) * 4
     assert even_chunks(256 * 256, item_bytes=4 * 500, max_chunk_bytes=32 * 2**20) == (16_384,) * 4
+
+
+@given(st.integers(1, 4096), st.integers(1, 4096), st.integers(1, 2**32))
+def test_metrics_sample_fits_its_share_of_the_budget(height: int, width: int, budget: int) -> None:
+    frames = metrics_sample_frames(frame_height=height, frame_width=width, max_chunk_bytes=budget)
+    share = METRICS_SAMPLE_CHUNKS * budget
+    assert frames >= 2
+    assert frames == 2 or frames * height * width * 4 <= share  # fits (or is the 2-frame minimum)
+    assert (frames + 1) * height * width * 4 > share  # the most that fit
+    assert metrics_sample_frames(frame_height=height, frame_width=width, max_chunk_bytes=2 * budget) >= frames
+
+
+DEFAULT_BUDGET = RuntimeSettings().max_chunk_bytes
+
+
+@given(st.integers(1, 4096), st.integers(1, 4096))
+def test_metrics_sample_at_the_default_budget_is_the_former_fixed_256_mib(height: int, width: int) -> None:
+    """At the default max_chunk_memory (32 MiB) the sample is bounded by 256 MiB, as it was before it followed the budget."""
+    assert DEFAULT_BUDGET == 32 * 2**20
+    assert metrics_sample_frames(frame_height=height, frame_width=width, max_chunk_bytes=DEFAULT_BUDGET) == max(2, 256 * 2**20 // (4 * height * width))

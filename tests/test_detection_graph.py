@@ -18,11 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
+from cindra_dask.chunking import bin_aligned_chunks
 from cindra_dask.config import AcquisitionParameters
 from cindra_dask.detection.binning import bin_frames
 from cindra_dask.detection.classify import FEATURE_NAMES, classify, load_classifier
 from cindra_dask.extraction.baseline import neuropil_corrected_skewness
-from cindra_dask.detection.graph import bin_aligned_chunks, binned_movie, plan_detection_step
+from cindra_dask.detection.graph import binned_movie, plan_detection_step
 from cindra_dask.detection.images import enhanced_mean_image
 from cindra_dask.errors import InputError
 from cindra_dask.evaluate import match_rois
@@ -31,7 +32,7 @@ from cindra_dask.extraction.traces import extract_traces
 from cindra_dask.pipeline import RecordingContext, run_plan
 from cindra_dask.rois import RaggedRois
 from cindra_dask.store import FRAME_DIMENSIONS, RecordingStore, frames_path, stage_path
-from tests.conftest import single_configuration
+from tests.conftest import detection_options, single_configuration
 
 IMAGE_NAMES = ("mean_image", "enhanced_mean_image", "maximum_projection", "correlation_map")
 
@@ -347,7 +348,7 @@ def test_minimum_area_drops_specks_smaller_than_a_quarter_cell_and_keeps_somata(
     """Three 113-px somata and two flickering 2×2 specks (hot pixels on real data): cindra keeps the
     specks as 4-px ROIs; ``minimum_area_fraction`` 0.25 of π·(d/2)² (d = 6 px detected here) drops
     exactly them and leaves the somata unchanged."""
-    from cindra_dask.detection.graph import detect_plane
+    from cindra_dask.detection.plane import detect_plane
 
     rng = np.random.default_rng(8)
     frame_count, height, width = 300, 64, 64
@@ -358,9 +359,10 @@ def test_minimum_area_drops_specks_smaller_than_a_quarter_cell_and_keeps_somata(
         frames += np.outer((rng.random(frame_count) < 0.05) * rng.uniform(3, 6, frame_count), disk).reshape(frame_count, height, width)
     for speck_y, speck_x in ((44, 16), (8, 56)):
         frames[:, speck_y : speck_y + 2, speck_x : speck_x + 2] += ((rng.random(frame_count) < 0.05) * rng.uniform(15, 25, frame_count))[:, None, None]
-    options = dict(crop_origin_px=(0, 0), frame_shape=(height, width), temporal_highpass_window_frames=100, spatial_highpass_window_px=25, threshold_scaling=1.0, maximum_iterations=50, maximum_overlap=0.75, crop_to_soma=True)
-    everything = detect_plane(frames.copy(), minimum_area_fraction=0.0, **options)
-    filtered = detect_plane(frames.copy(), minimum_area_fraction=0.25, **options)
+    options = detection_options()
+    arguments = dict(crop_origin_px=(0, 0), frame_shape=(height, width), shape_classifier=None)
+    everything = detect_plane(frames.copy(), options=options._replace(minimum_area_fraction=0.0), **arguments)
+    filtered = detect_plane(frames.copy(), options=options._replace(minimum_area_fraction=0.25), **arguments)
     assert everything.diameter_px == 6
     assert sorted(np.diff(everything.rois.pixel_offsets).tolist()) == [4, 4, 113, 113, 113]
     assert np.diff(filtered.rois.pixel_offsets).tolist() == [113, 113, 113]

@@ -29,6 +29,13 @@ from cindra_dask.detection.sparsery import (
 from cindra_dask.detection.stats import curate_rois, overlap_survivors, roi_statistics
 from cindra_dask.evaluate import match_rois
 from cindra_dask.rois import RaggedRois
+from tests.conftest import detection_options
+
+DEFAULTS = detection_options()
+SPARSE_DETECTION = {
+    name: getattr(DEFAULTS, name) for name in ("temporal_highpass_window_frames", "spatial_highpass_window_px", "threshold_scaling", "maximum_iterations")
+}
+"""`detect_rois`'s options of the default configuration."""
 
 
 def _mask(selection: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -210,9 +217,11 @@ def planted_recording() -> _PlantedRecording:
 
 def test_detection_recovers_planted_somata(planted_recording: _PlantedRecording) -> None:
     residual = planted_recording.binned.copy()
-    detection = detect_rois(residual, overwrite_frames=True)
+    detection = detect_rois(residual, **SPARSE_DETECTION, overwrite_frames=True)
     assert detection.exhausted and detection.diameter_px == 12  # 12-px somata: scale 2
-    curated = curate_rois(detection.rois, frame_shape=planted_recording.frame_shape, diameter_px=detection.diameter_px, centroids=detection.centroids)
+    curated = curate_rois(
+        detection.rois, frame_shape=planted_recording.frame_shape, diameter_px=detection.diameter_px, centroids=detection.centroids, crop_to_soma=DEFAULTS.crop_to_soma, maximum_overlap=DEFAULTS.maximum_overlap
+    )
     matching = match_rois(curated.rois, planted_recording.true_cells, frame_shape=planted_recording.frame_shape, iou_threshold=0.3)
     assert matching.recall >= 0.95 and matching.f1 >= 0.9, matching
     assert np.median(matching.iou) > 0.75
@@ -228,10 +237,10 @@ def test_detection_recovers_planted_somata(planted_recording: _PlantedRecording)
 def test_noise_and_empty_movies_give_no_rois() -> None:
     rng = np.random.default_rng(4)
     noise = (100 + 5 * rng.standard_normal((300, 64, 64))).astype(np.float32)
-    detection = detect_rois(noise)
+    detection = detect_rois(noise, **SPARSE_DETECTION)
     assert detection.rois.count == 0 and detection.exhausted
     assert detection.centroids.shape == (0, 2) and detection.correlation_map.shape == (64, 64)
-    empty = detect_rois(np.zeros((50, 40, 40), np.float32))
+    empty = detect_rois(np.zeros((50, 40, 40), np.float32), **SPARSE_DETECTION)
     assert empty.rois.count == 0 and np.all(empty.correlation_map == 0) and np.all(empty.maximum_projection == 0)
 
 
@@ -244,7 +253,7 @@ def test_touching_cells_with_independent_activity_are_separate_rois() -> None:
     footprints = np.array([np.exp(-((yy - row) ** 2 + (xx - column) ** 2) / 12.0) for row, column in centres], np.float32)
     activity = (rng.random((len(centres), 500)) < 0.05) * rng.uniform(20, 40, (len(centres), 500))
     frames = (np.tensordot(activity.T, footprints, axes=1) + rng.standard_normal((500, height, width))).astype(np.float32)
-    detection = detect_rois(frames, overwrite_frames=True)
+    detection = detect_rois(frames, **SPARSE_DETECTION, overwrite_frames=True)
     truth = RaggedRois.from_masks([_mask(footprint > 0.2) for footprint in footprints])
     matching = match_rois(detection.rois, truth, frame_shape=(height, width))
     assert detection.rois.count == len(centres) and matching.recall == 1.0 and matching.iou.min() > 0.4, matching.iou
@@ -294,7 +303,7 @@ def test_soma_crop_cuts_a_dim_tail() -> None:
     tail = (np.abs(yy - 20) <= 1) & (xx > 25) & (xx < 55)
     weights = np.where(soma, 1.0, 0.02)
     rois = RaggedRois.from_masks([_mask(soma | tail, weights)])
-    statistics = roi_statistics(rois, frame_shape=(60, 60), diameter_px=12, centroids=np.array([[20, 20]]))
+    statistics = roi_statistics(rois, frame_shape=(60, 60), diameter_px=12, centroids=np.array([[20, 20]]), crop_to_soma=True)
     kept_columns = rois.xpix[statistics.soma_mask]
     assert kept_columns.max() <= 26 and statistics.soma_pixel_count[0] >= 0.8 * soma.sum()
     assert statistics.pixel_count[0] == (soma | tail).sum()
@@ -308,7 +317,7 @@ def test_overlap_removal_drops_the_later_of_two_overlapping_rois() -> None:
     rois = RaggedRois.from_masks([_mask(first), _mask(third), _mask(second)])
     np.testing.assert_array_equal(overlap_survivors(rois, frame_shape=(64, 64), maximum_overlap=0.75), [True, True, False])
     np.testing.assert_array_equal(overlap_survivors(rois, frame_shape=(64, 64), maximum_overlap=1.0), [True, True, True])
-    curated = curate_rois(rois, frame_shape=(64, 64), diameter_px=12, maximum_overlap=0.75)
+    curated = curate_rois(rois, frame_shape=(64, 64), diameter_px=12, crop_to_soma=True, maximum_overlap=0.75)
     np.testing.assert_array_equal(curated.kept_indices, [0, 1])
     assert curated.rois.count == 2 and not curated.statistics.overlap_mask.any()
     assert curated.statistics.soma_mask.size == curated.rois.ypix.size

@@ -54,7 +54,7 @@ def write_plane(path: Path, channels: list[np.ndarray], rois: RaggedRois, *, chu
         target = store.create_array(frames_path(0, channel, kind="registered"), shape=movie.shape, dtype=movie.dtype, chunks=(chunk_frames, height, width), dimension_names=("t", "y", "x"))
         target[...] = movie
     store.write_array(f"{stage_path(0, 'registration')}/bad_frames", np.zeros(frame_count, bool) if bad_frames is None else bad_frames)
-    statistics = roi_statistics(rois, frame_shape=(height, width), diameter_px=DIAMETER_PX)
+    statistics = roi_statistics(rois, frame_shape=(height, width), diameter_px=DIAMETER_PX, crop_to_soma=True)
     features = {"normalized_pixel_count": statistics.normalized_pixel_count, "compactness": statistics.compactness}
     store.write_rois(stage_path(0, "rois"), rois, centroids=median_centroids(rois), radius_px=statistics.radius_px, **features)
     return PlaneInputs(store, channels, rois, statistics.radius_px, features)

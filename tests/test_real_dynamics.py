@@ -15,7 +15,7 @@ from cindra_dask.evaluate import smoothed_spike_correlations
 from cindra_dask.extraction.baseline import subtract_baseline
 from cindra_dask.extraction.oasis import deconvolve_oasis
 from cindra_dask.simulate import LOWEST_PLANTED_DFF, SimulationParameters, generate_ground_truth
-from cindra_dask.simulate_bank import load_activity_bank, resample_recording, write_activity_bank
+from cindra_dask.simulate.bank import load_activity_bank, resample_recording, write_activity_bank
 
 FETCH_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy" / "fetch_cascade.py"
 

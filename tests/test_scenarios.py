@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cindra_dask.scenarios import SCENARIO_BASE, SCENARIOS, _add_uint16_offset, scenario_parameters, write_scenario
-from cindra_dask.simulate_bank import write_bank_subset
+from cindra_dask.simulate.bank import write_bank_subset
 from cindra_dask.simulate import GroundTruth, SimulationParameters, generate_ground_truth, write_recording
 
 AR1_SCENARIOS = [name for name, scenario in SCENARIOS.items() if not scenario.bank_datasets]

@@ -94,7 +94,7 @@ def test_tiff_pages_interleave_plane_major_channel_minor(two_plane_two_channel: 
     import tifffile
 
     parameters, truth, movie = two_plane_two_channel.truth.parameters, two_plane_two_channel.truth, two_plane_two_channel.movie
-    monkeypatch.setattr(simulate, "CHUNK_BYTES", 1)  # one frame per chunk: files are filled across many chunks
+    monkeypatch.setattr(simulate.render, "CHUNK_BYTES", 1)  # one frame per chunk: files are filled across many chunks
     write_recording(parameters, tmp_path, truth=truth)
     paths = sorted(tmp_path.glob("recording_*.tif"))
     counts = [len(tifffile.TiffFile(path).pages) for path in paths]

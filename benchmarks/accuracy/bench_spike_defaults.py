@@ -2,7 +2,7 @@
 default on real dynamics?  Issue 24, item 5.
 
 (a) Real traces. Every recording of the CASCADE bank (``fetch_cascade.py``) is resampled to 30 Hz
-    and to 7.5 Hz (`cindra_dask.simulate_bank`, box average) and cut into 100 s segments; each
+    and to 7.5 Hz (`cindra_dask.simulate.bank`, box average) and cut into 100 s segments; each
     segment's dF/F goes through the pipeline's own kernels as ``extraction/graph.py`` runs them:
     `subtract_baseline` (the configuration's default maximin baseline) then `deconvolve_oasis`
     with the indicator's tau (``TAU_S``) and ``minimum_spike_noise_multiple`` 0, 1, 2. Scored with
@@ -36,7 +36,7 @@ from cindra_dask.config import SpikeDeconvolutionSettings
 from cindra_dask.evaluate import row_correlations, smoothed_spike_correlations
 from cindra_dask.extraction.baseline import estimate_neuropil_coefficients, subtract_baseline, subtract_neuropil
 from cindra_dask.extraction.oasis import deconvolve_oasis, difference_noise
-from cindra_dask.simulate_bank import load_activity_bank, write_bank_subset
+from cindra_dask.simulate.bank import load_activity_bank, write_bank_subset
 
 HERE = Path(__file__).resolve().parent
 RESULT_PATH = HERE / "results" / "spike_defaults.md"

@@ -12,7 +12,7 @@ Usage::
 The repository is read with ``git show HEAD:<path>`` (a bare clone is enough). The files listed in
 ``FILES`` (≤ 5 per dataset, ten datasets, seven indicators) are copied into
 ``<cache>/raw/`` and checked against their SHA-256; then ``<cache>/cascade_bank.npz`` is written
-(layout: `cindra_dask.simulate_bank`; each recording at its own rate, spike times from the start of
+(layout: `cindra_dask.simulate.bank`; each recording at its own rate, spike times from the start of
 its first sample, NaN spike entries and spikes outside the imaged interval dropped). The cache is
 ``$CINDRA_DASK_DATA/cascade`` if that variable is set, else ``~/.cache/cindra-dask/cascade``;
 nothing is written inside this repository.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cindra_dask.simulate_bank import refuse_reserved_datasets, write_activity_bank
+from cindra_dask.simulate.bank import refuse_reserved_datasets, write_activity_bank
 
 import data_cache  # the sibling module of benchmarks/accuracy
 

@@ -10,6 +10,10 @@ This differs from cindra, which drops bad frames first (only in 500-frame batche
 good), bins the remaining frames consecutively and discards every batch's remainder; here a bad
 frame shortens its own bin instead of shifting all later bins, and only the recording's last
 remainder is lost.
+
+`bins_per_chunk` gives a graph the output length of every bin-aligned chunk
+(`cindra_dask.chunking.bin_aligned_chunks`) before computing it; `bin_chunk` bins one such chunk
+and `concatenate_bins` joins the binned chunks into the movie detection works on.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from cindra_dask.chunking import chunk_starts
 
 
 class BinnedFrames(NamedTuple):
@@ -83,3 +89,19 @@ def bin_frames(frames: np.ndarray, *, bin_size: int, good_frames: np.ndarray | N
     binned = sums[kept] if not kept.all() else sums
     binned /= counts[kept].astype(np.float32)[:, None, None]
     return BinnedFrames(frames=binned, good_frame_counts=counts[kept])
+
+
+def bins_per_chunk(good_frames: np.ndarray, chunks: tuple[int, ...], *, bin_size: int) -> tuple[int, ...]:
+    """Bins each bin-aligned chunk yields (complete bins with at least one good frame)."""
+    good = np.asarray(good_frames, bool)
+    return tuple(int(np.count_nonzero(bin_good_frame_counts(good[start : start + length], bin_size=bin_size))) for start, length in zip(chunk_starts(chunks), chunks))
+
+
+def bin_chunk(frames: np.ndarray, good_frames: np.ndarray, *, bin_size: int) -> np.ndarray:
+    """(n_bins, H, W) float32 bins of one bin-aligned chunk of (t, H, W) frames; ``good_frames`` is (t, 1, 1) bool."""
+    return bin_frames(frames, bin_size=bin_size, good_frames=good_frames[:, 0, 0]).frames
+
+
+def concatenate_bins(chunks: list[np.ndarray]) -> np.ndarray:
+    """The binned movie (n_bins, H, W) as one new C-contiguous float32 array (detection overwrites it)."""
+    return np.concatenate(chunks, axis=0).astype(np.float32, copy=False)

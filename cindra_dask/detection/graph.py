@@ -10,10 +10,10 @@ Per plane (cindra §3.3–3.4):
    from the mean image and the detected cell diameter. All are embedded into full frames.
 3. Sparse detection in one task on the gathered binned movie (optionally block-PCA denoised first),
    ROI coordinates moved back to full-frame pixels, optional shape-only preclassification, ROI
-   statistics and overlap removal.
+   statistics and overlap removal (`cindra_dask.detection.plane.detect_plane`).
 4. With ``roi_detection.anatomical``: somata of the mean image (`cindra_dask.detection.anatomy`)
    merged with the activity ROIs in one more small task, statistics and overlap removal redone on the
-   union; every ROI is flagged by its `DetectionSource`.
+   union; every ROI is flagged by its `DetectionSource` (`cindra_dask.detection.plane.add_anatomical_rois`).
 
 Only the images and the ROIs (small) come back to the client, which writes them.
 """
@@ -25,16 +25,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from cindra_dask.chunking import chunk_starts, plan_frame_chunks
-from cindra_dask.detection.anatomy import DetectionSource, merge_anatomical_rois, soma_candidates
-from cindra_dask.detection.binning import bin_frames, bin_good_frame_counts, bin_size_frames
-from cindra_dask.detection.classify import SHAPE_FEATURE_NAMES, CellClassifier, cell_probability, fit_classifier, load_training_set
-from cindra_dask.detection.denoise import pca_denoise
-from cindra_dask.detection.images import ImageSums, combine_image_sums, enhanced_mean_image, finalize_images, image_sums
-from cindra_dask.detection.sparsery import detect_rois
-from cindra_dask.detection.stats import RoiStatistics, curate_rois, roi_statistics
+from cindra_dask.chunking import bin_aligned_chunks
+from cindra_dask.config import roi_detection_options
+from cindra_dask.detection.anatomy import DetectionSource
+from cindra_dask.detection.binning import bin_chunk, bin_size_frames, bins_per_chunk, concatenate_bins
+from cindra_dask.detection.classify import SHAPE_FEATURE_NAMES, CellClassifier, fit_classifier, load_training_set
+from cindra_dask.detection.images import DetectionImages, combine_image_sums, full_frame_images, image_sums
+from cindra_dask.detection.plane import DetectionOptions, PlaneDetection, add_anatomical_rois, detect_plane
 from cindra_dask.errors import InputError, OutputError
-from cindra_dask.rois import RaggedRois
 from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import DETECTION, REGISTERED, REGISTRATION, ROIS, RecordingStore, frames_path, stage_path
 
@@ -46,241 +44,6 @@ RAGGED_STATISTICS = ("soma_mask", "overlap_mask")
 """Statistics with one entry per ROI pixel (stored ragged, like ``ypix``), not one per ROI."""
 
 
-class DetectionImages(NamedTuple):
-    """Full-frame detection images, (Ly, Lx) float32 each.
-
-    Attributes
-    ----------
-    mean_image : mean of the binned movie; 0 outside the valid crop.
-    enhanced_mean_image : contrast-normalised mean image in [0, 1]; its interior minimum outside the crop.
-    maximum_projection : maximum over time of the binned movie; 0 outside the crop.
-    correlation_map : mean correlation of each pixel's binned trace with its 8 neighbours; 0 outside the crop.
-    """
-
-    mean_image: np.ndarray
-    enhanced_mean_image: np.ndarray
-    maximum_projection: np.ndarray
-    correlation_map: np.ndarray
-
-
-class PlaneDetection(NamedTuple):
-    """ROIs found in one plane, in full-frame coordinates, detection order.
-
-    Attributes
-    ----------
-    rois : ragged masks; ``lam`` in binned-movie intensity units.
-    centroids : (n, 2) int32 (y, x) px.
-    footprints : (n,) int8 pyramid scale of each ROI's seed.
-    statistics : `RoiStatistics` of the survivors of overlap removal.
-    diameter_px : estimated cell diameter (3·2^scale px).
-    binned_frame_count : bins the detection ran on.
-    exhausted : True when detection stopped below its threshold (not at the iteration limit).
-    detection_source : (n,) int8 `DetectionSource` code of each ROI (all ACTIVITY without anatomical detection).
-    """
-
-    rois: RaggedRois
-    centroids: np.ndarray
-    footprints: np.ndarray
-    statistics: RoiStatistics
-    diameter_px: int
-    binned_frame_count: int
-    exhausted: bool
-    detection_source: np.ndarray
-
-
-# ---------------------------------------------------------------------------------------------
-# planning (pure)
-# ---------------------------------------------------------------------------------------------
-
-
-def bin_aligned_chunks(chunks: tuple[int, ...], *, bin_size: int) -> tuple[int, ...]:
-    """Frame chunks for binning: regular chunks of a multiple of ``bin_size`` frames (≤ the largest input chunk, ≥ one bin).
-
-    Every chunk boundary is a multiple of ``bin_size``, so no bin straddles two chunks; the last
-    chunk may be shorter (its incomplete bin is the recording's last, dropped by binning anyway).
-    """
-    if bin_size <= 0:
-        raise ValueError("bin_size must be > 0")
-    frame_count = int(sum(chunks))
-    chunk_frames = max(bin_size, (max(chunks) // bin_size) * bin_size)
-    return plan_frame_chunks(frame_count, chunk_frames).chunks
-
-
-def bins_per_chunk(good_frames: np.ndarray, chunks: tuple[int, ...], *, bin_size: int) -> tuple[int, ...]:
-    """Bins each bin-aligned chunk yields (complete bins with at least one good frame)."""
-    good = np.asarray(good_frames, bool)
-    return tuple(int(np.count_nonzero(bin_good_frame_counts(good[start : start + length], bin_size=bin_size))) for start, length in zip(chunk_starts(chunks), chunks))
-
-
-# ---------------------------------------------------------------------------------------------
-# task functions (numpy in, numpy out)
-# ---------------------------------------------------------------------------------------------
-
-
-def _bin_block(frames: np.ndarray, good_frames: np.ndarray, *, bin_size: int) -> np.ndarray:
-    """Dask block function: bins of one bin-aligned chunk; ``good_frames`` is (t, 1, 1) bool."""
-    return bin_frames(frames, bin_size=bin_size, good_frames=good_frames[:, 0, 0]).frames
-
-
-def _gather_bins(blocks: list[np.ndarray]) -> np.ndarray:
-    """The binned movie as one new C-contiguous float32 array, used only by the detection task (which overwrites it)."""
-    return np.concatenate(blocks, axis=0).astype(np.float32, copy=False)
-
-
-def _shift_rois(rois: RaggedRois, *, origin_px: tuple[int, int]) -> RaggedRois:
-    """The same masks moved by (+dy, +dx) = ``origin_px``."""
-    return RaggedRois(rois.pixel_offsets, (rois.ypix + origin_px[0]).astype(np.int32), (rois.xpix + origin_px[1]).astype(np.int32), rois.lam)
-
-
-def detect_plane(
-    binned: np.ndarray,
-    *,
-    crop_origin_px: tuple[int, int],
-    frame_shape: tuple[int, int],
-    temporal_highpass_window_frames: int,
-    spatial_highpass_window_px: int,
-    threshold_scaling: float,
-    maximum_iterations: int,
-    maximum_overlap: float,
-    crop_to_soma: bool,
-    minimum_area_fraction: float,
-    denoise_block_shape_px: tuple[int, int] | None = None,
-    shape_classifier: CellClassifier | None = None,
-    preclassification_threshold: float = 0.0,
-) -> PlaneDetection:
-    """Sparse detection, preclassification and curation of one plane's binned movie (one task).
-
-    Parameters
-    ----------
-    binned : (n_bins, vh, vw) float32 C-contiguous binned movie of the valid crop; **overwritten**.
-    crop_origin_px : (y, x) of the crop's top-left pixel in the full frame.
-    frame_shape : (Ly, Lx) full frame, px.
-    temporal_highpass_window_frames, spatial_highpass_window_px, threshold_scaling, maximum_iterations :
-        see `cindra_dask.detection.sparsery.detect_rois`.
-    maximum_overlap, crop_to_soma : see `cindra_dask.detection.stats.curate_rois`.
-    minimum_area_fraction : ROIs of fewer pixels than this fraction of π·(diameter/2)² (diameter from
-        the detected scale) are removed before curation; 0 keeps every ROI.
-    denoise_block_shape_px : block-PCA denoise with these blocks first (None: no denoising).
-    shape_classifier : classifier on `SHAPE_FEATURE_NAMES`; with ``preclassification_threshold`` > 0,
-        ROIs whose probability is not above the threshold are removed before curation.
-    preclassification_threshold : see above (0 disables).
-
-    Returns
-    -------
-    PlaneDetection in full-frame coordinates.
-    """
-    if denoise_block_shape_px is not None:
-        pca_denoise(binned, block_shape_px=denoise_block_shape_px, overwrite_frames=True)
-    detection = detect_rois(
-        binned,
-        temporal_highpass_window_frames=temporal_highpass_window_frames,
-        spatial_highpass_window_px=spatial_highpass_window_px,
-        threshold_scaling=threshold_scaling,
-        maximum_iterations=maximum_iterations,
-        overwrite_frames=True,
-    )
-    rois = _shift_rois(detection.rois, origin_px=crop_origin_px)
-    centroids = (detection.centroids + np.asarray(crop_origin_px, np.int32)).astype(np.int32)
-    footprints = detection.footprints
-    minimum_pixels = minimum_area_fraction * np.pi * (detection.diameter_px / 2.0) ** 2
-    large_enough = np.flatnonzero(np.diff(rois.pixel_offsets) >= minimum_pixels)
-    if large_enough.size < rois.count:
-        rois, centroids, footprints = rois.select(large_enough), centroids[large_enough], footprints[large_enough]
-    if preclassification_threshold > 0 and shape_classifier is not None and rois.count:
-        shapes = roi_statistics(rois, frame_shape=frame_shape, diameter_px=detection.diameter_px, centroids=centroids, crop_to_soma=crop_to_soma)
-        probability = cell_probability(shapes._asdict(), classifier=shape_classifier)
-        kept = np.flatnonzero(probability > preclassification_threshold)
-        rois, centroids, footprints = rois.select(kept), centroids[kept], footprints[kept]
-    curated = curate_rois(rois, frame_shape=frame_shape, diameter_px=detection.diameter_px, centroids=centroids, crop_to_soma=crop_to_soma, maximum_overlap=maximum_overlap)
-    return PlaneDetection(
-        rois=curated.rois,
-        centroids=curated.centroids,
-        footprints=footprints[curated.kept_indices].astype(np.int8),
-        statistics=curated.statistics,
-        diameter_px=int(detection.diameter_px),
-        binned_frame_count=int(binned.shape[0]),
-        exhausted=bool(detection.exhausted),
-        detection_source=np.full(curated.rois.count, DetectionSource.ACTIVITY, np.int8),
-    )
-
-
-def add_anatomical_rois(
-    detection: PlaneDetection,
-    mean_image: np.ndarray,
-    *,
-    valid_y_range: tuple[int, int],
-    valid_x_range: tuple[int, int],
-    anatomical_diameter_px: int,
-    minimum_area_fraction: float,
-    maximum_elongation: float,
-    match_fraction: float,
-    contrast_fraction: float,
-    crop_to_soma: bool,
-    maximum_overlap: float,
-) -> PlaneDetection:
-    """Merge the somata of the mean image into one plane's activity detection (one small task).
-
-    Parameters
-    ----------
-    detection : `detect_plane`'s result (full-frame coordinates).
-    mean_image : (Ly, Lx) float32 full-frame mean image of the binned movie.
-    valid_y_range, valid_x_range : [start, stop) of the valid crop; somata are searched inside it.
-    anatomical_diameter_px : expected soma diameter, px; 0 uses the activity detection's ``diameter_px``.
-    minimum_area_fraction, maximum_elongation : see `cindra_dask.detection.anatomy.soma_candidates`.
-    match_fraction, contrast_fraction : see `cindra_dask.detection.anatomy.merge_anatomical_rois`.
-    crop_to_soma, maximum_overlap : see `cindra_dask.detection.stats.curate_rois` (rerun on the union).
-
-    Returns
-    -------
-    PlaneDetection: the activity ROIs (ACTIVITY or BOTH) then the added somata (ANATOMY), curated
-    together with the activity's diameter; an added soma's footprint is the pyramid scale nearest its diameter.
-    """
-    frame_shape = mean_image.shape
-    diameter_px = anatomical_diameter_px if anatomical_diameter_px > 0 else detection.diameter_px
-    crop = mean_image[slice(*valid_y_range), slice(*valid_x_range)]
-    candidates = soma_candidates(crop, diameter_px=diameter_px, minimum_area_fraction=minimum_area_fraction, maximum_elongation=maximum_elongation)
-    origin = (valid_y_range[0], valid_x_range[0])
-    candidates = candidates._replace(rois=_shift_rois(candidates.rois, origin_px=origin), centroids=(candidates.centroids + np.asarray(origin, np.int32)).astype(np.int32))
-    merged = merge_anatomical_rois(detection.rois, detection.centroids, candidates, frame_shape=frame_shape, match_fraction=match_fraction, contrast_fraction=contrast_fraction)
-    soma_scale = max(0, int(round(np.log2(diameter_px / 3.0))))
-    footprints = np.concatenate([detection.footprints, np.full(merged.added_indices.size, soma_scale, np.int8)])
-    curated = curate_rois(merged.rois, frame_shape=frame_shape, diameter_px=detection.diameter_px, centroids=merged.centroids, crop_to_soma=crop_to_soma, maximum_overlap=maximum_overlap)
-    return detection._replace(
-        rois=curated.rois,
-        centroids=curated.centroids,
-        footprints=footprints[curated.kept_indices].astype(np.int8),
-        statistics=curated.statistics,
-        detection_source=merged.detection_source[curated.kept_indices],
-    )
-
-
-def full_frame_images(sums: ImageSums, *, diameter_px: float, valid_y_range: tuple[int, int], valid_x_range: tuple[int, int], frame_shape: tuple[int, int]) -> DetectionImages:
-    """Finalise the binned movie's running sums into full-frame detection images.
-
-    Parameters
-    ----------
-    sums : running sums over the binned movie of the valid crop.
-    diameter_px : detected cell diameter (sets the enhanced mean's filter width).
-    valid_y_range, valid_x_range : [start, stop) of the crop in the full frame.
-    frame_shape : (Ly, Lx).
-    """
-    images = finalize_images(sums)
-    enhanced = enhanced_mean_image(images.mean_image, diameter_px=diameter_px)
-    crop = (slice(*valid_y_range), slice(*valid_x_range))
-
-    def embed(image: np.ndarray, fill: float) -> np.ndarray:
-        frame = np.full(frame_shape, fill, np.float32)
-        frame[crop] = image
-        return frame
-
-    return DetectionImages(
-        mean_image=embed(images.mean_image, 0.0),
-        enhanced_mean_image=embed(enhanced, float(enhanced.min())),
-        maximum_projection=embed(images.maximum_projection, 0.0),
-        correlation_map=embed(images.local_correlation, 0.0),
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # graph builders (lazy)
 # ---------------------------------------------------------------------------------------------
@@ -289,9 +52,9 @@ def full_frame_images(sums: ImageSums, *, diameter_px: float, valid_y_range: tup
 def binned_movie(frames: Any, good_frames: np.ndarray, *, bin_size: int) -> Any:
     """Lazy temporal binning of a (T, vh, vw) Dask array.
 
-    Chunking: ``frames`` is first rechunked to `bin_aligned_chunks` along time (whole frames per
-    chunk), then one task per chunk bins it; output chunks are (bins of that chunk, vh, vw) float32,
-    their lengths known in advance from ``good_frames`` (a chunk may yield 0 bins).
+    Chunking: ``frames`` is first rechunked to `cindra_dask.chunking.bin_aligned_chunks` along time
+    (whole frames per chunk), then one task per chunk bins it; output chunks are (bins of that chunk,
+    vh, vw) float32, their lengths known in advance from ``good_frames`` (a chunk may yield 0 bins).
 
     Parameters
     ----------
@@ -301,7 +64,7 @@ def binned_movie(frames: Any, good_frames: np.ndarray, *, bin_size: int) -> Any:
 
     Returns
     -------
-    dask.array (n_bins, vh, vw) float32, equal to ``bin_frames(frames, ...).frames`` of the whole array.
+    dask.array (n_bins, vh, vw) float32, equal to `cindra_dask.detection.binning.bin_frames` of the whole array.
     """
     import dask.array as da
 
@@ -312,7 +75,7 @@ def binned_movie(frames: Any, good_frames: np.ndarray, *, bin_size: int) -> Any:
     frames = frames.rechunk({0: aligned, 1: -1, 2: -1})
     good_blocks = da.from_array(good.reshape(-1, 1, 1), chunks=(aligned, 1, 1))
     return da.map_blocks(
-        _bin_block,
+        bin_chunk,
         frames,
         good_blocks,
         bin_size=bin_size,
@@ -347,27 +110,27 @@ def detection_images(sums: Any, diameter_px: Any, *, valid_y_range: tuple[int, i
     return dask.delayed(full_frame_images, pure=True)(sums, diameter_px=diameter_px, valid_y_range=valid_y_range, valid_x_range=valid_x_range, frame_shape=frame_shape)
 
 
-def anatomical_plane_detection(detection: Any, images: Any, **options: Any) -> Any:
+def anatomical_plane_detection(detection: Any, images: Any, *, valid_y_range: tuple[int, int], valid_x_range: tuple[int, int], options: DetectionOptions) -> Any:
     """Delayed `PlaneDetection` with the mean image's somata merged in (`add_anatomical_rois`).
 
     Chunking: one task on the (Ly, Lx) mean image and the plane's ROIs (small).
     """
     import dask
 
-    return dask.delayed(add_anatomical_rois, pure=True)(detection, images.mean_image, **options)
+    return dask.delayed(add_anatomical_rois, pure=True)(detection, images.mean_image, valid_y_range=valid_y_range, valid_x_range=valid_x_range, options=options)
 
 
-def plane_detection(binned: Any, **options: Any) -> Any:
-    """Delayed `PlaneDetection` of a binned movie.
+def plane_detection(binned: Any, *, crop_origin_px: tuple[int, int], frame_shape: tuple[int, int], options: DetectionOptions, shape_classifier: CellClassifier | None) -> Any:
+    """Delayed `PlaneDetection` of a binned movie (`detect_plane`).
 
     Chunking: one task concatenates the binned chunks into a new array (the whole binned movie,
     n_bins·vh·vw float32); the detection task then works in place on it (peak ≈ one binned movie
-    plus sparse detection's maps). ``options`` are the keyword arguments of `detect_plane`.
+    plus sparse detection's maps).
     """
     import dask
 
-    movie = dask.delayed(_gather_bins, pure=True)(list(binned.to_delayed().ravel()))
-    return dask.delayed(detect_plane, pure=True)(movie, **options)
+    movie = dask.delayed(concatenate_bins, pure=True)(list(binned.to_delayed().ravel()))
+    return dask.delayed(detect_plane, pure=True)(movie, crop_origin_px=crop_origin_px, frame_shape=frame_shape, options=options, shape_classifier=shape_classifier)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,39 +210,14 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
             f"{store.path}: plane {plane} has no complete temporal bin of good frames ({frame_count} frames, {int(registration.good_frames.sum())} good, bin size {bin_size}); "
             "detection needs a longer recording or fewer bad frames"
         )
+    options = roi_detection_options(configuration)
     shape_classifier = None
-    if settings.preclassification_threshold > 0:
+    if options.preclassification_threshold > 0:
         shape_classifier = fit_classifier(load_training_set(configuration.main.custom_classifier_path, feature_names=SHAPE_FEATURE_NAMES))
-    detection = plane_detection(
-        binned,
-        crop_origin_px=(y_start, x_start),
-        frame_shape=(height, width),
-        temporal_highpass_window_frames=settings.temporal_highpass_window,
-        spatial_highpass_window_px=settings.spatial_highpass_window,
-        threshold_scaling=settings.threshold_scaling,
-        maximum_iterations=settings.maximum_iterations,
-        maximum_overlap=settings.maximum_overlap,
-        crop_to_soma=settings.crop_to_soma,
-        minimum_area_fraction=settings.minimum_area_fraction,
-        denoise_block_shape_px=tuple(max(1, side // 2) for side in configuration.nonrigid_registration.block_size) if settings.denoise else None,
-        shape_classifier=shape_classifier,
-        preclassification_threshold=settings.preclassification_threshold,
-    )
+    detection = plane_detection(binned, crop_origin_px=(y_start, x_start), frame_shape=(height, width), options=options, shape_classifier=shape_classifier)
     images = detection_images(binned_image_sums(binned), detection.diameter_px, valid_y_range=registration.valid_y_range, valid_x_range=registration.valid_x_range, frame_shape=(height, width))
     if settings.anatomical:
-        detection = anatomical_plane_detection(
-            detection,
-            images,
-            valid_y_range=registration.valid_y_range,
-            valid_x_range=registration.valid_x_range,
-            anatomical_diameter_px=settings.anatomical_diameter_px,
-            minimum_area_fraction=settings.minimum_area_fraction,
-            maximum_elongation=settings.anatomical_maximum_elongation,
-            match_fraction=settings.anatomical_match_fraction,
-            contrast_fraction=settings.anatomical_threshold,
-            crop_to_soma=settings.crop_to_soma,
-            maximum_overlap=settings.maximum_overlap,
-        )
+        detection = anatomical_plane_detection(detection, images, valid_y_range=registration.valid_y_range, valid_x_range=registration.valid_x_range, options=options)
     images_result, detection_result = yield Compute([images, detection], f"detection (plane {plane})")
     _write_outputs(
         store,

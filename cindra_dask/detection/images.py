@@ -1,7 +1,8 @@
 """Summary images of a movie: mean image, maximum projection, local correlation image, enhanced mean image.
 
 The first three come from running sums over time (`image_sums`), so a graph reduces chunks with
-`combine_image_sums` and calls `finalize_images` once; the result does not depend on the chunking
+`combine_image_sums` and calls `finalize_images` once (`full_frame_images` for the detection step:
+finalised, enhanced and embedded into full frames); the result does not depend on the chunking
 (up to float64 rounding). The sparse-detection ``correlation_map`` (max over scales of the per-scale
 maximum images) is produced by `cindra_dask.detection.sparsery` itself.
 """
@@ -54,6 +55,23 @@ class SummaryImages(NamedTuple):
     mean_image: np.ndarray
     maximum_projection: np.ndarray
     local_correlation: np.ndarray
+
+
+class DetectionImages(NamedTuple):
+    """Full-frame detection images, (Ly, Lx) float32 each.
+
+    Attributes
+    ----------
+    mean_image : mean of the binned movie; 0 outside the valid crop.
+    enhanced_mean_image : contrast-normalised mean image in [0, 1]; its interior minimum outside the crop.
+    maximum_projection : maximum over time of the binned movie; 0 outside the crop.
+    correlation_map : mean correlation of each pixel's binned trace with its 8 neighbours; 0 outside the crop.
+    """
+
+    mean_image: np.ndarray
+    enhanced_mean_image: np.ndarray
+    maximum_projection: np.ndarray
+    correlation_map: np.ndarray
 
 
 @numba.njit(cache=True)
@@ -169,3 +187,30 @@ def enhanced_mean_image(mean_image: np.ndarray, *, diameter_px: float) -> np.nda
     residual /= gaussian_filter(np.abs(residual), sigma_px) + np.float32(_CONTRAST_EPSILON)
     np.clip(residual, -_ENHANCED_CLIP, _ENHANCED_CLIP, out=residual)
     return ((residual + _ENHANCED_CLIP) / (2 * _ENHANCED_CLIP)).astype(np.float32)
+
+
+def full_frame_images(sums: ImageSums, *, diameter_px: float, valid_y_range: tuple[int, int], valid_x_range: tuple[int, int], frame_shape: tuple[int, int]) -> DetectionImages:
+    """Finalise the binned movie's running sums into full-frame detection images.
+
+    Parameters
+    ----------
+    sums : running sums over the binned movie of the valid crop.
+    diameter_px : detected cell diameter (sets the enhanced mean's filter width).
+    valid_y_range, valid_x_range : [start, stop) of the crop in the full frame.
+    frame_shape : (Ly, Lx).
+    """
+    images = finalize_images(sums)
+    enhanced = enhanced_mean_image(images.mean_image, diameter_px=diameter_px)
+    crop = (slice(*valid_y_range), slice(*valid_x_range))
+
+    def embed(image: np.ndarray, fill: float) -> np.ndarray:
+        frame = np.full(frame_shape, fill, np.float32)
+        frame[crop] = image
+        return frame
+
+    return DetectionImages(
+        mean_image=embed(images.mean_image, 0.0),
+        enhanced_mean_image=embed(enhanced, float(enhanced.min())),
+        maximum_projection=embed(images.maximum_projection, 0.0),
+        correlation_map=embed(images.local_correlation, 0.0),
+    )

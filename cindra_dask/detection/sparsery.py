@@ -495,10 +495,10 @@ def _peak_location(flat_index: int, grid: _ScaleGrid) -> tuple[int, int, int]:
 def detect_rois(
     frames: np.ndarray,
     *,
-    temporal_highpass_window_frames: int = 100,
-    spatial_highpass_window_px: int = 25,
-    threshold_scaling: float = 1.0,
-    maximum_iterations: int = 50,
+    temporal_highpass_window_frames: int,
+    spatial_highpass_window_px: int,
+    threshold_scaling: float,
+    maximum_iterations: int,
     overwrite_frames: bool = False,
 ) -> SparseDetection:
     """Detect ROIs in a binned movie by cindra's sparse multiscale algorithm.

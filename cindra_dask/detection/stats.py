@@ -262,7 +262,7 @@ def _baseline_distances(diameter_px: int) -> np.ndarray:
     return np.sort((np.hypot(*np.meshgrid(offsets, offsets)) / diameter_px).ravel()).astype(np.float64)
 
 
-def roi_statistics(rois: RaggedRois, *, frame_shape: tuple[int, int], diameter_px: int, centroids: np.ndarray | None = None, crop_to_soma: bool = True) -> RoiStatistics:
+def roi_statistics(rois: RaggedRois, *, frame_shape: tuple[int, int], diameter_px: int, centroids: np.ndarray | None = None, crop_to_soma: bool) -> RoiStatistics:
     """Shape statistics of every ROI (cindra §3.4).
 
     Parameters
@@ -312,8 +312,8 @@ def curate_rois(
     frame_shape: tuple[int, int],
     diameter_px: int,
     centroids: np.ndarray | None = None,
-    crop_to_soma: bool = True,
-    maximum_overlap: float = 0.75,
+    crop_to_soma: bool,
+    maximum_overlap: float,
 ) -> CuratedRois:
     """cindra's statistics pass: statistics of all ROIs, overlap removal, overlap masks of the survivors."""
     centres = median_centroids(rois) if centroids is None else np.asarray(centroids, np.int32).reshape(-1, 2)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 
+from cindra_dask.chunking import metrics_sample_frames
 from cindra_dask.registration.bad_frames import bad_frame_mask, valid_crop
 from cindra_dask.registration.kernels import PlanOptions, ReferencePlan, apply_offsets, build_reference_plan, register_frames, temporal_halo_frames, to_source_dtype
 from cindra_dask.registration.metrics import registration_metrics
@@ -39,9 +40,8 @@ if TYPE_CHECKING:
     from cindra_dask.runner.context import RecordingContext
 
 METRICS_SAMPLE_FRAMES = 2000
-"""Most registered frames sampled for the PC metrics (cindra samples up to 2 000)."""
-METRICS_SAMPLE_BYTES = 256 * 2**20
-"""And at most this many bytes of float32 frames, so the metrics task is bounded at any frame size."""
+"""Most registered frames sampled for the PC metrics (cindra samples up to 2 000); fewer where
+`cindra_dask.chunking.metrics_sample_frames` bounds the sample's bytes."""
 OFFSETS_SIGN = "rigid_offsets[t] = (dy, dx) px: frame t shows the reference moved by +dy rows and +dx columns; registration moved it by (-dy, -dx)"
 
 
@@ -88,10 +88,11 @@ def reference_sample_indices(*, frame_count: int, reference_frame_count: int) ->
     return np.linspace(0, frame_count, 1 + count)[:-1].astype(np.int64)
 
 
-def metrics_sample_indices(good_frames: np.ndarray, *, frame_bytes: int) -> np.ndarray:
-    """Evenly spaced good frames for the PC metrics, at most `METRICS_SAMPLE_FRAMES` and `METRICS_SAMPLE_BYTES`."""
+def metrics_sample_indices(good_frames: np.ndarray, *, frame_shape: tuple[int, int], max_chunk_bytes: int) -> np.ndarray:
+    """Evenly spaced good frames for the PC metrics, at most `METRICS_SAMPLE_FRAMES` and
+    `metrics_sample_frames` of the (height, width) = ``frame_shape`` valid crop."""
     good = np.flatnonzero(good_frames)
-    count = min(len(good), METRICS_SAMPLE_FRAMES, max(2, METRICS_SAMPLE_BYTES // max(frame_bytes, 1)))
+    count = min(len(good), METRICS_SAMPLE_FRAMES, metrics_sample_frames(frame_height=frame_shape[0], frame_width=frame_shape[1], max_chunk_bytes=max_chunk_bytes))
     return good[np.linspace(0, len(good), 1 + count)[:-1].astype(np.int64)] if count else good
 
 
@@ -236,11 +237,15 @@ def summarize_registration(
 
 
 def metrics_graph(registered: Any, *, outputs: RegistrationOutputs, configuration: SingleRecordingConfiguration) -> Any:
-    """Delayed `RegistrationMetrics` of a bounded, evenly spaced sample of registered good frames (cropped)."""
+    """Delayed `RegistrationMetrics` of a bounded, evenly spaced sample of registered good frames (cropped).
+
+    Chunking: one task holds the whole sample, `metrics_sample_indices` (at most 2 000 frames and
+    `cindra_dask.chunking.METRICS_SAMPLE_CHUNKS` × ``runtime.max_chunk_memory`` of float32 frames).
+    """
     import dask
 
     (y_start, y_stop), (x_start, x_stop) = outputs.valid_y_range, outputs.valid_x_range
-    indices = metrics_sample_indices(~outputs.bad_frames, frame_bytes=4 * (y_stop - y_start) * (x_stop - x_start))
+    indices = metrics_sample_indices(~outputs.bad_frames, frame_shape=(y_stop - y_start, x_stop - x_start), max_chunk_bytes=configuration.runtime.max_chunk_bytes)
     return dask.delayed(registration_metrics, pure=True)(
         registered[indices, y_start:y_stop, x_start:x_stop],
         plan_options=plan_options(configuration),
