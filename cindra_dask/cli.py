@@ -128,8 +128,10 @@ def validate(
     config: Annotated[Path, typer.Argument(help="Configuration YAML.")],
     set_values: SetOption = None,
 ) -> None:
-    """Preflight: check configuration, movie files (TIFF or HDF5), acquisition parameters, output and memory; write nothing."""
+    """Preflight: check configuration, movie files, acquisition parameters (and where they come from), output and memory; write nothing."""
     from cindra_dask.config import SingleRecordingConfiguration, load_configuration, missing_nwb_metadata
+    from cindra_dask.io.acquisition import FILE_METADATA_KINDS
+    from cindra_dask.io.acquisition import summary as acquisition_summary
     from cindra_dask.pipeline import preflight
 
     configuration = load_configuration(config, overrides=set_values or ())
@@ -142,11 +144,15 @@ def validate(
     context = preflight(configuration)
     plan = context.plan
     requested = configuration.file_io.input_format.value
-    found = f"{len(plan.files)} {plan.reader.label} files" + (f" (dataset '{plan.files[0].dataset}')" if plan.reader.input_format == "hdf5" else "")
+    dataset = getattr(plan.files[0], "dataset", None)
+    found = f"{len(plan.files)} {plan.reader.label} files" + (f" (dataset '{dataset}')" if dataset else "")
     typer.echo(
         f"{config}: OK — {found} (input_format {requested}{': found ' + plan.reader.input_format if requested == 'auto' else ''}), {plan.frames_per_plane} frames × {len(plan.virtual_planes)} planes × {plan.channel_number} channels "
         f"of {plan.files[0].page_shape[0]}×{plan.frame_width} {plan.dtype}; chunks of {plan.chunk_frames} frames; store {context.store.path}"
     )
+    record = context.acquisition_record
+    verb = "inferred from" if record.used.kind in FILE_METADATA_KINDS else "from"
+    typer.echo(f"acquisition: {acquisition_summary(record.parameters)} — {verb} {record.used.describe()}")
     missing = missing_nwb_metadata(configuration.metadata)
     if missing:
         typer.echo(f"note: {', '.join(missing)} not set; processing does not need them, `cindra-dask export nwb` does (set them in the metadata section)")

@@ -3,10 +3,11 @@
 Section and field names, meanings and defaults follow cindra 2.0 (``cindra configure``), so a cindra
 user recognises them. cindra-dask adds the ``cluster`` section, ``runtime.max_chunk_memory`` (the
 memory budget from which chunk sizes are derived), ``runtime.seed``, ``file_io.recording_name`` and
-an optional inline ``acquisition`` section (otherwise ``cindra_parameters.json`` beside the TIFFs is
-read). Everything else (the YAML template, ``--help`` text, the field tables in the docs) is
-generated from these models; nothing is written twice. `roi_detection_options` turns the
-``roi_detection`` section into the detection kernels' options.
+an optional inline ``acquisition`` section (otherwise ``cindra_parameters.json`` beside the movie files is
+read, or else the acquisition the files' own metadata describe: ``io/acquisition.py``). Everything else
+(the YAML template, ``--help`` text, the field tables in the docs) is generated from these models;
+nothing is written twice. `roi_detection_options` turns the ``roi_detection`` section into the
+detection kernels' options.
 """
 
 from __future__ import annotations
@@ -165,22 +166,32 @@ class InputFormat(str, enum.Enum):
 
     AUTO = "auto"
     TIFF = "tiff"
+    SCANIMAGE = "scanimage"
+    BRUKER = "bruker"
     HDF5 = "hdf5"
+    NWB = "nwb"
+    ZARR = "zarr"
 
 
 class FileIOSettings(Section):
     """Where the data are and where results go."""
 
     data_path: Path | None = Field(
-        default=None, description="Directory searched (recursively) for cindra_parameters.json; the movie files (TIFF or HDF5) sit in that same directory."
+        default=None,
+        description=(
+            "Directory searched (recursively) for cindra_parameters.json; the movie files sit in that same directory (or, without the file, in this one, "
+            "and the acquisition is read from their ScanImage header, Bruker XML or NWB series)."
+        ),
     )
     output_path: Path | None = Field(default=None, description="Directory that receives <recording_name>.zarr.")
     recording_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.\-]+$", description="Store name; default: the name of the directory holding the movie files.")
     input_format: InputFormat = Field(
         default=InputFormat.AUTO,
         description=(
-            "Kind of movie files: 'tiff' (.tif/.tiff, one frame per page), 'hdf5' (.h5/.hdf5, one 3-D (frames, height, width) dataset per file), "
-            "or 'auto': whichever of the two the folder holds (a folder holding both is refused)."
+            "Kind of movie files: 'tiff' (.tif/.tiff, one frame per page), 'scanimage' (ScanImage TIFFs: the acquisition must be in their header), "
+            "'bruker' (a PrairieView .xml and the TIFFs it names), 'hdf5' (.h5/.hdf5, one 3-D (frames, height, width) dataset per file), "
+            "'nwb' (.nwb files, one TwoPhotonSeries each), 'zarr' (.zarr stores, one 3-D array each), "
+            "or 'auto': whichever the folder holds (a Bruker XML wins over its TIFFs; a folder holding two other kinds is refused)."
         ),
     )
     hdf5_dataset: str = Field(
@@ -190,6 +201,14 @@ class FileIOSettings(Section):
             "Path of the movie dataset inside each HDF5 file (suite2p's h5py_key), e.g. 'data' or 'acquisition/frames'; frames of several planes and "
             "channels are interleaved along its first axis like TIFF pages."
         ),
+    )
+    nwb_series: str | None = Field(
+        default=None, min_length=1, description="Name of the TwoPhotonSeries read from each NWB file; None: the file's only one (several are refused, listed by name)."
+    )
+    zarr_array: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Path of the movie array inside each Zarr store, e.g. 'data' or '0'; None: the store itself when it is an array, else its only array.",
     )
     ignored_file_names: tuple[str, ...] = Field(default=(), description="Movie file stems (names without extension) to skip.")
     repeat_binarization: bool = Field(default=False, description="Ingest the movie files again even if the store holds a complete ingest (drops every later result).")
@@ -472,7 +491,9 @@ class SingleRecordingConfiguration(Section):
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings, description="Execution settings.")
     main: MainSettings = Field(default_factory=MainSettings, description="What the recording holds.")
     file_io: FileIOSettings = Field(default_factory=FileIOSettings, description="Inputs and outputs.")
-    acquisition: AcquisitionParameters | None = Field(default=None, description="Acquisition parameters; None reads cindra_parameters.json beside the TIFFs.")
+    acquisition: AcquisitionParameters | None = Field(
+        default=None, description="Acquisition parameters; None reads cindra_parameters.json beside the movie files, or else their ScanImage header, Bruker XML or NWB series."
+    )
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings, description="Rigid registration.")
     one_photon_registration: OnePhotonRegistrationSettings = Field(default_factory=OnePhotonRegistrationSettings, description="One-photon pre-filtering.")
     nonrigid_registration: NonrigidRegistrationSettings = Field(default_factory=NonrigidRegistrationSettings, description="Nonrigid registration.")

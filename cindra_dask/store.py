@@ -16,9 +16,22 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``phases`` (phase records, see :class:`PhaseRecord`, each with the package ``versions``; keys
     ``ingest``, ``registration/plane_k``, ``detection/plane_k``, ``extraction/plane_k``, ``combine``
     and ``multi_recording/<dataset>/{discover, extract}``), ``removed_intermediates`` (group →
-    UTC time of `cindra-dask clean`); the input: ``input_format`` (``tiff`` | ``hdf5``; absent in
-    stores ingested before HDF5 input: TIFF) with ``tiff_directory``, ``tiff_files`` (names, ingest
-    order) or ``hdf5_directory``, ``hdf5_files``, ``hdf5_dataset``.
+    UTC time of `cindra-dask clean`); the input: ``input_format`` (``tiff`` | ``bruker`` | ``hdf5``
+    | ``nwb`` | ``zarr``; absent in stores ingested before HDF5 input: TIFF; ScanImage TIFFs are
+    ``tiff``) with the files, by `INPUT_FILE_KINDS`: ``tiff_directory``, ``tiff_files`` (names,
+    ingest order: natural order, or a Bruker XML's acquisition order); ``hdf5_directory``,
+    ``hdf5_files``, ``hdf5_dataset`` (for NWB the series' data path, e.g.
+    ``acquisition/TwoPhotonSeries/data``, frames stored (T, x, y)); or ``zarr_directory``,
+    ``zarr_files`` (store names), ``zarr_dataset`` (the array's path, "" for a store that is the
+    array); a store re-ingested from another kind holds the other kinds' keys as null.
+    ``acquisition_source`` (absent in stores ingested before it): where the acquisition came from and
+    what was read, ``kind`` (``configuration`` | ``parameters_file`` | ``scanimage`` | ``bruker`` |
+    ``nwb``), ``file`` (the file read, null for the configuration), ``detail`` (e.g. ``SI 2016+,
+    Software/Artist tags``), ``parameters`` (the acquisition it gives), ``read`` (the raw header/XML
+    values behind them, e.g. ``SI.hRoiManager.scanFrameRate``, ``RoiGroups.imagingRoiGroup.rois``,
+    ``fly_to_lines``, ``framePeriod``, ``micronsPerPixel``), ``metadata`` (the movie files' own
+    metadata, same keys, when an explicit source was used beside them; else null) and
+    ``disagreements`` (one line per field where the two differ).
 ``plane_k/raw/channel_c``
     ingested frames (T, Ly, Lx), source integer dtype, chunks (chunk_frames, Ly, Lx), dims (t, y, x);
     attrs ``physical_plane``, ``row_start``, ``row_stop``, ``y_offset``, ``x_offset``.
@@ -133,6 +146,8 @@ EXTRACTION = "extraction"
 COMBINED = "combined"
 MULTI_RECORDING = "multi_recording"
 ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
+INPUT_FILE_KINDS = {"tiff": "tiff", "bruker": "tiff", "hdf5": "hdf5", "nwb": "hdf5", "zarr": "zarr"}
+"""By ``input_format``: the prefix of the root attributes listing the input files (``<prefix>_directory``, ``<prefix>_files``, ``<prefix>_dataset``)."""
 
 
 READ_ERRORS = (RuntimeError, ValueError, OSError)
@@ -507,6 +522,24 @@ def arrays_under(store: RecordingStore, group_path: str) -> list[str]:
         return []
     found = [metadata.parent.relative_to(store.path).as_posix() for metadata in folder.rglob("zarr.json") if metadata.parent != folder and (_read_metadata(metadata) or {}).get("node_type") == "array"]
     return sorted(found)
+
+def is_recording_store(path: Path) -> bool:
+    """True when ``path`` is a cindra-dask recording store (its root attributes hold ``phases``), so never a movie input."""
+    metadata = _read_metadata(Path(path) / "zarr.json") or {}
+    return "phases" in metadata.get("attributes", {})
+
+
+def open_input_zarr(path: Path | str) -> Any:
+    """A Zarr movie input's root node (array or group), read-only: inputs are never opened for writing."""
+    import zarr
+
+    return zarr.open(str(path), mode="r")
+
+
+def input_file_attributes(input_format: str) -> str:
+    """The prefix of the root attributes that list a store's input files (see the module docstring): ``tiff``, ``hdf5`` or ``zarr``."""
+    return INPUT_FILE_KINDS.get(input_format, "tiff")
+
 
 def array_shape(store: RecordingStore, array_path: str) -> tuple[int, ...]:
     """Shape of an array from its metadata (no data read)."""

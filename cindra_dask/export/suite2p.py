@@ -54,7 +54,7 @@ import yaml
 
 from cindra_dask.config import SingleRecordingConfiguration
 from cindra_dask.errors import ConfigurationError, OutputError
-from cindra_dask.store import DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, arrays_under, open_existing_store, plane_indices, stage_path
+from cindra_dask.store import DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, arrays_under, input_file_attributes, open_existing_store, plane_indices, stage_path
 
 STAT_NAMES = {
     "pixel_count": "npix",
@@ -177,11 +177,13 @@ def _read_optional(store: RecordingStore, array_path: str) -> np.ndarray | None:
 
 
 def _input_ops(attributes: dict[str, Any]) -> dict[str, Any]:
-    """suite2p's description of the input: ``data_path``, ``file_list``, ``input_format`` (``tif`` or ``h5``, then with ``h5py``, ``h5py_key``)."""
-    if attributes.get("input_format") == "hdf5":
-        directory, names = str(attributes.get("hdf5_directory") or ""), list(attributes.get("hdf5_files") or [])
+    """suite2p's description of the input: ``data_path``, ``file_list``, ``input_format`` (``tif``, ``h5`` (HDF5, NWB) with ``h5py``,
+    ``h5py_key``, or ``zarr``, which suite2p does not read)."""
+    kind = input_file_attributes(attributes.get("input_format") or "tiff")
+    directory, names = str(attributes.get(f"{kind}_directory") or ""), list(attributes.get(f"{kind}_files") or [])
+    if kind == "hdf5":
         return {"data_path": [directory], "file_list": names, "input_format": "h5", "h5py": [str(Path(directory) / name) for name in names], "h5py_key": attributes.get("hdf5_dataset") or "data"}
-    return {"data_path": [str(attributes.get("tiff_directory") or "")], "file_list": list(attributes.get("tiff_files") or []), "input_format": "tif"}
+    return {"data_path": [directory], "file_list": names, "input_format": "tif" if kind == "tiff" else kind}
 
 
 def _ops(store: RecordingStore, plane: int, plane_directory: Path, *, attributes: dict[str, Any], configuration: SingleRecordingConfiguration) -> dict[str, Any]:

@@ -16,39 +16,20 @@ only the dataset chunks that hold them.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from cindra_dask.errors import InputError
+from cindra_dask.io.arrays import ArrayFileInfo, BlockReader, listed_names, oriented_block, read_array_pages
 from cindra_dask.io.tiff import SUPPORTED_KINDS, FrameReader
 
 if TYPE_CHECKING:
     from cindra_dask.io.tiff import IngestPlan
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
-LISTED_DATASETS = 8
-"""How many of a file's datasets a missing-dataset message lists."""
-
-
-class Hdf5FileInfo(NamedTuple):
-    """What discovery learned about one HDF5 file.
-
-    Attributes
-    ----------
-    path : file path (str, so the plan pickles small).
-    page_count : frames along the dataset's first axis (pages, in TIFF terms).
-    page_shape : (height, width) of every frame, px.
-    dtype : numpy dtype string of the pixels, native byte order (big-endian data are converted on read).
-    dataset : path of the movie dataset inside the file.
-    """
-
-    path: str
-    page_count: int
-    page_shape: tuple[int, int]
-    dtype: str
-    dataset: str
 
 
 def _datasets_present(handle: Any) -> str:
@@ -62,11 +43,10 @@ def _datasets_present(handle: Any) -> str:
             found.append(f"'{name}' ({'×'.join(str(size) for size in node.shape) or 'scalar'} {node.dtype})")
 
     handle.visititems(visit)
-    listed = ", ".join(found[:LISTED_DATASETS])
-    return (listed + (f" and {len(found) - LISTED_DATASETS} more" if len(found) > LISTED_DATASETS else "")) or "none"
+    return listed_names(found)
 
 
-def inspect_hdf5(path: Path, *, dataset: str) -> Hdf5FileInfo:
+def inspect_hdf5(path: Path, *, dataset: str) -> ArrayFileInfo:
     """Check one HDF5 file and describe its movie dataset.
 
     Raises :class:`InputError`, one line naming the file and what to do, when the file is not
@@ -102,18 +82,17 @@ def inspect_hdf5(path: Path, *, dataset: str) -> Hdf5FileInfo:
         if "truncated" in message:
             raise InputError(f"{path}: truncated HDF5 file ({message}); copy the file again {skip}") from error
         raise InputError(f"{path}: not a readable HDF5 file ({error.__class__.__name__}: {message}); replace or remove it, {skip}") from error
-    return Hdf5FileInfo(str(path), shape[0], (shape[1], shape[2]), dtype.newbyteorder("=").str, dataset)
+    return ArrayFileInfo(str(path), shape[0], (shape[1], shape[2]), dtype.newbyteorder("=").str, dataset, "tyx")
 
 
-def _selection(local_frames: np.ndarray) -> slice | list[int]:
-    """An h5py selection of ascending frame indices: a (strided) slice when evenly spaced, else a list."""
-    first = int(local_frames[0])
-    if len(local_frames) == 1:
-        return slice(first, first + 1)
-    steps = np.diff(local_frames)
-    if np.all(steps == steps[0]) and steps[0] > 0:
-        return slice(first, int(local_frames[-1]) + 1, int(steps[0]))
-    return [int(frame) for frame in local_frames]
+@contextmanager
+def open_hdf5_block_reader(info: ArrayFileInfo) -> Iterator[BlockReader]:
+    """Open one HDF5 (or NWB) file; yield the reader of its movie dataset's frames and rows (HDF5 decodes only the chunks they touch)."""
+    import h5py
+
+    with h5py.File(info.path, "r") as handle:
+        dataset = handle[info.dataset]
+        yield lambda frames, rows: oriented_block(dataset, frames, rows, frame_axes=info.frame_axes)
 
 
 def read_hdf5_pages(plan: IngestPlan, global_pages: np.ndarray, *, row_start: int = 0, row_stop: int | None = None) -> np.ndarray:
@@ -121,20 +100,7 @@ def read_hdf5_pages(plan: IngestPlan, global_pages: np.ndarray, *, row_start: in
 
     Opens each file once and reads one (strided) selection of its frames and rows.
     """
-    import h5py
-
-    row_stop = row_stop if row_stop is not None else plan.files[0].page_shape[0]
-    dtype = np.dtype(plan.dtype)
-    frames = np.empty((len(global_pages), row_stop - row_start, plan.frame_width), dtype=dtype)
-    file_indices = np.searchsorted(plan.file_first_page, global_pages, side="right") - 1
-    for file_index in np.unique(file_indices):
-        info = plan.files[int(file_index)]
-        positions = np.flatnonzero(file_indices == file_index)
-        local_frames = global_pages[positions] - plan.file_first_page[file_index]
-        with h5py.File(info.path, "r") as handle:
-            block = handle[info.dataset][_selection(local_frames), row_start:row_stop, :]
-        frames[positions] = block.astype(dtype, copy=False)
-    return frames
+    return read_array_pages(plan, global_pages, row_start=row_start, row_stop=row_stop, open_block_reader=open_hdf5_block_reader)
 
 
 HDF5_READER = FrameReader("hdf5", "HDF5", "frames", read_hdf5_pages)

@@ -1,4 +1,4 @@
-"""Graph builder of the ingest phase: movie frames (TIFF pages, HDF5 frames) → ``plane_k/raw/channel_c`` Zarr arrays."""
+"""Graph builder of the ingest phase: movie frames (TIFF pages, HDF5/NWB/Zarr frames) → ``plane_k/raw/channel_c`` Zarr arrays."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from cindra_dask.config import configuration_to_yaml
 from cindra_dask.io.tiff import IngestPlan, read_plane_frames
 from cindra_dask.runner.plans import Compute, StepPlan
-from cindra_dask.store import FRAME_DIMENSIONS, RecordingStore, frames_path
+from cindra_dask.store import FRAME_DIMENSIONS, INPUT_FILE_KINDS, RecordingStore, frames_path, input_file_attributes
 
 if TYPE_CHECKING:
     from cindra_dask.runner.context import RecordingContext
@@ -67,20 +67,25 @@ def ingest_graph(plan: IngestPlan, store: RecordingStore) -> list[Any]:
 
 
 def input_attributes(context: RecordingContext) -> dict[str, Any]:
-    """Root attributes naming the input: ``input_format`` and, for TIFFs, ``tiff_directory`` and
-    ``tiff_files``; for HDF5, ``hdf5_directory``, ``hdf5_files`` and ``hdf5_dataset`` (the other
-    format's keys are None: set where a store re-ingested from another format holds them, so it lists
-    only its current files)."""
+    """Root attributes naming the input: ``input_format`` and its files' ``<kind>_directory``,
+    ``<kind>_files`` and, for array files, ``<kind>_dataset`` (kind by `INPUT_FILE_KINDS`: ``tiff``
+    for TIFF and Bruker, ``hdf5`` for HDF5 and NWB, ``zarr``); the other kinds' keys are None (set
+    where a store re-ingested from another kind holds them, so it lists only its current files)."""
     plan = context.plan
-    names = [Path(info.path).name for info in plan.files]
-    if plan.reader.input_format == "hdf5":
-        return {"input_format": "hdf5", "hdf5_directory": str(context.tiff_directory), "hdf5_files": names, "hdf5_dataset": plan.files[0].dataset, "tiff_directory": None, "tiff_files": None}
-    return {"input_format": plan.reader.input_format, "tiff_directory": str(context.tiff_directory), "tiff_files": names, "hdf5_directory": None, "hdf5_files": None, "hdf5_dataset": None}
+    kind = input_file_attributes(plan.reader.input_format)
+    attributes: dict[str, Any] = {"input_format": plan.reader.input_format}
+    for other in sorted(set(INPUT_FILE_KINDS.values())):
+        listed = other == kind
+        attributes[f"{other}_directory"] = str(context.tiff_directory) if listed else None
+        attributes[f"{other}_files"] = [Path(info.path).name for info in plan.files] if listed else None
+        if other != "tiff":
+            attributes[f"{other}_dataset"] = plan.files[0].dataset if listed else None
+    return attributes
 
 
 def plan_ingest_step(context: RecordingContext, *, plane: None = None) -> StepPlan:
     """Plan of the ingest step: stale planes and ``combined/`` dropped, the root attributes describing the
-    recording (acquisition, configuration YAML, input files (`input_attributes`), planes, user bad frames),
+    recording (acquisition and its source, configuration YAML, input files (`input_attributes`), planes, user bad frames),
     then `ingest_graph`."""
     store = context.store
     for stale in [*store.path.glob("plane_*"), store.path / "combined"]:
@@ -88,8 +93,10 @@ def plan_ingest_step(context: RecordingContext, *, plane: None = None) -> StepPl
             store.delete(stale.name)
     existing = store.attributes()
     inputs = {name: value for name, value in input_attributes(context).items() if value is not None or name in existing}
+    record = context.acquisition_record
     store.update_attributes(
         acquisition=context.acquisition.model_dump(mode="json"),
+        **({"acquisition_source": record.attributes()} if record is not None else {}),
         configuration=configuration_to_yaml(context.configuration),
         **inputs,
         frames_per_plane=context.plan.frames_per_plane,

@@ -10,8 +10,9 @@ Discovery records every page's IFD offset, so a task decodes any page in O(1) (a
 file is never walked per task) and reads only the pages of its own chunk.
 
 The plan is format-neutral: it holds the files' descriptions and a :class:`FrameReader` that
-decodes global pages, so other inputs (``io/hdf5.py``: one frame per index of a 3-D dataset, in
-the same interleaving) reuse the plan, its checks and the ingest graph with their own reader.
+decodes global pages, so other inputs (``io/bruker.py``: TIFFs in an XML's order; ``io/arrays.py``:
+one frame per index of a 3-D HDF5/NWB dataset or Zarr array, in the same interleaving) reuse the
+plan, its checks and the ingest graph with their own reader.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ class FrameReader(NamedTuple):
 
     Attributes
     ----------
-    input_format : the format's name (``file_io.input_format``: ``tiff``, ``hdf5``).
-    label : how messages call its files (``TIFF``, ``HDF5``).
+    input_format : the format's name (``file_io.input_format``: ``tiff``, ``bruker``, ``hdf5``, ``nwb``, ``zarr``).
+    label : how messages call its files (``TIFF``, ``HDF5``, ...).
     unit : what one frame of one plane and channel is called in its files (``pages``, ``frames``).
     read : ``read(plan, global_pages, *, row_start, row_stop)`` → (n, rows, width) array of the
         plan's dtype: the given global pages (ascending), rows ``[row_start, row_stop)``.
@@ -130,27 +131,31 @@ class IngestPlan(NamedTuple):
         return frames * self.pages_per_cycle + physical_plane * self.channel_number + channel
 
 
-def find_acquisition_file(data_path: Path) -> Path:
-    """The single ``cindra_parameters.json`` under ``data_path`` (searched recursively)."""
+def find_acquisition_file(data_path: Path) -> Path | None:
+    """The single ``cindra_parameters.json`` under ``data_path`` (searched recursively), or None when there is none."""
     if not data_path.is_dir():
-        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the movie files (TIFF or HDF5)")
+        raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the movie files")
     found = sorted(data_path.rglob(ACQUISITION_FILE_NAME))
-    if not found:
-        raise InputError(
-            f"{data_path}: no {ACQUISITION_FILE_NAME} found (searched recursively); write one beside the movie files "
-            "(frame_rate, plane_number, channel_number) or add an 'acquisition' section to the configuration"
-        )
     if len(found) > 1:
         listed = ", ".join(str(path) for path in found[:5])
         raise InputError(f"{data_path}: {len(found)} {ACQUISITION_FILE_NAME} files found ({listed}); point file_io.data_path at one recording")
-    return found[0]
+    return found[0] if found else None
+
+
+def is_movie_candidate(path: Path, *, suffixes: Sequence[str], ignored: set[str]) -> bool:
+    """A movie file (or, for ``.zarr``, a store directory that is not a cindra-dask recording store) with one of ``suffixes``, its stem not ignored."""
+    from cindra_dask.store import is_recording_store
+
+    if path.suffix.lower() not in suffixes or path.stem in ignored:
+        return False
+    return path.is_dir() and not is_recording_store(path) if path.suffix.lower() == ".zarr" else path.is_file()
 
 
 def discover_movie_files(directory: Path, *, suffixes: Sequence[str], ignored_file_names: Sequence[str], note: str = "") -> list[Path]:
-    """Files with one of ``suffixes`` directly in ``directory`` (not recursive), natural-sorted, minus
+    """Movie files (`is_movie_candidate`) directly in ``directory`` (not recursive), natural-sorted, minus
     ignored stems; none is an `InputError` (``note`` prefixes its parenthesis, e.g. the chosen format)."""
     ignored = set(ignored_file_names)
-    candidates = [path for path in directory.iterdir() if path.is_file() and path.suffix.lower() in suffixes and path.stem not in ignored]
+    candidates = [path for path in directory.iterdir() if is_movie_candidate(path, suffixes=suffixes, ignored=ignored)]
     if not candidates:
         raise InputError(f"{directory}: no {'/'.join(suffixes)} files found ({note}ignored stems: {sorted(ignored) or 'none'}); check file_io.data_path")
     return sorted(candidates, key=lambda path: natural_sort_key(path.name))
@@ -210,25 +215,26 @@ def inspect_tiff(path: Path) -> TiffFileInfo:
     return TiffFileInfo(str(path), int(len(ifd_offsets)), shape, dtype.str, ifd_offsets)
 
 
-def virtual_planes(acquisition: AcquisitionParameters, *, frame_height: int) -> tuple[VirtualPlane, ...]:
-    """Planes as processed; MROI regions become virtual planes (``v = region·planes + z``)."""
+def virtual_planes(acquisition: AcquisitionParameters, *, frame_height: int, source: str = ACQUISITION_FILE_NAME) -> tuple[VirtualPlane, ...]:
+    """Planes as processed; MROI regions become virtual planes (``v = region·planes + z``). ``source`` names where the acquisition comes from, for messages."""
     if not acquisition.is_mroi:
         return tuple(VirtualPlane(z, z, 0, frame_height, 0.0, 0.0) for z in range(acquisition.plane_number))
     planes = []
     for region, lines in enumerate(acquisition.roi_lines):
         first, last = int(lines[0]), int(lines[-1])
         if last >= frame_height:
-            raise InputError(f"acquisition roi_lines[{region}]: last row {last} is outside the {frame_height}-row frames; fix roi_lines in {ACQUISITION_FILE_NAME}")
+            raise InputError(f"acquisition roi_lines[{region}]: last row {last} is outside the {frame_height}-row frames; fix roi_lines in {source}")
         for z in range(acquisition.plane_number):
             planes.append(VirtualPlane(region * acquisition.plane_number + z, z, first, last + 1, float(acquisition.roi_y_coordinates[region]), float(acquisition.roi_x_coordinates[region])))
     return tuple(sorted(planes, key=lambda plane: plane.index))
 
 
-def build_ingest_plan(files: Sequence[Any], acquisition: AcquisitionParameters, *, chunk_frames: int, reader: FrameReader | None = None) -> IngestPlan:
+def build_ingest_plan(files: Sequence[Any], acquisition: AcquisitionParameters, *, chunk_frames: int, reader: FrameReader | None = None, source: str = ACQUISITION_FILE_NAME) -> IngestPlan:
     """Check the files against the acquisition parameters and lay out the ingest.
 
     ``files`` are :class:`TiffFileInfo` (``reader`` None or :data:`TIFF_READER`) or another
-    format's descriptions with its reader. Raises :class:`InputError` with one line per problem
+    format's descriptions with its reader; ``source`` names where the acquisition comes from (the
+    messages say what to fix there). Raises :class:`InputError` with one line per problem
     (inconsistent shapes or dtypes, a page count that is not a whole number of volumes, MROI rows
     out of range).
     """
@@ -246,13 +252,13 @@ def build_ingest_plan(files: Sequence[Any], acquisition: AcquisitionParameters, 
     if total_pages % cycle:
         problems.append(
             f"{Path(first.path).parent}: {total_pages} {unit} in {len(files)} files is not a multiple of plane_number × channel_number = {cycle} "
-            f"({total_pages % cycle} {unit} left over); check plane_number/channel_number in {ACQUISITION_FILE_NAME} or remove incomplete files"
+            f"({total_pages % cycle} {unit} left over); check plane_number/channel_number in {source} or remove incomplete files"
         )
     frames_per_plane = total_pages // cycle
     if frames_per_plane == 0:
         problems.append(f"{Path(first.path).parent}: fewer {unit} ({total_pages}) than one volume ({cycle}); nothing to ingest")
     try:
-        planes = virtual_planes(acquisition, frame_height=first.page_shape[0])
+        planes = virtual_planes(acquisition, frame_height=first.page_shape[0], source=source)
     except InputError as error:
         problems.extend(error.problems)
         planes = ()

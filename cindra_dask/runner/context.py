@@ -1,6 +1,6 @@
 """What the runner establishes before anything is written: the checked configuration, inputs and output.
 
-`preflight` reads the acquisition parameters and every movie file's header (TIFF or HDF5), plans the ingest, and checks the
+`preflight` reads the acquisition parameters (explicit, or the movie files' own metadata) and every movie file's header, plans the ingest, and checks the
 output location (writable, unlocked, free space) and the worker memory against the chunk budget;
 every problem is one line naming the field or file and what to do.
 """
@@ -18,6 +18,7 @@ import numpy as np
 from cindra_dask.chunking import ingest_chunk_frames
 from cindra_dask.config import AcquisitionParameters, Configuration, SingleRecordingConfiguration, load_acquisition_parameters
 from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
+from cindra_dask.io.acquisition import CONFIGURATION, PARAMETERS_FILE, AcquisitionRecord, AcquisitionSource
 from cindra_dask.io.inputs import inspect_inputs
 from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, find_acquisition_file
 from cindra_dask.store import RecordingStore, store_path
@@ -38,10 +39,12 @@ class RecordingContext(NamedTuple):
     ----------
     configuration : the validated configuration.
     acquisition : the acquisition parameters in force.
-    tiff_directory : folder holding the movie files (TIFF or HDF5: ``plan.reader.input_format``).
+    tiff_directory : folder holding the movie files (of ``plan.reader.input_format``).
     plan : the ingest plan (files, page layout, chunking, reader).
     store : the output store (may not exist yet).
     bad_frame_indices : (k,) int64 user-marked bad frames from ``bad_frames.npy`` (may be empty).
+    acquisition_record : where ``acquisition`` comes from, what the files' own metadata say and
+        where they disagree (None only in contexts built by hand, e.g. in tests).
     """
 
     configuration: SingleRecordingConfiguration
@@ -50,6 +53,7 @@ class RecordingContext(NamedTuple):
     plan: IngestPlan
     store: RecordingStore
     bad_frame_indices: np.ndarray
+    acquisition_record: AcquisitionRecord | None = None
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -118,6 +122,16 @@ def _read_bad_frames(path: Path, *, frame_count: int) -> np.ndarray:
     return indices.astype(np.int64)
 
 
+def _explicit_acquisition(configuration: SingleRecordingConfiguration, data_path: Path) -> tuple[AcquisitionSource | None, Path]:
+    """The configuration's acquisition section or ``cindra_parameters.json`` (None: neither), and the folder of the movie files."""
+    if configuration.acquisition is not None:
+        return AcquisitionSource(CONFIGURATION, None, configuration.acquisition, {}, ""), data_path
+    parameters_file = find_acquisition_file(data_path)
+    if parameters_file is None:
+        return None, data_path
+    return AcquisitionSource(PARAMETERS_FILE, parameters_file, load_acquisition_parameters(parameters_file), {}, ""), parameters_file.parent
+
+
 def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[str] | None = None) -> RecordingContext:
     """Check configuration, inputs and output before anything is written.
 
@@ -128,7 +142,7 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     file_io = configuration.file_io
     problems: list[str] = []
     if file_io.data_path is None:
-        problems.append("file_io.data_path: not set; give the folder holding the movie files (TIFF or HDF5) and cindra_parameters.json")
+        problems.append("file_io.data_path: not set; give the folder holding the movie files (and cindra_parameters.json, unless their metadata describe the acquisition)")
     if file_io.output_path is None:
         problems.append("file_io.output_path: not set; give the folder that receives the results")
     if problems:
@@ -136,23 +150,30 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     data_path = Path(file_io.data_path).expanduser()
     if not data_path.is_dir():
         raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the movie files (TIFF or HDF5)")
-    if configuration.acquisition is not None:
-        acquisition, tiff_directory = configuration.acquisition, data_path
-    else:
-        parameters_file = find_acquisition_file(data_path)
-        acquisition, tiff_directory = load_acquisition_parameters(parameters_file), parameters_file.parent
+    explicit, tiff_directory = _explicit_acquisition(configuration, data_path)
+    inputs = inspect_inputs(
+        tiff_directory,
+        input_format=file_io.input_format,
+        hdf5_dataset=file_io.hdf5_dataset,
+        nwb_series=file_io.nwb_series,
+        zarr_array=file_io.zarr_array,
+        ignored_file_names=file_io.ignored_file_names,
+        explicit=explicit,
+    )
+    if inputs.problems:
+        raise InputError(*inputs.problems)
+    record = inputs.acquisition
+    acquisition, source = record.parameters, record.used.describe()
     if configuration.main.two_channels != (acquisition.channel_number == 2):
-        problems.append(f"main.two_channels is {configuration.main.two_channels} but the acquisition has channel_number {acquisition.channel_number}; make them agree")
+        problems.append(f"main.two_channels is {configuration.main.two_channels} but the acquisition has channel_number {acquisition.channel_number} (from {source}); make them agree")
     for plane in configuration.main.ignored_flyback_planes:
         if not 0 <= plane < acquisition.virtual_plane_count:
             problems.append(f"main.ignored_flyback_planes: plane {plane} does not exist (planes 0..{acquisition.virtual_plane_count - 1})")
-    inputs = inspect_inputs(tiff_directory, input_format=file_io.input_format, hdf5_dataset=file_io.hdf5_dataset, ignored_file_names=file_io.ignored_file_names)
-    problems.extend(inputs.problems)
     if problems:
         raise InputError(*problems)
     height, width = inputs.files[0].page_shape
     chunk_frames = ingest_chunk_frames(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes, batch_size=configuration.registration.batch_size)
-    plan = build_ingest_plan(inputs.files, acquisition, chunk_frames=chunk_frames, reader=inputs.reader)
+    plan = build_ingest_plan(inputs.files, acquisition, chunk_frames=chunk_frames, reader=inputs.reader, source=source)
     recording_name = file_io.recording_name or tiff_directory.name
     store = RecordingStore(store_path(Path(file_io.output_path).expanduser(), recording_name))
     raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
@@ -178,7 +199,9 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
         warnings.warn(f"file_io.output_path: the store {store.path} is inside the data folder {data_path}; results mixed with raw data are easy to delete or copy by mistake, consider an output_path outside it", stacklevel=2)
     if processing and plan.frames_per_plane < RECOMMENDED_FRAMES_PER_PLANE:
         warnings.warn(f"{tiff_directory}: only {plan.frames_per_plane} frames per plane; detection finds few cells in fewer than {RECOMMENDED_FRAMES_PER_PLANE}", stacklevel=2)
-    return RecordingContext(configuration, acquisition, tiff_directory, plan, store, bad_frame_indices)
+    for disagreement in record.disagreements:
+        warnings.warn(disagreement, stacklevel=2)
+    return RecordingContext(configuration, acquisition, tiff_directory, plan, store, bad_frame_indices, record)
 
 
 def processed_planes(context: RecordingContext) -> list[int]:

@@ -9,7 +9,7 @@ from typing import NamedTuple, Sequence
 from cindra_dask.errors import OutputError
 from cindra_dask.manifest import record_removal, utc_now
 from cindra_dask.runner.single import SINGLE_RECORDING_PHASES, SINGLE_RECORDING_STEPS
-from cindra_dask.store import COMBINED, MULTI_RECORDING, RAW, REGISTERED, RecordingStore, open_existing_store, plane_indices, plane_path
+from cindra_dask.store import COMBINED, MULTI_RECORDING, RAW, REGISTERED, RecordingStore, input_file_attributes, open_existing_store, plane_indices, plane_path
 
 CLEANABLE = {"registered": REGISTERED}
 """Intermediate outputs `clean_store` removes on request (``plane_k/<group>`` of every plane)."""
@@ -78,13 +78,13 @@ def reset_store(path: RecordingStore | Path | str, *, phase: str) -> StoreChange
 
 def _missing_inputs(store: RecordingStore) -> tuple[Path | None, list[str]]:
     attributes = store.attributes()
-    kind = "hdf5" if attributes.get("input_format") == "hdf5" else "tiff"
+    kind = input_file_attributes(attributes.get("input_format") or "tiff")
     directory = attributes.get(f"{kind}_directory")
     names = attributes.get(f"{kind}_files") or []
     if not directory or not names:
         return None, [f"(the store does not list its {kind.upper()} files)"]
     folder = Path(directory)
-    return folder, [name for name in names if not (folder / name).is_file()]
+    return folder, [name for name in names if not (folder / name).exists()]
 
 
 def clean_store(path: RecordingStore | Path | str, *, what: Sequence[str] = ("registered",), remove_raw: bool = False) -> StoreChange:
@@ -97,7 +97,7 @@ def clean_store(path: RecordingStore | Path | str, *, what: Sequence[str] = ("re
         ``plane_k/registered/*``). A later rerun that needs them fails until the phase is reset
         (`reset_store` with ``phase="process"``).
     remove_raw : also remove the raw frames (``plane_k/raw/*``), the store's copy of the input.
-        Warns; refused unless every input file (TIFF or HDF5) listed in the store still exists (the
+        Warns; refused unless every input file (TIFF, HDF5, NWB or Zarr store) listed in the store still exists (the
         inputs themselves are never touched), so the recording can be ingested again.
 
     Refuses while a run holds the store's lock. Phase records are kept (the results they
