@@ -1,0 +1,90 @@
+"""Merging of CNMF components that are one source (CaImAn's ``merge_components``).
+
+Two components are linked when their footprints overlap (a_i·a_j > 0) and their activity correlates
+above ``merge_thr``; every connected group of links becomes one component, the best rank-1
+non-negative factorisation a·cᵀ of the group's summed contribution Σ_k a_k·c_kᵀ (alternating
+least squares from the norm-weighted sum of the footprints, computed without forming the sum).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+_RANK_ONE_ITERATIONS = 10
+_EPSILON = float(np.finfo(np.float32).eps)
+
+
+class MergedComponents(NamedTuple):
+    """Result of `merge_components`.
+
+    Attributes
+    ----------
+    spatial : (K', P) float64 footprints (groups merged, other components unchanged).
+    temporal : (K', T) float64 activity.
+    source_group : (K,) int64 row of the output each input component went into.
+    merged_group_count : groups of two or more components that were merged.
+    """
+
+    spatial: np.ndarray
+    temporal: np.ndarray
+    source_group: np.ndarray
+    merged_group_count: int
+
+
+def activity_correlation(temporal: np.ndarray) -> np.ndarray:
+    """(K, K) float64 Pearson r between activity rows (0 for a constant row)."""
+    centred = np.asarray(temporal, np.float64) - np.mean(temporal, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("kt,kt->k", centred, centred))
+    scaled = centred / np.where(norms > 0, norms, np.inf)[:, None]
+    return scaled @ scaled.T
+
+
+def rank_one_merge(spatial: np.ndarray, temporal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative a (P,) and c (T,) with a·cᵀ ≈ Σ_k spatial[k]ᵀ·temporal[k] (least squares, alternating).
+
+    spatial : (k, P); temporal : (k, T).
+    """
+    spatial = np.asarray(spatial, np.float64)
+    temporal = np.asarray(temporal, np.float64)
+    footprint = np.linalg.norm(temporal, axis=1) @ spatial
+    trace = np.zeros(temporal.shape[1])
+    for _ in range(_RANK_ONE_ITERATIONS):
+        trace = np.maximum((spatial @ footprint) @ temporal / max(footprint @ footprint, _EPSILON), 0.0)
+        footprint = np.maximum((temporal @ trace) @ spatial / max(trace @ trace, _EPSILON), 0.0)
+    return footprint, trace
+
+
+def merge_components(*, spatial: np.ndarray, temporal: np.ndarray, correlation_threshold: float) -> MergedComponents:
+    """Merge overlapping, correlated components.
+
+    Parameters
+    ----------
+    spatial : (K, P) non-negative footprints.
+    temporal : (K, T) activity (CaImAn correlates C + its residual share; the merged trace is fitted to it too).
+    correlation_threshold : activity correlation above which overlapping components merge (``merge_thr``).
+    """
+    spatial = np.asarray(spatial, np.float64)
+    temporal = np.asarray(temporal, np.float64)
+    count = spatial.shape[0]
+    if count == 0:
+        return MergedComponents(spatial, temporal, np.zeros(0, np.int64), 0)
+    support = csr_matrix(spatial > 0, dtype=np.float64)
+    overlapping = (support @ support.T).toarray() > 0
+    linked = overlapping & (activity_correlation(temporal) > correlation_threshold)
+    np.fill_diagonal(linked, False)
+    group_count, labels = connected_components(csr_matrix(linked), directed=False)
+    merged_spatial = np.zeros((group_count, spatial.shape[1]))
+    merged_temporal = np.zeros((group_count, temporal.shape[1]))
+    merged = 0
+    for group in range(group_count):
+        members = np.flatnonzero(labels == group)
+        if members.size == 1:
+            merged_spatial[group], merged_temporal[group] = spatial[members[0]], temporal[members[0]]
+            continue
+        merged += 1
+        merged_spatial[group], merged_temporal[group] = rank_one_merge(spatial[members], temporal[members])
+    return MergedComponents(merged_spatial, merged_temporal, labels.astype(np.int64), merged)
