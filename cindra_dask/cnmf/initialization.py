@@ -11,13 +11,17 @@ is factorised into ``nb`` non-negative background components.
 
 from __future__ import annotations
 
-import warnings
 from typing import NamedTuple
 
 import numpy as np
 from scipy.ndimage import correlate1d
 
+from cindra_dask.cnmf.updates import update_spatial, update_temporal
+
 _EPSILON = float(np.finfo(np.float32).eps)
+_SVD_OVERSAMPLING = 5
+BACKGROUND_ITERATIONS = 10
+"""HALS sweeps of the initial background factorisation (CaImAn's fixed NMF ``max_iter``)."""
 
 
 class InitialComponents(NamedTuple):
@@ -66,22 +70,35 @@ def _rank_one_refinement(window: np.ndarray, trace: np.ndarray, *, iterations: i
     return footprint.astype(np.float32), np.asarray(trace, np.float32)
 
 
-def nonnegative_background(residual: np.ndarray, *, background_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Non-negative rank-``background_count`` factorisation of max(residual, 0) (CaImAn: sklearn NMF, ``nndsvdar``, 10 iterations).
+def nonnegative_background(residual: np.ndarray, *, background_count: int, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative rank-``background_count`` factorisation b·f of max(residual, 0) (CaImAn: NMF, ``nndsvdar`` start, 10 iterations).
+
+    The start is NNDSVD of a randomised (seeded, so deterministic) rank-``background_count`` SVD: each
+    singular pair's larger sign-consistent part; then ``iterations`` HALS sweeps.
 
     residual : (T, P) data. Returns (nb, P) footprints and (nb, T) activity, float32.
     """
     frame_count, pixel_count = residual.shape
     if background_count == 0:
         return np.zeros((0, pixel_count), np.float32), np.zeros((0, frame_count), np.float32)
-    from sklearn.decomposition import NMF
-    from sklearn.exceptions import ConvergenceWarning
-
-    model = NMF(n_components=background_count, init="nndsvdar", max_iter=10, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # 10 iterations by design, as CaImAn
-        spatial = model.fit_transform(np.maximum(residual.T, 0.0).astype(np.float64))
-    return spatial.T.astype(np.float32), model.components_.astype(np.float32)
+    data = np.maximum(np.asarray(residual, np.float64), 0.0)
+    probe = np.random.default_rng(0).standard_normal((pixel_count, background_count + _SVD_OVERSAMPLING))
+    basis = np.linalg.qr(data @ (data.T @ (data @ probe)))[0]
+    left, values, right = np.linalg.svd(basis.T @ data, full_matrices=False)
+    left = basis @ left
+    temporal = np.zeros((background_count, frame_count))
+    spatial = np.zeros((background_count, pixel_count))
+    for index in range(background_count):
+        for sign in (1.0, -1.0):
+            course, image = np.maximum(sign * left[:, index], 0.0), np.maximum(sign * right[index], 0.0)
+            weight = np.linalg.norm(course) * np.linalg.norm(image)
+            if weight > np.linalg.norm(temporal[index]) * np.linalg.norm(spatial[index]):
+                temporal[index], spatial[index] = np.sqrt(values[index]) * course, np.sqrt(values[index]) * image
+    all_pixels = np.ones_like(spatial, bool)
+    for _ in range(iterations):
+        temporal = update_temporal(data_projection=spatial @ data.T, spatial_gram=spatial @ spatial.T, temporal=temporal, iterations=1)
+        spatial = update_spatial(data_correlation=temporal @ data, temporal_gram=temporal @ temporal.T, spatial=spatial, support=all_pixels, iterations=1)
+    return spatial.astype(np.float32), temporal.astype(np.float32)
 
 
 def greedy_components(
@@ -141,7 +158,7 @@ def greedy_components(
         near = blurred[:, near_rows, near_columns]
         energy[near_rows, near_columns] = np.einsum("tyx,tyx->yx", near, near, dtype=np.float64)
     data += medians
-    background_spatial, background_temporal = nonnegative_background(data.reshape(frame_count, -1), background_count=background_count)
+    background_spatial, background_temporal = nonnegative_background(data.reshape(frame_count, -1), background_count=background_count, iterations=BACKGROUND_ITERATIONS)
     return InitialComponents(
         spatial[:found],
         temporal[:found],
