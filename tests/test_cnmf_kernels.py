@@ -123,7 +123,8 @@ def test_merging_joins_a_split_cell_and_keeps_two_neighbours_apart() -> None:
     assert merged.merged_group_count == 1 and merged.spatial.shape[0] == 2
     assert merged.source_group[0] == merged.source_group[1] != merged.source_group[2]
     joined = merged.source_group[0]
-    assert _pearson(merged.spatial[joined], left) >= 0.98 and _pearson(merged.temporal[joined], field.calcium[0]) >= 0.99
+    assert _pearson(merged.spatial[joined], left) >= 0.98 and _pearson(merged.temporal[joined], field.calcium[0]) >= 0.98
+    assert np.linalg.norm(merged.spatial[joined]) == pytest.approx(1.0)
     np.testing.assert_array_equal(merged.spatial[merged.source_group[2]], right)
     assert abs(_pearson(field.calcium[0], field.calcium[1])) < 0.8  # the neighbours overlap but do not correlate
 
@@ -133,7 +134,10 @@ def test_rank_one_merge_of_a_rank_one_sum_is_exact() -> None:
     footprint, trace = rng.random(40), rng.random(90)
     parts = np.stack([footprint * (np.arange(40) < 25), footprint * (np.arange(40) >= 25)])
     merged_footprint, merged_trace = rank_one_merge(parts, np.stack([trace, trace]))
+    assert np.linalg.norm(merged_footprint) == pytest.approx(1.0)
     np.testing.assert_allclose(np.outer(merged_footprint, merged_trace), np.outer(footprint, trace), rtol=1e-9)
+    signed = trace - trace.mean()  # a trace with its residual share is signed, and stays so
+    np.testing.assert_allclose(np.outer(*rank_one_merge(parts, np.stack([signed, signed]))), np.outer(footprint, signed), rtol=1e-9, atol=1e-12)
 
 
 def test_half_sample_mode_finds_the_densest_value() -> None:

@@ -2,7 +2,7 @@
 
 Two components are linked when their footprints overlap (a_i·a_j > 0) and their activity correlates
 above ``merge_thr``; every connected group of links becomes one component, the best rank-1
-non-negative factorisation a·cᵀ of the group's summed contribution Σ_k a_k·c_kᵀ (alternating
+factorisation a·cᵀ (a ≥ 0, unit norm) of the group's summed contribution Σ_k a_k·c_kᵀ (alternating
 least squares from the norm-weighted sum of the footprints, computed without forming the sum).
 """
 
@@ -44,18 +44,22 @@ def activity_correlation(temporal: np.ndarray) -> np.ndarray:
 
 
 def rank_one_merge(spatial: np.ndarray, temporal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Non-negative a (P,) and c (T,) with a·cᵀ ≈ Σ_k spatial[k]ᵀ·temporal[k] (least squares, alternating).
+    """a (P,) ≥ 0 of unit norm and c (T,) with a·cᵀ ≈ Σ_k spatial[k]ᵀ·temporal[k] (least squares, alternating).
 
+    The footprint is kept non-negative; the trace is the least-squares one of that footprint, signed
+    when the inputs are (traces with their residual share), non-negative for non-negative activity.
     spatial : (k, P); temporal : (k, T).
     """
     spatial = np.asarray(spatial, np.float64)
     temporal = np.asarray(temporal, np.float64)
     footprint = np.linalg.norm(temporal, axis=1) @ spatial
+    footprint /= max(float(np.linalg.norm(footprint)), _EPSILON)
     trace = np.zeros(temporal.shape[1])
     for _ in range(_RANK_ONE_ITERATIONS):
-        trace = np.maximum((spatial @ footprint) @ temporal / max(footprint @ footprint, _EPSILON), 0.0)
-        footprint = np.maximum((temporal @ trace) @ spatial / max(trace @ trace, _EPSILON), 0.0)
-    return footprint, trace
+        trace = (spatial @ footprint) @ temporal
+        footprint = np.maximum((temporal @ trace) @ spatial, 0.0)
+        footprint /= max(float(np.linalg.norm(footprint)), _EPSILON)
+    return footprint, (spatial @ footprint) @ temporal
 
 
 def merge_components(*, spatial: np.ndarray, temporal: np.ndarray, correlation_threshold: float) -> MergedComponents:
