@@ -17,6 +17,7 @@ lowest bound (``SNR_lowest``, ``rval_lowest``).
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csr_matrix
 from scipy.stats import norm
 
 PEAK_COUNT = 5
@@ -83,10 +84,11 @@ def significant_frames(*, spatial: np.ndarray, temporal: np.ndarray) -> list[np.
     """Per component, its `active_frames` less those of components whose footprints overlap it
     (normalised overlap > 0.1); all of its own when nothing would be left.
 
-    spatial : (K, P); temporal : (K, T).
+    spatial : (K, P) dense or CSR; temporal : (K, T).
     """
-    norms = np.linalg.norm(spatial, axis=1)
-    overlap = (spatial @ spatial.T) / np.maximum(np.outer(norms, norms), np.finfo(np.float64).tiny)
+    footprints = csr_matrix(spatial, dtype=np.float64)
+    norms = np.sqrt(np.asarray(footprints.multiply(footprints).sum(axis=1)).ravel())
+    overlap = (footprints @ footprints.T).toarray() / np.maximum(np.outer(norms, norms), np.finfo(np.float64).tiny)
     np.fill_diagonal(overlap, 0.0)
     own = active_frames(temporal)
     chosen = []

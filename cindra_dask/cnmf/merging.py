@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, vstack
 from scipy.sparse.csgraph import connected_components
 
 _RANK_ONE_ITERATIONS = 10
@@ -23,7 +23,7 @@ class MergedComponents(NamedTuple):
 
     Attributes
     ----------
-    spatial : (K', P) float64 footprints (groups merged, other components unchanged).
+    spatial : (K', P) float64 CSR footprints (groups merged, other components unchanged).
     temporal : (K', T) float64 activity.
     source_group : (K,) int64 row of the output each input component went into.
     merged_group_count : groups of two or more components that were merged.
@@ -62,33 +62,35 @@ def rank_one_merge(spatial: np.ndarray, temporal: np.ndarray) -> tuple[np.ndarra
     return footprint, (spatial @ footprint) @ temporal
 
 
-def merge_components(*, spatial: np.ndarray, temporal: np.ndarray, correlation_threshold: float) -> MergedComponents:
+def merge_components(*, spatial: np.ndarray | csr_matrix, temporal: np.ndarray, correlation_threshold: float) -> MergedComponents:
     """Merge overlapping, correlated components.
 
     Parameters
     ----------
-    spatial : (K, P) non-negative footprints.
+    spatial : (K, P) non-negative footprints, dense or CSR (a whole field's are sparse).
     temporal : (K, T) activity (CaImAn correlates C + its residual share; the merged trace is fitted to it too).
     correlation_threshold : activity correlation above which overlapping components merge (``merge_thr``).
     """
-    spatial = np.asarray(spatial, np.float64)
+    footprints = csr_matrix(spatial, dtype=np.float64)
     temporal = np.asarray(temporal, np.float64)
-    count = spatial.shape[0]
+    count = footprints.shape[0]
     if count == 0:
-        return MergedComponents(spatial, temporal, np.zeros(0, np.int64), 0)
-    support = csr_matrix(spatial > 0, dtype=np.float64)
+        return MergedComponents(footprints, temporal, np.zeros(0, np.int64), 0)
+    support = (footprints > 0).astype(np.float64)
     overlapping = (support @ support.T).toarray() > 0
     linked = overlapping & (activity_correlation(temporal) > correlation_threshold)
     np.fill_diagonal(linked, False)
     group_count, labels = connected_components(csr_matrix(linked), directed=False)
-    merged_spatial = np.zeros((group_count, spatial.shape[1]))
+    rows: list[csr_matrix] = []
     merged_temporal = np.zeros((group_count, temporal.shape[1]))
     merged = 0
     for group in range(group_count):
         members = np.flatnonzero(labels == group)
         if members.size == 1:
-            merged_spatial[group], merged_temporal[group] = spatial[members[0]], temporal[members[0]]
+            rows.append(footprints[members[0]])
+            merged_temporal[group] = temporal[members[0]]
             continue
         merged += 1
-        merged_spatial[group], merged_temporal[group] = rank_one_merge(spatial[members], temporal[members])
-    return MergedComponents(merged_spatial, merged_temporal, labels.astype(np.int64), merged)
+        footprint, merged_temporal[group] = rank_one_merge(footprints[members].toarray(), temporal[members])
+        rows.append(csr_matrix(footprint[None]))
+    return MergedComponents(vstack(rows, format="csr"), merged_temporal, labels.astype(np.int64), merged)

@@ -97,7 +97,7 @@ def fit_patch(
     merged = merge_components(spatial=spatial[:cell_count], temporal=traces[:cell_count], correlation_threshold=merge_threshold)
     if merged.merged_group_count:
         cell_count = merged.spatial.shape[0]
-        spatial = np.vstack([merged.spatial, spatial[-background_count:] if background_count else np.zeros((0, spatial.shape[1]))])
+        spatial = np.vstack([merged.spatial.toarray(), spatial[-background_count:] if background_count else np.zeros((0, spatial.shape[1]))])
         temporal = np.vstack([merged.temporal, temporal[-background_count:] if background_count else np.zeros((0, temporal.shape[1]))])
         spatial, temporal = _refine(frames_2d, spatial, temporal, support_of(spatial[:cell_count]), rounds=refinement_rounds)
     cells, activity = _normalised(spatial[:cell_count], temporal[:cell_count])
