@@ -177,3 +177,44 @@ def test_acceptance_follows_caiman_rules() -> None:
     r_values = np.array([0.1, 0.9, -0.9, 0.9])
     accepted = accepted_components(snr, r_values, min_SNR=2.5, rval_thr=0.8, SNR_lowest=0.5, rval_lowest=-1.0)
     assert accepted.tolist() == [True, True, True, False]
+
+
+# ------------------------------------------------------------------------------------------------
+# The field graph (patches, merge, field-wide refit), driven without a cluster
+# ------------------------------------------------------------------------------------------------
+
+
+def _run_field(frames: np.ndarray, **overrides: object):
+    import dask
+    import dask.array as da
+
+    from cindra_dask.cnmf.graph import field_components
+    from cindra_dask.config import SourceExtractionSettings
+
+    plan = field_components(da.from_array(frames, chunks=(150, *frames.shape[1:])), settings=SourceExtractionSettings(method="cnmf", **overrides), event_frames=10, label="test")
+    request = next(plan)
+    try:
+        while True:
+            request = plan.send(list(dask.compute(*request.graphs, scheduler="synchronous")))
+    except StopIteration as stop:
+        return stop.value
+
+
+def test_field_of_one_patch_equals_the_patch_kernel(separated_field: PlantedField) -> None:
+    options = {"K": 5, "gSig": (2.5, 2.5), "gSiz": (11, 11), "rf": 24, "stride": 6}
+    field = _run_field(separated_field.frames, **options)
+    patch = fit_patch(separated_field.frames, component_count=5, gaussian_sigma_px=(2.5, 2.5), gaussian_size_px=(11, 11), background_count=1,
+                      merge_threshold=0.8, refinement_rounds=5, support_dilation_px=3, initialization_iterations=5)
+    assert field.patch_count == 1 and field.merged_group_count == 0
+    np.testing.assert_allclose(field.spatial.toarray(), patch.spatial.reshape(5, -1), rtol=1e-5, atol=1e-7)
+    for refitted, fitted in zip(field.temporal, patch.temporal):
+        assert _pearson(refitted, fitted) >= 0.999
+
+
+def test_overlapping_patches_give_one_component_per_planted_cell(separated_field: PlantedField) -> None:
+    field = _run_field(separated_field.frames, K=3, gSig=(2.5, 2.5), gSiz=(11, 11), rf=14, stride=8)
+    assert field.patch_count == 4 and field.merged_group_count >= 1  # 28-px patches at 0 and 20 on each axis
+    accepted = np.flatnonzero(field.accepted)
+    spatial_r, temporal_r = _best_matches(separated_field, field.spatial[accepted].toarray(), field.temporal[accepted])
+    assert spatial_r.min() >= 0.9 and temporal_r.min() >= 0.9, (spatial_r, temporal_r)
+    assert accepted.size == len(SEPARATED)
