@@ -112,3 +112,19 @@ def roi_chunk_size(*, frame_count: int, roi_count: int, max_chunk_bytes: int, up
 def chunk_count(total: int, chunk: int) -> int:
     """Number of chunks of size ``chunk`` covering ``total`` items."""
     return math.ceil(total / chunk) if total else 0
+
+
+def patch_starts(*, length_px: int, patch_px: int, overlap_px: int) -> tuple[int, ...]:
+    """Starts of the patches that cover an axis of ``length_px``: every ``patch_px − overlap_px`` px, the
+    last one flush with the end (one patch when the axis is no longer than a patch).
+
+    CNMF's patches (CaImAn's ``rf``, ``stride``): ``patch_px = 2·rf``, ``overlap_px = stride``.
+    """
+    if min(length_px, patch_px) <= 0 or not 0 <= overlap_px < patch_px:
+        raise ValueError("length and patch size must be positive and the overlap in [0, patch size)")
+    if length_px <= patch_px:
+        return (0,)
+    starts = list(range(0, length_px - patch_px + 1, patch_px - overlap_px))
+    if starts[-1] != length_px - patch_px:
+        starts.append(length_px - patch_px)
+    return tuple(starts)

@@ -314,6 +314,64 @@ class ROIDetectionSettings(Section):
     )
 
 
+class SourceExtractionMethod(str, enum.Enum):
+    """How sources are found: cindra's sparse detection or CaImAn's CNMF."""
+
+    SPARSE = "sparse"
+    CNMF = "cnmf"
+
+
+class SourceExtractionSettings(Section):
+    """Which source extraction runs, and CaImAn's CNMF parameters (names and defaults as CaImAn's ``CNMFParams``).
+
+    ``sparse`` is cindra's detection (``roi_detection``). ``cnmf`` models each patch of the registered
+    movie as footprints × activity + a low-rank background (CaImAn's greedy initialisation, HALS
+    refinement, merging), merges the patches' components on the client, refits the activity over
+    the whole field and keeps the components CaImAn's evaluation accepts; its ROIs then go through
+    the same extraction, classification and deconvolution as sparse detection's.
+    """
+
+    method: SourceExtractionMethod = Field(default=SourceExtractionMethod.SPARSE, description="sparse (cindra's detection) or cnmf (CaImAn's CNMF on patches).")
+    K: int = Field(default=4, ge=1, le=1000, description="Components initialised per patch (CaImAn's demo value for patches; its whole-field default is 30).")
+    gSig: tuple[float, float] = Field(default=(4.0, 4.0), description="Expected half-size (radius) of a cell, (y, x) px: the Gaussian of the greedy initialisation.")
+    gSiz: tuple[int, int] | None = Field(default=None, description="Window of the initialisation kernel and of a first footprint, (y, x) px; None: 2·gSig + 1.")
+    rf: int = Field(default=15, ge=4, le=4096, description="Half-size of a patch, px (patches are 2·rf square; CaImAn's demo value, its library default None is one whole-field patch).")
+    stride: int = Field(default=6, ge=0, le=4096, description="Overlap between neighbouring patches, px (CaImAn's demo value).")
+    nb: int = Field(default=1, ge=0, le=20, description="Background components per patch and of the whole field.")
+    merge_thr: float = Field(default=0.8, gt=0, le=1, description="Activity correlation above which overlapping components merge.")
+    nIter: int = Field(default=5, ge=1, le=100, description="Power iterations of each component's greedy initialisation.")
+    maxIter: int = Field(default=5, ge=1, le=100, description="HALS alternations (activity, then footprints) before and after merging in a patch.")
+    bSiz: int = Field(default=3, ge=1, le=50, description="Box (px) by which a footprint may grow in each HALS footprint update.")
+    min_SNR: float = Field(default=2.5, ge=0, le=100, description="A component whose trace SNR (event exceptionality) reaches this is accepted.")
+    rval_thr: float = Field(default=0.8, ge=-1, le=1, description="A component whose spatial consistency r reaches this is accepted.")
+    SNR_lowest: float = Field(default=0.5, ge=0, le=100, description="A component whose SNR is below this is rejected whatever its r.")
+    rval_lowest: float = Field(default=-1.0, ge=-1, le=1, description="A component whose r is below this is rejected whatever its SNR.")
+    footprint_threshold: float = Field(
+        default=0.1, ge=0, lt=1, description="ROI mask of a footprint: its pixels above this fraction of its maximum (CaImAn's maxthr of threshold_components)."
+    )
+
+    def window_px(self) -> tuple[int, int]:
+        """``gSiz``, or 2·gSig + 1 rounded, (y, x) px."""
+        return self.gSiz if self.gSiz is not None else (int(round(2 * self.gSig[0] + 1)), int(round(2 * self.gSig[1] + 1)))
+
+    def patch_fit_options(self) -> dict[str, Any]:
+        """Keyword options of `cindra_dask.cnmf.patch.fit_patch`."""
+        return {
+            "component_count": self.K,
+            "gaussian_sigma_px": tuple(self.gSig),
+            "gaussian_size_px": self.window_px(),
+            "background_count": self.nb,
+            "merge_threshold": self.merge_thr,
+            "refinement_rounds": self.maxIter,
+            "support_dilation_px": self.bSiz,
+            "initialization_iterations": self.nIter,
+        }
+
+    def acceptance_options(self) -> dict[str, float]:
+        """Keyword options of `cindra_dask.cnmf.evaluation.accepted_components`."""
+        return {"min_SNR": self.min_SNR, "rval_thr": self.rval_thr, "SNR_lowest": self.SNR_lowest, "rval_lowest": self.rval_lowest}
+
+
 class SignalExtractionSettings(Section):
     """Fluorescence and neuropil extraction."""
 
@@ -498,6 +556,7 @@ class SingleRecordingConfiguration(Section):
     one_photon_registration: OnePhotonRegistrationSettings = Field(default_factory=OnePhotonRegistrationSettings, description="One-photon pre-filtering.")
     nonrigid_registration: NonrigidRegistrationSettings = Field(default_factory=NonrigidRegistrationSettings, description="Nonrigid registration.")
     roi_detection: ROIDetectionSettings = Field(default_factory=ROIDetectionSettings, description="ROI detection.")
+    source_extraction: SourceExtractionSettings = Field(default_factory=SourceExtractionSettings, description="Sparse detection or CNMF.")
     signal_extraction: SignalExtractionSettings = Field(default_factory=SignalExtractionSettings, description="Signal extraction.")
     spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")

@@ -14,7 +14,7 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``frames_per_plane``, ``planes`` (one record per virtual plane: index, physical_plane,
     row_start, row_stop, y_offset, x_offset), ``bad_frame_indices`` (the user's ``bad_frames.npy``),
     ``phases`` (phase records, see :class:`PhaseRecord`, each with the package ``versions``; keys
-    ``ingest``, ``registration/plane_k``, ``detection/plane_k``, ``extraction/plane_k``, ``combine``
+    ``ingest``, ``registration/plane_k``, ``detection/plane_k`` or ``cnmf/plane_k``, ``extraction/plane_k``, ``combine``
     and ``multi_recording/<dataset>/{discover, extract}``), ``removed_intermediates`` (group →
     UTC time of `cindra-dask clean`); the input: ``input_format`` (``tiff`` | ``bruker`` | ``hdf5``
     | ``nwb`` | ``zarr``; absent in stores ingested before HDF5 input: TIFF; ScanImage TIFFs are
@@ -61,7 +61,18 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``radius_px``, ``aspect_ratio`` f4, ``pixel_count``, ``soma_pixel_count`` i8; per pixel (Σ,)
     bool: ``soma_mask``, ``overlap_mask``; ``skewness`` (n,) f4 (written by extraction). Group attrs
     ``diameter_px``, ``bin_size``, ``binned_frame_count``, ``functional_channel``,
-    ``detection_exhausted``.
+    ``detection_exhausted``. With ``source_extraction.method: cnmf`` the ROIs are CNMF's accepted
+    components (masks: footprint pixels above ``footprint_threshold`` of its maximum, ``lam`` the
+    footprint), ``footprint`` is −1, and ``source_component`` (n,) i8 is each ROI's row in ``cnmf/``;
+    ``bin_size`` and ``binned_frame_count`` describe the binning of the detection images only.
+``plane_k/cnmf/``
+    written by the CNMF step only: ragged masks of every component K (the whole non-negative
+    footprint; unit L2 norm), ``snr`` (K,) f4 (event exceptionality), ``r_values`` (K,) f4 (spatial
+    consistency), ``accepted`` (K,) bool; ``temporal`` (K, T) f4 (the activity C refitted over the
+    field) and ``raw_traces`` (K, T) f4 (C plus each component's share of the residual), dims (roi,
+    t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
+    ``background_temporal`` (nb, T) f4 dims (component, t). Group attrs ``patch_count``,
+    ``merged_group_count``, ``event_frames``.
 ``plane_k/extraction/``
     ``cell_fluorescence``, ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes`` (n, T)
     f4 chunks (roi_chunk, T) dims (roi, t) (``subtracted_fluorescence`` and ``spikes`` all zeros
@@ -142,6 +153,7 @@ REGISTERED = "registered"
 REGISTRATION = "registration"
 DETECTION = "detection"
 ROIS = "rois"
+CNMF = "cnmf"
 EXTRACTION = "extraction"
 COMBINED = "combined"
 MULTI_RECORDING = "multi_recording"

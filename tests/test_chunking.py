@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -76,3 +77,17 @@ def test_metrics_sample_at_the_default_budget_is_the_former_fixed_256_mib(height
     """At the default max_chunk_memory (32 MiB) the sample is bounded by 256 MiB, as it was before it followed the budget."""
     assert DEFAULT_BUDGET == 32 * 2**20
     assert metrics_sample_frames(frame_height=height, frame_width=width, max_chunk_bytes=DEFAULT_BUDGET) == max(2, 256 * 2**20 // (4 * height * width))
+
+
+@given(length=st.integers(1, 600), patch=st.integers(1, 200), overlap_fraction=st.floats(0, 0.95))
+def test_patches_cover_the_axis_overlapping_by_at_least_the_overlap(length: int, patch: int, overlap_fraction: float) -> None:
+    from cindra_dask.chunking import patch_starts
+
+    overlap = int(overlap_fraction * patch)
+    starts = patch_starts(length_px=length, patch_px=patch, overlap_px=overlap)
+    covered = np.zeros(length, bool)
+    for start in starts:
+        covered[start : start + patch] = True
+    assert covered.all() and starts[0] == 0 and all(start + min(patch, length) <= length for start in starts)
+    assert all(previous + patch - later >= overlap for previous, later in zip(starts, starts[1:]))
+    assert list(starts) == sorted(set(starts))

@@ -138,7 +138,7 @@ def plane_detection(binned: Any, *, crop_origin_px: tuple[int, int], frame_shape
 # ---------------------------------------------------------------------------------------------
 
 
-class _RegistrationOutputs(NamedTuple):
+class RegistrationOutputs(NamedTuple):
     """What detection needs from registration: good frames and the valid crop."""
 
     good_frames: np.ndarray
@@ -146,7 +146,7 @@ class _RegistrationOutputs(NamedTuple):
     valid_x_range: tuple[int, int]
 
 
-def _read_registration_outputs(store: RecordingStore, *, plane: int, frame_shape: tuple[int, int], user_bad_frames: np.ndarray) -> _RegistrationOutputs:
+def read_registration_outputs(store: RecordingStore, *, plane: int, frame_shape: tuple[int, int], user_bad_frames: np.ndarray) -> RegistrationOutputs:
     """Bad frames (registration's plus the user's) and the valid ranges, checked against the frame."""
     group_path = stage_path(plane, REGISTRATION)
     bad = store.read(f"{group_path}/bad_frames").astype(bool)
@@ -160,10 +160,10 @@ def _read_registration_outputs(store: RecordingStore, *, plane: int, frame_shape
         if not 0 <= start < stop <= size:
             raise OutputError(f"{store.path}: {group_path} attribute {name} = [{start}, {stop}) is not a non-empty range inside [0, {size}); rerun registration")
         ranges.append((start, stop))
-    return _RegistrationOutputs(~bad, ranges[0], ranges[1])
+    return RegistrationOutputs(~bad, ranges[0], ranges[1])
 
 
-def _write_outputs(store: RecordingStore, *, plane: int, images: DetectionImages, detection: PlaneDetection, attributes: dict[str, Any]) -> None:
+def write_detection_outputs(store: RecordingStore, *, plane: int, images: DetectionImages, detection: PlaneDetection, attributes: dict[str, Any]) -> None:
     """Detection images, ROIs with centroids and every statistic, and the ROI group's attributes."""
     detection_group = stage_path(plane, DETECTION)
     for name, image in images._asdict().items():
@@ -200,7 +200,7 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
     channel = 0 if configuration.main.first_channel_functional else 1
     registered = store.array(frames_path(plane, channel, kind=REGISTERED))
     frame_count, height, width = registered.shape
-    registration = _read_registration_outputs(store, plane=plane, frame_shape=(height, width), user_bad_frames=context.bad_frame_indices)
+    registration = read_registration_outputs(store, plane=plane, frame_shape=(height, width), user_bad_frames=context.bad_frame_indices)
     bin_size = bin_size_frames(frame_count=frame_count, tau_s=configuration.main.tau, frame_rate_hz=context.acquisition.plane_frame_rate_hz, maximum_binned_frames=settings.maximum_binned_frames)
     (y_start, y_stop), (x_start, x_stop) = registration.valid_y_range, registration.valid_x_range
     frames = da.from_zarr(registered)[:, y_start:y_stop, x_start:x_stop]
@@ -219,7 +219,7 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
     if settings.anatomical:
         detection = anatomical_plane_detection(detection, images, valid_y_range=registration.valid_y_range, valid_x_range=registration.valid_x_range, options=options)
     images_result, detection_result = yield Compute([images, detection], f"detection (plane {plane})")
-    _write_outputs(
+    write_detection_outputs(
         store,
         plane=plane,
         images=images_result,

@@ -20,7 +20,7 @@ from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
 from cindra_dask.runner.loop import RunReport, Unit, refresh_manifest, run_units
 from cindra_dask.runner.plans import StepPlan
-from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, stage_path
+from cindra_dask.store import CNMF, COMBINED, DETECTION, EXTRACTION, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, stage_path
 
 SINGLE_RECORDING_PHASES = ("ingest", "process", "combine")
 
@@ -36,6 +36,8 @@ class Step(NamedTuple):
     per_plane : runs once per processed plane.
     plan : ``"module:function"`` of its plan, ``function(context, *, plane) -> StepPlan`` (imported when it runs).
     force_flag : a ``section.field`` boolean that forces a rerun (cindra's ``repeat_*``).
+    source_extraction : the ``source_extraction.method`` it runs for (None: every method); steps of
+        other methods are neither run nor chained into the hashes.
     outputs : the groups it writes (``plane_k/<group>`` for ingest, of every plane, and for the
         per-plane steps; extraction also writes ``rois/skewness`` into detection's ``rois``).
     """
@@ -47,6 +49,7 @@ class Step(NamedTuple):
     plan: str
     force_flag: str | None
     outputs: tuple[str, ...]
+    source_extraction: str | None = None
 
     def key(self, plane: int | None) -> str:
         """Record key of this step (for ``plane`` when per-plane)."""
@@ -77,13 +80,20 @@ SINGLE_RECORDING_STEPS = (
         "registration.repeat_registration",
         (REGISTERED, REGISTRATION),
     ),
-    Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None, (DETECTION, ROIS)),
+    Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None, (DETECTION, ROIS), "sparse"),
+    Step("cnmf", "process", ("main", "source_extraction", "roi_detection"), True, "cindra_dask.cnmf.graph:plan_cnmf_step", None, (DETECTION, ROIS, CNMF), "cnmf"),
     Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, "cindra_dask.extraction.graph:plan_extraction_step", None, (EXTRACTION, f"{ROIS}/skewness")),
     Step("combine", "combine", (), False, "cindra_dask.combine:plan_combine_step", None, (COMBINED,)),
 )
 
-DETECTION_DEPENDENT_STEPS = ("detection", "extraction")
+DETECTION_DEPENDENT_STEPS = ("detection", "cnmf", "extraction")
 """Steps ``roi_detection.enabled = False`` skips (cindra: "skips detection and extraction for the plane")."""
+
+
+def method_steps(configuration: Configuration) -> tuple[Step, ...]:
+    """The steps of `SINGLE_RECORDING_STEPS` that run for the configured ``source_extraction.method``, in order."""
+    method = configuration.source_extraction.method.value
+    return tuple(step for step in SINGLE_RECORDING_STEPS if step.source_extraction in (None, method))
 
 
 def ingest_hash(context: RecordingContext) -> str:
@@ -102,7 +112,7 @@ def step_hashes(context: RecordingContext) -> dict[str, str]:
     plane_tails = []
     for plane in processed_planes(context):
         previous = hashes["ingest"]
-        for step in SINGLE_RECORDING_STEPS:
+        for step in method_steps(configuration):
             if step.per_plane:
                 previous = section_hash(configuration, (), extra={"previous": previous, **hashable_sections(configuration, step.sections)})
                 hashes[step.key(plane)] = previous
@@ -125,7 +135,7 @@ def _selected_steps(context: RecordingContext, phases: Sequence[str] | None, tar
     for phase in SINGLE_RECORDING_PHASES:
         if phases and phase not in phases:
             continue
-        steps = [step for step in SINGLE_RECORDING_STEPS if step.phase == phase]
+        steps = [step for step in method_steps(context.configuration) if step.phase == phase]
         if steps[0].per_plane:
             if not context.configuration.roi_detection.enabled:
                 events.message("roi_detection.enabled is false: detection and extraction skipped (registration only)")
@@ -139,11 +149,14 @@ def _selected_steps(context: RecordingContext, phases: Sequence[str] | None, tar
 
 
 def _invalidated_keys(step: Step, plane: int | None, hashes: dict[str, str]) -> tuple[str, ...]:
-    """Record keys whose outputs depend on ``step`` (itself included)."""
+    """Record keys whose outputs depend on ``step`` (itself included), and those of earlier steps that write
+    the same groups (sparse detection's record, when CNMF rewrites its ROIs)."""
     if step.name == "ingest":
         return tuple(hashes)
     position = [candidate.name for candidate in SINGLE_RECORDING_STEPS].index(step.name)
-    return (*(later.key(plane) for later in SINGLE_RECORDING_STEPS[position:] if later.per_plane), "combine")
+    later = [candidate for candidate in SINGLE_RECORDING_STEPS[position:] if candidate.per_plane]
+    rivals = [other for other in SINGLE_RECORDING_STEPS[:position] if other.per_plane and set(other.outputs) & set(step.outputs)]
+    return (*(candidate.key(plane) for candidate in (*later, *rivals)), "combine")
 
 
 def _stale_outputs(step: Step, plane: int | None, planes: Sequence[int]) -> tuple[str, ...]:

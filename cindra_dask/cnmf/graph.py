@@ -1,0 +1,230 @@
+"""Plan of the CNMF step of a plane: patches as tasks, components merged on the client, the activity
+refitted over the whole field from streamed statistics, CaImAn's evaluation; then the accepted
+components are written as the plane's ROIs, as sparse detection writes them (so extraction,
+classification, deconvolution, combine, export and tracking run unchanged), and every component with
+its traces and the background under ``plane_k/cnmf/``.
+
+Chunking: one task per patch holds that patch's frames (T × (2·rf)² values; CaImAn holds the same);
+the field-wide refit and the evaluation stream the registered frames by their Zarr chunks, one
+task per chunk returning (K, t) projections or per-component sums of a few frames, so no task holds
+the field's movie.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Generator, NamedTuple
+
+import numpy as np
+from scipy.sparse import csr_matrix
+
+from cindra_dask.chunking import chunk_starts, patch_starts
+from cindra_dask.cnmf.components import embed_footprints, field_background, footprint_masks, significant_frame_sums, stack_rows
+from cindra_dask.cnmf.evaluation import accepted_components, event_exceptionality_snr, significant_frames, spatial_consistency
+from cindra_dask.cnmf.merging import merge_components
+from cindra_dask.cnmf.patch import fit_patch
+from cindra_dask.cnmf.updates import project_frames, unexplained_traces, update_temporal
+from cindra_dask.detection.anatomy import DetectionSource
+from cindra_dask.detection.graph import binned_image_sums, binned_movie, detection_images, read_registration_outputs, write_detection_outputs
+from cindra_dask.detection.binning import bin_size_frames
+from cindra_dask.detection.plane import PlaneDetection
+from cindra_dask.detection.stats import curate_rois
+from cindra_dask.errors import InputError
+from cindra_dask.rois import RaggedRois
+from cindra_dask.runner.plans import Compute, Request, StepPlan
+from cindra_dask.store import CNMF, REGISTERED, frames_path, stage_path
+
+if TYPE_CHECKING:
+    from cindra_dask.config import SourceExtractionSettings
+    from cindra_dask.runner.context import RecordingContext
+
+NOT_A_PYRAMID_SCALE = -1
+"""``rois/footprint`` of a CNMF ROI (sparse detection stores the pyramid scale of its seed there)."""
+TRACE_DIMENSIONS = ("roi", "t")
+
+
+class FieldComponents(NamedTuple):
+    """CNMF result over a (T, h, w) field.
+
+    Attributes
+    ----------
+    spatial : (K, h·w) float64 CSR footprints (unit L2 norm after merging).
+    temporal : (K, T) float64 non-negative activity refitted over the field.
+    raw_traces : (K, T) float64 activity plus each component's share of the residual (C + YrA).
+    background_spatial : (nb, h·w) float64; background_temporal : (nb, T) float64.
+    snr : (K,) event-exceptionality SNR of the raw traces.
+    r_values : (K,) spatial consistency.
+    accepted : (K,) bool CaImAn's acceptance.
+    patch_count : patches fitted; merged_group_count : groups merged across and within patches.
+    """
+
+    spatial: csr_matrix
+    temporal: np.ndarray
+    raw_traces: np.ndarray
+    background_spatial: np.ndarray
+    background_temporal: np.ndarray
+    snr: np.ndarray
+    r_values: np.ndarray
+    accepted: np.ndarray
+    patch_count: int
+    merged_group_count: int
+
+
+def _frame_blocks(frames: Any) -> list[tuple[int, Any]]:
+    """(first frame, delayed block) of every time chunk of a (T, h, w) dask array with one spatial chunk."""
+    if len(frames.chunks[1]) != 1 or len(frames.chunks[2]) != 1:
+        frames = frames.rechunk({1: -1, 2: -1})
+    return list(zip(chunk_starts(frames.chunks[0]), frames.to_delayed().ravel()))
+
+
+def field_components(frames: Any, *, settings: SourceExtractionSettings, event_frames: int, label: str) -> Generator[Request, Any, FieldComponents]:
+    """CNMF of a (T, h, w) field of registered frames (a dask array chunked along time).
+
+    Yields the runner's `Compute` requests (patches; the field-wide projections; the evaluation sums)
+    and returns the `FieldComponents`. ``event_frames`` is the SNR's run length ⌈fr · decay time⌉.
+    """
+    import dask
+
+    frame_count, height, width = frames.shape
+    patch_px = 2 * settings.rf
+    origins = [(y, x) for y in patch_starts(length_px=height, patch_px=patch_px, overlap_px=min(settings.stride, patch_px - 1))
+               for x in patch_starts(length_px=width, patch_px=patch_px, overlap_px=min(settings.stride, patch_px - 1))]
+    options = settings.patch_fit_options()
+    fits = [dask.delayed(fit_patch, pure=True)(frames[:, y : y + patch_px, x : x + patch_px], **options) for y, x in origins]
+    patches = yield Compute(fits, f"CNMF patches ({label})")
+
+    shape = (height, width)
+    spatial = stack_rows([embed_footprints(patch.spatial, origin_px=origin, frame_shape=shape) for patch, origin in zip(patches, origins)])
+    raw = np.vstack([patch.raw_traces for patch in patches]).astype(np.float64)
+    merged = merge_components(spatial=spatial, temporal=raw, correlation_threshold=settings.merge_thr)
+    background_count = settings.nb
+    if background_count:
+        background_spatial, background_temporal = field_background(
+            [patch.background_spatial for patch in patches], [patch.background_temporal for patch in patches], origins_px=origins, frame_shape=shape
+        )
+    else:
+        background_spatial, background_temporal = np.zeros((0, height * width)), np.zeros((0, frame_count))
+    stacked = stack_rows([merged.spatial, csr_matrix(background_spatial)])
+    shared = dask.delayed(stacked, pure=True)
+    blocks = _frame_blocks(frames)
+    projections = yield Compute([dask.delayed(project_frames, pure=True)(block, shared) for _, block in blocks], f"CNMF field-wide projections ({label})")
+    projection = np.hstack(projections)
+    gram = (stacked @ stacked.T).toarray()
+    start = np.vstack([np.maximum(merged.temporal, 0.0), background_temporal])
+    temporal = update_temporal(data_projection=projection, spatial_gram=gram, temporal=start, iterations=settings.maxIter)
+    traces = unexplained_traces(data_projection=projection, spatial_gram=gram, temporal=temporal)
+    component_count = merged.spatial.shape[0]
+
+    snr = event_exceptionality_snr(traces[:component_count], event_frames=event_frames)
+    chosen = significant_frames(spatial=merged.spatial, temporal=temporal[:component_count])
+    pixel_lists = [merged.spatial.indices[merged.spatial.indptr[row] : merged.spatial.indptr[row + 1]] for row in range(component_count)]
+    sums = yield Compute(
+        [dask.delayed(significant_frame_sums, pure=True)(block, first_frame=first, frame_lists=chosen, pixel_lists=pixel_lists) for first, block in blocks],
+        f"CNMF evaluation ({label})",
+    )
+    r_values = np.zeros(component_count)
+    for row in range(component_count):
+        mean_frame = np.zeros(height * width)
+        mean_frame[pixel_lists[row]] = sum(chunk[row] for chunk in sums) / max(len(chosen[row]), 1)
+        footprint = merged.spatial[row].toarray().ravel()
+        r_values[row] = spatial_consistency(footprint=footprint, mean_frame=mean_frame)
+    accepted = accepted_components(snr, r_values, **settings.acceptance_options())
+    return FieldComponents(
+        merged.spatial,
+        temporal[:component_count],
+        traces[:component_count],
+        background_spatial,
+        temporal[component_count:],
+        snr,
+        r_values,
+        accepted,
+        len(origins),
+        merged.merged_group_count,
+    )
+
+
+def event_run_frames(*, decay_time_s: float, frame_rate_hz: float) -> int:
+    """CaImAn's SNR run length N = ⌈fr · decay_time⌉ (≥ 1)."""
+    return max(1, math.ceil(frame_rate_hz * decay_time_s))
+
+
+def accepted_masks(components: FieldComponents, *, frame_shape: tuple[int, int], threshold_fraction: float) -> tuple[Any, np.ndarray]:
+    """ROI masks (in field coordinates) of the accepted components with pixels above the threshold, and their (n,) int64 component indices."""
+    accepted = np.flatnonzero(components.accepted)
+    masks = footprint_masks(components.spatial[accepted], frame_shape=frame_shape, threshold_fraction=threshold_fraction)
+    nonempty = np.flatnonzero(masks.pixel_counts() > 0)
+    return masks.select(nonempty), accepted[nonempty]
+
+
+def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
+    """Plan of the CNMF step of one plane (``source_extraction.method: cnmf``).
+
+    Reads the functional channel's registered frames inside the registration's valid crop (all
+    frames: CNMF models bad frames as CaImAn does) and writes ``plane_k/cnmf/*`` (every component),
+    ``plane_k/rois/*`` (the accepted ones, with sparse detection's statistics and overlap removal)
+    and ``plane_k/detection/*`` (the images of the binned good frames, as detection writes them).
+
+    Chunking: see the module docstring; the detection images are the same tree reduction of binned
+    chunks as in detection.
+    """
+    import dask.array as da
+
+    configuration = context.configuration
+    settings = configuration.source_extraction
+    store = context.store
+    channel = 0 if configuration.main.first_channel_functional else 1
+    registered = store.array(frames_path(plane, channel, kind=REGISTERED))
+    frame_count, height, width = registered.shape
+    registration = read_registration_outputs(store, plane=plane, frame_shape=(height, width), user_bad_frames=context.bad_frame_indices)
+    (y_start, y_stop), (x_start, x_stop) = registration.valid_y_range, registration.valid_x_range
+    frames = da.from_zarr(registered)[:, y_start:y_stop, x_start:x_stop]
+    frame_rate_hz = context.acquisition.plane_frame_rate_hz
+    bin_size = bin_size_frames(frame_count=frame_count, tau_s=configuration.main.tau, frame_rate_hz=frame_rate_hz, maximum_binned_frames=configuration.roi_detection.maximum_binned_frames)
+    binned = binned_movie(frames, registration.good_frames, bin_size=bin_size)
+    if binned.shape[0] == 0:
+        raise InputError(f"{store.path}: plane {plane} has no complete temporal bin of good frames ({frame_count} frames, bin size {bin_size}); CNMF needs a longer recording or fewer bad frames")
+    event_frames = event_run_frames(decay_time_s=configuration.main.tau, frame_rate_hz=frame_rate_hz)
+    components = yield from field_components(frames, settings=settings, event_frames=event_frames, label=f"plane {plane}")
+    crop_shape = (y_stop - y_start, x_stop - x_start)
+    masks, source_component = accepted_masks(components, frame_shape=crop_shape, threshold_fraction=settings.footprint_threshold)
+    rois = RaggedRois(masks.pixel_offsets, (masks.ypix + y_start).astype(np.int32), (masks.xpix + x_start).astype(np.int32), masks.lam)
+    diameter_px = int(round(2 * float(np.mean(settings.gSig))))
+    curated = curate_rois(rois, frame_shape=(height, width), diameter_px=diameter_px, centroids=None,
+                          crop_to_soma=configuration.roi_detection.crop_to_soma, maximum_overlap=configuration.roi_detection.maximum_overlap)
+    kept = curated.rois.count
+    detection = PlaneDetection(
+        rois=curated.rois,
+        centroids=curated.centroids,
+        footprints=np.full(kept, NOT_A_PYRAMID_SCALE, np.int8),
+        statistics=curated.statistics,
+        diameter_px=diameter_px,
+        binned_frame_count=int(binned.shape[0]),
+        exhausted=True,
+        detection_source=np.full(kept, DetectionSource.ACTIVITY, np.int8),
+    )
+    (images,) = yield Compute([detection_images(binned_image_sums(binned), diameter_px, valid_y_range=registration.valid_y_range, valid_x_range=registration.valid_x_range, frame_shape=(height, width))], f"CNMF detection images (plane {plane})")
+    write_detection_outputs(store, plane=plane, images=images, detection=detection,
+                            attributes={"diameter_px": diameter_px, "bin_size": bin_size, "binned_frame_count": int(binned.shape[0]), "functional_channel": channel, "detection_exhausted": True})
+    store.write_array(f"{stage_path(plane, 'rois')}/source_component", source_component[curated.kept_indices].astype(np.int64))
+    _write_components(store, plane=plane, components=components, crop=((y_start, y_stop), (x_start, x_stop)), frame_shape=(height, width), event_frames=event_frames)
+
+
+def _write_components(store: Any, *, plane: int, components: FieldComponents, crop: tuple[tuple[int, int], tuple[int, int]], frame_shape: tuple[int, int], event_frames: int) -> None:
+    """Every component's footprint, scores and traces, and the background, under ``plane_k/cnmf/``."""
+    (y_start, y_stop), (x_start, x_stop) = crop
+    group = stage_path(plane, CNMF)
+    everything = footprint_masks(components.spatial, frame_shape=(y_stop - y_start, x_stop - x_start), threshold_fraction=0.0)
+    store.write_rois(
+        group,
+        RaggedRois(everything.pixel_offsets, (everything.ypix + y_start).astype(np.int32), (everything.xpix + x_start).astype(np.int32), everything.lam),
+        snr=components.snr.astype(np.float32),
+        r_values=components.r_values.astype(np.float32),
+        accepted=components.accepted,
+    )
+    store.write_array(f"{group}/temporal", components.temporal.astype(np.float32), dimension_names=TRACE_DIMENSIONS)
+    store.write_array(f"{group}/raw_traces", components.raw_traces.astype(np.float32), dimension_names=TRACE_DIMENSIONS)
+    background = np.zeros((components.background_spatial.shape[0], *frame_shape), np.float32)
+    background[:, y_start:y_stop, x_start:x_stop] = components.background_spatial.reshape(-1, y_stop - y_start, x_stop - x_start)
+    store.write_array(f"{group}/background_spatial", background, dimension_names=("component", "y", "x"))
+    store.write_array(f"{group}/background_temporal", components.background_temporal.astype(np.float32), dimension_names=("component", "t"))
+    store.update_group_attributes(group, {"patch_count": components.patch_count, "merged_group_count": components.merged_group_count, "event_frames": event_frames})
