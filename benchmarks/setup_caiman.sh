@@ -2,7 +2,7 @@
 # Build CaImAn (the CNMF peer) from its public source into its own virtual environment,
 # benchmarks/.caiman-venv, never the project's. CaImAn is not on the package registry under its
 # name, so the source comes from a snapshot of flatironinstitute/CaImAn (argument: a checkout).
-# Only what CNMF needs is installed (no tensorflow/keras: the CNN evaluation is not used; no Qt GUI).
+# What CNMF imports is installed (the CNN evaluation is not used; no Qt GUI).
 set -euo pipefail
 SOURCE=${1:?usage: setup_caiman.sh <CaImAn checkout>}
 cd "$(dirname "$0")"
@@ -11,8 +11,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/pip" install -q --upgrade pip
+# caiman's modules import tensorflow (CPU build, CaImAn's range), bokeh, holoviews and ipywidgets at
+# module level even where CNMF does not use them
 "$VENV/bin/pip" install -q "numpy>=1.26,<2" "scipy>=1.10.1" "scikit-image>=0.19" "scikit-learn>=1.2" opencv-python-headless tifffile h5py psutil \
-  "peakutils>=1.3.5" cython setuptools wheel tqdm matplotlib pims av zarr pynwb ipyparallel
+  "peakutils>=1.3.5" cython setuptools wheel tqdm matplotlib pims av zarr pynwb ipyparallel ipywidgets certifi "bokeh>=3.1.1" "holoviews>=1.16.2" \
+  "tensorflow-cpu>=2.4,<2.16"
 # setup.py installs example movies, test data and models that a repository snapshot lacks (files of
 # 4 MiB and more are absent): empty placeholders where they are missing (CNMF reads none of them)
 ( cd "$SOURCE" && mkdir -p model && python3 - <<'PYTHON'
@@ -26,5 +29,5 @@ for name in re.findall(r"'((?:example_movies|testdata)/[^']+)'", text):
 PYTHON
 )
 "$VENV/bin/pip" install -q --no-deps --no-build-isolation "$SOURCE"
-"$VENV/bin/python" -c "import caiman; from caiman.source_extraction.cnmf import cnmf; print('caiman', caiman.__version__ if hasattr(caiman, '__version__') else '')"
+"$VENV/bin/python" -c "import caiman, caiman.motion_correction; from caiman.source_extraction.cnmf import cnmf, params"
 echo "CaImAn installed in benchmarks/$VENV"
