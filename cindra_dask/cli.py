@@ -42,23 +42,23 @@ def _format_warning(message: Any, category: type, filename: str, lineno: int, fi
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print CindraErrors as one line per problem and exit 2; warnings as one line each."""
+    """Print CindraErrors as one line per problem and exit 2; warnings as one line each, every
+    command showing its own (a fresh warnings state, so a command run in-process twice warns twice)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = warnings.showwarning
-        warnings.showwarning = _format_warning
-        try:
-            return command(*args, **kwargs)
-        except CindraError as error:
-            for problem in error.problems:
-                typer.echo(f"error: {problem}", err=True)
-            raise typer.Exit(code=2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: finished phases are kept; rerun the same command to resume", err=True)
-            raise typer.Exit(code=130) from None
-        finally:
-            warnings.showwarning = previous
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _format_warning
+            try:
+                return command(*args, **kwargs)
+            except CindraError as error:
+                for problem in error.problems:
+                    typer.echo(f"error: {problem}", err=True)
+                raise typer.Exit(code=2) from None
+            except KeyboardInterrupt:
+                typer.echo("interrupted: finished phases are kept; rerun the same command to resume", err=True)
+                raise typer.Exit(code=130) from None
 
     return wrapper
 
@@ -113,13 +113,15 @@ def configure(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Write a commented configuration file: every field with its meaning, bounds and default."""
-    from cindra_dask.config import PIPELINE_MODELS, configuration_from_mapping, configuration_template, parse_overrides
+    from cindra_dask.config import PIPELINE_MODELS, configuration_from_mapping, configuration_template, parse_overrides, unset_fields
 
     if output.exists() and not overwrite:
         raise CindraError(f"{output}: exists; pass --overwrite to replace it")
     values = configuration_from_mapping({}, source="defaults", overrides=parse_overrides(set_values or []), model=PIPELINE_MODELS[pipeline.value])
     output.write_text(configuration_template(pipeline.value, values=values))
-    typer.echo(f"wrote {output}; set file_io.data_path and file_io.output_path, then run `cindra-dask validate {output}`")
+    unset = [line.split(":")[0] for line in unset_fields(values)]
+    todo = f"set {' and '.join(unset)} in it (or with --set), then " if unset else ""
+    typer.echo(f"wrote {output}; {todo}run `cindra-dask validate {output}`")
 
 
 @app.command()
@@ -147,6 +149,8 @@ def validate(
         f"{config}: OK — {found} (input_format {requested}{': found ' + plan.reader.input_format if requested == 'auto' else ''}), {plan.frames_per_plane} frames × {len(plan.virtual_planes)} planes × {plan.channel_number} channels "
         f"of {plan.files[0].page_shape[0]}×{plan.frame_width} {plan.dtype}; chunks of {plan.chunk_frames} frames; store {context.store.path}"
     )
+    for note in context.notes:
+        typer.echo(f"note: {note}")
     missing = missing_nwb_metadata(configuration.metadata)
     if missing:
         typer.echo(f"note: {', '.join(missing)} not set; processing does not need them, `cindra-dask export nwb` does (set them in the metadata section)")

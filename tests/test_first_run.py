@@ -1,0 +1,130 @@
+"""Issue 20, "The first run": configuration friction, status, progress lines and the demo's output,
+each reproduced through the command line first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cindra_dask.cli import app
+from cindra_dask.store import RecordingStore, frames_path
+from tests.conftest import write_tiff_recording
+
+runner = CliRunner()
+TWO_CHANNELS = {"frame_rate": 30.0, "plane_number": 1, "channel_number": 2}
+
+
+def _two_channel_recording(root: Path) -> Path:
+    pages = np.random.default_rng(3).integers(0, 200, size=(2 * 60, 16, 18)).astype(np.int16)
+    write_tiff_recording(root / "data" / "rec", pages, file_page_counts=(120,), acquisition=TWO_CHANNELS)
+    return root / "data" / "rec"
+
+
+def _configure(root: Path, data: Path, *extra: str) -> Path:
+    config = root / "rec.yaml"
+    result = runner.invoke(app, ["configure", str(config), "--overwrite", "--set", f"file_io.data_path={data}", "--set", f"file_io.output_path={root / 'out'}", *extra])
+    assert result.exit_code == 0, result.output
+    return config
+
+
+def test_two_channels_follows_the_acquisition_file_unless_set(tmp_path: Path) -> None:
+    """channel_number 2 in cindra_parameters.json and main.two_channels left unset: the run follows the file and says so."""
+    data = _two_channel_recording(tmp_path)
+    config = _configure(tmp_path, data, "--set", "runtime.display_progress_bars=false", "--set", "cluster.workers=1")
+    assert yaml.safe_load(config.read_text())["main"]["two_channels"] is None
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 0, result.output
+    note = f"note: main.two_channels: not set, so it follows {data / 'cindra_parameters.json'} (channel_number 2): both channels are ingested and registered"
+    assert note in result.output
+    result = runner.invoke(app, ["run", str(config), "--phase", "ingest"])
+    assert result.exit_code == 0, result.output
+    assert note in result.output
+    store = RecordingStore(tmp_path / "out" / "rec.zarr")
+    assert store.read(frames_path(0, 1)).shape == (60, 16, 18)
+    assert yaml.safe_load(store.attributes()["configuration"])["main"]["two_channels"] is True
+
+    result = runner.invoke(app, ["validate", str(config), "--set", "main.two_channels=false"])
+    assert result.exit_code == 2
+    assert f"error: main.two_channels is false but {data / 'cindra_parameters.json'} has channel_number 2; remove the line to follow it, or make them agree" in result.output
+    result = runner.invoke(app, ["validate", str(config), "--set", "main.second_channel_functional=true", "--set", "acquisition={frame_rate: 30.0, plane_number: 1, channel_number: 1}"])
+    assert result.exit_code == 2
+    assert "error: main.second_channel_functional is true but the configuration's acquisition section has channel_number 1" in result.output
+
+
+def test_a_multi_recording_file_without_pipeline_type(tmp_path: Path) -> None:
+    template = tmp_path / "multi.yaml"
+    assert runner.invoke(app, ["configure", str(template), "--pipeline", "multi-recording"]).exit_code == 0
+    without = tmp_path / "without.yaml"
+    without.write_text("".join(line for line in template.read_text().splitlines(keepends=True) if not line.startswith("pipeline_type:")))
+    result = runner.invoke(app, ["validate", str(without)])
+    assert result.exit_code == 2
+    assert "unknown key" not in result.output
+    assert "error: recording_io.dataset_name: not set" in result.output  # read as the multi-recording file it is
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(without.read_text() + "main:\n  tau: 1.0\n")
+    result = runner.invoke(app, ["validate", str(mixed)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {mixed}: pipeline_type: the line is missing and the file has sections of both pipelines (single-recording: main; "
+        "multi-recording: recording_io, roi_selection, diffeomorphic_registration, roi_tracking); "
+        "add 'pipeline_type: single-recording' or 'pipeline_type: multi-recording' and remove the other pipeline's sections"
+    )
+
+
+def test_configure_asks_only_for_what_is_still_unset(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    result = runner.invoke(app, ["configure", str(config), "--set", "file_io.data_path=/data/rec1", "--set", "file_io.output_path=/results"])
+    assert result.output.strip() == f"wrote {config}; run `cindra-dask validate {config}`"
+    result = runner.invoke(app, ["configure", str(config), "--overwrite", "--set", "file_io.data_path=/data/rec1"])
+    assert result.output.strip() == f"wrote {config}; set file_io.output_path in it (or with --set), then run `cindra-dask validate {config}`"
+    result = runner.invoke(app, ["configure", str(config), "--overwrite", "--pipeline", "multi-recording"])
+    assert result.output.strip() == f"wrote {config}; set recording_io.dataset_name and recording_io.recording_directories in it (or with --set), then run `cindra-dask validate {config}`"
+    result = runner.invoke(app, ["configure", str(config), "--overwrite", "-p", "multi-recording", "--set", "recording_io.dataset_name=days", "--set", "recording_io.recording_directories=[a.zarr, b.zarr]"])
+    assert result.output.strip() == f"wrote {config}; run `cindra-dask validate {config}`"
+
+
+def test_acquisition_overrides_are_accepted_and_never_silent(tmp_path: Path) -> None:
+    data = _two_channel_recording(tmp_path)
+    config = _configure(tmp_path, data)
+    result = runner.invoke(app, ["validate", str(config), "--set", "acquisition.frame_rate=15"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: --set acquisition: an acquisition section replaces cindra_parameters.json entirely, so it needs plane_number, channel_number too "
+        "(required: frame_rate, plane_number, channel_number); add them, or drop the section to read the file"
+    )
+    result = runner.invoke(app, ["validate", str(config), "--set", "acquisition.frame_rate=15", "--set", "acquisition.plane_number=1", "--set", "acquisition.channel_number=2"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: acquisition: the configuration's acquisition section replaces {data / 'cindra_parameters.json'}: frame_rate 15.0 instead of 30.0" in result.output
+    in_yaml = tmp_path / "inline.yaml"
+    payload = yaml.safe_load(config.read_text())
+    payload["acquisition"] = {"frame_rate": 15.0, "plane_number": 1, "channel_number": 2}
+    in_yaml.write_text(yaml.safe_dump(payload))
+    result = runner.invoke(app, ["validate", str(in_yaml)])
+    assert result.exit_code == 0 and "frame_rate 15.0 instead of 30.0" in result.output  # the same warning for the same override
+    same = {**payload, "acquisition": TWO_CHANNELS}
+    in_yaml.write_text(yaml.safe_dump(same))
+    assert "warning: acquisition" not in runner.invoke(app, ["validate", str(in_yaml)]).output
+
+
+def test_unknown_set_keys_are_errors_of_the_set_option(tmp_path: Path) -> None:
+    data = _two_channel_recording(tmp_path)
+    config = _configure(tmp_path, data)
+    result = runner.invoke(app, ["validate", str(config), "--set", "main.no_such_field=1", "--set", "registration.batch_size=0"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: --set main.no_such_field: unknown key; remove it or check its spelling (see `cindra-dask configure`)",
+        "error: --set registration.batch_size: Input should be greater than 0",
+    ]
+    text = config.read_text().replace("  tau: 0.4", "  tau: 0.4\n  typo_in_file: 1")
+    config.write_text(text)
+    result = runner.invoke(app, ["validate", str(config), "--set", "main.tau.x=1"])
+    assert result.output.strip() == "error: --set main.tau.x: main.tau is a field (0.4), not a section; use --set main.tau=VALUE"
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.output.strip() == f"error: {config}: main.typo_in_file: unknown key; remove it or check its spelling (see `cindra-dask configure`)"
+    result = runner.invoke(app, ["configure", str(tmp_path / "new.yaml"), "--set", "nosection.x=1"])
+    assert result.exit_code == 2 and result.output.strip() == "error: --set nosection: unknown key; remove it or check its spelling (see `cindra-dask configure`)"
