@@ -128,3 +128,78 @@ def test_unknown_set_keys_are_errors_of_the_set_option(tmp_path: Path) -> None:
     assert result.output.strip() == f"error: {config}: main.typo_in_file: unknown key; remove it or check its spelling (see `cindra-dask configure`)"
     result = runner.invoke(app, ["configure", str(tmp_path / "new.yaml"), "--set", "nosection.x=1"])
     assert result.exit_code == 2 and result.output.strip() == "error: --set nosection: unknown key; remove it or check its spelling (see `cindra-dask configure`)"
+
+
+def _computation(client: object, task_count: int) -> object:
+    import time
+
+    import dask
+
+    def pause(index: int) -> int:
+        time.sleep(0.03)
+        return index
+
+    return client.compute(dask.delayed(sum)([dask.delayed(pause)(index) for index in range(task_count)]))  # type: ignore[attr-defined]
+
+
+def test_progress_in_a_log_is_one_line_per_step(client: object, capsys: pytest.CaptureFixture[str]) -> None:
+    """Standard error not a terminal (a SLURM log): lines with the percentage and the time, no carriage returns."""
+    import re
+
+    from cindra_dask.cli import TerminalEvents
+
+    future = _computation(client, 60)
+    TerminalEvents(progress_bars=True).computing("work", future, client)
+    assert future.result() == sum(range(60))  # type: ignore[attr-defined]
+    output = capsys.readouterr().err
+    assert "\r" not in output and "\x1b" not in output
+    lines = output.splitlines()
+    final = re.fullmatch(r"work: 100% of (\d+) tasks in (\d+\.\d) s", lines[-1])
+    assert final is not None and int(final.group(1)) == 61  # 60 pauses and their sum
+    steps = [re.fullmatch(r"work: (\d+)% of 61 tasks, (\d+) s", line) for line in lines[:-1]]
+    assert steps and all(steps), lines
+    percents = [int(step.group(1)) for step in steps if step]
+    assert percents == sorted(set(percents)) and all(percent < 100 for percent in percents)
+    assert len(lines) <= 100 // TerminalEvents.LINE_PERCENT_STEP + 2
+
+
+def test_progress_in_a_terminal_is_a_bar_redrawn_in_place(client: object, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from cindra_dask.cli import TerminalEvents
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    future = _computation(client, 20)
+    TerminalEvents(progress_bars=True).computing("work", future, client)
+    output = capsys.readouterr().err
+    assert output.count("\n") == 1 and output.endswith("work: 100% of 21 tasks in " + output.rsplit(" in ", 1)[1])
+    assert "\rwork: [" in output and "%" in output
+    TerminalEvents(progress_bars=False).computing("work", _computation(client, 5), client)
+    assert capsys.readouterr().err == ""
+
+
+def test_status_counts_rois_and_cells_and_flags_a_stale_lock(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tests.test_manifest import write_synthetic_store
+
+    store = RecordingStore(write_synthetic_store(tmp_path).path)
+    result = runner.invoke(app, ["status", str(store.path)])
+    assert result.exit_code == 0, result.output
+    assert "plane 0: 5 ROIs, 3 classified as cells" in result.output.splitlines()
+    assert "plane 1: 4 ROIs, 3 classified as cells" in result.output.splitlines()
+    assert "lock:" not in result.output
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_pid = int(finished.stdout)
+    store.lock_path.write_text(json.dumps({"pid": dead_pid, "host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00"}))
+    lines = runner.invoke(app, ["status", str(store.path)]).output.splitlines()
+    assert lines[1] == (
+        f"lock: STALE — held by process {dead_pid} on {socket.gethostname()} since 2026-01-01T00:00:00+00:00, which is no longer running "
+        f"(a run that was killed); the next `cindra-dask run` replaces it, or delete {store.lock_path}"
+    )
+    store.lock_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00"}))
+    lines = runner.invoke(app, ["status", str(store.path)]).output.splitlines()
+    assert lines[1].startswith(f"lock: held by process {os.getpid()} on {socket.gethostname()} since 2026-01-01T00:00:00+00:00 (a run in progress;")

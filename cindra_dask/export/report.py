@@ -25,7 +25,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 
 from cindra_dask.errors import OutputError
-from cindra_dask.runner.status import indicator_tau_line
+from cindra_dask.runner.status import indicator_tau_line, plane_roi_counts
 from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, array_shape, arrays_under, frames_path, open_existing_store, plane_indices, stage_path
 
 CELL_COLOUR = "#39d353"
@@ -276,10 +276,7 @@ def _roi_image(image: np.ndarray, *, plane: int, name: str, title: str, outlines
 
 
 def _plane_counts(store: RecordingStore, plane: int) -> dict[str, Any]:
-    rois_group, extraction_group = stage_path(plane, ROIS), stage_path(plane, EXTRACTION)
-    roi_count = array_shape(store, f"{rois_group}/pixel_offsets")[0] - 1 if f"{rois_group}/pixel_offsets" in store else None
-    classification = _optional(store, f"{extraction_group}/cell_classification")
-    cell_count = int(np.count_nonzero(classification[:, 0] > 0.5)) if classification is not None and classification.ndim == 2 else None
+    roi_count, cell_count = plane_roi_counts(store, plane)
     bad = _optional(store, f"{stage_path(plane, REGISTRATION)}/bad_frames")
     frames = None
     for kind in (RAW, "registered"):
