@@ -203,3 +203,104 @@ def test_status_counts_rois_and_cells_and_flags_a_stale_lock(tmp_path: Path) -> 
     store.lock_path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00"}))
     lines = runner.invoke(app, ["status", str(store.path)]).output.splitlines()
     assert lines[1].startswith(f"lock: held by process {os.getpid()} on {socket.gethostname()} since 2026-01-01T00:00:00+00:00 (a run in progress;")
+
+
+def _numba_dispatchers() -> dict[str, object]:
+    """Every ``numba.njit`` dispatcher defined in the package, by ``module:name``."""
+    import importlib
+    import pkgutil
+
+    from numba.core.registry import CPUDispatcher
+
+    import cindra_dask
+
+    found = {}
+    for info in pkgutil.walk_packages(cindra_dask.__path__, "cindra_dask."):
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, CPUDispatcher) and value.py_func.__module__ == module.__name__:
+                found[f"{module.__name__}:{name}"] = value
+    return found
+
+
+def test_every_kernel_is_cached_on_disk() -> None:
+    """A kernel without cache=True compiles again in every process of every run."""
+    from numba.core.caching import NullCache
+
+    dispatchers = _numba_dispatchers()
+    assert len(dispatchers) >= 30
+    assert [name for name, dispatcher in dispatchers.items() if isinstance(dispatcher._cache, NullCache)] == []  # type: ignore[attr-defined]
+
+
+def test_recorded_signatures_are_the_kernels_a_default_run_compiles(tmp_path: Path) -> None:
+    """The signature list (`cindra_dask.kernel_cache`) holds what the pipeline compiles; regenerate it with
+    `benchmarks/bench_cold_start.py --record` when a kernel's types change."""
+    import subprocess
+    import sys
+
+    from cindra_dask.kernel_cache import load_recorded_kernels, uncached_kernels
+
+    recorded = load_recorded_kernels()
+    assert uncached_kernels([kernel._replace(function="cindra_dask.no_such_module:kernel") for kernel in recorded[:1]]) == []  # skipped, not an error
+    dispatchers = _numba_dispatchers()
+    assert {kernel.function for kernel in recorded} <= set(dispatchers)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cold_start", Path(__file__).parents[1] / "benchmarks" / "bench_cold_start.py")
+    bench = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(bench)  # type: ignore[union-attr]
+    completed = subprocess.run([sys.executable, "-c", bench._RECORD_RUN, str(tmp_path), "64", "120"], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    used = {(function, text) for function, text, _ in json.loads(completed.stdout.strip().splitlines()[-1])}
+    assert len(used) >= 25
+    assert used - {(kernel.function, kernel.signature) for kernel in recorded} == set()
+
+
+def test_cluster_start_compiles_missing_kernels_once_on_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cache empty: the kernels are compiled at cluster start, each on one worker, after a message with
+    the estimate; the next cluster finds them in the cache and says nothing."""
+    from cindra_dask import kernel_cache
+    from cindra_dask.config import ClusterSettings
+    from cindra_dask.runner.execution import Executor
+
+    cheap = [kernel for kernel in kernel_cache.load_recorded_kernels() if kernel.function.startswith(("cindra_dask.pixel_regions:", "cindra_dask.extraction.masks:_box"))]
+    chosen = [*cheap, kernel_cache.RecordedKernel("cindra_dask.no_such_module:kernel", "()", cheap[0].pickled_signature, 1.0)]
+    signatures = kernel_cache.save_recorded_kernels(chosen, tmp_path / "signatures.json")
+    monkeypatch.setattr(kernel_cache, "KERNEL_SIGNATURES_FILE", signatures)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba_cache"))  # read by the worker processes as they start
+
+    class Recorded:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.lines.append(text)
+
+        def computing(self, label: str, future: object, client: object) -> None:
+            self.lines.append(f"computing {label}")
+
+    for attempt in ("cold", "warm"):
+        events = Recorded()
+        executor = Executor(ClusterSettings(workers=2, threads_per_worker=1, memory_limit_per_worker="1GiB", dashboard_address=":0"), events=events)
+        try:
+            executor.client
+        finally:
+            executor.close()
+        assert events.lines[0].startswith("Dask cluster: 2 workers")
+        if attempt == "cold":
+            estimate = kernel_cache.assign_to_workers(cheap, ["first", "second"]).estimate_s
+            assert events.lines[1] == f"compiling {len(cheap)} numba kernels for this machine (once; about {estimate:.0f} s on 2 workers)"
+            assert events.lines[2] == "computing compiling kernels" and events.lines[3].startswith("kernels compiled in ")
+            indexes = sorted(path.name.split("-")[0] for path in (tmp_path / "numba_cache").rglob("*.nbi"))
+            assert indexes == sorted(kernel.function.split(":")[0].rsplit(".", 1)[1] + "." + kernel.function.split(":")[1] for kernel in cheap)
+        else:
+            assert events.lines[1:] == []
+
+
+def test_kernels_go_longest_first_to_the_least_loaded_worker() -> None:
+    from cindra_dask.kernel_cache import RecordedKernel, assign_to_workers
+
+    kernels = [RecordedKernel(f"m:k{seconds}", "()", "", float(seconds)) for seconds in (3, 10, 6, 5, 7)]
+    plan = assign_to_workers(kernels, ["tcp://a", "tcp://b"])
+    assert {worker: [kernel.compile_s for kernel in assigned] for worker, assigned in plan.assignments.items()} == {"tcp://a": [10.0, 5.0], "tcp://b": [7.0, 6.0, 3.0]}
+    assert plan.estimate_s == 16.0
+    assert assign_to_workers(kernels[:1], ["tcp://a", "tcp://b"]).assignments == {"tcp://a": kernels[:1]}
