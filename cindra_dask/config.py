@@ -589,7 +589,6 @@ PIPELINE_MODELS: dict[str, type[Section]] = {
 }
 
 
-
 def unset_fields(configuration: Configuration) -> list[str]:
     """'<section.field>: <what to give>' for each field a run needs and the configuration leaves unset."""
     if isinstance(configuration, SingleRecordingConfiguration):
@@ -670,20 +669,17 @@ def _given_by(location: str, overrides: list[tuple[str, Any]], file_payload: dic
     return any(dotted == location or location.startswith(dotted + ".") or (dotted.startswith(location + ".") and node in (None, {})) for dotted, _ in overrides)
 
 
-_SECTIONS_OF_ONE_PIPELINE = {
-    "single-recording": ("main", "file_io", "acquisition", "registration", "one_photon_registration", "nonrigid_registration", "roi_detection", "metadata"),
-    "multi-recording": ("recording_io", "roi_selection", "diffeomorphic_registration", "roi_tracking"),
-}
-"""The sections only one pipeline has: they tell which pipeline a file without ``pipeline_type`` configures."""
-
-
 def _pipeline_type(payload: dict[str, Any], *, source: str) -> str:
-    """``pipeline_type`` of a mapping, or the pipeline its sections belong to when the line is missing."""
+    """``pipeline_type`` of a mapping, or, when the line is missing, the pipeline whose own sections
+    (those the other pipeline's model lacks) it holds."""
     if "pipeline_type" in payload:
         if payload["pipeline_type"] not in PIPELINE_MODELS:
             raise ConfigurationError(f"{source}: pipeline_type: must be one of {sorted(PIPELINE_MODELS)}, got {payload['pipeline_type']!r}")
         return str(payload["pipeline_type"])
-    found = {pipeline: [name for name in sections if name in payload] for pipeline, sections in _SECTIONS_OF_ONE_PIPELINE.items()}
+    found = {
+        pipeline: [name for name in model.model_fields if name in payload and all(name not in other.model_fields for other in PIPELINE_MODELS.values() if other is not model)]
+        for pipeline, model in PIPELINE_MODELS.items()
+    }
     if found["single-recording"] and found["multi-recording"]:
         raise ConfigurationError(
             f"{source}: pipeline_type: the line is missing and the file has sections of both pipelines "
