@@ -42,32 +42,35 @@ def _format_warning(message: Any, category: type, filename: str, lineno: int, fi
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Print CindraErrors as one line per problem and exit 2; warnings as one line each."""
+    """Print CindraErrors as one line per problem and exit 2; warnings as one line each, every
+    command showing its own (a fresh warnings state, so a command run in-process twice warns twice)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = warnings.showwarning
-        warnings.showwarning = _format_warning
-        try:
-            return command(*args, **kwargs)
-        except CindraError as error:
-            for problem in error.problems:
-                typer.echo(f"error: {problem}", err=True)
-            raise typer.Exit(code=2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: finished phases are kept; rerun the same command to resume", err=True)
-            raise typer.Exit(code=130) from None
-        finally:
-            warnings.showwarning = previous
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _format_warning
+            try:
+                return command(*args, **kwargs)
+            except CindraError as error:
+                for problem in error.problems:
+                    typer.echo(f"error: {problem}", err=True)
+                raise typer.Exit(code=2) from None
+            except KeyboardInterrupt:
+                typer.echo("interrupted: finished phases are kept; rerun the same command to resume", err=True)
+                raise typer.Exit(code=130) from None
 
     return wrapper
 
 
 class TerminalEvents:
-    """How a run looks on standard error: one line per message; per computation a progress bar in a
-    terminal, or (a SLURM log, a pipe) a line when it starts and one every ``LOG_INTERVAL_S`` while it runs."""
+    """How a run looks on standard error: one line per message; per computation (unless
+    ``progress_bars`` is false) a progress bar redrawn in place in a terminal, or, where standard
+    error is not one (a SLURM log, a pipe), a line at every `LINE_PERCENT_STEP` % done and at least
+    every `LOG_INTERVAL_S`, each with the percentage of tasks done and the time elapsed."""
 
     LOG_INTERVAL_S = 30.0
+    LINE_PERCENT_STEP = 10
 
     def __init__(self, *, progress_bars: bool) -> None:
         self.progress_bars = progress_bars
@@ -76,26 +79,34 @@ class TerminalEvents:
         typer.echo(text, err=True)
 
     def computing(self, label: str, future: Any, client: Any) -> None:
-        if not self.progress_bars:
-            return
-        if sys.stderr.isatty():
-            from distributed import progress
+        if self.progress_bars:
+            _show_progress(label, future, client, terminal=sys.stderr.isatty(), percent_step=self.LINE_PERCENT_STEP, interval_s=self.LOG_INTERVAL_S)
 
-            typer.echo(f"{label}:", err=True)
-            progress(future, notebook=False, scheduler=client.scheduler.address)  # this client's scheduler, not the process's default client
-            typer.echo("", err=True)
-            return
-        from distributed import wait
 
-        started = time.time()
-        typer.echo(f"{label}: running", err=True)
-        while True:
-            try:
-                wait(future, timeout=self.LOG_INTERVAL_S)
-                break
-            except TimeoutError:
-                typer.echo(f"{label}: running for {time.time() - started:.0f} s", err=True)
-        typer.echo(f"{label}: finished in {time.time() - started:.1f} s", err=True)
+def _show_progress(label: str, future: Any, client: Any, *, terminal: bool, percent_step: int, interval_s: float) -> None:
+    """Follow ``future``'s tasks on ``client``'s scheduler until it is done (see `TerminalEvents`)."""
+    from distributed.diagnostics.progressbar import TextProgressBar
+
+    class Progress(TextProgressBar):
+        def __init__(self) -> None:
+            self.next_percent, self.last_line_s = 0, 0.0
+            super().__init__([future], scheduler=client.scheduler.address, interval="100ms" if terminal else "1s", width=30)
+
+        def _draw_bar(self, remaining: int, all: int, **kwargs: Any) -> None:  # noqa: A002 - distributed's keyword
+            percent = int(100 * (1 - remaining / all)) if all else 100
+            if terminal:
+                bar = "#" * (self.width * percent // 100)
+                sys.stderr.write(f"\r{label}: [{bar:<{self.width}}] {percent:3d}% | {self.elapsed:.1f} s")
+                sys.stderr.flush()
+            elif percent < 100 and (percent >= self.next_percent or self.elapsed - self.last_line_s >= interval_s):
+                typer.echo(f"{label}: {percent}% of {all} tasks, {self.elapsed:.0f} s", err=True)
+                self.next_percent, self.last_line_s = (percent // percent_step + 1) * percent_step, self.elapsed
+
+        def _draw_stop(self, remaining: int, all: int, status: str, **kwargs: Any) -> None:  # noqa: A002
+            ending = f"100% of {all} tasks in {self.elapsed:.1f} s" if status == "finished" else f"{status} after {self.elapsed:.1f} s"
+            typer.echo(("\r\33[2K" if terminal else "") + f"{label}: {ending}", err=True)
+
+    Progress()
 
 
 SetOption = Annotated[
@@ -113,13 +124,15 @@ def configure(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Write a commented configuration file: every field with its meaning, bounds and default."""
-    from cindra_dask.config import PIPELINE_MODELS, configuration_from_mapping, configuration_template, parse_overrides
+    from cindra_dask.config import PIPELINE_MODELS, configuration_from_mapping, configuration_template, parse_overrides, unset_fields
 
     if output.exists() and not overwrite:
         raise CindraError(f"{output}: exists; pass --overwrite to replace it")
     values = configuration_from_mapping({}, source="defaults", overrides=parse_overrides(set_values or []), model=PIPELINE_MODELS[pipeline.value])
     output.write_text(configuration_template(pipeline.value, values=values))
-    typer.echo(f"wrote {output}; set file_io.data_path and file_io.output_path, then run `cindra-dask validate {output}`")
+    unset = [line.split(":")[0] for line in unset_fields(values)]
+    todo = f"set {' and '.join(unset)} in it (or with --set), then " if unset else ""
+    typer.echo(f"wrote {output}; {todo}run `cindra-dask validate {output}`")
 
 
 @app.command()
@@ -153,6 +166,8 @@ def validate(
     record = context.acquisition_record
     verb = "inferred from" if record.used.kind in FILE_METADATA_KINDS else "from"
     typer.echo(f"acquisition: {acquisition_summary(record.parameters)} — {verb} {record.used.describe()}")
+    for note in context.notes:
+        typer.echo(f"note: {note}")
     missing = missing_nwb_metadata(configuration.metadata)
     if missing:
         typer.echo(f"note: {', '.join(missing)} not set; processing does not need them, `cindra-dask export nwb` does (set them in the metadata section)")
@@ -231,51 +246,66 @@ def _simulation_parameters(model: Any, values: dict[str, Any]) -> Any:
         raise ConfigurationError(*_describe_validation_error(error, source="simulate --set")) from error
 
 
+README_SIMULATOR_FRAMES = 2000
+"""Frames of the recording README.md's simulator figures were measured on."""
+
+
 @app.command()
 @user_errors
 def demo(
     directory: Annotated[Optional[Path], typer.Argument(help="Where to put the simulated data and results (default: a new temporary directory).")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Local worker processes.")] = 2,
-    frames: Annotated[int, typer.Option("--frames", help="Frames of the simulated recording.")] = 1000,
+    frames: Annotated[int, typer.Option("--frames", help=f"Frames of the simulated recording (README.md's figures are for {README_SIMULATOR_FRAMES}).")] = 1000,
     size: Annotated[int, typer.Option("--size", help="Frame height and width (px).")] = 256,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars or progress lines.")] = False,
 ) -> None:
     """Simulate a small recording, run the whole pipeline on a LocalCluster and score it against the truth."""
     from cindra_dask.config import ClusterSettings, FileIOSettings, RuntimeSettings, SingleRecordingConfiguration, save_configuration
     from cindra_dask.evaluate import score_recording
-    from cindra_dask.pipeline import run_single_recording, store_status
     from cindra_dask.export.report import write_report
+    from cindra_dask.pipeline import run_single_recording
+    from cindra_dask.runner.status import plane_roi_counts
     from cindra_dask.simulate import SimulationParameters, load_ground_truth, write_recording
+    from cindra_dask.store import RecordingStore, plane_indices
 
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="cindra-dask-demo-"))
     data_path = directory / "data" / "demo_recording"
     parameters = SimulationParameters(frame_height=size, frame_width=size, frame_count=frames, cell_count=max(10, size * size // 550), seed=1)
+    typer.echo(
+        f"demo: {frames} frames of {size}×{size} px at {parameters.plane_frame_rate_hz:g} Hz ({frames / parameters.plane_frame_rate_hz:.0f} s) with {parameters.cell_count} simulated cells, "
+        f"on {workers} local worker{'s' if workers != 1 else ''}; it ends with the accuracy against the simulator's truth and the paths of the results"
+    )
     if not (data_path / "ground_truth.npz").exists():
-        typer.echo(f"simulating {frames} frames of {size}×{size} into {data_path} ...")
+        typer.echo(f"simulating into {data_path} ...")
         write_recording(parameters, data_path)
     configuration = SingleRecordingConfiguration(
-        runtime=RuntimeSettings(display_progress_bars=True),
+        runtime=RuntimeSettings(display_progress_bars=not no_progress),
         main={"tau": parameters.tau_s},
         file_io=FileIOSettings(data_path=data_path, output_path=directory / "results"),
         cluster=ClusterSettings(workers=workers, dashboard_address=":0"),
     )
     config_path = save_configuration(configuration, directory / "demo_configuration.yaml")
     started = time.time()
-    report = run_single_recording(configuration, events=TerminalEvents(progress_bars=True))
-    typer.echo("")
-    for line in store_status(report.store_path):
-        typer.echo(line)
+    report = run_single_recording(configuration, events=TerminalEvents(progress_bars=not no_progress))
     elapsed = time.time() - started
+    store = RecordingStore(report.store_path)
+    counts = [plane_roi_counts(store, plane) for plane in plane_indices(store)]
     scores = score_recording(report.store_path, load_ground_truth(data_path / "ground_truth.npz"))
-    typer.echo("\naccuracy against the simulator's ground truth:")
+    qc_report = write_report(report.store_path)
+    typer.echo(f"\nfound {sum(count.rois or 0 for count in counts)} ROIs, {sum(count.cells or 0 for count in counts)} classified as cells, in {elapsed:.1f} s")
+    typer.echo("accuracy against the simulator's ground truth:")
     typer.echo(f"  registration: rigid offsets {scores.rigid_offset_rms_px:.3f} px RMS; residual displacement field {scores.displacement_rms_px:.3f} px RMS")
     typer.echo(f"  detection: F1 {scores.detection_f1:.3f} (precision {scores.detection_precision:.3f}, recall {scores.detection_recall:.3f}) against active somata")
     typer.echo(f"  extraction: median trace r {scores.trace_correlation:.3f}, median spike r {scores.spike_correlation:.3f} over {scores.matched_cells} matched cells")
+    if frames < README_SIMULATOR_FRAMES:
+        typer.echo(f"  README.md's simulator figures are for {README_SIMULATOR_FRAMES} frames; with {frames} detection finds fewer of the quieter cells (`--frames {README_SIMULATOR_FRAMES}` takes about twice as long)")
     typer.echo(
-        "  what to expect on your own data: these figures come from our simulator; on data we did not generate detection finds fewer quiet cells"
+        "  on your own data: these figures come from our simulator; on data we did not generate detection finds fewer quiet cells"
         " and spike r is lower (real spike ground truth: median 0.68 at 30 Hz, 0.84 at 7.5 Hz); see README.md 'Accuracy, per source of truth'"
     )
-    qc_report = write_report(report.store_path)
-    typer.echo(f"\ndemo finished in {elapsed:.1f} s; configuration: {config_path}; results: {report.store_path}; QC report: {qc_report}")
+    typer.echo(f"\nQC report:     {qc_report}")
+    typer.echo(f"results:       {report.store_path}  (`cindra-dask status {report.store_path}` lists every step and array)")
+    typer.echo(f"configuration: {config_path}  (`cindra-dask run {config_path}` skips what is done)")
 
 
 # ---------------------------------------------------------------------------------------------

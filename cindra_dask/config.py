@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -145,7 +145,9 @@ class RuntimeSettings(Section):
 class MainSettings(Section):
     """What the recording holds."""
 
-    two_channels: bool = Field(default=False, description="Expect two interleaved channels per plane (must agree with channel_number).")
+    two_channels: bool | None = Field(
+        default=None, description="Two interleaved channels per plane; None follows channel_number of the acquisition parameters (true or false must agree with it)."
+    )
     first_channel_functional: bool = Field(default=True, description="The first channel carries activity (is detected and extracted).")
     second_channel_functional: bool = Field(default=False, description="The second channel carries activity too: it is detected and extracted independently.")
     tau: float = Field(default=0.4, gt=0, le=10, description="Indicator decay time constant in seconds; sets the temporal bin size and the OASIS decay.")
@@ -156,8 +158,8 @@ class MainSettings(Section):
     def _check_functional(self) -> "MainSettings":
         if not (self.first_channel_functional or self.second_channel_functional):
             raise ValueError("first_channel_functional and second_channel_functional are both false: at least one channel must be functional")
-        if self.second_channel_functional and not self.two_channels:
-            raise ValueError("second_channel_functional needs two_channels: true")
+        if self.second_channel_functional and self.two_channels is False:
+            raise ValueError("second_channel_functional needs two channels; set two_channels: true or remove the line")
         return self
 
 
@@ -550,7 +552,8 @@ class SingleRecordingConfiguration(Section):
     main: MainSettings = Field(default_factory=MainSettings, description="What the recording holds.")
     file_io: FileIOSettings = Field(default_factory=FileIOSettings, description="Inputs and outputs.")
     acquisition: AcquisitionParameters | None = Field(
-        default=None, description="Acquisition parameters; None reads cindra_parameters.json beside the movie files, or else their ScanImage header, Bruker XML or NWB series."
+        default=None,
+        description="Acquisition parameters; None reads cindra_parameters.json beside the movie files, or else their ScanImage header, Bruker XML or NWB series; a section here replaces them entirely.",
     )
     registration: RegistrationSettings = Field(default_factory=RegistrationSettings, description="Rigid registration.")
     one_photon_registration: OnePhotonRegistrationSettings = Field(default_factory=OnePhotonRegistrationSettings, description="One-photon pre-filtering.")
@@ -561,6 +564,18 @@ class SingleRecordingConfiguration(Section):
     spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")
     metadata: MetadataSettings = Field(default_factory=MetadataSettings, description="Session, subject and microscope, for the NWB export (changes no result).")
+
+    @field_validator("acquisition", mode="before")
+    @classmethod
+    def _complete_acquisition(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            missing = [name for name, field in AcquisitionParameters.model_fields.items() if field.is_required() and name not in value]
+            if missing:
+                raise ValueError(
+                    f"an acquisition section replaces {ACQUISITION_FILE_NAME} entirely, so it needs {', '.join(missing)} too "
+                    f"(required: {', '.join(name for name, field in AcquisitionParameters.model_fields.items() if field.is_required())}); add them, or drop the section to read the file"
+                )
+        return value
 
 
 def roi_detection_options(configuration: SingleRecordingConfiguration) -> DetectionOptions:
@@ -679,13 +694,33 @@ PIPELINE_MODELS: dict[str, type[Section]] = {
     "multi-recording": MultiRecordingConfiguration,
 }
 
+
+def unset_fields(configuration: Configuration) -> list[str]:
+    """'<section.field>: <what to give>' for each field a run needs and the configuration leaves unset."""
+    if isinstance(configuration, SingleRecordingConfiguration):
+        return [
+            *(["file_io.data_path: not set; give the folder holding the movie files (and cindra_parameters.json, unless their metadata describe the acquisition)"] if configuration.file_io.data_path is None else []),
+            *(["file_io.output_path: not set; give the folder that receives the results"] if configuration.file_io.output_path is None else []),
+        ]
+    recording_io = configuration.recording_io
+    return [
+        *(["recording_io.dataset_name: not set; name the tracking dataset (lower case, digits, '_' or '-')"] if not recording_io.dataset_name else []),
+        *(
+            [f"recording_io.recording_directories: {len(recording_io.recording_directories)} recording(s) given; list at least two recording stores (<name>.zarr)"]
+            if len(recording_io.recording_directories) < 2
+            else []
+        ),
+    ]
+
+
 # ----------------------------------------------------------------------------------------------
 # YAML
 # ----------------------------------------------------------------------------------------------
 
 
-def _describe_validation_error(error: ValidationError, *, source: str) -> list[str]:
-    """One line per problem: '<source>: <field.path>: <what is wrong>'."""
+def _describe_validation_error(error: ValidationError, *, source: str, overridden: Callable[[str], bool] = lambda location: False) -> list[str]:
+    """One line per problem: '<source>: <field.path>: <what is wrong>', or '--set <field.path>: ...'
+    where ``overridden(field.path)`` says a ``--set`` gave it."""
     lines = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "<top level>"
@@ -697,7 +732,7 @@ def _describe_validation_error(error: ValidationError, *, source: str) -> list[s
             message = "required field is missing"
         elif message.startswith("Value error, "):
             message = message.removeprefix("Value error, ")
-        lines.append(f"{source}: {location}: {message}")
+        lines.append(f"--set {location}: {message}" if overridden(location) else f"{source}: {location}: {message}")
     return lines
 
 
@@ -716,15 +751,48 @@ def _yaml_mapping(text: str, *, source: str) -> dict[str, Any]:
     return payload
 
 
-def _set_dotted(payload: dict[str, Any], dotted: str, value: Any, *, source: str) -> None:
+def _set_dotted(payload: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``section.field`` in ``payload``; a section given as null (``acquisition: null``) starts empty."""
     parts = dotted.split(".")
     node = payload
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
+    for depth, part in enumerate(parts[:-1]):
+        if node.get(part) is None:
+            node[part] = {}
+        child = node[part]
         if not isinstance(child, dict):
-            raise ConfigurationError(f"{source}: {dotted}: '{part}' is not a section")
+            field = ".".join(parts[: depth + 1])
+            raise ConfigurationError(f"--set {dotted}: {field} is a field ({child!r}), not a section; use --set {field}=VALUE")
         node = child
     node[parts[-1]] = value
+
+
+def _given_by(location: str, overrides: list[tuple[str, Any]], file_payload: dict[str, Any]) -> bool:
+    """Whether a ``--set`` gave the field at ``location``: one set it (or a value it lies in), or set a
+    field under it where the file has none (``--set acquisition.frame_rate=…`` making the section)."""
+    node: Any = file_payload
+    for part in location.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return any(dotted == location or location.startswith(dotted + ".") or (dotted.startswith(location + ".") and node in (None, {})) for dotted, _ in overrides)
+
+
+def _pipeline_type(payload: dict[str, Any], *, source: str) -> str:
+    """``pipeline_type`` of a mapping, or, when the line is missing, the pipeline whose own sections
+    (those the other pipeline's model lacks) it holds."""
+    if "pipeline_type" in payload:
+        if payload["pipeline_type"] not in PIPELINE_MODELS:
+            raise ConfigurationError(f"{source}: pipeline_type: must be one of {sorted(PIPELINE_MODELS)}, got {payload['pipeline_type']!r}")
+        return str(payload["pipeline_type"])
+    found = {
+        pipeline: [name for name in model.model_fields if name in payload and all(name not in other.model_fields for other in PIPELINE_MODELS.values() if other is not model)]
+        for pipeline, model in PIPELINE_MODELS.items()
+    }
+    if found["single-recording"] and found["multi-recording"]:
+        raise ConfigurationError(
+            f"{source}: pipeline_type: the line is missing and the file has sections of both pipelines "
+            f"(single-recording: {', '.join(found['single-recording'])}; multi-recording: {', '.join(found['multi-recording'])}); "
+            "add 'pipeline_type: single-recording' or 'pipeline_type: multi-recording' and remove the other pipeline's sections"
+        )
+    return "multi-recording" if found["multi-recording"] else "single-recording"
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
@@ -749,19 +817,21 @@ def configuration_from_mapping(
     overrides: list[tuple[str, Any]] | None = None,
     model: type[ConfigurationT] | None = None,
 ) -> Configuration:
-    """Validate a mapping (plus dotted overrides) into the right configuration model."""
-    payload = json.loads(json.dumps(payload, default=str))  # deep copy; paths/enums as text
-    for dotted, value in overrides or []:
-        _set_dotted(payload, dotted, value, source=f"{source} (--set)")
+    """Validate a mapping (plus dotted overrides) into the right configuration model: ``model``, the
+    file's ``pipeline_type``, or the pipeline its sections belong to (`_pipeline_type`). Problems of
+    fields an override gave are reported as ``--set`` problems."""
+    file_payload = json.loads(json.dumps(payload, default=str))  # deep copy; paths/enums as text
+    payload = json.loads(json.dumps(file_payload))
+    overrides = list(overrides or [])
+    for dotted, value in overrides:
+        _set_dotted(payload, dotted, value)
     if model is None:
-        pipeline_type = payload.get("pipeline_type", "single-recording")
-        if pipeline_type not in PIPELINE_MODELS:
-            raise ConfigurationError(f"{source}: pipeline_type: must be one of {sorted(PIPELINE_MODELS)}, got {pipeline_type!r}")
-        model = PIPELINE_MODELS[pipeline_type]  # type: ignore[assignment]
+        model = PIPELINE_MODELS[_pipeline_type(payload, source=source)]  # type: ignore[assignment]
     try:
         return model.model_validate(payload)  # type: ignore[union-attr, return-value]
     except ValidationError as error:
-        raise ConfigurationError(*_describe_validation_error(error, source=source)) from error
+        problems = _describe_validation_error(error, source=source, overridden=lambda location: _given_by(location, overrides, file_payload))
+        raise ConfigurationError(*problems) from error
 
 
 def load_configuration(path: Path | str, *, overrides: list[str] | tuple[str, ...] = ()) -> Configuration:

@@ -37,5 +37,7 @@ def dilated_region(ypix: np.ndarray, xpix: np.ndarray, border_px: int, height: i
                     continue
                 if (y > 0 and region[y - 1, x]) or (y + 1 < rows and region[y + 1, x]) or (x > 0 and region[y, x - 1]) or (x + 1 < columns and region[y, x + 1]):
                     grown[y, x] = True
-        region[:, :] = grown
+        for y in range(rows):  # a loop, not region[:, :] = grown: the slice assignment took numba 4 of this kernel's 5 s to compile
+            for x in range(columns):
+                region[y, x] = grown[y, x]
     return top, left, region

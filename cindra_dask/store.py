@@ -481,7 +481,7 @@ class RecordingStore:
         holder = self.lock_holder()
         if holder is None:
             return
-        if _lock_is_stale(holder):
+        if lock_is_stale(holder):
             warnings.warn(
                 f"{self.lock_path}: stale lock of process {holder.get('pid')} on {holder.get('host')} (started {holder.get('started')}), which is no longer running; it will be replaced",
                 stacklevel=2,
@@ -570,7 +570,7 @@ def _read_metadata(path: Path) -> dict[str, Any] | None:
     return metadata if isinstance(metadata, dict) else None
 
 
-def _lock_is_stale(holder: dict[str, Any]) -> bool:
+def lock_is_stale(holder: dict[str, Any]) -> bool:
     """True when the lock's process is on this host and no longer alive (or the file is unreadable)."""
     pid = int(holder.get("pid", -1))
     if pid < 0:

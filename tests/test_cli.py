@@ -56,9 +56,21 @@ def test_configure_validate_run_status(tmp_path: Path) -> None:
 
 
 def test_demo_runs_on_a_local_cluster(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", str(tmp_path), "--frames", "120", "--size", "64", "--workers", "1"])
+    result = runner.invoke(app, ["demo", str(tmp_path), "--frames", "120", "--size", "64", "--workers", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
-    assert "demo finished" in result.output and "accuracy against the simulator's ground truth" in result.output and "QC report:" in result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "demo: 120 frames of 64×64 px at 30 Hz (4 s) with 10 simulated cells, on 1 local worker; it ends with the accuracy against the simulator's truth and the paths of the results"
+    assert not any("% of" in line for line in lines)  # --no-progress
+    assert not any(" shape (" in line for line in lines)  # the array listing is `status`'s
+    accuracy = lines.index("accuracy against the simulator's ground truth:")
+    assert lines[accuracy - 1].startswith("found ") and lines[accuracy + 1].startswith("  registration: rigid offsets")
+    assert "  README.md's simulator figures are for 2000 frames; with 120 detection finds fewer of the quieter cells" in "\n".join(lines)
+    store_path = tmp_path / "results" / "demo_recording.zarr"
+    assert lines[-3:] == [
+        f"QC report:     {tmp_path / 'results' / 'demo_recording_report.html'}",
+        f"results:       {store_path}  (`cindra-dask status {store_path}` lists every step and array)",
+        f"configuration: {tmp_path / 'demo_configuration.yaml'}  (`cindra-dask run {tmp_path / 'demo_configuration.yaml'}` skips what is done)",
+    ]
     store = RecordingStore(tmp_path / "results" / "demo_recording.zarr")
     assert all(record.complete for record in store.phase_records().values())
     assert set(store.phase_records()) == {"ingest", "registration/plane_0", "detection/plane_0", "extraction/plane_0", "combine"}

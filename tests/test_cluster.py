@@ -25,7 +25,19 @@ class _RecordedEvents:
         self.messages.append(f"computing {label}")
 
 
+def _dashboard_page(link: str) -> str:
+    """The page at the dashboard link, fetched over the loopback interface."""
+    import urllib.parse
+    import urllib.request
+
+    address = urllib.parse.urlsplit(link)
+    with urllib.request.urlopen(f"http://127.0.0.1:{address.port}{address.path}", timeout=30) as response:
+        assert response.status == 200
+        return response.read().decode()
+
+
 def test_local_cluster_from_settings_announces_the_dashboard() -> None:
+    """The printed link serves distributed's status dashboard (bokeh is a dependency), not "Dask needs bokeh"."""
     from cindra_dask.runner.execution import Executor
 
     settings = ClusterSettings(workers=2, threads_per_worker=1, memory_limit_per_worker="1GiB", dashboard_address=":0")
@@ -38,6 +50,9 @@ def test_local_cluster_from_settings_announces_the_dashboard() -> None:
         assert {worker["memory_limit"] for worker in workers.values()} == {2**30}
         assert client.submit(sum, [1, 2, 3]).result() == 6
         assert set(client.run(lambda dask_worker: dask_worker.allocator_tuned).values()) == {sys.platform.startswith("linux")}
+        page = _dashboard_page(client.dashboard_link)
+        assert "Dask needs" not in page
+        assert "<title>Dask Diagnostic UI</title>" in page and "Bokeh.safely" in page
     finally:
         executor.close()
     assert len(events.messages) == 1 and events.messages[0].startswith("Dask cluster: 2 workers; dashboard: http")

@@ -529,3 +529,34 @@ def test_minimum_spike_size_drops_only_noise_sized_spikes() -> None:
     np.testing.assert_array_equal(thresholded[thresholded > 0], plain[thresholded > 0])
     assert np.count_nonzero(thresholded) < np.count_nonzero(plain)
     assert set(np.flatnonzero(truth)) <= set(np.flatnonzero(thresholded))
+
+
+def test_quiet_frame_threshold_is_the_partition_value_with_ties() -> None:
+    """The written-out quickselect (numba compiles np.partition for 10 s) picks np.partition's value:
+    coefficients equal those of the same iteration with np.partition, on data full of ties."""
+    from cindra_dask.extraction.baseline import NEUROPIL_COEFFICIENT_MAXIMUM_ITERATIONS, NEUROPIL_COEFFICIENT_RANGE, NEUROPIL_COEFFICIENT_TOLERANCE
+
+    rng = np.random.default_rng(5)
+    neuropil = rng.integers(0, 6, size=(7, 97)).astype(np.float32)
+    cell = (0.6 * neuropil + rng.integers(0, 4, size=neuropil.shape)).astype(np.float32)
+    cell[3] = 5.0  # every residual tied at the first iteration
+    for quiet_fraction in (0.01, 0.2, 0.5, 1.0):
+        quiet_count = min(97, max(2, int(np.ceil(quiet_fraction * 97))))
+        expected = []
+        for row in range(len(cell)):
+            coefficient = 0.7
+            for _ in range(NEUROPIL_COEFFICIENT_MAXIMUM_ITERATIONS):
+                residual = cell[row].astype(np.float64) - coefficient * neuropil[row]
+                quiet = residual <= np.partition(residual, quiet_count - 1)[quiet_count - 1]
+                deviation = neuropil[row][quiet] - neuropil[row][quiet].mean()
+                variance = float(np.sum(deviation * deviation))
+                if variance <= 0:
+                    coefficient = 0.7
+                    break
+                updated = min(max(float(np.sum((cell[row][quiet] - cell[row][quiet].mean()) * deviation)) / variance, NEUROPIL_COEFFICIENT_RANGE[0]), NEUROPIL_COEFFICIENT_RANGE[1])
+                converged = abs(updated - coefficient) < NEUROPIL_COEFFICIENT_TOLERANCE
+                coefficient = updated
+                if converged:
+                    break
+            expected.append(coefficient)
+        np.testing.assert_allclose(estimate_neuropil_coefficients(cell, neuropil, initial_coefficient=0.7, quiet_fraction=quiet_fraction), np.float32(expected), rtol=1e-6)

@@ -13,7 +13,7 @@ import pytest
 
 from cindra_dask.errors import OutputError
 from cindra_dask.runner.maintenance import reset_store
-from cindra_dask.export.report import decimate, encode_png, roi_outline_path, to_uint8, write_report
+from cindra_dask.export.report import axis_ticks, decimate, encode_png, roi_outline_path, to_uint8, write_report
 from cindra_dask.rois import RaggedRois
 from cindra_dask.store import RecordingStore
 from tests.test_manifest import FRAMES, HEIGHT, PLANES, WIDTH, SyntheticStore, write_synthetic_store
@@ -31,8 +31,31 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[SyntheticStore, st
     import zarr
 
     zarr.open_group(str(store.path / "multi_recording/day_pair"), mode="r+").attrs.update(recording_names=["day1", "day2"], recording_paths=[str(store.path), str(store.path.parent / "day2.zarr")])
+    for plane in range(PLANES):
+        count = synthetic.rois[plane].count
+        store.write_array(f"plane_{plane}/extraction/delta_f_over_f", (0.1 * np.arange(count)[:, None] + np.sin(np.arange(FRAMES) / 5.0)[None]).astype(np.float32))
     path = write_report(synthetic.path)
     return synthetic, path.read_text()
+
+
+def _effective_fill(element: str, style: str) -> str | None:
+    """The fill a browser gives an SVG ``<text>`` element: its inline style, else the last simple CSS
+    rule (``.a``, ``text.a``) of the stylesheet matching its classes, else its fill attribute."""
+    inline = re.search(r'style="[^"]*fill:\s*([^;"]+)', element)
+    if inline:
+        return inline.group(1).strip()
+    classes = set((re.search(r'class="([^"]*)"', element) or re.search("()", "")).group(1).split())
+    fill = None
+    for selectors, declarations in re.findall(r"([^{}]+)\{([^}]*)\}", style):
+        declared = re.search(r"(?:^|;)\s*fill:\s*([^;]+)", declarations)
+        for selector in selectors.split(","):
+            selector = selector.strip()
+            if declared and re.fullmatch(r"(text)?(\.[\w-]+)+", selector) and set(selector.split(".")[1:]) <= classes:
+                fill = declared.group(1).strip()
+    if fill is not None:
+        return fill
+    attribute = re.search(r' fill="([^"]+)"', element)
+    return attribute.group(1) if attribute else None
 
 
 def _decode(payload: str) -> np.ndarray:
@@ -141,3 +164,78 @@ def test_report_of_an_ingest_only_store_and_a_bad_output(tmp_path: Path, report:
         write_report(synthetic.path, synthetic.path / "report.html")
     with pytest.raises(OutputError, match="not a cindra-dask store"):
         write_report(tmp_path / "absent.zarr")
+
+
+def test_legend_labels_take_their_series_colours(report: tuple[SyntheticStore, str]) -> None:
+    """Every legend label is drawn in its series' colour (a `.legend{fill:#555}` rule made them all grey)."""
+    _, text = report
+    style = re.search(r"<style>(.*?)</style>", text, re.S).group(1)
+    charts = re.findall(r'<svg class="chart.*?</svg>', text, re.S)
+    pairs = 0
+    for chart in charts:
+        strokes = dict(re.findall(r'<polyline class="series" data-label="([^"]*)" fill="none" stroke="([^"]+)"', chart))
+        legends = re.findall(r'(<text [^>]*class="legend"[^>]*>)([^<]*)</text>', chart)
+        assert [label for _, label in legends] == list(strokes)
+        for element, label in legends:
+            assert _effective_fill(element, style) == strokes[label], label
+            pairs += 1
+        assert len(set(strokes.values())) == len(strokes)  # dy/dx, F/Fneu: different colours
+    sampled = [min(6, rois.count) for rois in report[0].rois]
+    assert pairs == sum(2 + 1 + 2 + 2 * count + count for count in sampled)  # offsets, correlation, nonrigid; F and Fneu per ROI; dF/F
+
+
+def test_roi_numbers_sit_on_their_rois(report: tuple[SyntheticStore, str]) -> None:
+    synthetic, text = report
+    for plane in range(PLANES):
+        figure = re.search(rf'<svg class="roi-image" data-plane="{plane}" data-image="mean_image".*?</svg>', text, re.S).group(0)
+        labels = re.findall(r'<text class="roi-label ([a-z-]+)" data-roi="(\d+)" x="([\d.]+)" y="([\d.]+)"[^>]*>(\d+)</text>', figure)
+        assert [int(number) for *_, number in labels] == list(range(synthetic.rois[plane].count))
+        for kind, index, x, y, number in labels:
+            ypix, xpix, _ = synthetic.rois[plane].roi(int(number))
+            assert (float(x), float(y)) == (round(float(xpix.mean()) + 0.5, 1), round(float(ypix.mean()) + 0.5, 1))
+            assert kind == ("cell" if synthetic.is_cell[plane][int(number)] else "non-cell")
+        plain = re.search(rf'<svg class="roi-image" data-plane="{plane}" data-image="correlation_map".*?</svg>', text, re.S).group(0)
+        assert "<text class=\"roi-label" not in plain
+
+
+def test_time_axes_are_in_seconds(report: tuple[SyntheticStore, str]) -> None:
+    """60 frames per plane at 30 Hz over 2 planes: 15 Hz, 3.93 s; ticks every 0.5 s at their frame's x."""
+    _, text = report
+    chart = re.search(r'<svg class="chart".*?data-label="dy \(rows\)".*?</svg>', text, re.S).group(0)
+    ticks = re.findall(r'<text x="([\d.]+)" y="\d+" text-anchor="middle" class="tick x-tick" data-value="([\d.]+)">', chart)
+    assert [float(value) for _, value in ticks] == [0.5 * step for step in range(8)]
+    left, plot_width = 52, 900 - 52 - 10
+    for x, value in ticks:
+        assert float(x) == pytest.approx(left + float(value) * 15.0 * plot_width / (FRAMES - 1), abs=0.06)
+    assert 'class="tick x-unit">s</text>' in chart
+    assert axis_ticks(59.0) == [(float(value), str(value)) for value in range(0, 60, 10)]
+    assert axis_ticks(0.0) == [(0.0, "0")]
+
+
+def test_delta_f_over_f_panel_shows_the_sampled_rois(report: tuple[SyntheticStore, str]) -> None:
+    synthetic, text = report
+    store = RecordingStore(synthetic.path)
+    panels = re.findall(r'<svg class="chart delta-f-over-f".*?</svg>', text, re.S)
+    assert len(panels) == PLANES
+    for plane, panel in enumerate(panels):
+        labels = re.findall(r'<polyline class="series" data-label="ROI (\d+)"[^>]*points="([^"]+)"', panel)
+        assert [int(label) for label, _ in labels] == list(range(min(6, synthetic.rois[plane].count)))
+        assert all(len(points.split()) == FRAMES for _, points in labels)
+        values = store.read(f"plane_{plane}/extraction/delta_f_over_f")
+        assert f'text-anchor="end" class="tick">{float(values.max()):.3g}</text>' in panel
+
+
+def test_a_plane_without_rois_gets_a_note(tmp_path: Path, report: tuple[SyntheticStore, str]) -> None:
+    synthetic, text = report
+    assert 'class="note"' not in text
+    shutil.copytree(synthetic.path, tmp_path / "empty.zarr")
+    store = RecordingStore(tmp_path / "empty.zarr")
+    store.write_rois("plane_1/rois", RaggedRois.empty())
+    for name in ("cell_fluorescence", "neuropil_fluorescence", "spikes"):
+        store.delete(f"plane_1/extraction/{name}")
+        store.create_array(f"plane_1/extraction/{name}", shape=(0, FRAMES), dtype=np.float32, chunks=(1, FRAMES))
+    store.write_array("plane_1/extraction/cell_classification", np.zeros((0, 2), np.float32))
+    empty = write_report(store.path, tmp_path / "empty.html").read_text()
+    assert empty.count('class="note"') == 1
+    assert f'<p class="note" id="plane-1-no-rois">Detection found no ROIs in plane 1 ({FRAMES} frames).' in empty
+    assert '<td id="plane-1-rois">0</td>' in empty

@@ -3,9 +3,10 @@
 One HTML file, no external resources: images are base64 PNGs (encoded here with zlib, no imaging
 library), plots are inline SVG polylines, ROI outlines are SVG paths over the images. Sections:
 summary counts per plane with the configured vs estimated indicator tau, step timings from the phase records, per plane the mean and enhanced
-mean images with ROI outlines coloured by class, registration offsets/correlations over time,
-nonrigid block offsets, PC metrics, a sample of traces with their spikes; the combined ROIs and
-``multi_recording/<dataset>/`` groups when present; the configuration.
+mean images with numbered ROI outlines coloured by class (or a note that detection found none),
+registration offsets/correlations over time (in seconds where the frame rate is known), nonrigid
+block offsets, PC metrics, a sample of traces with their spikes and their dF/F; the combined ROIs
+and ``multi_recording/<dataset>/`` groups when present; the configuration.
 
 Memory stays bounded: only images, per-frame vectors and a few trace rows are read.
 """
@@ -19,12 +20,12 @@ import json
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from cindra_dask.errors import OutputError
-from cindra_dask.runner.status import indicator_tau_line
+from cindra_dask.runner.status import indicator_tau_line, plane_roi_counts
 from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, array_shape, arrays_under, frames_path, open_existing_store, plane_indices, stage_path
 
 CELL_COLOUR = "#39d353"
@@ -130,7 +131,7 @@ def line_chart(
     series: Sequence[tuple[str, np.ndarray]],
     *,
     title: str,
-    x_label: str = "frame",
+    sample_rate_hz: float | None = None,
     marks: np.ndarray | None = None,
     mark_label: str = "",
     spikes: np.ndarray | None = None,
@@ -142,7 +143,8 @@ def line_chart(
 
     Parameters
     ----------
-    series : (label, (T,) values) pairs, drawn as polylines in `SERIES_COLOURS`.
+    series : (label, (T,) values) pairs, drawn as polylines in `SERIES_COLOURS`, each legend label in its series' colour.
+    sample_rate_hz : samples per second: the x axis in seconds; None: in samples ("frame").
     marks : (T,) bool, frames drawn as faint vertical red lines (e.g. bad frames).
     spikes : (T,) non-negative amplitudes drawn as ticks rising from the bottom axis.
     """
@@ -186,16 +188,30 @@ def line_chart(
         points = " ".join(f"{float(x_of(x)):.1f},{float(y_of(y)):.1f}" for x, y in zip(xs, ys))
         colour = SERIES_COLOURS[position % len(SERIES_COLOURS)]
         parts.append(f'<polyline class="series" data-label="{html.escape(label)}" fill="none" stroke="{colour}" stroke-width="1" points="{points}"/>')
-        parts.append(f'<text x="{legend_x}" y="{top + 12}" fill="{colour}" class="legend">{html.escape(label)}</text>')
+        parts.append(f'<text x="{legend_x}" y="{top + 12}" style="fill:{colour}" class="legend">{html.escape(label)}</text>')
         legend_x += 16 + 6 * len(label)
     if marks is not None and np.any(marks) and mark_label:
         parts.append(f'<text x="{left + plot_width - 4}" y="{top + 12}" text-anchor="end" class="legend mark-label">{html.escape(mark_label)}</text>')
     parts.append(f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" class="tick">{_number(high)}</text>')
     parts.append(f'<text x="{left - 4}" y="{top + plot_height}" text-anchor="end" class="tick">{_number(low)}</text>')
-    parts.append(f'<text x="{left}" y="{height - 6}" class="tick">0</text>')
-    parts.append(f'<text x="{left + plot_width}" y="{height - 6}" text-anchor="end" class="tick">{length - 1} {html.escape(x_label)}</text>')
+    unit = "s" if sample_rate_hz else "frame"
+    for value, label in axis_ticks((length - 1) / sample_rate_hz if sample_rate_hz else length - 1):
+        x = float(x_of(value * sample_rate_hz if sample_rate_hz else value))
+        parts.append(f'<line x1="{x:.1f}" y1="{top + plot_height}" x2="{x:.1f}" y2="{top + plot_height + 3}" class="axis"/>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" class="tick x-tick" data-value="{value:g}">{label}</text>')
+    parts.append(f'<text x="{left + plot_width}" y="{height - 8}" text-anchor="end" class="tick x-unit">{unit}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def axis_ticks(span: float, *, most: int = 8) -> list[tuple[float, str]]:
+    """(value, label) ticks at a 1-2-5 step from 0 to ``span`` (at most ``most`` + 1 ticks)."""
+    if span <= 0:
+        return [(0.0, "0")]
+    magnitude = 10.0 ** np.floor(np.log10(span / most))
+    step = next(factor * magnitude for factor in (1, 2, 5, 10) if span / (factor * magnitude) <= most)
+    values = np.arange(0, span + step * 1e-9, step)
+    return [(float(value), f"{value:.10g}") for value in np.round(values, 10)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,25 +242,41 @@ def _cell(value: Any, *, element_id: str) -> _Raw:
 # ---------------------------------------------------------------------------------------------
 
 
-def _roi_image(image: np.ndarray, *, plane: int, name: str, title: str, outlines: Sequence[tuple[str, str]]) -> str:
-    """An SVG figure: the image as a base64 PNG with one ``<path class="roi ...">`` per ROI."""
+class RoiOutline(NamedTuple):
+    """What an image shows of one ROI: its class (``cell``, ``non-cell``, ``unclassified``), its
+    outline (SVG path data, image px) and where its number goes (its pixels' mean, image px)."""
+
+    kind: str
+    path: str
+    label_x: float
+    label_y: float
+
+
+ROI_LABEL_DISPLAY_PX = 9
+"""Height of the ROI numbers on the displayed image (screen px)."""
+
+
+def _roi_image(image: np.ndarray, *, plane: int, name: str, title: str, outlines: Sequence[RoiOutline]) -> str:
+    """An SVG figure: the image as a base64 PNG with one ``<path class="roi ...">`` and one numbered ``<text class="roi-label ...">`` per ROI."""
     height, width = image.shape
     display_height = IMAGE_DISPLAY_WIDTH_PX * height / width
-    order = sorted(range(len(outlines)), key=lambda index: outlines[index][0] == "cell")  # cells drawn last, on top
-    paths = "".join(f'<path class="roi {outlines[index][0]}" data-roi="{index}" d="{outlines[index][1]}"/>' for index in order)
+    order = sorted(range(len(outlines)), key=lambda index: outlines[index].kind == "cell")  # cells drawn last, on top
+    paths = "".join(f'<path class="roi {outlines[index].kind}" data-roi="{index}" d="{outlines[index].path}"/>' for index in order)
+    font_size = ROI_LABEL_DISPLAY_PX * width / IMAGE_DISPLAY_WIDTH_PX
+    labels = "".join(
+        f'<text class="roi-label {outline.kind}" data-roi="{index}" x="{outline.label_x:.1f}" y="{outline.label_y:.1f}" font-size="{font_size:.2f}">{index}</text>'
+        for index, outline in enumerate(outlines)
+    )
     return (
         f'<figure class="image"><figcaption>{html.escape(title)}</figcaption>'
         f'<svg class="roi-image" data-plane="{plane}" data-image="{name}" width="{IMAGE_DISPLAY_WIDTH_PX}" height="{display_height:.0f}" viewBox="0 0 {width} {height}">'
         f'<image href="{png_data_uri(image)}" x="0" y="0" width="{width}" height="{height}" preserveAspectRatio="none"/>'
-        f'<g class="outlines">{paths}</g></svg></figure>'
+        f'<g class="outlines">{paths}</g><g class="roi-labels">{labels}</g></svg></figure>'
     )
 
 
 def _plane_counts(store: RecordingStore, plane: int) -> dict[str, Any]:
-    rois_group, extraction_group = stage_path(plane, ROIS), stage_path(plane, EXTRACTION)
-    roi_count = array_shape(store, f"{rois_group}/pixel_offsets")[0] - 1 if f"{rois_group}/pixel_offsets" in store else None
-    classification = _optional(store, f"{extraction_group}/cell_classification")
-    cell_count = int(np.count_nonzero(classification[:, 0] > 0.5)) if classification is not None and classification.ndim == 2 else None
+    roi_count, cell_count = plane_roi_counts(store, plane)
     bad = _optional(store, f"{stage_path(plane, REGISTRATION)}/bad_frames")
     frames = None
     for kind in (RAW, "registered"):
@@ -301,7 +333,7 @@ def _timings_section(store: RecordingStore) -> str:
     return f'<section><h2>Steps</h2><p>Total of complete steps: <span id="total-duration">{total:.2f}</span> s.</p>' + _table(["step", "status", "duration (s)", "", "finished", "versions"], rows, css_class="timings") + "</section>"
 
 
-def _outlines(store: RecordingStore, plane: int) -> list[tuple[str, str]]:
+def _outlines(store: RecordingStore, plane: int) -> list[RoiOutline]:
     group = stage_path(plane, ROIS)
     if f"{group}/pixel_offsets" not in store:
         return []
@@ -314,7 +346,8 @@ def _outlines(store: RecordingStore, plane: int) -> list[tuple[str, str]]:
             kind = "cell" if classification[index, 0] > 0.5 else "non-cell"
         else:
             kind = "unclassified"
-        outlines.append((kind, roi_outline_path(ypix, xpix)))
+        centre_x, centre_y = (float(np.mean(xpix)) + 0.5, float(np.mean(ypix)) + 0.5) if len(ypix) else (0.0, 0.0)
+        outlines.append(RoiOutline(kind, roi_outline_path(ypix, xpix), centre_x, centre_y))
     return outlines
 
 
@@ -341,31 +374,47 @@ def _images_block(store: RecordingStore, plane: int) -> str:
             figures.append(_roi_image(first, plane=plane, name="raw_mean", title=f"mean of the first {min(array.shape[0], array.chunks[0])} raw frames", outlines=()))
     if not figures:
         return ""
+    note = ""
+    if f"{stage_path(plane, ROIS)}/pixel_offsets" in store and not outlines:
+        frames = _plane_counts(store, plane)["frames"]
+        note = (
+            f'<p class="note" id="plane-{plane}-no-rois">Detection found no ROIs in plane {plane} ({_dash(frames)} frames). Check that the mean image shows cells; '
+            "then try main.tau set to the indicator's decay time, a lower roi_detection.threshold_scaling (finds more), or a longer recording.</p>"
+        )
     legend = (
         f'<p class="legend-row"><span class="swatch" style="background:{CELL_COLOUR}"></span>cell '
         f'<span class="swatch" style="background:{NON_CELL_COLOUR}"></span>not a cell '
         f'<span class="swatch" style="background:{UNCLASSIFIED_COLOUR}"></span>unclassified</p>'
     )
-    return "<h3>Images</h3>" + (legend if outlines else "") + '<div class="images">' + "".join(figures) + "</div>"
+    return "<h3>Images</h3>" + note + (legend if outlines else "") + '<div class="images">' + "".join(figures) + "</div>"
+
+
+def _plane_rate_hz(store: RecordingStore) -> float | None:
+    """Frames per second of one plane (the acquisition's volume rate / planes); None when not recorded."""
+    acquisition = store.attributes().get("acquisition") or {}
+    if not acquisition.get("frame_rate") or not acquisition.get("plane_number"):
+        return None
+    return float(acquisition["frame_rate"]) / int(acquisition["plane_number"])
 
 
 def _registration_block(store: RecordingStore, plane: int) -> str:
     group = stage_path(plane, REGISTRATION)
     if not (store.path / group).is_dir():
         return ""
+    rate = _plane_rate_hz(store)
     parts = ["<h3>Registration</h3>"]
     bad = _optional(store, f"{group}/bad_frames")
     bad = bad.astype(bool) if bad is not None else None
     offsets = _optional(store, f"{group}/rigid_offsets")
     if offsets is not None and offsets.ndim == 2:
-        parts.append(line_chart([("dy (rows)", offsets[:, 0]), ("dx (columns)", offsets[:, 1])], title="rigid offsets (px): frame t shows the reference moved by (+dy, +dx)", marks=bad, mark_label="bad frames"))
+        parts.append(line_chart([("dy (rows)", offsets[:, 0]), ("dx (columns)", offsets[:, 1])], title="rigid offsets (px): frame t shows the reference moved by (+dy, +dx)", sample_rate_hz=rate, marks=bad, mark_label="bad frames"))
     correlations = _optional(store, f"{group}/rigid_correlations")
     if correlations is not None:
-        parts.append(line_chart([("correlation", correlations)], title="rigid phase-correlation peak", marks=bad, mark_label="bad frames"))
+        parts.append(line_chart([("correlation", correlations)], title="rigid phase-correlation peak", sample_rate_hz=rate, marks=bad, mark_label="bad frames"))
     nonrigid = _optional(store, f"{group}/nonrigid_offsets")
     if nonrigid is not None and nonrigid.ndim == 3 and nonrigid.shape[1]:
         magnitude = np.hypot(nonrigid[..., 0], nonrigid[..., 1])
-        parts.append(line_chart([("mean |block offset|", magnitude.mean(axis=1)), ("max |block offset|", magnitude.max(axis=1))], title=f"nonrigid block offsets relative to rigid (px), {nonrigid.shape[1]} blocks"))
+        parts.append(line_chart([("mean |block offset|", magnitude.mean(axis=1)), ("max |block offset|", magnitude.max(axis=1))], title=f"nonrigid block offsets relative to rigid (px), {nonrigid.shape[1]} blocks", sample_rate_hz=rate))
     attributes = store.group_attributes(group)
     if attributes:
         parts.append("<h4>Registration attributes</h4>" + _table(["name", "value"], [[name, json.dumps(value)[:200]] for name, value in sorted(attributes.items())], css_class="attributes"))
@@ -417,17 +466,20 @@ def _traces_block(store: RecordingStore, plane: int) -> str:
     else:
         order = np.arange(count)
     sample = sorted(int(index) for index in order[:TRACE_SAMPLE_COUNT])
-    neuropil = store.array(f"{group}/neuropil_fluorescence") if f"{group}/neuropil_fluorescence" in store else None
-    spikes = store.array(f"{group}/spikes") if f"{group}/spikes" in store else None
+    rate = _plane_rate_hz(store)
     charts = []
     for index in sample:
         series = [("F", store.read_selection(f"{group}/cell_fluorescence", index))]
-        if neuropil is not None:
+        if f"{group}/neuropil_fluorescence" in store:
             series.append(("Fneu", store.read_selection(f"{group}/neuropil_fluorescence", index)))
         label = ""
         if classification is not None and classification.shape[0] == count:
             label = f" — {'cell' if classification[index, 0] > 0.5 else 'not a cell'}, p = {classification[index, 1]:.2f}"
-        charts.append(line_chart(series, title=f"ROI {index}{label}; ticks: deconvolved spikes", spikes=store.read_selection(f"{group}/spikes", index) if spikes is not None else None, height=140, css_class="chart trace"))
+        spikes = store.read_selection(f"{group}/spikes", index) if f"{group}/spikes" in store else None
+        charts.append(line_chart(series, title=f"ROI {index}{label}; ticks: deconvolved spikes", sample_rate_hz=rate, spikes=spikes, height=140, css_class="chart trace"))
+    if f"{group}/delta_f_over_f" in store:
+        series = [(f"ROI {index}", store.read_selection(f"{group}/delta_f_over_f", index)) for index in sample]
+        charts.append(line_chart(series, title="dF/F of the sampled ROIs: (F − c·Fneu − F0) / F0", sample_rate_hz=rate, css_class="chart delta-f-over-f"))
     return f"<h3>Traces (sample of {len(sample)} of {count} ROIs, cells first)</h3>" + "".join(charts)
 
 
@@ -524,9 +576,11 @@ path.roi{fill:none;stroke-width:1.1;vector-effect:non-scaling-stroke}path.roi.no
 #hide-non-cells:checked ~ section path.roi.non-cell{display:none}label.toggle{font-size:13px}
 img.pc-image{width:110px;image-rendering:pixelated}
 path.roi.cell{stroke:%s}path.roi.non-cell{stroke:%s}path.roi.unclassified{stroke:%s}
+text.roi-label{fill:#fff;paint-order:stroke;stroke:#000;stroke-width:.15;text-anchor:middle;dominant-baseline:central}
+#hide-non-cells:checked ~ section text.roi-label.non-cell{display:none}p.note{background:#fff4d6;border:1px solid #e6c35c;padding:6px 10px}
 .swatch{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:-1px}
 svg.chart{display:block;margin:6px 0;background:#fff}.plot-area{fill:#fff;stroke:#c8ccd2}
-.chart-title{font-size:12px;fill:#333}.tick,.legend{font-size:10px;fill:#555}.legend{font-weight:600}
+.chart-title{font-size:12px;fill:#333}.tick{font-size:10px;fill:#555}.legend{font-size:10px;font-weight:600}line.axis{stroke:#888}
 line.mark{stroke:#e4572e;stroke-opacity:.35;stroke-width:1}.mark-label{fill:#e4572e}
 path.spikes{stroke:#111;stroke-width:1;fill:none}
 .bar{height:10px;background:#4c78a8}pre{background:#fff;border:1px solid #d6d9de;padding:8px;font-size:12px;overflow:auto}

@@ -16,7 +16,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from cindra_dask.chunking import ingest_chunk_frames
-from cindra_dask.config import AcquisitionParameters, Configuration, SingleRecordingConfiguration, load_acquisition_parameters
+from cindra_dask.config import ACQUISITION_FILE_NAME, AcquisitionParameters, Configuration, SingleRecordingConfiguration, load_acquisition_parameters, unset_fields
 from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
 from cindra_dask.io.acquisition import CONFIGURATION, PARAMETERS_FILE, AcquisitionRecord, AcquisitionSource
 from cindra_dask.io.inputs import inspect_inputs
@@ -45,6 +45,7 @@ class RecordingContext(NamedTuple):
     bad_frame_indices : (k,) int64 user-marked bad frames from ``bad_frames.npy`` (may be empty).
     acquisition_record : where ``acquisition`` comes from, what the files' own metadata say and
         where they disagree (None only in contexts built by hand, e.g. in tests).
+    notes : what preflight decided for the user (a setting left unset that followed the acquisition), one line each.
     """
 
     configuration: SingleRecordingConfiguration
@@ -54,6 +55,7 @@ class RecordingContext(NamedTuple):
     store: RecordingStore
     bad_frame_indices: np.ndarray
     acquisition_record: AcquisitionRecord | None = None
+    notes: tuple[str, ...] = ()
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -140,17 +142,15 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     refused unless only ``ingest`` runs (converting the movie files works on any length).
     """
     file_io = configuration.file_io
-    problems: list[str] = []
-    if file_io.data_path is None:
-        problems.append("file_io.data_path: not set; give the folder holding the movie files (and cindra_parameters.json, unless their metadata describe the acquisition)")
-    if file_io.output_path is None:
-        problems.append("file_io.output_path: not set; give the folder that receives the results")
+    problems = unset_fields(configuration)
     if problems:
         raise ConfigurationError(*problems)
     data_path = Path(file_io.data_path).expanduser()
     if not data_path.is_dir():
         raise InputError(f"file_io.data_path: {data_path} is not an existing directory; point it at the folder holding the movie files (TIFF or HDF5)")
     explicit, tiff_directory = _explicit_acquisition(configuration, data_path)
+    if configuration.acquisition is not None:
+        _warn_ignored_acquisition_files(configuration.acquisition, data_path)
     inputs = inspect_inputs(
         tiff_directory,
         input_format=file_io.input_format,
@@ -164,8 +164,8 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
         raise InputError(*inputs.problems)
     record = inputs.acquisition
     acquisition, source = record.parameters, record.used.describe()
-    if configuration.main.two_channels != (acquisition.channel_number == 2):
-        problems.append(f"main.two_channels is {configuration.main.two_channels} but the acquisition has channel_number {acquisition.channel_number} (from {source}); make them agree")
+    configuration, notes, channel_problems = _resolve_channels(configuration, acquisition, source=source)
+    problems.extend(channel_problems)
     for plane in configuration.main.ignored_flyback_planes:
         if not 0 <= plane < acquisition.virtual_plane_count:
             problems.append(f"main.ignored_flyback_planes: plane {plane} does not exist (planes 0..{acquisition.virtual_plane_count - 1})")
@@ -201,7 +201,45 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
         warnings.warn(f"{tiff_directory}: only {plan.frames_per_plane} frames per plane; detection finds few cells in fewer than {RECOMMENDED_FRAMES_PER_PLANE}", stacklevel=2)
     for disagreement in record.disagreements:
         warnings.warn(disagreement, stacklevel=2)
-    return RecordingContext(configuration, acquisition, tiff_directory, plan, store, bad_frame_indices, record)
+    return RecordingContext(configuration, acquisition, tiff_directory, plan, store, bad_frame_indices, record, notes)
+
+
+def _resolve_channels(configuration: SingleRecordingConfiguration, acquisition: AcquisitionParameters, *, source: str) -> tuple[SingleRecordingConfiguration, tuple[str, ...], list[str]]:
+    """The configuration with ``main.two_channels`` following the acquisition where it is not set
+    (None), the note saying so for two channels, and the problems of settings that contradict it."""
+    main, two_channels = configuration.main, acquisition.channel_number == 2
+    notes: tuple[str, ...] = ()
+    problems = []
+    if main.two_channels is None:
+        configuration = configuration.model_copy(update={"main": main.model_copy(update={"two_channels": two_channels})})
+        if two_channels:
+            notes = (
+                f"main.two_channels: not set, so it follows {source} (channel_number 2): both channels are ingested and registered, "
+                f"the first is functional{' and so is the second' if main.second_channel_functional else ', the second structural (main.second_channel_functional: true if it carries activity too)'}",
+            )
+    elif main.two_channels != two_channels:
+        problems.append(f"main.two_channels is {str(main.two_channels).lower()} but {source} has channel_number {acquisition.channel_number}; remove the line to follow it, or make them agree")
+    if main.second_channel_functional and not two_channels:
+        problems.append(f"main.second_channel_functional is true but {source} has channel_number 1; set it to false or give the second channel")
+    return configuration, notes, problems
+
+
+def _warn_ignored_acquisition_files(acquisition: AcquisitionParameters, data_path: Path) -> None:
+    """Warn about each ``cindra_parameters.json`` under ``data_path`` that the configuration's acquisition section overrides with other values."""
+    import json
+
+    given = acquisition.model_dump(mode="json")
+    for path in sorted(data_path.rglob(ACQUISITION_FILE_NAME)):
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            warnings.warn(f"acquisition: the configuration's acquisition section is used; {path} (unreadable) is ignored", stacklevel=3)
+            continue
+        differences = [f"{name} {given[name]!r} instead of {recorded[name]!r}" for name in given if name in recorded and recorded[name] != given[name]]
+        if differences:
+            warnings.warn(f"acquisition: the configuration's acquisition section replaces {path}: {'; '.join(differences)}", stacklevel=3)
 
 
 def processed_planes(context: RecordingContext) -> list[int]:

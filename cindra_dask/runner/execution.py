@@ -12,7 +12,8 @@ from cindra_dask.runner.plans import Compute, Persist, ReferenceImage, StepPlan
 
 
 class Executor:
-    """Executes plans on a client: the given one, or the configured cluster started on first use.
+    """Executes plans on a client: the given one, or the configured cluster started on first use
+    (whose workers first compile the numba kernels their cache lacks, `_compile_kernels`).
 
     A given client's workers get the allocator tuning when first used, unless ``tune_given_client``
     is false (`cindra_dask.cluster.tune_workers`; `cindra_dask.cluster.cluster_client` does it for its own).
@@ -41,10 +42,33 @@ class Executor:
                 self._client = self._stack.enter_context(cluster_client(self._cluster))
                 workers = len(self._client.scheduler_info(n_workers=-1).get("workers", {}))
                 self._events.message(f"Dask cluster: {workers} workers; dashboard: {self._client.dashboard_link}")
+                self._compile_kernels()
             elif self._tune_given_client:
                 tune_workers(self._client)
             self._ready = True
         return self._client
+
+    def _compile_kernels(self) -> None:
+        """Compile the recorded kernels the workers' numba cache lacks, each on one worker, in parallel
+        (`cindra_dask.kernel_cache`), saying so first; nothing when the cache holds them all."""
+        from cindra_dask.kernel_cache import assign_to_workers, compile_kernel, load_recorded_kernels, uncached_kernels
+
+        client = self._client
+        workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
+        recorded = load_recorded_kernels()
+        if not workers or not recorded:
+            return
+        missing = client.submit(uncached_kernels, recorded, pure=False).result()
+        if not missing:
+            return
+        plan = assign_to_workers(missing, workers)
+        self._events.message(f"compiling {len(missing)} numba kernels for this machine (once; about {plan.estimate_s:.0f} s on {len(plan.assignments)} workers)")
+        started = time.perf_counter()
+        compiled = [client.submit(compile_kernel, kernel, workers=[worker], allow_other_workers=False, pure=False) for worker, kernels in plan.assignments.items() for kernel in kernels]
+        total = client.submit(sum, compiled, pure=False)
+        self._events.computing("compiling kernels", total, client)
+        total.result()
+        self._events.message(f"kernels compiled in {time.perf_counter() - started:.1f} s; later runs load them from numba's cache")
 
     def compute(self, graphs: Sequence[Any], *, label: str) -> list[Any]:
         """Dask collections computed as one graph; results in input order.

@@ -98,6 +98,7 @@ def run_units(units: Sequence[Unit], executor: Executor) -> list[PhaseOutcome]:
                 store.delete(path)
             if removed:
                 executor.events.message(f"step '{unit.key}': removed {', '.join(removed)} (outputs of this step and of the steps after it, which depend on it)")
+        executor.client  # the cluster starts (and compiles its kernels) outside the step's timing
         starts = [store.mark_phase_started(unit.key, config_hash=unit.config_hash) for store in stores]
         result = executor.run(unit.plan(stores))
         records = [store.mark_phase_complete(unit.key, config_hash=unit.config_hash, started=started) for store, started in zip(stores, starts)]

@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from cindra_dask.canvas import PlaneTile
-from cindra_dask.config import AcquisitionParameters, MultiRecordingConfiguration
+from cindra_dask.config import AcquisitionParameters, MultiRecordingConfiguration, unset_fields
 from cindra_dask.errors import ConfigurationError, InputError, OutputError
 from cindra_dask.multirecording.graph import IMAGE_ARRAYS, UPSTREAM_STEP
 from cindra_dask.multirecording.select import region_borders
@@ -130,11 +130,7 @@ def preflight_multi_recording(configuration: MultiRecordingConfiguration) -> Mul
     """
     recording_io = configuration.recording_io
     paths = [Path(path).expanduser() for path in recording_io.recording_directories]
-    problems = []
-    if not recording_io.dataset_name:
-        problems.append("recording_io.dataset_name: not set; name the tracking dataset (lower case, digits, '_' or '-')")
-    if len(paths) < 2:
-        problems.append(f"recording_io.recording_directories: {len(paths)} recording(s) given; list at least two recording stores (<name>.zarr)")
+    problems = unset_fields(configuration)
     resolved = [path.resolve() for path in paths]
     repeated = sorted({str(path) for path in resolved if resolved.count(path) > 1})
     if repeated:

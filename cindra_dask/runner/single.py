@@ -218,6 +218,9 @@ def run_single_recording(
     if target_plane is not None and not 0 <= target_plane < plane_count:
         raise ConfigurationError(f"target_plane {target_plane}: the recording has planes 0..{plane_count - 1}")
     executor = Executor(configuration.cluster, client=client, events=events)
+    for note in context.notes:
+        executor.events.message(f"note: {note}")
+    configuration = context.configuration
     store = context.store
     with store.locked():
         try:
