@@ -12,8 +12,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install -q --upgrade pip
 # caiman's modules import tensorflow (CPU build, CaImAn's range), bokeh, holoviews and ipywidgets at
-# module level even where CNMF does not use them
-"$VENV/bin/pip" install -q "numpy>=1.26,<2" "scipy>=1.10.1" "scikit-image>=0.19" "scikit-learn>=1.2" opencv-python-headless tifffile h5py psutil \
+# module level even where CNMF does not use them; scipy < 1.14: later scipy.linalg.toeplitz batches
+# 2-D inputs, which breaks CaImAn's AR estimate (estimate_time_constant)
+"$VENV/bin/pip" install -q "numpy>=1.26,<2" "scipy>=1.10.1,<1.14" "scikit-image>=0.19" "scikit-learn>=1.2" opencv-python-headless tifffile h5py psutil \
   "peakutils>=1.3.5" cython setuptools wheel tqdm matplotlib pims av zarr pynwb ipyparallel ipywidgets certifi "bokeh>=3.1.1" "holoviews>=1.16.2" \
   "tensorflow-cpu>=2.4,<2.16"
 # setup.py installs example movies, test data and models that a repository snapshot lacks (files of
