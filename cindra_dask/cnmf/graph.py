@@ -25,14 +25,12 @@ from cindra_dask.cnmf.merging import merge_components
 from cindra_dask.cnmf.patch import fit_patch
 from cindra_dask.cnmf.updates import project_frames, unexplained_traces, update_temporal
 from cindra_dask.detection.anatomy import DetectionSource
-from cindra_dask.detection.graph import binned_image_sums, binned_movie, detection_images, read_registration_outputs, write_detection_outputs
-from cindra_dask.detection.binning import bin_size_frames
+from cindra_dask.detection.graph import binned_image_sums, detection_images, read_functional_crop, write_detection_outputs
 from cindra_dask.detection.plane import PlaneDetection
 from cindra_dask.detection.stats import curate_rois
-from cindra_dask.errors import InputError
 from cindra_dask.rois import RaggedRois
 from cindra_dask.runner.plans import Compute, Request, StepPlan
-from cindra_dask.store import CNMF, REGISTERED, frames_path, stage_path
+from cindra_dask.store import CNMF, stage_path
 
 if TYPE_CHECKING:
     from cindra_dask.config import SourceExtractionSettings
@@ -167,22 +165,14 @@ def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
     Chunking: see the module docstring; the detection images are the same tree reduction of binned
     chunks as in detection.
     """
-    import dask.array as da
-
     configuration = context.configuration
     settings = configuration.source_extraction
     store = context.store
-    channel = 0 if configuration.main.first_channel_functional else 1
-    registered = store.array(frames_path(plane, channel, kind=REGISTERED))
-    frame_count, height, width = registered.shape
-    registration = read_registration_outputs(store, plane=plane, frame_shape=(height, width), user_bad_frames=context.bad_frame_indices)
+    crop = read_functional_crop(context, plane=plane, step="CNMF")
+    registration, binned, bin_size, channel, frames = crop.registration, crop.binned, crop.bin_size, crop.channel, crop.frames
     (y_start, y_stop), (x_start, x_stop) = registration.valid_y_range, registration.valid_x_range
-    frames = da.from_zarr(registered)[:, y_start:y_stop, x_start:x_stop]
+    height, width = crop.frame_shape
     frame_rate_hz = context.acquisition.plane_frame_rate_hz
-    bin_size = bin_size_frames(frame_count=frame_count, tau_s=configuration.main.tau, frame_rate_hz=frame_rate_hz, maximum_binned_frames=configuration.roi_detection.maximum_binned_frames)
-    binned = binned_movie(frames, registration.good_frames, bin_size=bin_size)
-    if binned.shape[0] == 0:
-        raise InputError(f"{store.path}: plane {plane} has no complete temporal bin of good frames ({frame_count} frames, bin size {bin_size}); CNMF needs a longer recording or fewer bad frames")
     event_frames = event_run_frames(decay_time_s=configuration.main.tau, frame_rate_hz=frame_rate_hz)
     components = yield from field_components(frames, settings=settings, event_frames=event_frames, label=f"plane {plane}")
     crop_shape = (y_stop - y_start, x_stop - x_start)

@@ -177,6 +177,49 @@ def write_detection_outputs(store: RecordingStore, *, plane: int, images: Detect
     store.update_group_attributes(rois_group, attributes)
 
 
+class FunctionalCrop(NamedTuple):
+    """A plane's functional channel as the source-extraction steps read it.
+
+    Attributes
+    ----------
+    channel : the functional channel (0 or 1).
+    frame_shape : (Ly, Lx) full frame, px.
+    registration : good frames and valid crop.
+    frames : (T, vh, vw) lazy registered frames of the valid crop (all frames).
+    bin_size : frames per temporal bin; binned : (n_bins, vh, vw) lazy binned good frames (`binned_movie`).
+    """
+
+    channel: int
+    frame_shape: tuple[int, int]
+    registration: RegistrationOutputs
+    frames: Any
+    bin_size: int
+    binned: Any
+
+
+def read_functional_crop(context: RecordingContext, *, plane: int, step: str) -> FunctionalCrop:
+    """The functional channel's registered frames in the valid crop, lazily, and their temporal bins; refuses a
+    plane without a complete bin of good frames (``step`` names who needs it in the message)."""
+    import dask.array as da
+
+    configuration, store = context.configuration, context.store
+    channel = 0 if configuration.main.first_channel_functional else 1
+    registered = store.array(frames_path(plane, channel, kind=REGISTERED))
+    frame_count, height, width = registered.shape
+    registration = read_registration_outputs(store, plane=plane, frame_shape=(height, width), user_bad_frames=context.bad_frame_indices)
+    bin_size = bin_size_frames(frame_count=frame_count, tau_s=configuration.main.tau, frame_rate_hz=context.acquisition.plane_frame_rate_hz,
+                               maximum_binned_frames=configuration.roi_detection.maximum_binned_frames)
+    (y_start, y_stop), (x_start, x_stop) = registration.valid_y_range, registration.valid_x_range
+    frames = da.from_zarr(registered)[:, y_start:y_stop, x_start:x_stop]
+    binned = binned_movie(frames, registration.good_frames, bin_size=bin_size)
+    if binned.shape[0] == 0:
+        raise InputError(
+            f"{store.path}: plane {plane} has no complete temporal bin of good frames ({frame_count} frames, {int(registration.good_frames.sum())} good, bin size {bin_size}); "
+            f"{step} needs a longer recording or fewer bad frames"
+        )
+    return FunctionalCrop(channel, (height, width), registration, frames, bin_size, binned)
+
+
 def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
     """Plan of the detection step of one plane: binning, detection images, sparse detection, ROI statistics.
 
@@ -192,24 +235,13 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
     the binned movie (``maximum_binned_frames`` caps its length); anatomical detection, when on, is one
     more task on the mean image and the ROIs.
     """
-    import dask.array as da
-
     configuration = context.configuration
     settings = configuration.roi_detection
     store = context.store
-    channel = 0 if configuration.main.first_channel_functional else 1
-    registered = store.array(frames_path(plane, channel, kind=REGISTERED))
-    frame_count, height, width = registered.shape
-    registration = read_registration_outputs(store, plane=plane, frame_shape=(height, width), user_bad_frames=context.bad_frame_indices)
-    bin_size = bin_size_frames(frame_count=frame_count, tau_s=configuration.main.tau, frame_rate_hz=context.acquisition.plane_frame_rate_hz, maximum_binned_frames=settings.maximum_binned_frames)
-    (y_start, y_stop), (x_start, x_stop) = registration.valid_y_range, registration.valid_x_range
-    frames = da.from_zarr(registered)[:, y_start:y_stop, x_start:x_stop]
-    binned = binned_movie(frames, registration.good_frames, bin_size=bin_size)
-    if binned.shape[0] == 0:
-        raise InputError(
-            f"{store.path}: plane {plane} has no complete temporal bin of good frames ({frame_count} frames, {int(registration.good_frames.sum())} good, bin size {bin_size}); "
-            "detection needs a longer recording or fewer bad frames"
-        )
+    crop = read_functional_crop(context, plane=plane, step="detection")
+    registration, binned, bin_size, channel = crop.registration, crop.binned, crop.bin_size, crop.channel
+    (y_start, _), (x_start, _) = registration.valid_y_range, registration.valid_x_range
+    height, width = crop.frame_shape
     options = roi_detection_options(configuration)
     shape_classifier = None
     if options.preclassification_threshold > 0:
