@@ -148,6 +148,15 @@ from cindra_dask.rois import RaggedRois
 STORE_SUFFIX = ".zarr"
 LOCK_SUFFIX = ".lock"
 FRAME_DIMENSIONS = ("t", "y", "x")
+"""Dimension names of a movie: frames, rows, columns."""
+IMAGE_DIMENSIONS = ("y", "x")
+"""Dimension names of a 2-D image of a plane (or of the combined canvas)."""
+TRACE_DIMENSIONS = ("roi", "t")
+"""Dimension names of per-ROI traces."""
+ROI_DIMENSIONS = ("roi",)
+"""Dimension names of a per-ROI (per-component, per-template) value."""
+PIXEL_DIMENSIONS = ("pixel",)
+"""Dimension names of a per-pixel value of ragged masks (Σ entries)."""
 RAW = "raw"
 REGISTERED = "registered"
 REGISTRATION = "registration"
@@ -160,6 +169,102 @@ MULTI_RECORDING = "multi_recording"
 ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
 INPUT_FILE_KINDS = {"tiff": "tiff", "bruker": "tiff", "hdf5": "hdf5", "nwb": "hdf5", "zarr": "zarr"}
 """By ``input_format``: the prefix of the root attributes listing the input files (``<prefix>_directory``, ``<prefix>_files``, ``<prefix>_dataset``)."""
+
+
+ARRAY_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    # ragged masks and their per-pixel flags
+    "pixel_offsets": ("roi_boundary",),
+    "ypix": PIXEL_DIMENSIONS,
+    "xpix": PIXEL_DIMENSIONS,
+    "lam": PIXEL_DIMENSIONS,
+    "soma_mask": PIXEL_DIMENSIONS,
+    "overlap_mask": PIXEL_DIMENSIONS,
+    "centroids": ("roi", "axis"),
+    # per-ROI values written outside `RecordingStore.write_rois`
+    "skewness": ROI_DIMENSIONS,
+    "source_component": ROI_DIMENSIONS,
+    "plane_index": ROI_DIMENSIONS,
+    "neuropil_coefficient": ROI_DIMENSIONS,
+    "estimated_tau_s": ROI_DIMENSIONS,
+    # registration
+    "reference_image": IMAGE_DIMENSIONS,
+    "rigid_offsets": ("t", "axis"),
+    "rigid_correlations": ("t",),
+    "bad_frames": ("t",),
+    "nonrigid_offsets": ("t", "block", "axis"),
+    "nonrigid_correlations": ("t", "block"),
+    "block_centers": ("block", "axis"),
+    "pc_shift_metrics": ("pc", "metric"),
+    "pc_low_images": ("pc", "valid_y", "valid_x"),
+    "pc_high_images": ("pc", "valid_y", "valid_x"),
+    "pc_projections": ("sample", "pc"),
+    # detection images (and the structural channel's corrected mean image)
+    "mean_image": IMAGE_DIMENSIONS,
+    "enhanced_mean_image": IMAGE_DIMENSIONS,
+    "maximum_projection": IMAGE_DIMENSIONS,
+    "correlation_map": IMAGE_DIMENSIONS,
+    "corrected_structural_mean_image": IMAGE_DIMENSIONS,
+    # CNMF
+    "temporal": TRACE_DIMENSIONS,
+    "raw_traces": TRACE_DIMENSIONS,
+    "background_spatial": ("component", "y", "x"),
+    "background_temporal": ("component", "t"),
+    # extraction
+    "cell_fluorescence": TRACE_DIMENSIONS,
+    "neuropil_fluorescence": TRACE_DIMENSIONS,
+    "subtracted_fluorescence": TRACE_DIMENSIONS,
+    "spikes": TRACE_DIMENSIONS,
+    "delta_f_over_f": TRACE_DIMENSIONS,
+    "cell_fluorescence_channel_2": TRACE_DIMENSIONS,
+    "neuropil_fluorescence_channel_2": TRACE_DIMENSIONS,
+    "cell_classification": ("roi", "column"),
+    "cell_colocalization": ("roi", "column"),
+    # multi-recording
+    "deformation_forward": ("axis", "y", "x"),
+    "deformation_backward": ("axis", "y", "x"),
+}
+"""``dimension_names`` of the store's arrays by array name (see the module docstring); the frames
+``raw/channel_c`` and ``registered/channel_c`` are `FRAME_DIMENSIONS`, and any other 1-D array of
+a ROI group (`ROI_GROUPS`) is per ROI. Names are unique within an array (xarray needs that) and a
+name has one size within a group, so `xarray.open_zarr` opens every group."""
+
+ROI_GROUPS = (ROIS, CNMF, "templates")
+"""Groups holding ragged masks, where every 1-D array not in `ARRAY_DIMENSIONS` is per ROI (row)."""
+
+FRAME_ARRAY_PATTERN = re.compile(r"^channel_\d+$")
+"""Names of the frame arrays inside ``raw/`` and ``registered/``."""
+
+OME_VERSION = "0.5"
+"""The OME-NGFF (OME-Zarr) version of the ``ome`` group attributes."""
+
+OME_IMAGE_ORDER = ("mean_image", "enhanced_mean_image", "maximum_projection", "correlation_map", "reference_image")
+"""Order of the images in a group's ``ome.multiscales`` (then by name): readers that show one image show the first."""
+
+
+def dimension_names_for(array_path: str, *, ndim: int) -> tuple[str, ...]:
+    """The ``dimension_names`` of the store array at ``array_path`` with ``ndim`` dimensions.
+
+    Frames (``…/raw/channel_c``, ``…/registered/channel_c``) are (t, y, x); other names come from
+    `ARRAY_DIMENSIONS`; a 1-D array of a ROI group (`ROI_GROUPS`) not listed there is (roi,).
+
+    Raises
+    ------
+    ValueError : the name is not in the store's layout (give ``dimension_names`` explicitly, or add
+        it to `ARRAY_DIMENSIONS` and the module docstring), or its dims do not match ``ndim``.
+    """
+    parts = array_path.strip("/").split("/")
+    name, parent = parts[-1], (parts[-2] if len(parts) > 1 else "")
+    if parent in (RAW, REGISTERED) and FRAME_ARRAY_PATTERN.match(name):
+        dimensions = FRAME_DIMENSIONS
+    elif name in ARRAY_DIMENSIONS:
+        dimensions = ARRAY_DIMENSIONS[name]
+    elif parent in ROI_GROUPS and ndim == 1:
+        dimensions = ROI_DIMENSIONS
+    else:
+        raise ValueError(f"{array_path}: no dimension names known for this array; pass dimension_names, or add {name!r} to cindra_dask.store.ARRAY_DIMENSIONS (and the store contract)")
+    if len(dimensions) != ndim:
+        raise ValueError(f"{array_path}: {ndim}-D array, but its dimension names are {dimensions}")
+    return dimensions
 
 
 READ_ERRORS = (RuntimeError, ValueError, OSError)
@@ -277,7 +382,14 @@ class RecordingStore:
         dimension_names: tuple[str, ...] | None = None,
         attributes: dict[str, Any] | None = None,
     ) -> Any:
-        """Create (replacing any old one) an empty compressed array for chunk-aligned writes."""
+        """Create (replacing any old one) an empty compressed array for chunk-aligned writes.
+
+        Every array gets ``dimension_names``: the ones given, else those of the store's layout
+        (`dimension_names_for`; a :class:`ValueError` for a name outside it, before anything is written).
+        """
+        dimension_names = tuple(dimension_names) if dimension_names is not None else dimension_names_for(array_path, ndim=len(shape))
+        if len(dimension_names) != len(shape) or len(set(dimension_names)) != len(dimension_names):
+            raise ValueError(f"{array_path}: dimension names {dimension_names} must be unique, one per dimension of shape {tuple(shape)}")
         root = self.root("a")
         if array_path in self:
             self.delete(array_path)
@@ -293,7 +405,7 @@ class RecordingStore:
         )
 
     def write_array(self, array_path: str, data: np.ndarray, *, dimension_names: tuple[str, ...] | None = None, attributes: dict[str, Any] | None = None) -> None:
-        """Write a small array in one piece (one chunk)."""
+        """Write a small array in one piece (one chunk); ``dimension_names`` as in `create_array`."""
         data = np.asarray(data)
         array = self.create_array(array_path, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,), dimension_names=dimension_names, attributes=attributes)
         array[...] = data
@@ -349,16 +461,72 @@ class RecordingStore:
 
     # -- ragged ROIs ----------------------------------------------------------------------
     def write_rois(self, group_path: str, rois: RaggedRois, **per_roi: np.ndarray) -> None:
-        """Write ragged masks plus one (n, ...) array per statistic under ``group_path``."""
-        if (self.path / group_path).exists():
-            self.delete(group_path)
-        for name in ROI_ARRAYS:
-            self.write_array(f"{group_path}/{name}", getattr(rois, name))
+        """Write ragged masks plus one (n, ...) array per statistic under ``group_path``.
+
+        Dimension names: the masks' from `ARRAY_DIMENSIONS` (``pixel_offsets`` (roi_boundary,),
+        ``ypix``, ``xpix``, ``lam`` (pixel,)); a statistic's from `ARRAY_DIMENSIONS` when listed
+        there (``centroids`` (roi, axis)), else (roi,) for a 1-D one; any other statistic is refused.
+        """
         for name, values in per_roi.items():
             values = np.asarray(values)
             if values.shape[:1] != (rois.count,):
                 raise ValueError(f"{name}: expected {rois.count} rows, got shape {values.shape}")
-            self.write_array(f"{group_path}/{name}", values)
+            if name not in ARRAY_DIMENSIONS and values.ndim != 1:
+                raise ValueError(f"{name}: a {values.ndim}-D per-ROI array needs its dimension names in cindra_dask.store.ARRAY_DIMENSIONS")
+        if (self.path / group_path).exists():
+            self.delete(group_path)
+        for name in ROI_ARRAYS:
+            self.write_array(f"{group_path}/{name}", getattr(rois, name), dimension_names=ARRAY_DIMENSIONS[name])
+        for name, values in per_roi.items():
+            values = np.asarray(values)
+            self.write_array(f"{group_path}/{name}", values, dimension_names=ARRAY_DIMENSIONS.get(name, ROI_DIMENSIONS))
+
+    # -- OME-NGFF metadata of movies and images ------------------------------------------
+    def write_ome_metadata(self, *, frame_interval_s: float, pixel_size_um: float | None) -> list[str]:
+        """Describe every movie and image of the store as OME-NGFF 0.5 images, in place.
+
+        Each group holding arrays whose dimension names are (t, y, x) or (y, x) gets the group
+        attribute ``ome`` = `ome_image_attributes` of those arrays: one single-level entry of
+        ``multiscales`` per array, whose dataset path is the array's name, so no array moves. A group
+        that no longer holds any loses its ``ome``. Groups whose ``ome`` is already current are not
+        rewritten. Call it after the arrays are written (the runner does, at the end of every run).
+
+        Parameters
+        ----------
+        frame_interval_s : time between two frames of a plane, s (1 / the per-plane rate).
+        pixel_size_um : side of one pixel in the sample, µm; None (unknown): the space axes get scale
+            1.0 and no unit (pixels).
+
+        Returns
+        -------
+        The groups whose ``ome`` attribute was written or removed (relative paths, sorted).
+        """
+        import zarr
+
+        images: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        groups_with_ome = []
+        for path, metadata in self._nodes():
+            if metadata is None or path == ".":
+                continue
+            if metadata.get("node_type") == "group" and "ome" in metadata.get("attributes", {}):
+                groups_with_ome.append(path)
+            dimensions = tuple(metadata.get("dimension_names") or ())
+            if metadata.get("node_type") == "array" and dimensions in (FRAME_DIMENSIONS, IMAGE_DIMENSIONS) and "/" in path:
+                group, name = path.rsplit("/", 1)
+                images.setdefault(group, []).append((name, dimensions))
+        changed = []
+        for group in sorted(set(images) | set(groups_with_ome)):
+            attributes = self.group_attributes(group)
+            wanted = ome_image_attributes(images[group], frame_interval_s=frame_interval_s, pixel_size_um=pixel_size_um) if group in images else None
+            if attributes.get("ome") == wanted:
+                continue
+            handle = zarr.open_group(str(self.path / group), mode="r+")
+            if wanted is None:
+                handle.attrs.put({key: value for key, value in attributes.items() if key != "ome"})
+            else:
+                handle.attrs.update({"ome": wanted})
+            changed.append(group)
+        return changed
 
     def read_rois(self, group_path: str) -> RaggedRois:
         """Ragged masks written by :meth:`write_rois`."""
@@ -510,6 +678,45 @@ class RecordingStore:
             yield
         finally:
             self.lock_path.unlink(missing_ok=True)
+
+
+# -- OME-NGFF 0.5 -----------------------------------------------------------------------
+
+
+def ome_image_attributes(arrays: list[tuple[str, tuple[str, ...]]], *, frame_interval_s: float, pixel_size_um: float | None) -> dict[str, Any]:
+    """The OME-NGFF 0.5 ``ome`` attribute of a group whose child arrays ``arrays`` are images.
+
+    Parameters
+    ----------
+    arrays : (name, dimension names) of each child array, dims (t, y, x) or (y, x).
+    frame_interval_s : scale of the t axis, s per frame.
+    pixel_size_um : scale of the y and x axes, µm per pixel; None: 1.0 and no unit.
+
+    Returns
+    -------
+    ``{"version": "0.5", "multiscales": [...]}``: one multiscale per array (ordered by
+    `OME_IMAGE_ORDER`, then by name), named after it, with its axes (t: time, second; y, x: space,
+    micrometer, or no unit when the pixel size is unknown) and one dataset, the array itself
+    (path = its name), whose ``coordinateTransformations`` is one scale (frame interval, pixel
+    size, pixel size) or (pixel size, pixel size).
+    """
+    def order(item: tuple[str, tuple[str, ...]]) -> tuple[int, str]:
+        name = item[0]
+        return (OME_IMAGE_ORDER.index(name) if name in OME_IMAGE_ORDER else len(OME_IMAGE_ORDER), name)
+
+    space_unit = {"unit": "micrometer"} if pixel_size_um is not None else {}
+    space_scale = float(pixel_size_um) if pixel_size_um is not None else 1.0
+    axis_of = {"t": {"name": "t", "type": "time", "unit": "second"}, "y": {"name": "y", "type": "space", **space_unit}, "x": {"name": "x", "type": "space", **space_unit}}
+    scale_of = {"t": float(frame_interval_s), "y": space_scale, "x": space_scale}
+    multiscales = [
+        {
+            "name": name,
+            "axes": [axis_of[dimension] for dimension in dimensions],
+            "datasets": [{"path": name, "coordinateTransformations": [{"type": "scale", "scale": [scale_of[dimension] for dimension in dimensions]}]}],
+        }
+        for name, dimensions in sorted(arrays, key=order)
+    ]
+    return {"version": OME_VERSION, "multiscales": multiscales}
 
 
 # -- reading a store's layout (the export, the report, status and maintenance) -----------
