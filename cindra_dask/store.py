@@ -4,8 +4,23 @@ This docstring is the store contract: every group, array and attribute the code 
 n ROIs, T frames per plane, (Ly, Lx) a plane's frame, (vh, vw) its valid crop, k principal
 components, s sampled frames, Σ the ROI pixels over all ROIs; "ragged masks" are ``pixel_offsets``
 (n+1,) i8 (ROI i owns entries [offsets[i], offsets[i+1])), ``ypix``, ``xpix`` (Σ,) i4 and ``lam``
-(Σ,) f4; dims are the arrays' ``dimension_names`` where set. Planes and channels are numbered from 0
-(``plane_k`` is a virtual plane in MROI mode).
+(Σ,) f4, dims (roi_boundary,), (pixel,); "dims" are the arrays' ``dimension_names``, which every
+array carries (`ARRAY_DIMENSIONS`, `dimension_names_for`): names unique within an array, one size
+per name within a group, so ``xarray.open_zarr(store, group=…)`` opens every group; a per-ROI array
+(n,) is (roi,), per-pixel (Σ,) is (pixel,), unless said otherwise. Planes and channels are numbered
+from 0 (``plane_k`` is a virtual plane in MROI mode).
+
+OME-NGFF 0.5: every group holding arrays with dims (t, y, x) (the movies ``raw/``, ``registered/``)
+or (y, x) (``reference_image``, the ``detection/`` images, ``corrected_structural_mean_image``,
+``combined/detection/``) carries the group attribute ``ome`` = {``version``: "0.5",
+``multiscales``: one entry per such array, named after it, with one dataset whose ``path`` is the
+array's name (the arrays stay where they are; readers that show one image show the first:
+``channel_0``, ``mean_image``, ``reference_image``)}. Axes: t (time, second), y and x (space,
+micrometer); ``coordinateTransformations`` one scale (frame interval s = 1 / per-plane rate, pixel
+size µm, pixel size µm), or (pixel size, pixel size) for an image. The pixel size is the run's
+``metadata.pixel_size_um``; unknown (None): scale 1.0 and no unit on y and x (pixels). Written by
+the runner at the end of every single-recording run (`RecordingStore.write_ome_metadata`), so a
+rerun with a new pixel size updates it while every step is skipped; other groups carry no ``ome``.
 
 Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 
@@ -34,26 +49,29 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``disagreements`` (one line per field where the two differ).
 ``plane_k/raw/channel_c``
     ingested frames (T, Ly, Lx), source integer dtype, chunks (chunk_frames, Ly, Lx), dims (t, y, x);
-    attrs ``physical_plane``, ``row_start``, ``row_stop``, ``y_offset``, ``x_offset``.
+    attrs ``physical_plane``, ``row_start``, ``row_stop``, ``y_offset``, ``x_offset``. The group
+    ``plane_k/raw`` carries ``ome`` (OME-NGFF, one multiscale per channel).
 ``plane_k/registered/channel_c``
-    motion-corrected frames, same shape, dtype, chunks and dims.
+    motion-corrected frames, same shape, dtype, chunks and dims; ``plane_k/registered`` carries ``ome``.
 ``plane_k/registration/``
     ``reference_image`` (Ly, Lx) f4 dims (y, x); ``rigid_offsets`` (T, 2) f4 dims (t, axis) = (dy,
     dx) px: frame t shows the reference moved by +dy rows and +dx columns (registration moves it by
-    −dy, −dx); ``rigid_correlations`` (T,) f4; ``bad_frames`` (T,) bool; ``nonrigid_offsets`` (T,
-    n_blocks, 2) f4 dims (t, block, axis) and ``nonrigid_correlations`` (T, n_blocks) f4 (n_blocks 0
-    without nonrigid); ``block_centers`` (n_blocks, 2) f4 px; both offset arrays carry the attr
-    ``sign``. PC metrics (absent when ``registration_metric_principal_components`` is 0):
-    ``pc_shift_metrics`` (k, 3) f4 px, attr ``columns`` = [rigid_px, nonrigid_mean_px,
-    nonrigid_max_px]; ``pc_low_images``, ``pc_high_images`` (k, vh, vw) f4; ``pc_projections`` (s, k)
-    f4. Group attrs ``valid_y_range``, ``valid_x_range`` ([start, stop) of the crop every frame
-    covers), ``alignment_channel``, ``bidirectional_offset_px``, ``bad_frame_count``, ``offsets_sign``.
+    −dy, −dx); ``rigid_correlations`` (T,) f4 dims (t,); ``bad_frames`` (T,) bool dims (t,);
+    ``nonrigid_offsets`` (T, n_blocks, 2) f4 dims (t, block, axis) and ``nonrigid_correlations`` (T,
+    n_blocks) f4 dims (t, block) (n_blocks 0 without nonrigid); ``block_centers`` (n_blocks, 2) f4 px
+    dims (block, axis); both offset arrays carry the attr ``sign``. PC metrics (absent when
+    ``registration_metric_principal_components`` is 0): ``pc_shift_metrics`` (k, 3) f4 px dims (pc,
+    metric), attr ``columns`` = [rigid_px, nonrigid_mean_px, nonrigid_max_px]; ``pc_low_images``,
+    ``pc_high_images`` (k, vh, vw) f4 dims (pc, valid_y, valid_x); ``pc_projections`` (s, k) f4 dims
+    (sample, pc). ``ome`` (OME-NGFF, of ``reference_image``). Group attrs ``valid_y_range``,
+    ``valid_x_range`` ([start, stop) of the crop every frame covers), ``alignment_channel``,
+    ``bidirectional_offset_px``, ``bad_frame_count``, ``offsets_sign``.
 ``plane_k/detection/``
     ``mean_image``, ``enhanced_mean_image``, ``maximum_projection``, ``correlation_map`` (Ly, Lx) f4
-    dims (y, x).
+    dims (y, x); ``ome`` (OME-NGFF, the four images).
 ``plane_k/rois/``
-    ragged masks; ``centroids`` (n, 2) i4 (y, x) px; ``footprint`` (n,) i1 pyramid scale of the seed;
-    ``detection_source`` (n,) i1: which detector found each ROI, 0 = activity (sparse detection only),
+    ragged masks; ``centroids`` (n, 2) i4 (y, x) px dims (roi, axis); ``footprint`` (n,) i1 pyramid
+    scale of the seed; ``detection_source`` (n,) i1: which detector found each ROI, 0 = activity (sparse detection only),
     1 = anatomy (a soma of the mean image no activity ROI covers; mask and weights from the mean
     image), 2 = both (an activity ROI that a soma of the mean image confirms; mask and weights from
     the activity); all 0 unless ``roi_detection.anatomical`` is on. Statistics (n,): ``mean_radius``,
@@ -68,8 +86,8 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 ``plane_k/cnmf/``
     written by the CNMF step only: ragged masks of every component K (the whole non-negative
     footprint; unit L2 norm), ``snr`` (K,) f4 (event exceptionality), ``r_values`` (K,) f4 (spatial
-    consistency), ``accepted`` (K,) bool; ``temporal`` (K, T) f4 (the activity C refitted over the
-    field) and ``raw_traces`` (K, T) f4 (C plus each component's share of the residual), dims (roi,
+    consistency), ``accepted`` (K,) bool, all dims (roi,) (a component is a row); ``temporal`` (K, T)
+    f4 (the activity C refitted over the field) and ``raw_traces`` (K, T) f4 (C plus each component's share of the residual), dims (roi,
     t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
     ``background_temporal`` (nb, T) f4 dims (component, t). Group attrs ``patch_count``,
     ``merged_group_count``, ``event_frames``.
@@ -85,21 +103,23 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     minimum of its smoothed F_c, not cindra's one scalar over all ROIs; ``constant_percentile``: the
     ROI's percentile); dimensionless, NaN where F0 ≤ 0; written whether or not spikes are extracted.
     Stores processed before it existed lack it (rerun the process phase with ``--force``).
-    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,): each ROI's indicator decay time constant
+    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,) dims (roi,): each ROI's indicator decay time constant
     estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attrs
     ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none), ``cell_count``
     (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
-    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] may carry the attr
+    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] dims (roi, column) may carry the attr
     ``curation_history``: one entry per `cindra-dask import-curation` that changed it (``imported``
     UTC time, ``source`` file, ``rows`` changed, ``previous`` their [is_cell, probability] before).
     With a structural channel 2: ``cell_fluorescence_channel_2``, ``neuropil_fluorescence_channel_2``
-    (n, T) f4 like the traces, ``cell_colocalization`` (n, 2) f4 [colocalized 0/1, probability],
-    ``corrected_structural_mean_image`` (Ly, Lx) f4 dims (y, x) (channel-2 mean minus bleed-through).
+    (n, T) f4 like the traces, ``cell_colocalization`` (n, 2) f4 [colocalized 0/1, probability] dims
+    (roi, column), ``corrected_structural_mean_image`` (Ly, Lx) f4 dims (y, x) (channel-2 mean minus
+    bleed-through; then the group carries ``ome``, of this image).
 ``combined/``
-    the planes tiled into one canvas (Hc, Wc): ``detection/`` the same images pasted; ``rois/`` the
-    same arrays concatenated over the included planes (masks and ``centroids`` moved to canvas
-    coordinates) plus ``plane_index`` (n,) i4; ``extraction/`` the same arrays concatenated (traces
-    trimmed to the shortest plane, chunks (roi_chunk, T), dims (roi, t)), its
+    the planes tiled into one canvas (Hc, Wc): ``detection/`` the same images pasted, dims (y, x),
+    with ``ome``; ``rois/`` the same arrays concatenated over the included planes (masks and
+    ``centroids`` moved to canvas coordinates) plus ``plane_index`` (n,) i4 dims (roi,);
+    ``extraction/`` the same arrays concatenated, with the same dims (traces trimmed to the shortest
+    plane, chunks (roi_chunk, T), dims (roi, t)), its
     ``cell_classification`` with its own ``curation_history``. Group attrs ``combined_height``,
     ``combined_width``, ``frame_count``, ``plane_frame_counts``, ``plane_y_offsets``,
     ``plane_x_offsets``, ``plane_heights``, ``plane_widths``, ``included_planes``, ``tau`` (s),
@@ -107,14 +127,15 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 ``multi_recording/<dataset>/``
     written in every tracked recording's store. ``rois/``: ragged masks of this recording's selected
     ROIs (canvas coordinates) with ``track_id`` (n,) i8 (−1 = untracked), ``track_confidence`` (n,)
-    f4, ``source_roi_index`` (n,) i8 (row in ``combined/rois``), ``centroids`` (n, 2) i4;
-    ``deformation_forward``, ``deformation_backward`` (2, Hc, Wc) f4 px dims (axis, y, x);
+    f4, ``source_roi_index`` (n,) i8 (row in ``combined/rois``), ``centroids`` (n, 2) i4 dims (roi,
+    axis); ``deformation_forward``, ``deformation_backward`` (2, Hc, Wc) f4 px dims (axis, y, x);
     ``templates/``: ragged masks of every tracked cell (m rows, ordered by plane) back-projected into
     this recording, with ``template_track_id`` (m,) i8, ``track_confidence`` (m,) f4,
-    ``recording_count`` (m,) i4, ``plane_index`` (m,) i4, ``centroids`` (m, 2) i4, ``radius_px`` (m,)
-    f4 and ``skewness`` (m,) f4 (written by extract); ``extraction/``: ``cell_fluorescence``,
+    ``recording_count`` (m,) i4, ``plane_index`` (m,) i4, ``centroids`` (m, 2) i4 dims (roi, axis),
+    ``radius_px`` (m,) f4 and ``skewness`` (m,) f4 (written by extract), per template dims (roi,);
+    ``extraction/``: ``cell_fluorescence``,
     ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes`` (m, T) f4 chunks (roi_chunk, T)
-    dims (roi, t) and ``neuropil_coefficient`` (m,) f4, one row per template. Group attrs
+    dims (roi, t) and ``neuropil_coefficient`` (m,) f4 dims (roi,), one row per template. Group attrs
     ``recording_names``, ``recording_paths``, ``recording_index``, ``template_diameter_px``.
 
 Beside the hierarchy: the manifest ``datapackage.json`` inside the store (`cindra_dask.manifest`: a
