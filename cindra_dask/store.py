@@ -71,8 +71,8 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     dims (y, x); ``ome`` (OME-NGFF, the four images).
 ``plane_k/rois/``
     ragged masks; ``centroids`` (n, 2) i4 (y, x) px dims (roi, axis); ``footprint`` (n,) i1 pyramid
-    scale of the seed; ``detection_source`` (n,) i1: which detector found each ROI, 0 = activity (sparse detection only),
-    1 = anatomy (a soma of the mean image no activity ROI covers; mask and weights from the mean
+    scale of the seed; ``detection_source`` (n,) i1: which detector found each ROI, 0 = activity
+    (sparse detection only), 1 = anatomy (a soma of the mean image no activity ROI covers; mask and weights from the mean
     image), 2 = both (an activity ROI that a soma of the mean image confirms; mask and weights from
     the activity); all 0 unless ``roi_detection.anatomical`` is on. Statistics (n,): ``mean_radius``,
     ``baseline_mean_radius``, ``compactness``, ``solidity``, ``normalized_pixel_count``,
@@ -87,8 +87,8 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     written by the CNMF step only: ragged masks of every component K (the whole non-negative
     footprint; unit L2 norm), ``snr`` (K,) f4 (event exceptionality), ``r_values`` (K,) f4 (spatial
     consistency), ``accepted`` (K,) bool, all dims (roi,) (a component is a row); ``temporal`` (K, T)
-    f4 (the activity C refitted over the field) and ``raw_traces`` (K, T) f4 (C plus each component's share of the residual), dims (roi,
-    t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
+    f4 (the activity C refitted over the field) and ``raw_traces`` (K, T) f4 (C plus each
+    component's share of the residual), dims (roi, t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
     ``background_temporal`` (nb, T) f4 dims (component, t). Group attrs ``patch_count``,
     ``merged_group_count``, ``event_frames``.
 ``plane_k/extraction/``
@@ -103,8 +103,8 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     minimum of its smoothed F_c, not cindra's one scalar over all ROIs; ``constant_percentile``: the
     ROI's percentile); dimensionless, NaN where F0 ≤ 0; written whether or not spikes are extracted.
     Stores processed before it existed lack it (rerun the process phase with ``--force``).
-    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,) dims (roi,): each ROI's indicator decay time constant
-    estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attrs
+    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,) dims (roi,): each ROI's indicator decay time
+    constant estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attrs
     ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none), ``cell_count``
     (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
     ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] dims (roi, column) may carry the attr
