@@ -160,13 +160,14 @@ def _invalidated_keys(step: Step, plane: int | None, hashes: dict[str, str]) -> 
 
 
 def _stale_outputs(step: Step, plane: int | None, planes: Sequence[int]) -> tuple[str, ...]:
-    """Groups removed before ``step`` runs: its own outputs and those of every step after it
-    (per-plane steps: of the same plane; ``combine``), as `_invalidated_keys` forgets their records."""
+    """Groups removed before ``step`` runs, each once: its own outputs and those of every step after it
+    (per-plane steps: of the same plane, whichever source extraction wrote them; ``combine``), as
+    `_invalidated_keys` forgets their records."""
     if step.name == "ingest":
         return (*(plane_path(index) for index in planes), COMBINED)
     position = [candidate.name for candidate in SINGLE_RECORDING_STEPS].index(step.name)
     later = [candidate for candidate in SINGLE_RECORDING_STEPS[position:] if candidate.per_plane or candidate.name == "combine"]
-    return tuple(path for candidate in later for path in candidate.output_paths(plane, planes=planes))
+    return tuple(dict.fromkeys(path for candidate in later for path in candidate.output_paths(plane, planes=planes)))
 
 
 def _output_problems(step: Step, plane: int | None, planes: Sequence[int]) -> Callable[[RecordingStore], list[str]]:
