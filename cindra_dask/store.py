@@ -7,8 +7,10 @@ components, s sampled frames, Σ the ROI pixels over all ROIs; "ragged masks" ar
 (Σ,) f4, dims (roi_boundary,), (pixel,); "dims" are the arrays' ``dimension_names``, which every
 array carries (`ARRAY_DIMENSIONS`, `dimension_names_for`): names unique within an array, one size
 per name within a group, so ``xarray.open_zarr(store, group=…)`` opens every group; a per-ROI array
-(n,) is (roi,), per-pixel (Σ,) is (pixel,), unless said otherwise. Planes and channels are numbered
-from 0 (``plane_k`` is a virtual plane in MROI mode).
+(n,) is (roi,), per-pixel (Σ,) is (pixel,), unless said otherwise. Stores written before every
+array had them get them from the next `cindra-dask run` that finishes, even one that skips every
+step (`RecordingStore.add_missing_dimension_names`: metadata only, no chunk rewritten). Planes and
+channels are numbered from 0 (``plane_k`` is a virtual plane in MROI mode).
 
 OME-NGFF 0.5: every group holding arrays with dims (t, y, x) (the movies ``raw/``, ``registered/``)
 or (y, x) (``reference_image``, the ``detection/`` images, ``corrected_structural_mean_image``,
@@ -19,8 +21,9 @@ array's name (the arrays stay where they are; readers that show one image show t
 micrometer); ``coordinateTransformations`` one scale (frame interval s = 1 / per-plane rate, pixel
 size µm, pixel size µm), or (pixel size, pixel size) for an image. The pixel size is the run's
 ``metadata.pixel_size_um``; unknown (None): scale 1.0 and no unit on y and x (pixels). Written by
-the runner at the end of every single-recording run (`RecordingStore.write_ome_metadata`), so a
-rerun with a new pixel size updates it while every step is skipped; other groups carry no ``ome``.
+the runner at the end of every single-recording run that finishes (`RecordingStore.write_ome_metadata`),
+after the arrays, so a rerun with a new pixel size updates it while every step is skipped; other
+groups carry no ``ome``.
 
 Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 
@@ -502,6 +505,25 @@ class RecordingStore:
             values = np.asarray(values)
             self.write_array(f"{group_path}/{name}", values, dimension_names=ARRAY_DIMENSIONS.get(name, ROI_DIMENSIONS))
 
+    def add_missing_dimension_names(self) -> list[str]:
+        """Give every array without ``dimension_names`` those of the layout (`dimension_names_for`), in place.
+
+        For stores written before every array carried them: only the array's ``zarr.json`` changes
+        (atomically), never a chunk, so checksums stay valid. Arrays outside the layout are left
+        as they are. Returns the arrays changed (relative paths, sorted).
+        """
+        changed = []
+        for path, metadata in self._nodes():
+            if metadata is None or metadata.get("node_type") != "array" or metadata.get("dimension_names"):
+                continue
+            try:
+                names = dimension_names_for(path, ndim=len(metadata.get("shape", ())))
+            except ValueError:
+                continue
+            _replace_json(self.path / path / "zarr.json", {**metadata, "dimension_names": list(names)})
+            changed.append(path)
+        return changed
+
     # -- OME-NGFF metadata of movies and images ------------------------------------------
     def write_ome_metadata(self, *, frame_interval_s: float, pixel_size_um: float | None) -> list[str]:
         """Describe every movie and image of the store as OME-NGFF 0.5 images, in place.
@@ -608,12 +630,7 @@ class RecordingStore:
         metadata_path = self.path / "zarr.json"
         metadata = self._root_metadata()
         metadata.setdefault("attributes", {}).update(json.loads(json.dumps(updates, default=str)))
-        handle, temporary = tempfile.mkstemp(dir=self.path, prefix=".zarr.json.", suffix=".tmp")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(metadata, stream, indent=2)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, metadata_path)
+        _replace_json(metadata_path, metadata)
 
     # -- phase records --------------------------------------------------------------------
     def phase_records(self) -> dict[str, PhaseRecord]:
@@ -812,6 +829,16 @@ def lock_is_stale(holder: dict[str, Any]) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _replace_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as the JSON file ``path`` with an atomic replace (a crash leaves the old file intact)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(payload, stream, indent=2)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
 
 
 def _timestamp(seconds: float) -> str:

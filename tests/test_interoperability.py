@@ -201,15 +201,37 @@ def test_an_unknown_pixel_size_leaves_the_space_axes_in_pixels(stores: Stores) -
             np.testing.assert_allclose(multiscale["datasets"][0]["coordinateTransformations"][0]["scale"], (1.0 / SESSIONS.frame_rate_hz, 1.0, 1.0))
 
 
-def test_a_rerun_with_a_new_pixel_size_only_rewrites_the_ome_metadata(stores: Stores, client: Any, tmp_path: Path) -> None:
-    shutil.copytree(stores.planes.path, tmp_path / stores.planes.path.name)
-    changed = stores.planes_configuration.model_copy(update={"file_io": stores.planes_configuration.file_io.model_copy(update={"output_path": tmp_path}), "metadata": stores.planes_configuration.metadata.model_copy(update={"pixel_size_um": 1.25})})
+def test_a_rerun_updates_the_pixel_size_and_gives_an_old_store_its_dimension_names(stores: Stores, client: Any, tmp_path: Path) -> None:
+    """Every step is skipped; the OME scale takes the new pixel size, and arrays written without
+    dimension names (as before they were required) get the layout's, listed in the manifest."""
+    import xarray as xr
+
+    from cindra_dask.manifest import read_manifest, verify_store
+
+    copy = RecordingStore(tmp_path / stores.planes.path.name)
+    shutil.copytree(stores.planes.path, copy.path)
+    stripped = ["plane_0/registration/block_centers", "plane_0/registration/pc_shift_metrics", "plane_0/rois/ypix", "plane_0/rois/centroids", "plane_0/extraction/cell_classification", "combined/rois/plane_index"]
+    for path in stripped:
+        metadata_path = copy.path / path / "zarr.json"
+        metadata_path.write_text(json.dumps({**json.loads(metadata_path.read_text()), "dimension_names": None}))
+    with pytest.raises(KeyError, match="dimension_names"):  # the issue: xarray could not open such groups
+        xr.open_zarr(str(copy.path), group="plane_0/registration", consolidated=False, zarr_format=3)
+    records = copy.phase_records()
+    changed = stores.planes_configuration.model_copy(
+        update={"file_io": stores.planes_configuration.file_io.model_copy(update={"output_path": tmp_path}), "metadata": stores.planes_configuration.metadata.model_copy(update={"pixel_size_um": 1.25})}
+    )
     report = run_single_recording(changed, client=client)
     assert {outcome.state for outcome in report.outcomes} == {"skipped"}
-    store = RecordingStore(report.store_path)
-    for multiscale in store.group_attributes("plane_1/registered")["ome"]["multiscales"]:
+    assert copy.phase_records() == records
+    for multiscale in copy.group_attributes("plane_1/registered")["ome"]["multiscales"]:
         assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"][1:] == [1.25, 1.25]
-    assert store.phase_records() == RecordingStore(tmp_path / stores.planes.path.name).phase_records()
+    resources = {resource["path"]: resource for resource in read_manifest(copy)["resources"]}
+    for path in stripped:
+        assert copy.array(path).metadata.dimension_names == stores.planes.array(path).metadata.dimension_names, path
+        assert resources[path]["dimension_names"] == list(stores.planes.array(path).metadata.dimension_names), path
+        np.testing.assert_array_equal(copy.read(path), stores.planes.read(path))
+    xr.open_zarr(str(copy.path), group="plane_0/registration", consolidated=False, zarr_format=3)
+    assert verify_store(copy.path) == []
 
 
 # ------------------------------------------------------------------------------ the store's rules
