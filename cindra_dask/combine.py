@@ -20,7 +20,7 @@ import numpy as np
 from cindra_dask.canvas import canvas_shape, combine_rois, paste_images, plane_tiles
 from cindra_dask.extraction.graph import trace_roi_chunk
 from cindra_dask.runner.plans import Compute, StepPlan
-from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, ROI_ARRAYS, ROIS, RecordingStore, stage_path
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, ROI_ARRAYS, ROIS, TRACE_DIMENSIONS, RecordingStore, stage_path
 
 if TYPE_CHECKING:
     from cindra_dask.runner.context import RecordingContext
@@ -70,7 +70,7 @@ def plan_combine_step(context: RecordingContext, *, plane: None = None) -> StepP
     detection_groups = [stage_path(plane, DETECTION) for plane in included]
     for name in _shared_names(store, detection_groups):
         image = paste_images([store.read(f"{group}/{name}") for group in detection_groups], included_tiles, shape=shape)
-        store.write_array(f"{COMBINED}/{DETECTION}/{name}", image, dimension_names=("y", "x"))
+        store.write_array(f"{COMBINED}/{DETECTION}/{name}", image)
 
     roi_groups = [stage_path(plane, ROIS) for plane in included]
     plane_rois = [store.read_rois(group) for group in roi_groups]
@@ -98,7 +98,7 @@ def plan_combine_step(context: RecordingContext, *, plane: None = None) -> StepP
             store.write_array(f"{COMBINED}/{EXTRACTION}/{name}", np.concatenate([source[...] for source in sources]))
         elif all(source.ndim == 2 and source.shape[1] == frame_counts[plane] for source, plane in zip(sources, included)):
             traces = da.concatenate([da.from_zarr(source)[:, :frame_count] for source in sources]).rechunk((roi_chunk, frame_count))
-            target = store.create_array(f"{COMBINED}/{EXTRACTION}/{name}", shape=traces.shape, dtype=traces.dtype, chunks=(roi_chunk, max(frame_count, 1)), dimension_names=("roi", "t"))
+            target = store.create_array(f"{COMBINED}/{EXTRACTION}/{name}", shape=traces.shape, dtype=traces.dtype, chunks=(roi_chunk, max(frame_count, 1)), dimension_names=TRACE_DIMENSIONS)  # any trace extraction writes
             if roi_count and frame_count:
                 writes.append(da.store(traces, target, lock=False, compute=False))
     yield Compute(writes, "combine")

@@ -497,7 +497,7 @@ class MetadataSettings(Section):
     emission_wavelength_nm: float | None = Field(default=None, gt=10, le=5000, description="Centre of the emission filter of the functional channel, nm (510 for GCaMP).")
     device: str | None = Field(default=None, min_length=1, pattern=r"^[^/]+$", description="Name of the microscope (the NWB Device; no '/').")
     device_manufacturer: str | None = Field(default=None, min_length=1, description="Maker of the microscope.")
-    pixel_size_um: float | None = Field(default=None, gt=0, le=1000, description="Side of one (square) pixel in the sample, µm (NWB ImagingPlane grid_spacing).")
+    pixel_size_um: float | None = Field(default=None, gt=0, le=1000, description="Side of one (square) pixel in the sample, µm (NWB ImagingPlane grid_spacing; the OME-NGFF scale of the store's movies and images, which are in pixels while it is unknown).")
 
     @field_validator("species")
     @classmethod

@@ -4,8 +4,26 @@ This docstring is the store contract: every group, array and attribute the code 
 n ROIs, T frames per plane, (Ly, Lx) a plane's frame, (vh, vw) its valid crop, k principal
 components, s sampled frames, Σ the ROI pixels over all ROIs; "ragged masks" are ``pixel_offsets``
 (n+1,) i8 (ROI i owns entries [offsets[i], offsets[i+1])), ``ypix``, ``xpix`` (Σ,) i4 and ``lam``
-(Σ,) f4; dims are the arrays' ``dimension_names`` where set. Planes and channels are numbered from 0
-(``plane_k`` is a virtual plane in MROI mode).
+(Σ,) f4, dims (roi_boundary,), (pixel,); "dims" are the arrays' ``dimension_names``, which every
+array carries (`ARRAY_DIMENSIONS`, `dimension_names_for`): names unique within an array, one size
+per name within a group, so ``xarray.open_zarr(store, group=…)`` opens every group; a per-ROI array
+(n,) is (roi,), per-pixel (Σ,) is (pixel,), unless said otherwise. Stores written before every
+array had them get them from the next `cindra-dask run` that finishes, even one that skips every
+step (`RecordingStore.add_missing_dimension_names`: metadata only, no chunk rewritten). Planes and
+channels are numbered from 0 (``plane_k`` is a virtual plane in MROI mode).
+
+OME-NGFF 0.5: every group holding arrays with dims (t, y, x) (the movies ``raw/``, ``registered/``)
+or (y, x) (``reference_image``, the ``detection/`` images, ``corrected_structural_mean_image``,
+``combined/detection/``) carries the group attribute ``ome`` = {``version``: "0.5",
+``multiscales``: one entry per such array, named after it, with one dataset whose ``path`` is the
+array's name (the arrays stay where they are; readers that show one image show the first:
+``channel_0``, ``mean_image``, ``reference_image``)}. Axes: t (time, second), y and x (space,
+micrometer); ``coordinateTransformations`` one scale (frame interval s = 1 / per-plane rate, pixel
+size µm, pixel size µm), or (pixel size, pixel size) for an image. The pixel size is the run's
+``metadata.pixel_size_um``; unknown (None): scale 1.0 and no unit on y and x (pixels). Written by
+the runner at the end of every single-recording run that finishes (`RecordingStore.write_ome_metadata`),
+after the arrays, so a rerun with a new pixel size updates it while every step is skipped; other
+groups carry no ``ome``.
 
 Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 
@@ -34,27 +52,30 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``disagreements`` (one line per field where the two differ).
 ``plane_k/raw/channel_c``
     ingested frames (T, Ly, Lx), source integer dtype, chunks (chunk_frames, Ly, Lx), dims (t, y, x);
-    attrs ``physical_plane``, ``row_start``, ``row_stop``, ``y_offset``, ``x_offset``.
+    attrs ``physical_plane``, ``row_start``, ``row_stop``, ``y_offset``, ``x_offset``. The group
+    ``plane_k/raw`` carries ``ome`` (OME-NGFF, one multiscale per channel).
 ``plane_k/registered/channel_c``
-    motion-corrected frames, same shape, dtype, chunks and dims.
+    motion-corrected frames, same shape, dtype, chunks and dims; ``plane_k/registered`` carries ``ome``.
 ``plane_k/registration/``
     ``reference_image`` (Ly, Lx) f4 dims (y, x); ``rigid_offsets`` (T, 2) f4 dims (t, axis) = (dy,
     dx) px: frame t shows the reference moved by +dy rows and +dx columns (registration moves it by
-    −dy, −dx); ``rigid_correlations`` (T,) f4; ``bad_frames`` (T,) bool; ``nonrigid_offsets`` (T,
-    n_blocks, 2) f4 dims (t, block, axis) and ``nonrigid_correlations`` (T, n_blocks) f4 (n_blocks 0
-    without nonrigid); ``block_centers`` (n_blocks, 2) f4 px; both offset arrays carry the attr
-    ``sign``. PC metrics (absent when ``registration_metric_principal_components`` is 0):
-    ``pc_shift_metrics`` (k, 3) f4 px, attr ``columns`` = [rigid_px, nonrigid_mean_px,
-    nonrigid_max_px]; ``pc_low_images``, ``pc_high_images`` (k, vh, vw) f4; ``pc_projections`` (s, k)
-    f4. Group attrs ``valid_y_range``, ``valid_x_range`` ([start, stop) of the crop every frame
-    covers), ``alignment_channel``, ``bidirectional_offset_px``, ``bad_frame_count``, ``offsets_sign``.
+    −dy, −dx); ``rigid_correlations`` (T,) f4 dims (t,); ``bad_frames`` (T,) bool dims (t,);
+    ``nonrigid_offsets`` (T, n_blocks, 2) f4 dims (t, block, axis) and ``nonrigid_correlations`` (T,
+    n_blocks) f4 dims (t, block) (n_blocks 0 without nonrigid); ``block_centers`` (n_blocks, 2) f4 px
+    dims (block, axis); both offset arrays carry the attr ``sign``. PC metrics (absent when
+    ``registration_metric_principal_components`` is 0): ``pc_shift_metrics`` (k, 3) f4 px dims (pc,
+    metric), attr ``columns`` = [rigid_px, nonrigid_mean_px, nonrigid_max_px]; ``pc_low_images``,
+    ``pc_high_images`` (k, vh, vw) f4 dims (pc, valid_y, valid_x); ``pc_projections`` (s, k) f4 dims
+    (sample, pc). ``ome`` (OME-NGFF, of ``reference_image``). Group attrs ``valid_y_range``,
+    ``valid_x_range`` ([start, stop) of the crop every frame covers), ``alignment_channel``,
+    ``bidirectional_offset_px``, ``bad_frame_count``, ``offsets_sign``.
 ``plane_k/detection/``
     ``mean_image``, ``enhanced_mean_image``, ``maximum_projection``, ``correlation_map`` (Ly, Lx) f4
-    dims (y, x).
+    dims (y, x); ``ome`` (OME-NGFF, the four images).
 ``plane_k/rois/``
-    ragged masks; ``centroids`` (n, 2) i4 (y, x) px; ``footprint`` (n,) i1 pyramid scale of the seed;
-    ``detection_source`` (n,) i1: which detector found each ROI, 0 = activity (sparse detection only),
-    1 = anatomy (a soma of the mean image no activity ROI covers; mask and weights from the mean
+    ragged masks; ``centroids`` (n, 2) i4 (y, x) px dims (roi, axis); ``footprint`` (n,) i1 pyramid
+    scale of the seed; ``detection_source`` (n,) i1: which detector found each ROI, 0 = activity
+    (sparse detection only), 1 = anatomy (a soma of the mean image no activity ROI covers; mask and weights from the mean
     image), 2 = both (an activity ROI that a soma of the mean image confirms; mask and weights from
     the activity); all 0 unless ``roi_detection.anatomical`` is on. Statistics (n,): ``mean_radius``,
     ``baseline_mean_radius``, ``compactness``, ``solidity``, ``normalized_pixel_count``,
@@ -68,9 +89,9 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 ``plane_k/cnmf/``
     written by the CNMF step only: ragged masks of every component K (the whole non-negative
     footprint; unit L2 norm), ``snr`` (K,) f4 (event exceptionality), ``r_values`` (K,) f4 (spatial
-    consistency), ``accepted`` (K,) bool; ``temporal`` (K, T) f4 (the activity C refitted over the
-    field) and ``raw_traces`` (K, T) f4 (C plus each component's share of the residual), dims (roi,
-    t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
+    consistency), ``accepted`` (K,) bool, all dims (roi,) (a component is a row); ``temporal`` (K, T)
+    f4 (the activity C refitted over the field) and ``raw_traces`` (K, T) f4 (C plus each
+    component's share of the residual), dims (roi, t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
     ``background_temporal`` (nb, T) f4 dims (component, t). Group attrs ``patch_count``,
     ``merged_group_count``, ``event_frames``.
 ``plane_k/extraction/``
@@ -85,21 +106,23 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     minimum of its smoothed F_c, not cindra's one scalar over all ROIs; ``constant_percentile``: the
     ROI's percentile); dimensionless, NaN where F0 ≤ 0; written whether or not spikes are extracted.
     Stores processed before it existed lack it (rerun the process phase with ``--force``).
-    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,): each ROI's indicator decay time constant
-    estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attrs
+    ``estimated_tau_s`` (n,) f4 chunks (roi_chunk,) dims (roi,): each ROI's indicator decay time
+    constant estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attrs
     ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none), ``cell_count``
     (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
-    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] may carry the attr
+    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] dims (roi, column) may carry the attr
     ``curation_history``: one entry per `cindra-dask import-curation` that changed it (``imported``
     UTC time, ``source`` file, ``rows`` changed, ``previous`` their [is_cell, probability] before).
     With a structural channel 2: ``cell_fluorescence_channel_2``, ``neuropil_fluorescence_channel_2``
-    (n, T) f4 like the traces, ``cell_colocalization`` (n, 2) f4 [colocalized 0/1, probability],
-    ``corrected_structural_mean_image`` (Ly, Lx) f4 dims (y, x) (channel-2 mean minus bleed-through).
+    (n, T) f4 like the traces, ``cell_colocalization`` (n, 2) f4 [colocalized 0/1, probability] dims
+    (roi, column), ``corrected_structural_mean_image`` (Ly, Lx) f4 dims (y, x) (channel-2 mean minus
+    bleed-through; then the group carries ``ome``, of this image).
 ``combined/``
-    the planes tiled into one canvas (Hc, Wc): ``detection/`` the same images pasted; ``rois/`` the
-    same arrays concatenated over the included planes (masks and ``centroids`` moved to canvas
-    coordinates) plus ``plane_index`` (n,) i4; ``extraction/`` the same arrays concatenated (traces
-    trimmed to the shortest plane, chunks (roi_chunk, T), dims (roi, t)), its
+    the planes tiled into one canvas (Hc, Wc): ``detection/`` the same images pasted, dims (y, x),
+    with ``ome``; ``rois/`` the same arrays concatenated over the included planes (masks and
+    ``centroids`` moved to canvas coordinates) plus ``plane_index`` (n,) i4 dims (roi,);
+    ``extraction/`` the same arrays concatenated, with the same dims (traces trimmed to the shortest
+    plane, chunks (roi_chunk, T), dims (roi, t)), its
     ``cell_classification`` with its own ``curation_history``. Group attrs ``combined_height``,
     ``combined_width``, ``frame_count``, ``plane_frame_counts``, ``plane_y_offsets``,
     ``plane_x_offsets``, ``plane_heights``, ``plane_widths``, ``included_planes``, ``tau`` (s),
@@ -107,14 +130,15 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
 ``multi_recording/<dataset>/``
     written in every tracked recording's store. ``rois/``: ragged masks of this recording's selected
     ROIs (canvas coordinates) with ``track_id`` (n,) i8 (−1 = untracked), ``track_confidence`` (n,)
-    f4, ``source_roi_index`` (n,) i8 (row in ``combined/rois``), ``centroids`` (n, 2) i4;
-    ``deformation_forward``, ``deformation_backward`` (2, Hc, Wc) f4 px dims (axis, y, x);
+    f4, ``source_roi_index`` (n,) i8 (row in ``combined/rois``), ``centroids`` (n, 2) i4 dims (roi,
+    axis); ``deformation_forward``, ``deformation_backward`` (2, Hc, Wc) f4 px dims (axis, y, x);
     ``templates/``: ragged masks of every tracked cell (m rows, ordered by plane) back-projected into
     this recording, with ``template_track_id`` (m,) i8, ``track_confidence`` (m,) f4,
-    ``recording_count`` (m,) i4, ``plane_index`` (m,) i4, ``centroids`` (m, 2) i4, ``radius_px`` (m,)
-    f4 and ``skewness`` (m,) f4 (written by extract); ``extraction/``: ``cell_fluorescence``,
+    ``recording_count`` (m,) i4, ``plane_index`` (m,) i4, ``centroids`` (m, 2) i4 dims (roi, axis),
+    ``radius_px`` (m,) f4 and ``skewness`` (m,) f4 (written by extract), per template dims (roi,);
+    ``extraction/``: ``cell_fluorescence``,
     ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes`` (m, T) f4 chunks (roi_chunk, T)
-    dims (roi, t) and ``neuropil_coefficient`` (m,) f4, one row per template. Group attrs
+    dims (roi, t) and ``neuropil_coefficient`` (m,) f4 dims (roi,), one row per template. Group attrs
     ``recording_names``, ``recording_paths``, ``recording_index``, ``template_diameter_px``.
 
 Beside the hierarchy: the manifest ``datapackage.json`` inside the store (`cindra_dask.manifest`: a
@@ -148,6 +172,15 @@ from cindra_dask.rois import RaggedRois
 STORE_SUFFIX = ".zarr"
 LOCK_SUFFIX = ".lock"
 FRAME_DIMENSIONS = ("t", "y", "x")
+"""Dimension names of a movie: frames, rows, columns."""
+IMAGE_DIMENSIONS = ("y", "x")
+"""Dimension names of a 2-D image of a plane (or of the combined canvas)."""
+TRACE_DIMENSIONS = ("roi", "t")
+"""Dimension names of per-ROI traces."""
+ROI_DIMENSIONS = ("roi",)
+"""Dimension names of a per-ROI (per-component, per-template) value."""
+PIXEL_DIMENSIONS = ("pixel",)
+"""Dimension names of a per-pixel value of ragged masks (Σ entries)."""
 RAW = "raw"
 REGISTERED = "registered"
 REGISTRATION = "registration"
@@ -160,6 +193,102 @@ MULTI_RECORDING = "multi_recording"
 ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
 INPUT_FILE_KINDS = {"tiff": "tiff", "bruker": "tiff", "hdf5": "hdf5", "nwb": "hdf5", "zarr": "zarr"}
 """By ``input_format``: the prefix of the root attributes listing the input files (``<prefix>_directory``, ``<prefix>_files``, ``<prefix>_dataset``)."""
+
+
+ARRAY_DIMENSIONS: dict[str, tuple[str, ...]] = {
+    # ragged masks and their per-pixel flags
+    "pixel_offsets": ("roi_boundary",),
+    "ypix": PIXEL_DIMENSIONS,
+    "xpix": PIXEL_DIMENSIONS,
+    "lam": PIXEL_DIMENSIONS,
+    "soma_mask": PIXEL_DIMENSIONS,
+    "overlap_mask": PIXEL_DIMENSIONS,
+    "centroids": ("roi", "axis"),
+    # per-ROI values written outside `RecordingStore.write_rois`
+    "skewness": ROI_DIMENSIONS,
+    "source_component": ROI_DIMENSIONS,
+    "plane_index": ROI_DIMENSIONS,
+    "neuropil_coefficient": ROI_DIMENSIONS,
+    "estimated_tau_s": ROI_DIMENSIONS,
+    # registration
+    "reference_image": IMAGE_DIMENSIONS,
+    "rigid_offsets": ("t", "axis"),
+    "rigid_correlations": ("t",),
+    "bad_frames": ("t",),
+    "nonrigid_offsets": ("t", "block", "axis"),
+    "nonrigid_correlations": ("t", "block"),
+    "block_centers": ("block", "axis"),
+    "pc_shift_metrics": ("pc", "metric"),
+    "pc_low_images": ("pc", "valid_y", "valid_x"),
+    "pc_high_images": ("pc", "valid_y", "valid_x"),
+    "pc_projections": ("sample", "pc"),
+    # detection images (and the structural channel's corrected mean image)
+    "mean_image": IMAGE_DIMENSIONS,
+    "enhanced_mean_image": IMAGE_DIMENSIONS,
+    "maximum_projection": IMAGE_DIMENSIONS,
+    "correlation_map": IMAGE_DIMENSIONS,
+    "corrected_structural_mean_image": IMAGE_DIMENSIONS,
+    # CNMF
+    "temporal": TRACE_DIMENSIONS,
+    "raw_traces": TRACE_DIMENSIONS,
+    "background_spatial": ("component", "y", "x"),
+    "background_temporal": ("component", "t"),
+    # extraction
+    "cell_fluorescence": TRACE_DIMENSIONS,
+    "neuropil_fluorescence": TRACE_DIMENSIONS,
+    "subtracted_fluorescence": TRACE_DIMENSIONS,
+    "spikes": TRACE_DIMENSIONS,
+    "delta_f_over_f": TRACE_DIMENSIONS,
+    "cell_fluorescence_channel_2": TRACE_DIMENSIONS,
+    "neuropil_fluorescence_channel_2": TRACE_DIMENSIONS,
+    "cell_classification": ("roi", "column"),
+    "cell_colocalization": ("roi", "column"),
+    # multi-recording
+    "deformation_forward": ("axis", "y", "x"),
+    "deformation_backward": ("axis", "y", "x"),
+}
+"""``dimension_names`` of the store's arrays by array name (see the module docstring); the frames
+``raw/channel_c`` and ``registered/channel_c`` are `FRAME_DIMENSIONS`, and any other 1-D array of
+a ROI group (`ROI_GROUPS`) is per ROI. Names are unique within an array (xarray needs that) and a
+name has one size within a group, so `xarray.open_zarr` opens every group."""
+
+ROI_GROUPS = (ROIS, CNMF, "templates")
+"""Groups holding ragged masks, where every 1-D array not in `ARRAY_DIMENSIONS` is per ROI (row)."""
+
+FRAME_ARRAY_PATTERN = re.compile(r"^channel_\d+$")
+"""Names of the frame arrays inside ``raw/`` and ``registered/``."""
+
+OME_VERSION = "0.5"
+"""The OME-NGFF (OME-Zarr) version of the ``ome`` group attributes."""
+
+OME_IMAGE_ORDER = ("mean_image", "enhanced_mean_image", "maximum_projection", "correlation_map", "reference_image")
+"""Order of the images in a group's ``ome.multiscales`` (then by name): readers that show one image show the first."""
+
+
+def dimension_names_for(array_path: str, *, ndim: int) -> tuple[str, ...]:
+    """The ``dimension_names`` of the store array at ``array_path`` with ``ndim`` dimensions.
+
+    Frames (``…/raw/channel_c``, ``…/registered/channel_c``) are (t, y, x); other names come from
+    `ARRAY_DIMENSIONS`; a 1-D array of a ROI group (`ROI_GROUPS`) not listed there is (roi,).
+
+    Raises
+    ------
+    ValueError : the name is not in the store's layout (give ``dimension_names`` explicitly, or add
+        it to `ARRAY_DIMENSIONS` and the module docstring), or its dims do not match ``ndim``.
+    """
+    parts = array_path.strip("/").split("/")
+    name, parent = parts[-1], (parts[-2] if len(parts) > 1 else "")
+    if parent in (RAW, REGISTERED) and FRAME_ARRAY_PATTERN.match(name):
+        dimensions = FRAME_DIMENSIONS
+    elif name in ARRAY_DIMENSIONS:
+        dimensions = ARRAY_DIMENSIONS[name]
+    elif parent in ROI_GROUPS and ndim == 1:
+        dimensions = ROI_DIMENSIONS
+    else:
+        raise ValueError(f"{array_path}: no dimension names known for this array; pass dimension_names, or add {name!r} to cindra_dask.store.ARRAY_DIMENSIONS (and the store contract)")
+    if len(dimensions) != ndim:
+        raise ValueError(f"{array_path}: {ndim}-D array, but its dimension names are {dimensions}")
+    return dimensions
 
 
 READ_ERRORS = (RuntimeError, ValueError, OSError)
@@ -277,7 +406,14 @@ class RecordingStore:
         dimension_names: tuple[str, ...] | None = None,
         attributes: dict[str, Any] | None = None,
     ) -> Any:
-        """Create (replacing any old one) an empty compressed array for chunk-aligned writes."""
+        """Create (replacing any old one) an empty compressed array for chunk-aligned writes.
+
+        Every array gets ``dimension_names``: the ones given, else those of the store's layout
+        (`dimension_names_for`; a :class:`ValueError` for a name outside it, before anything is written).
+        """
+        dimension_names = tuple(dimension_names) if dimension_names is not None else dimension_names_for(array_path, ndim=len(shape))
+        if len(dimension_names) != len(shape) or len(set(dimension_names)) != len(dimension_names):
+            raise ValueError(f"{array_path}: dimension names {dimension_names} must be unique, one per dimension of shape {tuple(shape)}")
         root = self.root("a")
         if array_path in self:
             self.delete(array_path)
@@ -293,7 +429,7 @@ class RecordingStore:
         )
 
     def write_array(self, array_path: str, data: np.ndarray, *, dimension_names: tuple[str, ...] | None = None, attributes: dict[str, Any] | None = None) -> None:
-        """Write a small array in one piece (one chunk)."""
+        """Write a small array in one piece (one chunk); ``dimension_names`` as in `create_array`."""
         data = np.asarray(data)
         array = self.create_array(array_path, shape=data.shape, dtype=data.dtype, chunks=data.shape or (1,), dimension_names=dimension_names, attributes=attributes)
         array[...] = data
@@ -349,16 +485,91 @@ class RecordingStore:
 
     # -- ragged ROIs ----------------------------------------------------------------------
     def write_rois(self, group_path: str, rois: RaggedRois, **per_roi: np.ndarray) -> None:
-        """Write ragged masks plus one (n, ...) array per statistic under ``group_path``."""
-        if (self.path / group_path).exists():
-            self.delete(group_path)
-        for name in ROI_ARRAYS:
-            self.write_array(f"{group_path}/{name}", getattr(rois, name))
+        """Write ragged masks plus one (n, ...) array per statistic under ``group_path``.
+
+        Dimension names: the masks' from `ARRAY_DIMENSIONS` (``pixel_offsets`` (roi_boundary,),
+        ``ypix``, ``xpix``, ``lam`` (pixel,)); a statistic's from `ARRAY_DIMENSIONS` when listed
+        there (``centroids`` (roi, axis)), else (roi,) for a 1-D one; any other statistic is refused.
+        """
         for name, values in per_roi.items():
             values = np.asarray(values)
             if values.shape[:1] != (rois.count,):
                 raise ValueError(f"{name}: expected {rois.count} rows, got shape {values.shape}")
-            self.write_array(f"{group_path}/{name}", values)
+            if name not in ARRAY_DIMENSIONS and values.ndim != 1:
+                raise ValueError(f"{name}: a {values.ndim}-D per-ROI array needs its dimension names in cindra_dask.store.ARRAY_DIMENSIONS")
+        if (self.path / group_path).exists():
+            self.delete(group_path)
+        for name in ROI_ARRAYS:
+            self.write_array(f"{group_path}/{name}", getattr(rois, name), dimension_names=ARRAY_DIMENSIONS[name])
+        for name, values in per_roi.items():
+            values = np.asarray(values)
+            self.write_array(f"{group_path}/{name}", values, dimension_names=ARRAY_DIMENSIONS.get(name, ROI_DIMENSIONS))
+
+    def add_missing_dimension_names(self) -> list[str]:
+        """Give every array without ``dimension_names`` those of the layout (`dimension_names_for`), in place.
+
+        For stores written before every array carried them: only the array's ``zarr.json`` changes
+        (atomically), never a chunk, so checksums stay valid. Arrays outside the layout are left
+        as they are. Returns the arrays changed (relative paths, sorted).
+        """
+        changed = []
+        for path, metadata in self._nodes():
+            if metadata is None or metadata.get("node_type") != "array" or metadata.get("dimension_names"):
+                continue
+            try:
+                names = dimension_names_for(path, ndim=len(metadata.get("shape", ())))
+            except ValueError:
+                continue
+            _replace_json(self.path / path / "zarr.json", {**metadata, "dimension_names": list(names)})
+            changed.append(path)
+        return changed
+
+    # -- OME-NGFF metadata of movies and images ------------------------------------------
+    def write_ome_metadata(self, *, frame_interval_s: float, pixel_size_um: float | None) -> list[str]:
+        """Describe every movie and image of the store as OME-NGFF 0.5 images, in place.
+
+        Each group holding arrays whose dimension names are (t, y, x) or (y, x) gets the group
+        attribute ``ome`` = `ome_image_attributes` of those arrays: one single-level entry of
+        ``multiscales`` per array, whose dataset path is the array's name, so no array moves. A group
+        that no longer holds any loses its ``ome``. Groups whose ``ome`` is already current are not
+        rewritten. Call it after the arrays are written (the runner does, at the end of every run).
+
+        Parameters
+        ----------
+        frame_interval_s : time between two frames of a plane, s (1 / the per-plane rate).
+        pixel_size_um : side of one pixel in the sample, µm; None (unknown): the space axes get scale
+            1.0 and no unit (pixels).
+
+        Returns
+        -------
+        The groups whose ``ome`` attribute was written or removed (relative paths, sorted).
+        """
+        import zarr
+
+        images: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        groups_with_ome = []
+        for path, metadata in self._nodes():
+            if metadata is None or path == ".":
+                continue
+            if metadata.get("node_type") == "group" and "ome" in metadata.get("attributes", {}):
+                groups_with_ome.append(path)
+            dimensions = tuple(metadata.get("dimension_names") or ())
+            if metadata.get("node_type") == "array" and dimensions in (FRAME_DIMENSIONS, IMAGE_DIMENSIONS) and "/" in path:
+                group, name = path.rsplit("/", 1)
+                images.setdefault(group, []).append((name, dimensions))
+        changed = []
+        for group in sorted(set(images) | set(groups_with_ome)):
+            attributes = self.group_attributes(group)
+            wanted = ome_image_attributes(images[group], frame_interval_s=frame_interval_s, pixel_size_um=pixel_size_um) if group in images else None
+            if attributes.get("ome") == wanted:
+                continue
+            handle = zarr.open_group(str(self.path / group), mode="r+")
+            if wanted is None:
+                handle.attrs.put({key: value for key, value in attributes.items() if key != "ome"})
+            else:
+                handle.attrs.update({"ome": wanted})
+            changed.append(group)
+        return changed
 
     def read_rois(self, group_path: str) -> RaggedRois:
         """Ragged masks written by :meth:`write_rois`."""
@@ -419,12 +630,7 @@ class RecordingStore:
         metadata_path = self.path / "zarr.json"
         metadata = self._root_metadata()
         metadata.setdefault("attributes", {}).update(json.loads(json.dumps(updates, default=str)))
-        handle, temporary = tempfile.mkstemp(dir=self.path, prefix=".zarr.json.", suffix=".tmp")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(metadata, stream, indent=2)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, metadata_path)
+        _replace_json(metadata_path, metadata)
 
     # -- phase records --------------------------------------------------------------------
     def phase_records(self) -> dict[str, PhaseRecord]:
@@ -512,6 +718,45 @@ class RecordingStore:
             self.lock_path.unlink(missing_ok=True)
 
 
+# -- OME-NGFF 0.5 -----------------------------------------------------------------------
+
+
+def ome_image_attributes(arrays: list[tuple[str, tuple[str, ...]]], *, frame_interval_s: float, pixel_size_um: float | None) -> dict[str, Any]:
+    """The OME-NGFF 0.5 ``ome`` attribute of a group whose child arrays ``arrays`` are images.
+
+    Parameters
+    ----------
+    arrays : (name, dimension names) of each child array, dims (t, y, x) or (y, x).
+    frame_interval_s : scale of the t axis, s per frame.
+    pixel_size_um : scale of the y and x axes, µm per pixel; None: 1.0 and no unit.
+
+    Returns
+    -------
+    ``{"version": "0.5", "multiscales": [...]}``: one multiscale per array (ordered by
+    `OME_IMAGE_ORDER`, then by name), named after it, with its axes (t: time, second; y, x: space,
+    micrometer, or no unit when the pixel size is unknown) and one dataset, the array itself
+    (path = its name), whose ``coordinateTransformations`` is one scale (frame interval, pixel
+    size, pixel size) or (pixel size, pixel size).
+    """
+    def order(item: tuple[str, tuple[str, ...]]) -> tuple[int, str]:
+        name = item[0]
+        return (OME_IMAGE_ORDER.index(name) if name in OME_IMAGE_ORDER else len(OME_IMAGE_ORDER), name)
+
+    space_unit = {"unit": "micrometer"} if pixel_size_um is not None else {}
+    space_scale = float(pixel_size_um) if pixel_size_um is not None else 1.0
+    axis_of = {"t": {"name": "t", "type": "time", "unit": "second"}, "y": {"name": "y", "type": "space", **space_unit}, "x": {"name": "x", "type": "space", **space_unit}}
+    scale_of = {"t": float(frame_interval_s), "y": space_scale, "x": space_scale}
+    multiscales = [
+        {
+            "name": name,
+            "axes": [axis_of[dimension] for dimension in dimensions],
+            "datasets": [{"path": name, "coordinateTransformations": [{"type": "scale", "scale": [scale_of[dimension] for dimension in dimensions]}]}],
+        }
+        for name, dimensions in sorted(arrays, key=order)
+    ]
+    return {"version": OME_VERSION, "multiscales": multiscales}
+
+
 # -- reading a store's layout (the export, the report, status and maintenance) -----------
 
 
@@ -584,6 +829,16 @@ def lock_is_stale(holder: dict[str, Any]) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _replace_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as the JSON file ``path`` with an atomic replace (a crash leaves the old file intact)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(payload, stream, indent=2)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
 
 
 def _timestamp(seconds: float) -> str:

@@ -202,7 +202,7 @@ def test_checksum_covers_every_stored_chunk_in_grid_order_and_marks_absent_ones(
     store = RecordingStore(tmp_path / "s.zarr")
     values = np.arange(37 * 5 * 3, dtype=np.float32).reshape(37, 5, 3)
     values[8:12] = 0  # one chunk all fill value: not stored
-    array = store.create_array("a", shape=values.shape, dtype=values.dtype, chunks=(4, 2, 3))
+    array = store.create_array("a", shape=values.shape, dtype=values.dtype, chunks=(4, 2, 3), dimension_names=("t", "y", "x"))
     array[...] = values
     folder = store.path / "a"
     assert not (folder / "c" / "2" / "0" / "0").exists()
@@ -211,7 +211,7 @@ def test_checksum_covers_every_stored_chunk_in_grid_order_and_marks_absent_ones(
     array[20, 4, 2] = -1.0  # one value of one chunk
     after = array_checksum(folder)
     assert after != before and after == _expected_checksum(folder, (10, 3, 1))
-    empty = store.create_array("empty", shape=(0, 4), dtype=np.float32, chunks=(8, 4))
+    empty = store.create_array("empty", shape=(0, 4), dtype=np.float32, chunks=(8, 4), dimension_names=("roi", "t"))
     assert array_checksum(store.path / "empty") == hashlib.sha256(b"").hexdigest() and empty.shape == (0, 4)
 
 
@@ -248,7 +248,7 @@ def test_verify_detects_a_flipped_byte_a_removed_array_and_an_extra_one(syntheti
     payload[len(payload) // 2] ^= 0x01
     chunk.write_bytes(bytes(payload))
     store.delete("plane_1/extraction/spikes")
-    store.write_array("plane_1/extraction/extra", np.zeros(3, np.float32))
+    store.write_array("plane_1/extraction/extra", np.zeros(3, np.float32), dimension_names=("roi",))
     differences = verify_store(store.path)
     assert len(differences) == 3, differences
     assert differences[0].startswith("plane_0/raw/channel_0: contents differ")

@@ -20,7 +20,7 @@ from cindra_dask.runner.plans import ReferenceImage
 from cindra_dask.registration.kernels import apply_offsets, build_reference_plan, register_frames, to_source_dtype
 from cindra_dask.registration.reference import compute_reference_image
 from cindra_dask.simulate import SimulationParameters, load_ground_truth, nonrigid_displacement, simulate_recording, write_recording
-from cindra_dask.store import RecordingStore
+from cindra_dask.store import FRAME_DIMENSIONS, RecordingStore
 from tests.conftest import single_configuration
 
 SMALL = {"frame_height": 96, "frame_width": 96, "cell_count": 20, "non_cell_count": 4, "file_count": 2}
@@ -53,8 +53,8 @@ def test_graph_equals_kernel_on_whole_array_under_odd_chunks(tmp_path: Path, cli
         {"registration": {"temporal_smoothing_sigma": 1.5}, "nonrigid_registration": {"block_size": [32, 32]}, "main": {"two_channels": True}}, source="test"
     )
     store = RecordingStore(tmp_path / "parity.zarr")
-    raw = [store.create_array(f"raw/{channel}", shape=movie[channel].shape, dtype=movie.dtype, chunks=(97, 64, 64)) for channel in range(2)]
-    registered = [store.create_array(f"registered/{channel}", shape=movie[channel].shape, dtype=movie.dtype, chunks=(97, 64, 64)) for channel in range(2)]
+    raw = [store.create_array(f"raw/{channel}", shape=movie[channel].shape, dtype=movie.dtype, chunks=(97, 64, 64), dimension_names=FRAME_DIMENSIONS) for channel in range(2)]
+    registered = [store.create_array(f"registered/{channel}", shape=movie[channel].shape, dtype=movie.dtype, chunks=(97, 64, 64), dimension_names=FRAME_DIMENSIONS) for channel in range(2)]
     for channel in range(2):
         raw[channel][...] = movie[channel]
     sample = movie[0, ::2]

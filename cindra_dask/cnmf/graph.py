@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 NOT_A_PYRAMID_SCALE = -1
 """``rois/footprint`` of a CNMF ROI (sparse detection stores the pyramid scale of its seed there)."""
-TRACE_DIMENSIONS = ("roi", "t")
 
 
 class FieldComponents(NamedTuple):
@@ -211,10 +210,10 @@ def _write_components(store: Any, *, plane: int, components: FieldComponents, cr
         r_values=components.r_values.astype(np.float32),
         accepted=components.accepted,
     )
-    store.write_array(f"{group}/temporal", components.temporal.astype(np.float32), dimension_names=TRACE_DIMENSIONS)
-    store.write_array(f"{group}/raw_traces", components.raw_traces.astype(np.float32), dimension_names=TRACE_DIMENSIONS)
+    store.write_array(f"{group}/temporal", components.temporal.astype(np.float32))
+    store.write_array(f"{group}/raw_traces", components.raw_traces.astype(np.float32))
     background = np.zeros((components.background_spatial.shape[0], *frame_shape), np.float32)
     background[:, y_start:y_stop, x_start:x_stop] = components.background_spatial.reshape(-1, y_stop - y_start, x_stop - x_start)
-    store.write_array(f"{group}/background_spatial", background, dimension_names=("component", "y", "x"))
-    store.write_array(f"{group}/background_temporal", components.background_temporal.astype(np.float32), dimension_names=("component", "t"))
+    store.write_array(f"{group}/background_spatial", background)
+    store.write_array(f"{group}/background_temporal", components.background_temporal.astype(np.float32))
     store.update_group_attributes(group, {"patch_count": components.patch_count, "merged_group_count": components.merged_group_count, "event_frames": event_frames})

@@ -39,7 +39,6 @@ from cindra_dask.store import DETECTION, REGISTERED, REGISTRATION, ROIS, Recordi
 if TYPE_CHECKING:
     from cindra_dask.runner.context import RecordingContext
 
-IMAGE_DIMENSIONS = ("y", "x")
 RAGGED_STATISTICS = ("soma_mask", "overlap_mask")
 """Statistics with one entry per ROI pixel (stored ragged, like ``ypix``), not one per ROI."""
 
@@ -167,7 +166,7 @@ def write_detection_outputs(store: RecordingStore, *, plane: int, images: Detect
     """Detection images, ROIs with centroids and every statistic, and the ROI group's attributes."""
     detection_group = stage_path(plane, DETECTION)
     for name, image in images._asdict().items():
-        store.write_array(f"{detection_group}/{name}", image, dimension_names=IMAGE_DIMENSIONS)
+        store.write_array(f"{detection_group}/{name}", image)
     rois_group = stage_path(plane, ROIS)
     statistics = detection.statistics._asdict()
     per_roi = {name: value for name, value in statistics.items() if name not in RAGGED_STATISTICS}

@@ -10,7 +10,7 @@ import numpy as np
 from cindra_dask.config import configuration_to_yaml
 from cindra_dask.io.tiff import IngestPlan, read_plane_frames
 from cindra_dask.runner.plans import Compute, StepPlan
-from cindra_dask.store import FRAME_DIMENSIONS, INPUT_FILE_KINDS, RecordingStore, frames_path, input_file_attributes
+from cindra_dask.store import INPUT_FILE_KINDS, RecordingStore, frames_path, input_file_attributes
 
 if TYPE_CHECKING:
     from cindra_dask.runner.context import RecordingContext
@@ -49,7 +49,6 @@ def ingest_graph(plan: IngestPlan, store: RecordingStore) -> list[Any]:
                 shape=shape,
                 dtype=np.dtype(plan.dtype),
                 chunks=(plan.chunk_frames, shape[1], shape[2]),
-                dimension_names=FRAME_DIMENSIONS,
                 attributes={"physical_plane": plane.physical_plane, "row_start": plane.row_start, "row_stop": plane.row_stop, "y_offset": plane.y_offset, "x_offset": plane.x_offset},
             )
             frames = da.map_blocks(

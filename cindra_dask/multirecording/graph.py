@@ -76,7 +76,6 @@ TRACK_CONFIDENCE = "track_confidence"
 TEMPLATE_TRACK_ID = "template_track_id"
 SOURCE_ROI_INDEX = "source_roi_index"
 RECORDING_COUNT = "recording_count"
-FIELD_DIMENSIONS = ("axis", "y", "x")
 
 
 class SelectedRois(NamedTuple):
@@ -221,8 +220,8 @@ def _write_discover(
     confidence = np.zeros(track_ids.shape, np.float32)
     confidence[track_ids >= 0] = tracking.confidence[track_ids[track_ids >= 0]]
     store.write_rois(f"{root}/{ROIS}", selected.rois, **{TRACK_ID: track_ids, TRACK_CONFIDENCE: confidence, SOURCE_ROI_INDEX: selected.source_index, "centroids": selected.centroids})
-    store.write_array(f"{root}/{DEFORMATION_FORWARD}", group.forward, dimension_names=FIELD_DIMENSIONS)
-    store.write_array(f"{root}/{DEFORMATION_BACKWARD}", group.backward, dimension_names=FIELD_DIMENSIONS)
+    store.write_array(f"{root}/{DEFORMATION_FORWARD}", group.forward)
+    store.write_array(f"{root}/{DEFORMATION_BACKWARD}", group.backward)
     order = np.argsort(templates.tile, kind="stable")
     ordered = select_templates(templates, order)
     planes = np.array([tile.plane for tile in source.tiles], np.int32)

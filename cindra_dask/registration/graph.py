@@ -33,7 +33,7 @@ from cindra_dask.registration.kernels import PlanOptions, ReferencePlan, apply_o
 from cindra_dask.registration.metrics import registration_metrics
 from cindra_dask.registration.nonrigid import block_layout
 from cindra_dask.runner.plans import Compute, ReferenceImage, StepPlan
-from cindra_dask.store import FRAME_DIMENSIONS, RAW, REGISTERED, REGISTRATION, RecordingStore, frames_path, stage_path
+from cindra_dask.store import RAW, REGISTERED, REGISTRATION, RecordingStore, frames_path, stage_path
 
 if TYPE_CHECKING:
     from cindra_dask.config import SingleRecordingConfiguration
@@ -257,11 +257,10 @@ def metrics_graph(registered: Any, *, outputs: RegistrationOutputs, configuratio
 def _write_outputs(store: RecordingStore, *, plane: int, outputs: RegistrationOutputs, alignment_channel: int) -> None:
     """The arrays and attributes of ``plane_k/registration/``."""
     group = stage_path(plane, REGISTRATION)
-    time_dimensions = {"rigid_offsets": ("t", "axis"), "rigid_correlations": ("t",), "bad_frames": ("t",), "nonrigid_offsets": ("t", "block", "axis"), "nonrigid_correlations": ("t", "block")}
     for name in ("reference_image", "rigid_offsets", "rigid_correlations", "nonrigid_offsets", "nonrigid_correlations", "block_centers", "bad_frames"):
         values = getattr(outputs, name)
         attributes = {"sign": OFFSETS_SIGN} if name in ("rigid_offsets", "nonrigid_offsets") else None
-        store.write_array(f"{group}/{name}", values, dimension_names=time_dimensions.get(name, ("y", "x") if name == "reference_image" else None), attributes=attributes)
+        store.write_array(f"{group}/{name}", values, attributes=attributes)  # dims: cindra_dask.store.ARRAY_DIMENSIONS
     store.update_group_attributes(
         group,
         {
@@ -303,7 +302,7 @@ def plan_registration_step(context: RecordingContext, *, plane: int) -> StepPlan
     alignment_channel = 0 if configuration.registration.align_by_first_channel or channel_count == 1 else 1
     raw_arrays = [store.array(frames_path(plane, channel, kind=RAW)) for channel in range(channel_count)]
     registered_arrays = [
-        store.create_array(frames_path(plane, channel, kind=REGISTERED), shape=raw.shape, dtype=raw.dtype, chunks=raw.chunks, dimension_names=FRAME_DIMENSIONS)
+        store.create_array(frames_path(plane, channel, kind=REGISTERED), shape=raw.shape, dtype=raw.dtype, chunks=raw.chunks)
         for channel, raw in enumerate(raw_arrays)
     ]
     frame_count = raw_arrays[alignment_channel].shape[0]

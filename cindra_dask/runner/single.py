@@ -244,7 +244,11 @@ def run_single_recording(
                 for step, plane in _selected_steps(context, phases, target_plane, executor.events)
             ]
             outcomes = run_units(units, executor)
-            refresh_manifest(store, ran=any(outcome.state == "ran" for outcome in outcomes))
+            migrated = []
+            if store.exists:  # also when every step was skipped: stores written before every array had dims get them; the OME metadata takes the run's pixel size
+                migrated = store.add_missing_dimension_names()
+                store.write_ome_metadata(frame_interval_s=1.0 / context.acquisition.plane_frame_rate_hz, pixel_size_um=configuration.metadata.pixel_size_um)
+            refresh_manifest(store, ran=bool(migrated) or any(outcome.state == "ran" for outcome in outcomes))
         finally:
             executor.close()
     return RunReport(store.path, tuple(outcomes))
