@@ -434,7 +434,7 @@ class SpikeDeconvolutionSettings(Section):
         ge=0,
         le=1,
         description=(
-            "Not in cindra: the indicator's rise in seconds (τ_rise of a response exp(−t/τ_rise) rising to the exp(−t/tau) decay, plus any latency)."
+            "Not in cindra: the indicator's rise in seconds (the time constant τ_rise of a response exp(−t/tau) − exp(−t/τ_rise) to one spike, plus any latency)."
             " OASIS's AR(1) model rises instantaneously, so it spreads each spike over the rising phase, centred rise_time after the action potential;"
             " every spike is moved rise_time earlier (split between the two nearest frames). 0 keeps OASIS's placement, as cindra does."
             " Set it for your indicator: OGB-1 0.06, GCaMP6f 0.06, GCaMP6s 0.09, jGCaMP7f 0.03, jGCaMP8f/8s 0.01, jGCaMP8m 0 (measured on CASCADE's"
