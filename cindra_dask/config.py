@@ -426,7 +426,7 @@ class SpikeDeconvolutionSettings(Section):
         description=(
             "OASIS spikes smaller than this many noise standard deviations (robust, from frame-to-frame differences) are set to 0; 0 keeps every spike,"
             " as cindra does. 2 helps on our own simulator (spike r 0.948 → 0.955) but costs on real dynamics (CASCADE traces with noise at 7.5 Hz"
-            " 0.828 → 0.780; whole pipeline on planted real GCaMP6f/6s 0.52/0.59 → 0.46/0.50; an independent simulator 0.950 → 0.918), so 0 is the default."
+            " 0.828 → 0.780; whole pipeline on planted real GCaMP6f/6s 0.54/0.59 → 0.48/0.50; an independent simulator 0.950 → 0.918), so 0 is the default."
         ),
     )
     rise_time: float = Field(
