@@ -426,7 +426,20 @@ class SpikeDeconvolutionSettings(Section):
         description=(
             "OASIS spikes smaller than this many noise standard deviations (robust, from frame-to-frame differences) are set to 0; 0 keeps every spike,"
             " as cindra does. 2 helps on our own simulator (spike r 0.948 → 0.955) but costs on real dynamics (CASCADE traces with noise at 7.5 Hz"
-            " 0.828 → 0.780; whole pipeline on planted real GCaMP6f/6s 0.52/0.59 → 0.46/0.50; an independent simulator 0.950 → 0.918), so 0 is the default."
+            " 0.828 → 0.780; whole pipeline on planted real GCaMP6f/6s 0.54/0.59 → 0.48/0.50; an independent simulator 0.950 → 0.918), so 0 is the default."
+        ),
+    )
+    rise_time: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Not in cindra: the indicator's rise in seconds (the time constant τ_rise of a response exp(−t/tau) − exp(−t/τ_rise) to one spike, plus any latency)."
+            " OASIS's AR(1) model rises instantaneously, so it spreads each spike over the rising phase, centred rise_time after the action potential;"
+            " every spike is moved rise_time earlier (split between the two nearest frames). 0 keeps OASIS's placement, as cindra does."
+            " Set it for your indicator: OGB-1 0.06, GCaMP6f 0.06, GCaMP6s 0.09, jGCaMP7f 0.03, jGCaMP8f/8s 0.01, jGCaMP8m 0 (measured on CASCADE's"
+            " ground truth: benchmarks/accuracy/results/spike_timing.md); with these the median spike r of real traces at 30 Hz goes 0.684 → 0.809."
+            " No single value is the default: any rise costs where the calcium rises within a frame (jGCaMP8, our simulator)."
         ),
     )
 

@@ -20,7 +20,7 @@ from cindra_dask.extraction.colocalization import correct_bleedthrough, structur
 from cindra_dask.extraction.decay import estimate_decay_time_constants, recording_decay_time_constant
 from cindra_dask.extraction.graph import TAU_MINIMUM_SIGNAL_TO_NOISE, extraction_graph, extraction_masks, plan_extraction_step
 from cindra_dask.extraction.masks import build_extraction_masks
-from cindra_dask.extraction.oasis import deconvolve_oasis
+from cindra_dask.extraction.oasis import advance_spikes, deconvolve_oasis
 from cindra_dask.pipeline import RecordingContext, run_plan, store_status
 from cindra_dask.export.report import render_report
 from cindra_dask.rois import RaggedRois
@@ -157,10 +157,19 @@ def simulated_plane(tmp_path_factory: pytest.TempPathFactory) -> tuple[PlaneInpu
 # ------------------------------------------------------------------------------------------ tests
 
 
-@pytest.mark.parametrize(("baseline_method", "estimate_coefficient"), [("maximin", True), ("constant", True), ("constant_percentile", True), ("maximin", False)])
-def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, classifier_path: Path, baseline_method: str, estimate_coefficient: bool) -> None:
+@pytest.mark.parametrize(
+    ("baseline_method", "estimate_coefficient", "rise_time"), [("maximin", True, 0.0), ("constant", True, 0.0), ("constant_percentile", True, 0.0), ("maximin", False, 0.0), ("maximin", True, 0.05)]
+)
+def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, classifier_path: Path, baseline_method: str, estimate_coefficient: bool, rise_time: float) -> None:
     inputs = parity_store
-    deconvolution = {"baseline_method": baseline_method, "baseline_window": 3.0, "baseline_sigma": 4.0, "baseline_percentile": 8.0, "estimate_neuropil_coefficient": estimate_coefficient}
+    deconvolution = {
+        "baseline_method": baseline_method,
+        "baseline_window": 3.0,
+        "baseline_sigma": 4.0,
+        "baseline_percentile": 8.0,
+        "estimate_neuropil_coefficient": estimate_coefficient,
+        "rise_time": rise_time,
+    }
     context = make_context(
         inputs.store,
         main={"tau": 0.3, "custom_classifier_path": str(classifier_path)},
@@ -196,6 +205,8 @@ def test_graph_equals_dense_computation(client: Any, parity_store: PlaneInputs, 
     assert (resting > 0).all()
     np.testing.assert_allclose(outputs["delta_f_over_f"], (corrected - resting) / resting, rtol=1e-4, atol=1e-4)
     spikes = deconvolve_oasis(subtracted, tau_s=0.3, frame_rate_hz=FRAME_RATE_HZ, minimum_spike_noise_multiple=0.0).spikes  # the configuration default
+    if rise_time:
+        spikes = advance_spikes(spikes, rise_time_s=rise_time, frame_rate_hz=FRAME_RATE_HZ)
     np.testing.assert_allclose(outputs["spikes"], spikes, rtol=1e-4, atol=1e-2)
     assert np.abs(outputs["spikes"] - spikes).sum() < 1e-4 * spikes.sum()
     skewness = neuropil_corrected_skewness(cell32, neuropil32, neuropil_coefficient=coefficients)

@@ -18,7 +18,11 @@ default on real dynamics?  Issue 24, item 5.
     fixed 0.7) × (minimum_spike_size 0, 1, 2), and scored against the planted spikes and dF/F.
     The stored spikes reproduce the (estimated, 2) cell: checked.
 
-Writes ``benchmarks/accuracy/results/spike_defaults.md``. About half a minute on two cores.
+(c) Spike timing: per indicator, the best lag of the inferred spikes and the spike r with the
+    indicator's ``rise_time`` (`bench_spike_timing.indicator_summary`; its report is
+    ``results/spike_timing.md``).
+
+Writes ``benchmarks/accuracy/results/spike_defaults.md``. About two minutes on two cores.
 
     python benchmarks/accuracy/bench_spike_defaults.py [--bank PATH] [--skip-pipeline]
 """
@@ -207,6 +211,17 @@ def main(arguments: list[str] | None = None) -> int:
         for indicator, datasets, tau_s in PIPELINE_CASES:
             with tempfile.TemporaryDirectory() as work:
                 report += pipeline_table(bank_path, Path(work), indicator=indicator, datasets=datasets, tau_s=tau_s)
+    from bench_spike_timing import summary_for_spike_defaults  # the sibling module (it imports this one)
+
+    report += [
+        "",
+        "## (c) Spike timing: `rise_time` per indicator",
+        "",
+        "AR(1) OASIS centres each spike on the indicator's rising phase; `spike_deconvolution.rise_time` moves it back"
+        " (`benchmarks/accuracy/bench_spike_timing.py`, full report in `results/spike_timing.md`).",
+        "",
+        *summary_for_spike_defaults(bank_path),
+    ]
     RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
     RESULT_PATH.write_text("\n".join(report) + "\n")
     print(RESULT_PATH.read_text())

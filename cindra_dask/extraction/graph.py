@@ -6,7 +6,7 @@ One plane's graph::
     registered frame chunks ──blockwise──► (2, n, chunk_T) [cell; neuropil] per chunk
         ──concatenate on t, rechunk once──► (1, roi_chunk, T) ──► cell_fluorescence, neuropil_fluorescence
     ROI chunks ──► neuropil_coefficient c (n,) ──► F − c·Fneu ──► skewness (n,) ──► cell_classification (one task)
-                                                          ├──► baseline subtraction ──► OASIS ──► subtracted_fluorescence, spikes
+                                                          ├──► baseline subtraction ──► OASIS (spikes moved rise_time earlier) ──► subtracted_fluorescence, spikes
                                                           └──► per-ROI baseline F0 ──► (F_c − F0) / F0 ──► delta_f_over_f
                                                                               └──► decay fit ──► estimated_tau_s (n,)
     structural channel 2 ──► traces with the same masks; good-frame mean images ──► colocalization
@@ -41,7 +41,7 @@ from cindra_dask.extraction.baseline import (
 from cindra_dask.extraction.colocalization import correct_bleedthrough, good_frame_sum, structural_colocalization
 from cindra_dask.extraction.decay import estimate_decay_time_constants, recording_decay_time_constant
 from cindra_dask.extraction.masks import ExtractionMasks, build_extraction_masks
-from cindra_dask.extraction.oasis import deconvolve_oasis
+from cindra_dask.extraction.oasis import advance_spikes, deconvolve_oasis
 from cindra_dask.extraction.traces import extract_traces
 from cindra_dask.rois import RaggedRois
 from cindra_dask.runner.plans import Compute, StepPlan
@@ -176,9 +176,10 @@ def _constant_baseline_block(traces: np.ndarray, constant_baseline: np.ndarray, 
     return subtract_baseline(traces, constant_baseline=float(constant_baseline), **baseline_options)
 
 
-def _spike_block(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, minimum_spike_noise_multiple: float) -> np.ndarray:
-    """(r, T) float32 OASIS spikes of one ROI chunk."""
-    return deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=minimum_spike_noise_multiple).spikes
+def _spike_block(traces: np.ndarray, *, tau_s: float, frame_rate_hz: float, minimum_spike_noise_multiple: float, rise_time_s: float) -> np.ndarray:
+    """(r, T) float32 OASIS spikes of one ROI chunk, moved ``rise_time_s`` earlier."""
+    spikes = deconvolve_oasis(traces, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=minimum_spike_noise_multiple).spikes
+    return advance_spikes(spikes, rise_time_s=rise_time_s, frame_rate_hz=frame_rate_hz) if rise_time_s > 0 else spikes
 
 
 def _classification_block(skewness: np.ndarray, classifier: CellClassifier, *, shape_features: dict[str, np.ndarray], threshold: float) -> np.ndarray:
@@ -321,7 +322,13 @@ def deconvolution_graph(
     else:
         subtracted = corrected.map_blocks(subtract_baseline, dtype=TRACE_DTYPE, meta=_meta(2), **baseline_options)
     spikes = subtracted.map_blocks(
-        _spike_block, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=spike_deconvolution.minimum_spike_size, dtype=TRACE_DTYPE, meta=_meta(2)
+        _spike_block,
+        tau_s=tau_s,
+        frame_rate_hz=frame_rate_hz,
+        minimum_spike_noise_multiple=spike_deconvolution.minimum_spike_size,
+        rise_time_s=spike_deconvolution.rise_time,
+        dtype=TRACE_DTYPE,
+        meta=_meta(2),
     )
     return DeconvolutionGraph(coefficients, skewness, subtracted, spikes, delta_f_over_f)
 

@@ -15,6 +15,13 @@ decay c_{start+j} = v · g^j; a new frame starts a pool, and while the previous 
 Spikes sit at pool starts: s_start(k) = v_k − g^{l_{k−1}} · v_{k−1} (the first frame carries none).
 A penalty λ > 0 is the same problem on y shifted by −λ · a with a = (−g, 1−g, …, 1−g, 1).
 Pool arithmetic is float64; one workspace per call is reused for every row.
+
+The AR(1) model rises instantaneously; a real indicator does not. For a response to one spike of
+exp(−t/τ_decay) − exp(−t/τ_rise) the AR(1) inverse, s = c + τ_decay · dc/dt, is ∝ exp(−t/τ_rise):
+the spike is spread over the rising phase with its centre of mass τ_rise after the onset (plus
+any latency). `advance_spikes` moves every spike back by that lag (not in cindra; the
+``spike_deconvolution.rise_time`` option; measured per indicator in
+``benchmarks/accuracy/results/spike_timing.md``).
 """
 
 from __future__ import annotations
@@ -130,3 +137,40 @@ def deconvolve_oasis(
     if minimum_spike_noise_multiple > 0:
         spikes[spikes < minimum_spike_noise_multiple * difference_noise(traces)[:, None]] = 0.0
     return Deconvolution(spikes, calcium)
+
+
+def advance_spikes(spikes: np.ndarray, *, rise_time_s: float, frame_rate_hz: float) -> np.ndarray:
+    """Every spike moved ``rise_time_s`` earlier: from the indicator's rising phase to its onset.
+
+    The shift is d = rise_time_s · frame_rate_hz frames = m + φ (m whole, 0 ≤ φ < 1): the amplitude
+    at frame t goes (1 − φ) to frame t − m and φ to frame t − m − 1, so each spike's centre of mass
+    moves by exactly d; amplitude that would land before frame 0 is added to frame 0, so every
+    row keeps its total.
+
+    Parameters
+    ----------
+    spikes : (n, T) float32 spike amplitudes (`deconvolve_oasis`).
+    rise_time_s : lag from a spike to the centre of its AR(1) spike mass, s (≥ 0; 0 returns a copy).
+    frame_rate_hz : per-plane sampling rate.
+
+    Returns
+    -------
+    (n, T) float32 advanced spikes.
+    """
+    spikes = np.asarray(spikes, dtype=np.float32)
+    if spikes.ndim != 2:
+        raise ValueError(f"spikes must be (n, T), got shape {spikes.shape}")
+    if rise_time_s < 0:
+        raise ValueError(f"rise_time_s must be ≥ 0, got {rise_time_s}")
+    shift_frames = rise_time_s * frame_rate_hz
+    whole = int(np.floor(shift_frames))
+    fraction = shift_frames - whole
+    frame_count = spikes.shape[1]
+    advanced = np.zeros_like(spikes)
+    for offset, weight in ((whole, 1.0 - fraction), (whole + 1, fraction)):
+        if weight == 0.0:
+            continue
+        kept = max(frame_count - offset, 0)
+        advanced[:, :kept] += np.float32(weight) * spikes[:, offset:]
+        advanced[:, 0] += np.float32(weight) * spikes[:, : min(offset, frame_count)].sum(axis=1)
+    return advanced
