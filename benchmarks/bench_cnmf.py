@@ -36,6 +36,8 @@ import common  # noqa: E402
 CAIMAN_PYTHON = BENCHMARKS / ".caiman-venv" / "bin" / "python"
 SCRATCH = common.SCRATCH / "cnmf"
 FOOTPRINT_THRESHOLD = 0.1
+BANK_PATH = Path.home() / ".cache" / "cindra-dask" / "cascade" / "cascade_bank.npz"
+"""The CASCADE activity bank the real-dynamics presets plant (`accuracy/fetch_cascade.py` builds it)."""
 
 
 def _masks_from_caiman(result: Any) -> tuple[Any, np.ndarray]:
@@ -109,9 +111,9 @@ def measure(name: str, *, processes: int) -> dict[str, Any]:
 
     data = SCRATCH / "data" / name
     if not (data / "ground_truth.npz").exists():
-        write_scenario(name, data, bank_path=None)
+        write_scenario(name, data, bank_path=BANK_PATH)
     truth = load_ground_truth(data / "ground_truth.npz")
-    parameters = scenario_parameters(name)
+    parameters = scenario_parameters(name, activity_bank_path=BANK_PATH)
     scenario = SCENARIOS[name]
     radius = round(parameters.cell_diameter_px / 2)
     cnmf = {"gSig": [radius, radius], "rf": 4 * radius, "stride": 2 * radius, "K": 6}

@@ -115,8 +115,9 @@ def field_components(frames: Any, *, settings: SourceExtractionSettings, event_f
     snr = event_exceptionality_snr(traces[:component_count], event_frames=event_frames)
     chosen = significant_frames(spatial=merged.spatial, temporal=temporal[:component_count])
     pixel_lists = [merged.spatial.indices[merged.spatial.indptr[row] : merged.spatial.indptr[row + 1]] for row in range(component_count)]
+    frame_lists, pixels = dask.delayed(chosen, pure=True), dask.delayed(pixel_lists, pure=True)  # one copy in the graph, not one per chunk task
     sums = yield Compute(
-        [dask.delayed(significant_frame_sums, pure=True)(block, first_frame=first, frame_lists=chosen, pixel_lists=pixel_lists) for first, block in blocks],
+        [dask.delayed(significant_frame_sums, pure=True)(block, first_frame=first, frame_lists=frame_lists, pixel_lists=pixels) for first, block in blocks],
         f"CNMF evaluation ({label})",
     )
     r_values = np.zeros(component_count)
