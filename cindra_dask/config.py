@@ -277,6 +277,16 @@ class ROIDetectionSettings(Section):
     maximum_overlap: float = Field(default=0.75, gt=0, le=1, description="Largest fraction of an ROI's pixels shared with others before it is dropped.")
     temporal_highpass_window: int = Field(default=100, gt=0, le=100_000, description="Temporal high-pass window in binned frames (<10: Gaussian sigma).")
     maximum_iterations: int = Field(default=50, gt=0, le=10_000, description="Detection loop limit is 250 × this.")
+    residual_motion_window: int = Field(
+        default=64,
+        ge=0,
+        le=10_000,
+        description=(
+            "Not in cindra: before detection, the change a small local shift of the mean image explains is fitted per binned frame over boxes of this"
+            " side (px) and removed, so motion registration leaves (finer than its blocks, subpixel) does not make the edges of bright somata and vessels"
+            " look active; 0 turns it off, as in cindra. RESULTS"
+        ),
+    )
     maximum_binned_frames: int = Field(default=5000, gt=0, le=1_000_000, description="Cap on the number of temporal bins (sets the bin size for long recordings).")
     denoise: bool = Field(default=False, description="Block-PCA denoise the binned movie before detection.")
     crop_to_soma: bool = Field(default=True, description="Crop ROIs to the soma for statistics and classifier features.")
@@ -602,6 +612,7 @@ def roi_detection_options(configuration: SingleRecordingConfiguration) -> Detect
         spatial_highpass_window_px=settings.spatial_highpass_window,
         threshold_scaling=settings.threshold_scaling,
         maximum_iterations=settings.maximum_iterations,
+        residual_motion_window_px=settings.residual_motion_window,
         maximum_overlap=settings.maximum_overlap,
         crop_to_soma=settings.crop_to_soma,
         minimum_area_fraction=settings.minimum_area_fraction,

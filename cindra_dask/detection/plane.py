@@ -28,8 +28,8 @@ class DetectionOptions(NamedTuple):
 
     Attributes
     ----------
-    temporal_highpass_window_frames, spatial_highpass_window_px, threshold_scaling, maximum_iterations :
-        see `cindra_dask.detection.sparsery.detect_rois`.
+    temporal_highpass_window_frames, spatial_highpass_window_px, threshold_scaling, maximum_iterations,
+    residual_motion_window_px : see `cindra_dask.detection.sparsery.detect_rois`.
     maximum_overlap, crop_to_soma : see `cindra_dask.detection.stats.curate_rois`.
     minimum_area_fraction : ROIs of fewer pixels than this fraction of π·(d/2)² (d: the detected
         diameter, or the soma diameter for anatomical candidates) are removed; 0 keeps every ROI.
@@ -45,6 +45,7 @@ class DetectionOptions(NamedTuple):
     spatial_highpass_window_px: int
     threshold_scaling: float
     maximum_iterations: int
+    residual_motion_window_px: int
     maximum_overlap: float
     crop_to_soma: bool
     minimum_area_fraction: float
@@ -117,6 +118,7 @@ def detect_plane(
         spatial_highpass_window_px=options.spatial_highpass_window_px,
         threshold_scaling=options.threshold_scaling,
         maximum_iterations=options.maximum_iterations,
+        residual_motion_window_px=options.residual_motion_window_px,
         overwrite_frames=True,
     )
     rois = _shift_rois(detection.rois, origin_px=crop_origin_px)

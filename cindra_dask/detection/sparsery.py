@@ -1,6 +1,7 @@
 """Sparse multiscale ROI detection on a binned movie (cindra/suite2p "sparsery", cindra §3.3.3–3.3.5).
 
-Algorithm (cindra's, step for step): temporal high-pass; maximum projection; per-pixel noise
+Algorithm (cindra's, step for step, with one optional step of ours): temporal high-pass; residual
+motion removed (ours, `subtract_residual_motion`); maximum projection; per-pixel noise
 normalisation; spatial high-pass; a 5-scale pyramid of 3×3 box responses; a scale estimate from
 the brightest peaks; then, until the strongest thresholded-variance peak falls below the stopping
 threshold: seed a square at the peak, grow it by dilation over three extension passes, test a
@@ -29,7 +30,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 from scipy.interpolate import RectBivariateSpline
-from scipy.ndimage import gaussian_filter1d, maximum_filter, uniform_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d, maximum_filter, uniform_filter
 
 from cindra_dask.pixel_regions import dilated_region
 from cindra_dask.rois import RaggedRois
@@ -52,6 +53,8 @@ _PEAK_TOLERANCE = 1e-4
 _PEAK_COUNT = 50
 _ALS_ROUNDS = 3
 _ALS_EPSILON = 1e-6
+_GRADIENT_SMOOTHING_PX = 1.0
+_MOTION_REGULARISATION = 1e-6
 _WORKING_CHUNK_VALUES = 1 << 22
 """float32 values (16 MB) per working chunk of the preprocessing passes."""
 
@@ -132,6 +135,39 @@ def subtract_temporal_baseline(frames: np.ndarray, *, window_frames: int) -> Non
         stop = frame_count if window_index == window_count - 1 else start + window_frames
         window = frames[start:stop]
         window -= window.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def subtract_residual_motion(frames: np.ndarray, *, mean_image: np.ndarray, window_px: int) -> None:
+    """Remove, in place, what a small local shift of the mean image explains in each frame (residual motion).
+
+    Not in cindra. To first order a frame displaced by d(y, x) from the mean image M differs from it
+    by −d·∇M. Per frame and pixel, d is the least-squares fit of that model over the
+    ``window_px`` × ``window_px`` box around the pixel, and the fitted change is subtracted. What
+    registration leaves (motion finer than its blocks, subpixel error) would otherwise turn the edges
+    of bright somata and vessels into "active" crescents. A cell's own activity changes its pixels
+    in proportion to its footprint F, which is nearly orthogonal to the gradient of its mean image
+    (∫ F ∂F = 0), so it stays.
+
+    Parameters
+    ----------
+    frames : (T, H, W) float32 temporally high-passed frames, modified in place.
+    mean_image : (H, W) mean of the frames before the high-pass.
+    window_px : side of the fitting box, px (> 0).
+    """
+    if window_px <= 0:
+        raise ValueError("window_px must be > 0")
+    gradient_y, gradient_x = np.gradient(gaussian_filter(mean_image.astype(np.float64), _GRADIENT_SMOOTHING_PX))
+    yy, xy, xx = (uniform_filter(product, size=window_px, mode="constant") for product in (gradient_y * gradient_y, gradient_y * gradient_x, gradient_x * gradient_x))
+    determinant = yy * xx - xy * xy + _MOTION_REGULARISATION * float(np.mean(yy + xx)) ** 2 + _NOISE_FLOOR
+    inverse_yy, inverse_xy, inverse_xx = ((matrix / determinant).astype(np.float32) for matrix in (xx, -xy, yy))
+    gradient_y, gradient_x = gradient_y.astype(np.float32), gradient_x.astype(np.float32)
+    frame_count, height, width = frames.shape
+    chunk_frames = _working_chunk_frames(height, width)
+    for start in range(0, frame_count, chunk_frames):
+        chunk = frames[start : start + chunk_frames]
+        along_y = uniform_filter(chunk * gradient_y, size=(1, window_px, window_px), mode="constant")
+        along_x = uniform_filter(chunk * gradient_x, size=(1, window_px, window_px), mode="constant")
+        chunk -= (inverse_yy * along_y + inverse_xy * along_x) * gradient_y + (inverse_xy * along_y + inverse_xx * along_x) * gradient_x
 
 
 @numba.njit(cache=True)
@@ -499,6 +535,7 @@ def detect_rois(
     spatial_highpass_window_px: int,
     threshold_scaling: float,
     maximum_iterations: int,
+    residual_motion_window_px: int,
     overwrite_frames: bool = False,
 ) -> SparseDetection:
     """Detect ROIs in a binned movie by cindra's sparse multiscale algorithm.
@@ -510,6 +547,8 @@ def detect_rois(
     spatial_highpass_window_px : box side of the spatial high-pass (neuropil removal).
     threshold_scaling : multiplies the base threshold 5.
     maximum_iterations : loop limit is 250 × this.
+    residual_motion_window_px : > 0: first remove residual motion (`subtract_residual_motion`) fitted
+        over boxes of this side; 0: cindra's algorithm.
     overwrite_frames : use ``frames`` (float32, C-contiguous) as the residual work buffer instead
         of copying it; its contents are destroyed.
 
@@ -529,7 +568,10 @@ def detect_rois(
         residual = np.array(frames, dtype=np.float32, order="C", copy=True)
     frame_count, height, width = residual.shape
 
+    mean_image = residual.mean(axis=0, dtype=np.float64) if residual_motion_window_px > 0 else None
     subtract_temporal_baseline(residual, window_frames=temporal_highpass_window_frames)
+    if mean_image is not None:
+        subtract_residual_motion(residual, mean_image=mean_image, window_px=residual_motion_window_px)
     maximum_projection = residual.max(axis=0)
     noise = _difference_noise(residual)
     residual /= noise
