@@ -66,12 +66,17 @@ def encode_png(image: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6)) + chunk(b"IEND", b"")
 
 
-def to_uint8(image: np.ndarray, *, low_percentile: float = 1.0, high_percentile: float = 99.0) -> np.ndarray:
-    """(H, W) float image → uint8, clipped to its [low, high] percentiles (NaN → 0)."""
+def display_range(image: np.ndarray, *, low_percentile: float = 1.0, high_percentile: float = 99.0) -> tuple[float, float]:
+    """(low, high) grey range of an image: its [low, high] percentiles (NaN as 0), high > low."""
     values = np.nan_to_num(np.asarray(image, np.float64))
     low, high = np.percentile(values, [low_percentile, high_percentile]) if values.size else (0.0, 1.0)
-    if high <= low:
-        high = low + 1.0
+    return float(low), float(high if high > low else low + 1.0)
+
+
+def to_uint8(image: np.ndarray, *, low_percentile: float = 1.0, high_percentile: float = 99.0) -> np.ndarray:
+    """(H, W) float image → uint8, clipped to its `display_range` (NaN → 0)."""
+    values = np.nan_to_num(np.asarray(image, np.float64))
+    low, high = display_range(values, low_percentile=low_percentile, high_percentile=high_percentile)
     return np.round(255 * np.clip((values - low) / (high - low), 0, 1)).astype(np.uint8)
 
 
