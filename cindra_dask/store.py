@@ -804,6 +804,11 @@ def plane_indices(store: RecordingStore) -> list[int]:
     """Indices k of the ``plane_k`` groups present, ascending."""
     return sorted(int(match.group(1)) for entry in store.path.iterdir() if entry.is_dir() and (match := PLANE_GROUP_PATTERN.match(entry.name)))
 
+def multi_recording_datasets(store: RecordingStore) -> list[str]:
+    """Names of the ``multi_recording/<dataset>`` groups present, sorted."""
+    folder = store.path / MULTI_RECORDING
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir()) if folder.is_dir() else []
+
 def arrays_under(store: RecordingStore, group_path: str) -> list[str]:
     """Paths of the arrays below a group (any depth), sorted; empty if the group does not exist."""
     folder = store.path / group_path

@@ -27,16 +27,20 @@ from cindra_dask.export import export_suite2p
 from cindra_dask.export.curation import HISTORY_ATTRIBUTE, VIEWER_SOURCE
 from cindra_dask.export.report import CELL_COLOUR, NON_CELL_COLOUR
 from cindra_dask.manifest import verify_store, write_manifest
+from cindra_dask.rois import RaggedRois
 from cindra_dask.store import RecordingStore
 from cindra_dask.view.app import Viewer, build_viewer
 from cindra_dask.view.data import FrameReader
-from tests.test_manifest import CHUNK_FRAMES, FRAMES, PLANES, ROI_CENTERS, SyntheticStore, write_synthetic_store
+from tests.test_manifest import CHUNK_FRAMES, FRAMES, PLANES, ROI_CENTERS, SyntheticStore, _disc, write_synthetic_store
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 PLANE_RATE_HZ = 15.0
 """The synthetic store's 30 Hz over 2 planes."""
 CLASSIFICATION = "plane_0/extraction/cell_classification"
 TRACES = {"f": "cell_fluorescence", "fneu": "neuropil_fluorescence", "dff": "delta_f_over_f", "spikes": "spikes"}
+TRACKED = {"day1": {4: (6, 6), 7: (20, 30), 9: (14, 20)}, "day2": {9: (16, 22), 4: (8, 5)}}
+"""Per recording, track id → centre (y, x) of its template there, in this row order (track 7 is not in day2)."""
+TRACK_CONFIDENCE = {4: 0.9, 7: 0.4, 9: 0.75}
 
 
 def _copy(synthetic: SyntheticStore, destination: Path) -> RecordingStore:
@@ -55,6 +59,23 @@ def viewer_store(tmp_path_factory: pytest.TempPathFactory) -> SyntheticStore:
         count = synthetic.rois[plane].count
         store.write_array(f"plane_{plane}/extraction/delta_f_over_f", (0.1 * np.arange(count)[:, None] + np.sin(np.arange(FRAMES) / 5.0)[None]).astype(np.float32))
     return synthetic
+
+
+@pytest.fixture(scope="module")
+def tracked_pair(viewer_store: SyntheticStore, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RecordingStore]:
+    """Two recordings of a multi-recording dataset ``pair`` (`TRACKED`), each with templates and their traces."""
+    folder = tmp_path_factory.mktemp("tracked")
+    stores = {name: _copy(viewer_store, folder / name) for name in TRACKED}
+    for index, (name, store) in enumerate(stores.items()):
+        tracks = list(TRACKED[name])
+        group = "multi_recording/pair"
+        store.write_rois(
+            f"{group}/templates", RaggedRois.from_masks([_disc(TRACKED[name][track], 2) for track in tracks]),
+            template_track_id=np.array(tracks, np.int64), track_confidence=np.array([TRACK_CONFIDENCE[track] for track in tracks], np.float32), recording_count=np.array([1 if track == 7 else 2 for track in tracks], np.int32),
+        )
+        store.write_array(f"{group}/extraction/subtracted_fluorescence", (100 * index + 10 * np.array(tracks)[:, None] + np.cos(np.arange(FRAMES) / 4.0)[None]).astype(np.float32))
+        store.update_group_attributes(group, {"recording_names": list(TRACKED), "recording_paths": [str(other.path) for other in stores.values()], "recording_index": index})
+    return stores
 
 
 @pytest.fixture()
@@ -193,15 +214,46 @@ def test_view_refuses_a_folder_that_is_not_a_store(tmp_path: Path) -> None:
     assert result.exit_code == 2 and result.output.startswith("error: ") and "not a cindra-dask store" in result.output
 
 
+def _surrounds(xs: Any, ys: Any, centre: tuple[int, int], *, radius: int) -> bool:
+    """Whether an outline is the one around a disc of ``radius`` px at ``centre`` (y, x)."""
+    xs, ys = np.asarray(xs), np.asarray(ys)
+    return bool(np.allclose([xs.min(), xs.max(), ys.min(), ys.max()], [centre[1] - radius + 0.5, centre[1] + radius + 0.5, centre[0] - radius + 0.5, centre[0] + radius + 0.5], atol=0.51))
+
+
+def test_the_tracking_tab_outlines_the_chosen_cell_in_every_recording(tracked_pair: dict[str, RecordingStore]) -> None:
+    viewer = _viewer(tracked_pair["day1"])
+    assert viewer.dataset_select.value == "pair"
+    assert viewer.track_source.data["track_id"] == [4, 7, 9]
+    np.testing.assert_allclose(viewer.track_source.data["confidence"], [0.9, 0.4, 0.75], rtol=1e-6)
+    viewer.track_source.selected.indices = [2]  # track 9: row 2 in day1, row 0 in day2
+    for name, highlight in zip(TRACKED, viewer.track_highlights):
+        (xs,), (ys,) = highlight.data["xs"], highlight.data["ys"]
+        assert _surrounds(xs, ys, TRACKED[name][9], radius=2)
+    data = viewer.tracking_trace_source.data
+    assert data["recording"] == ["day1", "day2"]
+    np.testing.assert_array_equal(data["trace"][0], tracked_pair["day1"].read("multi_recording/pair/extraction/subtracted_fluorescence")[2])
+    np.testing.assert_array_equal(data["trace"][1], tracked_pair["day2"].read("multi_recording/pair/extraction/subtracted_fluorescence")[0])
+    np.testing.assert_allclose(data["t"][1], np.arange(FRAMES) / PLANE_RATE_HZ)
+    viewer.track_source.selected.indices = [1]  # track 7: not in day2
+    assert _surrounds(viewer.track_highlights[0].data["xs"][0], viewer.track_highlights[0].data["ys"][0], TRACKED["day1"][7], radius=2)
+    assert viewer.track_highlights[1].data["xs"] == [] and viewer.tracking_trace_source.data["recording"] == ["day1"]
+    assert "track 7: confidence 0.400; outlined in 1 of 2 recordings (day1)" in viewer.layout.select_one({"name": "tracking_info"}).text
+
+
+def test_a_store_without_tracking_has_no_tracking_tab(viewer_store: SyntheticStore) -> None:
+    viewer = _viewer(RecordingStore(viewer_store.path))
+    assert [panel.title for panel in viewer.layout.select_one({"name": "tabs"}).tabs] == ["ROIs", "Registration"]
+
+
 # ---------------------------------------------------------------------------------------------
 # the server
 # ---------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def served(viewer_store: SyntheticStore, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, RecordingStore]]:
-    """``cindra-dask view`` of a copy of the store, in its own process: (URL, the store)."""
-    store = _copy(viewer_store, tmp_path_factory.mktemp("served"))
+def served(tracked_pair: dict[str, RecordingStore]) -> Iterator[tuple[str, RecordingStore]]:
+    """``cindra-dask view`` of the first tracked recording, in its own process: (URL, the store)."""
+    store = tracked_pair["day1"]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen([sys.executable, "-m", "cindra_dask.cli", "view", str(store.path), "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
     output, deadline, url = "", time.monotonic() + 60, None
@@ -232,11 +284,10 @@ def test_the_viewer_is_served_on_localhost_behind_its_token(served: tuple[str, R
     url, _ = served
     root, token = url.rsplit("/", 1)
     assert len(token) >= 32
-    assert _status(url) == 200
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200 and "cindra-dask view: synthetic.zarr" in response.read().decode()
     assert _status(root + "/") == 404  # no index page listing the token
     assert _status(root + "/" + token[:-1]) == 404
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert "cindra-dask view: " in response.read().decode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,3 +395,13 @@ def test_the_registration_slider_in_the_browser_shows_the_store_frame(browser: t
         np.testing.assert_array_equal(np.asarray(shown, np.float32).reshape(frame.shape), frame)
     assert json.dumps(driver.execute_script(f"return {MODEL.format(name='frame_info')}.text;")).find(f"frame {t}") >= 0
     driver.save_screenshot(str(screenshots / "registration.png"))
+
+
+def test_the_tracking_tab_in_the_browser_outlines_the_cell_in_both_recordings(browser: tuple[Any, RecordingStore, Path]) -> None:
+    driver, _, screenshots = browser
+    driver.execute_script(f"{MODEL.format(name='tabs')}.active = 2; {MODEL.format(name='tracks')}.selected.indices = [0];")  # track 4, as a click on its row
+    for index, name in enumerate(TRACKED):
+        (xs,) = _wait(driver, f"const xs = {MODEL.format(name=f'tracked_highlight_{index}')}.data.xs; return xs.length === 1 && xs[0].length > 0 ? [Array.from(xs[0])] : null;")
+        (ys,) = driver.execute_script(f"return [Array.from({MODEL.format(name=f'tracked_highlight_{index}')}.data.ys[0])];")
+        assert _surrounds(xs, ys, TRACKED[name][4], radius=2)
+    driver.save_screenshot(str(screenshots / "tracking.png"))

@@ -26,7 +26,7 @@ import numpy as np
 
 from cindra_dask.errors import OutputError
 from cindra_dask.runner.status import indicator_tau_line, plane_roi_counts
-from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, array_shape, arrays_under, frames_path, open_existing_store, plane_indices, stage_path
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, array_shape, arrays_under, frames_path, multi_recording_datasets, open_existing_store, plane_indices, stage_path
 
 CELL_COLOUR = "#39d353"
 NON_CELL_COLOUR = "#ff4fd8"
@@ -508,10 +508,9 @@ def _combined_section(store: RecordingStore) -> str:
 
 
 def _multi_recording_section(store: RecordingStore) -> str:
-    root = store.path / MULTI_RECORDING
-    if not root.is_dir():
+    datasets = multi_recording_datasets(store)
+    if not datasets:
         return ""
-    datasets = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
     parts = ["<section><h2>Multi-recording datasets</h2>"]
     for dataset in datasets:
         group = f"{MULTI_RECORDING}/{dataset}"

@@ -6,7 +6,10 @@ tap or box-select ROIs to plot their F and neuropil, dF/F and spikes below; hide
 range of any per-ROI statistic; "cell" / "not cell" relabel the selected ROIs in the store
 (`cindra_dask.export.curation.label_rois`: history kept, picked up by `export suite2p`).
 Registration: rigid offsets, correlations, nonrigid block offsets and bad frames over time, the PC
-metrics, and the raw and registered frame at the slider's time point side by side.
+metrics, and the raw and registered frame at the slider's time point side by side. Tracking (stores
+with ``multi_recording/<dataset>/``): the dataset's tracked cells in a table sortable by confidence;
+choosing one outlines it in every recording's mean image (each in its own canvas, the template
+back-projected there) and plots its trace in each recording.
 
 `build_viewer` is the application function (`bokeh.application.handlers.FunctionHandler`); the
 `Viewer` it returns names the models the callbacks read and write, which the tests drive.
@@ -20,18 +23,21 @@ from typing import Any, NamedTuple
 import numpy as np
 from bokeh.document import Document
 from bokeh.layouts import column, row
-from bokeh.models import BooleanFilter, Button, CDSView, ColumnDataSource, Div, HoverTool, LinearColorMapper, Range1d, RangeSlider, Select, Slider, Span, TabPanel, Tabs
+from bokeh.models import BooleanFilter, Button, CDSView, ColumnDataSource, DataTable, Div, HoverTool, LinearColorMapper, NumberFormatter, Range1d, RangeSlider, Select, Slider, Span, TableColumn, TabPanel, Tabs
 from bokeh.palettes import Category10_10, Greys256
 from bokeh.plotting import figure
 
 from cindra_dask.errors import CindraError
 from cindra_dask.export.curation import label_rois
 from cindra_dask.export.report import CELL_COLOUR, NON_CELL_COLOUR, UNCLASSIFIED_COLOUR, display_range, plane_rate_hz
-from cindra_dask.store import RecordingStore, plane_indices
-from cindra_dask.view.data import DETECTION_IMAGES, FrameReader, PlaneRois, detection_images, plane_rois, read_classification, registration_series, roi_traces
+from cindra_dask.store import RecordingStore, multi_recording_datasets, plane_indices
+from cindra_dask.view.data import DETECTION_IMAGES, FrameReader, PlaneRois, TrackedRecording, detection_images, plane_rois, read_classification, registration_series, roi_traces, track_table, tracked_recordings
 
 MAX_TRACE_ROIS = 10
 """Selected ROIs whose traces are plotted (the first ones, by index)."""
+MAX_TRACKED_RECORDINGS = 8
+"""Recordings of a dataset shown side by side in the tracking tab (the first ones)."""
+TRACKED_IMAGE_WIDTH_PX = 300
 IMAGE_WIDTH_PX = 520
 TRACE_WIDTH_PX, TRACE_HEIGHT_PX = 900, 170
 SELECTED_COLOUR = "#00e5ff"
@@ -57,6 +63,10 @@ class Viewer(NamedTuple):
     frame_slider : the frame shown in the registration tab.
     frame_sources : ``raw`` / ``registered`` → column ``image``: [frame (Ly, Lx) f4].
     registration_source : per frame: ``t``, ``dy``, ``dx``, ``correlation``, ``block_mean``, ``block_max`` (NaN where not stored).
+    dataset_select : the multi-recording dataset of the tracking tab ("" when the store has none).
+    track_source : one row per tracked cell: ``track_id``, ``confidence``, ``recording_count``; its selection is the cell shown.
+    track_highlights : per recording shown, the chosen cell's outline there: ``xs``, ``ys`` (one row, or none when it has no template there).
+    tracking_trace_source : one row per recording holding the cell: ``recording``, ``colour``, ``t``, ``trace`` (T,) f4.
     """
 
     layout: Any
@@ -74,6 +84,10 @@ class Viewer(NamedTuple):
     frame_slider: Slider
     frame_sources: dict[str, ColumnDataSource]
     registration_source: ColumnDataSource
+    dataset_select: Select
+    track_source: ColumnDataSource
+    track_highlights: list[ColumnDataSource]
+    tracking_trace_source: ColumnDataSource
 
 
 def _colours(classification: np.ndarray | None, count: int) -> dict[str, list[Any]]:
@@ -114,6 +128,7 @@ class _Session:
         self.rate_hz = plane_rate_hz(store)
         self.rois = PlaneRois([], [], None, {}, 0)
         self.frames = FrameReader(store, plane=self.plane)
+        self.images = detection_images(store, plane=self.plane)
         shape = self._shape()
         self.viewer = Viewer(
             layout=None,
@@ -131,9 +146,13 @@ class _Session:
             frame_slider=Slider(name="frame", title="frame", start=0, end=1, value=0, step=1, width=TRACE_WIDTH_PX),
             frame_sources={kind: ColumnDataSource(_image_data(np.zeros(shape, np.float32)), name=f"{kind}_frame") for kind in ("raw", "registered")},
             registration_source=ColumnDataSource({"t": [], "dy": [], "dx": [], "correlation": [], "block_mean": [], "block_max": []}, name="registration"),
+            dataset_select=Select(name="dataset", title="dataset", value="", options=[""]),
+            track_source=ColumnDataSource({"track_id": [], "confidence": [], "recording_count": []}, name="tracks"),
+            track_highlights=[],
+            tracking_trace_source=ColumnDataSource({"recording": [], "colour": [], "t": [], "trace": []}, name="tracked_traces"),
         )
         self.grey = LinearColorMapper(palette=Greys256, low=0.0, high=1.0)
-        self.frame_grey = LinearColorMapper(palette=Greys256, low=0.0, high=1.0)
+        self.frame_greys = {kind: LinearColorMapper(palette=Greys256, low=0.0, high=1.0) for kind in ("raw", "registered")}
         self.bad_source = ColumnDataSource({"t": [], "dy": []})
         self.time_marks = [Span(location=0, dimension="height", line_color="#888888", line_dash="dashed") for _ in range(3)]
         self.frame_info = Div(name="frame_info", text="")
@@ -142,10 +161,17 @@ class _Session:
         self.frame_plots = {kind: _image_figure(name=f"{kind}_frame_image", title=f"{kind} frame", shape=shape, tools="pan,wheel_zoom,reset") for kind in ("raw", "registered")}
         self.frame_plots["registered"].x_range = self.frame_plots["raw"].x_range
         self.frame_plots["registered"].y_range = self.frame_plots["raw"].y_range
-        tabs = Tabs(tabs=[TabPanel(title="ROIs", child=self._roi_tab()), TabPanel(title="Registration", child=self._registration_tab())], name="tabs")
+        panels = [TabPanel(title="ROIs", child=self._roi_tab()), TabPanel(title="Registration", child=self._registration_tab())]
+        self.datasets = multi_recording_datasets(store)
+        self.recordings: list[TrackedRecording] = []
+        if self.datasets:
+            panels.append(TabPanel(title="Tracking", child=self._tracking_tab()))
+        tabs = Tabs(tabs=panels, name="tabs")
         heading = Div(text=f"<b>{html.escape(store.path.name)}</b> ({html.escape(str(store.path.parent))})")
         self.viewer = self.viewer._replace(layout=column(row(self.viewer.plane_select, heading), tabs))
         self.load_plane()
+        if self.datasets:
+            self.load_dataset()
         viewer = self.viewer
         viewer.plane_select.on_change("value", lambda attribute, old, new: self.select_plane(int(new)))
         viewer.image_select.on_change("value", lambda attribute, old, new: self.show_image())
@@ -155,6 +181,8 @@ class _Session:
         viewer.cell_button.on_click(lambda: self.label(is_cell=True))
         viewer.not_cell_button.on_click(lambda: self.label(is_cell=False))
         viewer.frame_slider.on_change("value", lambda attribute, old, new: self.show_frame())
+        viewer.dataset_select.on_change("value", lambda attribute, old, new: self.load_dataset())
+        viewer.track_source.selected.on_change("indices", lambda attribute, old, new: self.show_track())
 
     # -- layout -------------------------------------------------------------------------
     def _roi_tab(self) -> Any:
@@ -196,20 +224,21 @@ class _Session:
             plots.append(plot)
         self.registration_range = time_range
         for kind, plot in self.frame_plots.items():
-            plot.image(image="image", x=0, y=0, dw="dw", dh="dh", source=viewer.frame_sources[kind], color_mapper=self.frame_grey)
+            plot.image(image="image", x=0, y=0, dw="dw", dh="dh", source=viewer.frame_sources[kind], color_mapper=self.frame_greys[kind])
         return column(self.frame_info, viewer.frame_slider, row(*self.frame_plots.values()), *plots, self.pc_table)
 
     # -- loading a plane ------------------------------------------------------------------
     def _shape(self) -> tuple[int, int]:
-        images = detection_images(self.store, plane=self.plane)
-        if images:
-            return next(iter(images.values())).shape
+        """(Ly, Lx) of the plane: its detection images', else its frames'."""
+        if self.images:
+            return next(iter(self.images.values())).shape
         kinds = self.frames.kinds()
         return self.frames.frame(kinds[0], 0).shape if kinds else (1, 1)
 
     def select_plane(self, plane: int) -> None:
         self.plane = plane
         self.frames = FrameReader(self.store, plane=plane)
+        self.images = detection_images(self.store, plane=plane)
         self.load_plane()
 
     def load_plane(self) -> None:
@@ -227,17 +256,15 @@ class _Session:
         names = list(self.rois.statistics)
         viewer.statistic_select.options = ["", *names]
         viewer.statistic_select.value = ""
-        images = detection_images(self.store, plane=self.plane)
-        viewer.image_select.options = [(name, DETECTION_IMAGES[name]) for name in images] or [("mean_image", "no detection images")]
-        viewer.image_select.value = next(iter(images), "mean_image")
+        viewer.image_select.options = [(name, DETECTION_IMAGES[name]) for name in self.images] or [("mean_image", "no detection images")]
+        viewer.image_select.value = next(iter(self.images), "mean_image")
         self.show_image()
         self.show_traces()
         self.load_registration()
 
     def show_image(self) -> None:
-        images = detection_images(self.store, plane=self.plane)
         name = self.viewer.image_select.value
-        image = images.get(name, np.zeros(self._shape(), np.float32))
+        image = self.images.get(name, np.zeros(self._shape(), np.float32))
         self.grey.update(**dict(zip(("low", "high"), display_range(image))))
         self.viewer.image_source.data = _image_data(image)
         self.image_plot.title.text = f"plane {self.plane}: {DETECTION_IMAGES.get(name, name)}, {self.rois.count} ROIs"
@@ -345,7 +372,7 @@ class _Session:
             if series.pc_shift_metrics is not None and series.pc_shift_metrics.ndim == 2
             else ""
         )
-        self._registration = (series, bad)
+        self.registration = (series, bad)
         viewer.frame_slider.update(start=0, end=max(frame_count - 1, 1), value=0)
         self.show_frame()
 
@@ -358,11 +385,11 @@ class _Session:
         if not kinds or t >= frame_count:
             self.frame_info.text = f"plane {self.plane}: no raw or registered frames in the store" if not kinds else ""
             return
-        self.frame_grey.update(**dict(zip(("low", "high"), display_range(self.frames.frame(kinds[-1], t)))))  # both movies on the grey scale of this frame
         for kind in ("raw", "registered"):
             plot = self.frame_plots[kind]
             if kind in kinds:
                 image = self.frames.frame(kind, t)
+                self.frame_greys[kind].update(**dict(zip(("low", "high"), display_range(image))))  # each frame on its own grey scale
                 viewer.frame_sources[kind].data = _image_data(image)
                 plot.title.text = f"{kind} frame {t}"
             else:
@@ -370,7 +397,7 @@ class _Session:
         time = self._time(frame_count)[t]
         for mark in self.time_marks:
             mark.location = float(time)
-        series, bad = self._registration
+        series, bad = self.registration
         parts = [f"frame {t}" + (f" ({time:.2f} s)" if self.rate_hz else "")]
         if series.rigid_offsets is not None and t < len(series.rigid_offsets):
             parts.append(f"dy {series.rigid_offsets[t, 0]:.2f} px, dx {series.rigid_offsets[t, 1]:.2f} px")
@@ -379,6 +406,75 @@ class _Session:
         if bad[t]:
             parts.append("<b>bad frame</b>")
         self.frame_info.text = f"plane {self.plane}: " + "; ".join(parts)
+
+    # -- tracking -------------------------------------------------------------------------
+    def _tracking_tab(self) -> Any:
+        viewer = self.viewer
+        viewer.dataset_select.update(options=self.datasets, value=self.datasets[0])
+        columns = [
+            TableColumn(field="track_id", title="track"),
+            TableColumn(field="confidence", title="confidence", formatter=NumberFormatter(format="0.000")),
+            TableColumn(field="recording_count", title="recordings"),
+        ]
+        table = DataTable(name="track_table", source=viewer.track_source, columns=columns, width=300, height=420, sortable=True, selectable=True)
+        self.tracking_images = row(name="tracked_images")
+        self.tracking_info = Div(name="tracking_info", text="Choose a tracked cell in the table (click a header to sort).", width=TRACE_WIDTH_PX)
+        traces = figure(name="tracked_trace", title="F − c·Fneu of the cell in each recording", width=TRACE_WIDTH_PX, height=TRACE_HEIGHT_PX + 40, tools="xpan,xwheel_zoom,reset")
+        traces.multi_line(xs="t", ys="trace", line_color="colour", legend_field="recording", source=viewer.tracking_trace_source)
+        traces.xaxis.axis_label = "time (s)" if self.rate_hz else "frame"
+        return column(row(column(viewer.dataset_select, table), column(self.tracking_info, self.tracking_images)), traces)
+
+    def load_dataset(self) -> None:
+        """Read the dataset's track table and every recording's image and template outlines."""
+        viewer = self.viewer
+        dataset = viewer.dataset_select.value
+        tracks = track_table(self.store, dataset=dataset)
+        viewer.track_source.selected.indices = []
+        viewer.track_source.data = {"track_id": tracks.track_id.tolist(), "confidence": tracks.confidence.astype(float).tolist(), "recording_count": tracks.recording_count.tolist()}
+        self.recordings = tracked_recordings(self.store, dataset=dataset)[:MAX_TRACKED_RECORDINGS]
+        viewer.track_highlights.clear()
+        plots = []
+        for index, recording in enumerate(self.recordings):
+            shape = recording.image.shape if recording.image is not None else (1, 1)
+            plot = _image_figure(name=f"tracked_image_{index}", title=recording.name if recording.store is not None else f"{recording.name}: not reachable", shape=shape, tools="pan,wheel_zoom,reset")
+            plot.width, plot.height = TRACKED_IMAGE_WIDTH_PX, max(120, round(TRACKED_IMAGE_WIDTH_PX * shape[0] / shape[1]))
+            if recording.image is not None:
+                low, high = display_range(recording.image)
+                plot.image(image="image", x=0, y=0, dw="dw", dh="dh", source=ColumnDataSource(_image_data(recording.image)), color_mapper=LinearColorMapper(palette=Greys256, low=low, high=high))
+            plot.patches(xs="xs", ys="ys", source=ColumnDataSource({"xs": recording.outline_xs, "ys": recording.outline_ys}), fill_alpha=0.0, line_color="#ffd23f", line_alpha=0.5, line_width=1)
+            highlight = ColumnDataSource({"xs": [], "ys": []}, name=f"tracked_highlight_{index}")
+            plot.patches(xs="xs", ys="ys", source=highlight, fill_color=SELECTED_COLOUR, fill_alpha=0.3, line_color=SELECTED_COLOUR, line_width=3)
+            viewer.track_highlights.append(highlight)
+            plots.append(plot)
+        self.tracking_images.children = plots
+        viewer.tracking_trace_source.data = {"recording": [], "colour": [], "t": [], "trace": []}
+
+    def show_track(self) -> None:
+        """Outline the chosen tracked cell in every recording and plot its trace in each."""
+        viewer = self.viewer
+        selected = viewer.track_source.selected.indices
+        if not selected:
+            return
+        row_index = int(selected[0])
+        track = int(viewer.track_source.data["track_id"][row_index])
+        dataset = viewer.dataset_select.value
+        data: dict[str, list[Any]] = {"recording": [], "colour": [], "t": [], "trace": []}
+        present = []
+        for index, (recording, highlight) in enumerate(zip(self.recordings, viewer.track_highlights)):
+            rows = np.flatnonzero(recording.track_id == track)
+            highlight.data = {"xs": [recording.outline_xs[int(rows[0])]], "ys": [recording.outline_ys[int(rows[0])]]} if rows.size else {"xs": [], "ys": []}
+            trace = recording.trace(dataset=dataset, track=track)
+            if rows.size:
+                present.append(recording.name)
+            if trace is not None:
+                rate = plane_rate_hz(recording.store) if recording.store is not None else None
+                data["recording"].append(recording.name)
+                data["colour"].append(Category10_10[index % len(Category10_10)])
+                data["t"].append(np.arange(len(trace)) / rate if rate else np.arange(len(trace), dtype=np.float64))
+                data["trace"].append(trace)
+        viewer.tracking_trace_source.data = data
+        confidence = viewer.track_source.data["confidence"][row_index]
+        self.tracking_info.text = f"track {track}: confidence {confidence:.3f}; outlined in {len(present)} of {len(self.recordings)} recordings ({html.escape(', '.join(present))})"
 
 
 def build_viewer(document: Document, *, store: RecordingStore) -> Viewer:

@@ -6,17 +6,21 @@ frame asked for (and keeps the last chunk of each movie, so scrubbing within a c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
 
 from cindra_dask.export.curation import CLASSIFICATION, HISTORY_ATTRIBUTE
 from cindra_dask.export.report import roi_contours
-from cindra_dask.store import DETECTION, EXTRACTION, REGISTRATION, ROI_ARRAYS, ROIS, RecordingStore, array_shape, arrays_under, frames_path, stage_path
+from cindra_dask.rois import RaggedRois
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, REGISTRATION, ROI_ARRAYS, ROIS, RecordingStore, array_shape, arrays_under, frames_path, multi_recording_path, stage_path
 
 DETECTION_IMAGES = {"mean_image": "mean image", "enhanced_mean_image": "enhanced mean image", "maximum_projection": "maximum projection", "correlation_map": "correlation map"}
 """The detection images the ROIs panel shows, by array name, with their titles."""
 TRACE_ARRAYS = ("cell_fluorescence", "neuropil_fluorescence", "delta_f_over_f", "spikes")
+TRACKED_TRACE = "subtracted_fluorescence"
+"""The trace of a tracked cell shown per recording (``multi_recording/<dataset>/extraction/``, F − c·Fneu)."""
 """The per-ROI traces shown below the images (``extraction/`` arrays, (n, T))."""
 PER_PIXEL_ARRAYS = (*ROI_ARRAYS, "soma_mask", "overlap_mask")
 """Arrays of ``rois/`` that are not per-ROI statistics."""
@@ -57,12 +61,8 @@ def read_classification(store: RecordingStore, *, plane: int, roi_count: int) ->
     return (classification if len(classification) == roi_count else None), len(history)
 
 
-def plane_rois(store: RecordingStore, *, plane: int) -> PlaneRois:
-    """The ROIs of ``plane`` (none when detection has not run)."""
-    group = stage_path(plane, ROIS)
-    if f"{group}/pixel_offsets" not in store:
-        return PlaneRois([], [], None, {}, 0)
-    rois = store.read_rois(group)
+def outlines(rois: RaggedRois) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per ROI the (m,) x and y of its longest `roi_contours` contour, image px (empty for an empty ROI)."""
     xs, ys = [], []
     for index in range(rois.count):
         ypix, xpix, _ = rois.roi(index)
@@ -70,6 +70,16 @@ def plane_rois(store: RecordingStore, *, plane: int) -> PlaneRois:
         outline = max(contours, key=len) if contours else np.zeros((0, 2))
         xs.append(outline[:, 0])
         ys.append(outline[:, 1])
+    return xs, ys
+
+
+def plane_rois(store: RecordingStore, *, plane: int) -> PlaneRois:
+    """The ROIs of ``plane`` (none when detection has not run)."""
+    group = stage_path(plane, ROIS)
+    if f"{group}/pixel_offsets" not in store:
+        return PlaneRois([], [], None, {}, 0)
+    rois = store.read_rois(group)
+    xs, ys = outlines(rois)
     statistics = {
         path.rsplit("/", 1)[1]: store.read(path).astype(np.float64)
         for path in arrays_under(store, group)
@@ -166,3 +176,76 @@ class FrameReader:
             kept = (start, self.store.read_selection(path, slice(start, start + chunk_frames)))
             self._chunks[kind] = kept
         return kept[1][t - start].astype(np.float32)
+
+
+class TrackTable(NamedTuple):
+    """The tracked cells of a multi-recording dataset, one row per template of the store viewed.
+
+    Attributes
+    ----------
+    track_id : (m,) i8 track of each template.
+    confidence : (m,) f4 the track's confidence.
+    recording_count : (m,) i4 recordings the track has a member in.
+    """
+
+    track_id: np.ndarray
+    confidence: np.ndarray
+    recording_count: np.ndarray
+
+
+def track_table(store: RecordingStore, *, dataset: str) -> TrackTable:
+    """The `TrackTable` of ``dataset`` from ``multi_recording/<dataset>/templates/`` (empty before discover)."""
+    group = f"{multi_recording_path(dataset)}/templates"
+    if f"{group}/template_track_id" not in store:
+        return TrackTable(np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int32))
+    track_id = store.read(f"{group}/template_track_id").astype(np.int64)
+    confidence = store.read(f"{group}/track_confidence") if f"{group}/track_confidence" in store else np.full(len(track_id), np.nan, np.float32)
+    count = store.read(f"{group}/recording_count") if f"{group}/recording_count" in store else np.zeros(len(track_id), np.int32)
+    return TrackTable(track_id, confidence.astype(np.float32), count.astype(np.int32))
+
+
+class TrackedRecording(NamedTuple):
+    """One recording of a multi-recording dataset, as the tracking tab shows it (in its own canvas).
+
+    Attributes
+    ----------
+    name : the recording's name.
+    store : its store (None when ``recording_paths`` names a folder that holds none).
+    image : (Hc, Wc) f4 mean image of its canvas (``combined/detection/mean_image``, else plane 0's); None if absent.
+    outline_xs, outline_ys : per template (the dataset's tracked cells back-projected into it), its outline, canvas px.
+    track_id : (m,) i8 track of each template.
+    """
+
+    name: str
+    store: RecordingStore | None
+    image: np.ndarray | None
+    outline_xs: list[np.ndarray]
+    outline_ys: list[np.ndarray]
+    track_id: np.ndarray
+
+    def trace(self, *, dataset: str, track: int) -> np.ndarray | None:
+        """(T,) f4 `TRACKED_TRACE` of the template of ``track`` in this recording; None when it has none (or no traces)."""
+        rows = np.flatnonzero(self.track_id == track)
+        array_path = f"{multi_recording_path(dataset)}/{EXTRACTION}/{TRACKED_TRACE}"
+        if self.store is None or not rows.size or array_path not in self.store:
+            return None
+        return self.store.read_selection(array_path, int(rows[0])).astype(np.float32)
+
+
+def tracked_recordings(store: RecordingStore, *, dataset: str) -> list[TrackedRecording]:
+    """Every recording of ``dataset`` (group attributes ``recording_names``, ``recording_paths``), in their order."""
+    group = multi_recording_path(dataset)
+    attributes = store.group_attributes(group)
+    paths = [Path(path) for path in attributes.get("recording_paths") or [store.path]]
+    names = [str(name) for name in attributes.get("recording_names") or []] or [path.stem for path in paths]
+    recordings = []
+    for name, path in zip(names, paths):
+        other = RecordingStore(path)
+        templates = f"{group}/templates"
+        if not other.exists or f"{templates}/pixel_offsets" not in other:
+            recordings.append(TrackedRecording(name, None, None, [], [], np.zeros(0, np.int64)))
+            continue
+        image = next((other.read(candidate).astype(np.float32) for candidate in (f"{COMBINED}/{DETECTION}/mean_image", f"{stage_path(0, DETECTION)}/mean_image") if candidate in other), None)
+        xs, ys = outlines(other.read_rois(templates))
+        recordings.append(TrackedRecording(name, other, image, xs, ys, other.read(f"{templates}/template_track_id").astype(np.int64)))
+    return recordings
