@@ -192,6 +192,11 @@ def test_the_slider_shows_the_store_frames_and_registration_series(viewer_store:
         viewer.frame_slider.value = t
         for kind in ("raw", "registered"):
             np.testing.assert_array_equal(viewer.frame_sources[kind].data["image"][0], store.read(f"plane_0/{kind}/channel_0")[t])
+    viewer.window_slider.value = 20  # the mean of frames 10-29, summed chunk by chunk (chunks of 16 frames)
+    viewer.frame_slider.value = 10
+    for kind in ("raw", "registered"):
+        np.testing.assert_allclose(viewer.frame_sources[kind].data["image"][0], store.read(f"plane_0/{kind}/channel_0")[10:30].mean(axis=0), rtol=1e-6)
+    viewer.window_slider.value = 1
     viewer.frame_slider.value = 40  # a planted bad frame
     assert "bad frame" in viewer.layout.select_one({"name": "frame_info"}).text
     assert "PC 1: 0.100 / 0.050 / 0.100" in viewer.layout.select_one({"name": "pc_metrics"}).text

@@ -38,6 +38,8 @@ MAX_TRACE_ROIS = 10
 MAX_TRACKED_RECORDINGS = 8
 """Recordings of a dataset shown side by side in the tracking tab (the first ones)."""
 TRACKED_IMAGE_WIDTH_PX = 300
+MAX_WINDOW_FRAMES = 1000
+"""Longest window of frames the registration tab averages (read chunk by chunk)."""
 IMAGE_WIDTH_PX = 520
 TRACE_WIDTH_PX, TRACE_HEIGHT_PX = 900, 170
 SELECTED_COLOUR = "#00e5ff"
@@ -61,7 +63,8 @@ class Viewer(NamedTuple):
     cell_button, not_cell_button : relabel the selected ROIs in the store.
     message : what the last action did.
     frame_slider : the frame shown in the registration tab.
-    frame_sources : ``raw`` / ``registered`` → column ``image``: [frame (Ly, Lx) f4].
+    window_slider : frames averaged from the slider's on (1: the frame itself).
+    frame_sources : ``raw`` / ``registered`` → column ``image``: [frame, or mean of the window, (Ly, Lx) f4].
     registration_source : per frame: ``t``, ``dy``, ``dx``, ``correlation``, ``block_mean``, ``block_max`` (NaN where not stored).
     dataset_select : the multi-recording dataset of the tracking tab ("" when the store has none).
     track_source : one row per tracked cell: ``track_id``, ``confidence``, ``recording_count``; its selection is the cell shown.
@@ -82,6 +85,7 @@ class Viewer(NamedTuple):
     not_cell_button: Button
     message: Div
     frame_slider: Slider
+    window_slider: Slider
     frame_sources: dict[str, ColumnDataSource]
     registration_source: ColumnDataSource
     dataset_select: Select
@@ -144,6 +148,7 @@ class _Session:
             not_cell_button=Button(name="mark_not_cell", label="not cell", button_type="danger", width=110),
             message=Div(name="message", text="Outlines: green cell, magenta not a cell, fill opacity the probability. Tap an ROI, or box-select several (shift adds).", width=300),
             frame_slider=Slider(name="frame", title="frame", start=0, end=1, value=0, step=1, width=TRACE_WIDTH_PX),
+            window_slider=Slider(name="window", title="mean of frames (from the frame on)", start=1, end=2, value=1, step=1, width=300),
             frame_sources={kind: ColumnDataSource(_image_data(np.zeros(shape, np.float32)), name=f"{kind}_frame") for kind in ("raw", "registered")},
             registration_source=ColumnDataSource({"t": [], "dy": [], "dx": [], "correlation": [], "block_mean": [], "block_max": []}, name="registration"),
             dataset_select=Select(name="dataset", title="dataset", value="", options=[""]),
@@ -181,6 +186,7 @@ class _Session:
         viewer.cell_button.on_click(lambda: self.label(is_cell=True))
         viewer.not_cell_button.on_click(lambda: self.label(is_cell=False))
         viewer.frame_slider.on_change("value", lambda attribute, old, new: self.show_frame())
+        viewer.window_slider.on_change("value", lambda attribute, old, new: self.show_frame())
         viewer.dataset_select.on_change("value", lambda attribute, old, new: self.load_dataset())
         viewer.track_source.selected.on_change("indices", lambda attribute, old, new: self.show_track())
 
@@ -225,7 +231,7 @@ class _Session:
         self.registration_range = time_range
         for kind, plot in self.frame_plots.items():
             plot.image(image="image", x=0, y=0, dw="dw", dh="dh", source=viewer.frame_sources[kind], color_mapper=self.frame_greys[kind])
-        return column(self.frame_info, viewer.frame_slider, row(*self.frame_plots.values()), *plots, self.pc_table)
+        return column(self.frame_info, row(viewer.frame_slider, viewer.window_slider), row(*self.frame_plots.values()), *plots, self.pc_table)
 
     # -- loading a plane ------------------------------------------------------------------
     def _shape(self) -> tuple[int, int]:
@@ -373,11 +379,12 @@ class _Session:
             else ""
         )
         self.registration = (series, bad)
+        viewer.window_slider.update(start=1, end=max(2, min(frame_count, MAX_WINDOW_FRAMES)), value=1)
         viewer.frame_slider.update(start=0, end=max(frame_count - 1, 1), value=0)
         self.show_frame()
 
     def show_frame(self) -> None:
-        """Show frame t of each movie present (one stored chunk read when t leaves the chunk kept)."""
+        """Show frame t (or the mean of the window from t) of each movie present, read chunk by chunk."""
         viewer = self.viewer
         t = int(viewer.frame_slider.value)
         kinds = self.frames.kinds()
@@ -385,13 +392,14 @@ class _Session:
         if not kinds or t >= frame_count:
             self.frame_info.text = f"plane {self.plane}: no raw or registered frames in the store" if not kinds else ""
             return
+        stop = min(t + int(viewer.window_slider.value), frame_count)
         for kind in ("raw", "registered"):
             plot = self.frame_plots[kind]
             if kind in kinds:
-                image = self.frames.frame(kind, t)
+                image = self.frames.frame(kind, t) if stop - t == 1 else self.frames.mean(kind, start=t, stop=stop)
                 self.frame_greys[kind].update(**dict(zip(("low", "high"), display_range(image))))  # each frame on its own grey scale
                 viewer.frame_sources[kind].data = _image_data(image)
-                plot.title.text = f"{kind} frame {t}"
+                plot.title.text = f"{kind} frame {t}" if stop - t == 1 else f"{kind}: mean of frames {t}–{stop - 1}"
             else:
                 plot.title.text = f"{kind} frames not in the store (removed by `cindra-dask clean`, or not yet written)"
         time = self._time(frame_count)[t]

@@ -1,7 +1,8 @@
 """What the viewer reads from a store: small arrays whole, traces one ROI row at a time, frames one chunk at a time.
 
 Nothing here holds a whole movie: `FrameReader` decodes the one chunk of frames that holds the
-frame asked for (and keeps the last chunk of each movie, so scrubbing within a chunk reads nothing).
+frame asked for (and keeps the last chunk of each movie, so scrubbing within a chunk reads nothing),
+and sums a window of frames one chunk at a time.
 """
 
 from __future__ import annotations
@@ -176,6 +177,17 @@ class FrameReader:
             kept = (start, self.store.read_selection(path, slice(start, start + chunk_frames)))
             self._chunks[kind] = kept
         return kept[1][t - start].astype(np.float32)
+
+    def mean(self, kind: MovieKind, *, start: int, stop: int) -> np.ndarray:
+        """Mean of frames [start, stop) of movie ``kind``, (Ly, Lx) f4, summed one stored chunk at a time."""
+        if stop <= start:
+            raise ValueError(f"empty window of frames [{start}, {stop})")
+        path = self.paths[kind]
+        chunk_frames = int(self.store.array(path).chunks[0])
+        total = np.zeros(array_shape(self.store, path)[1:], np.float64)
+        for chunk_start in range((start // chunk_frames) * chunk_frames, stop, chunk_frames):
+            total += self.store.read_selection(path, slice(max(start, chunk_start), min(stop, chunk_start + chunk_frames))).sum(axis=0, dtype=np.float64)
+        return (total / (stop - start)).astype(np.float32)
 
 
 class TrackTable(NamedTuple):
