@@ -202,6 +202,19 @@ def test_the_slider_shows_the_store_frames_and_registration_series(viewer_store:
     assert "PC 1: 0.100 / 0.050 / 0.100" in viewer.layout.select_one({"name": "pc_metrics"}).text
 
 
+def test_a_store_after_ingest_only_shows_its_raw_frames(private_store: RecordingStore) -> None:
+    for group in ("rois", "extraction", "detection", "registration", "registered"):
+        private_store.delete(f"plane_0/{group}")
+    viewer = _viewer(private_store)
+    assert viewer.roi_source.data["roi"] == [] and viewer.statistic_select.options == [""]
+    viewer.frame_slider.value = 5
+    np.testing.assert_array_equal(viewer.frame_sources["raw"].data["image"][0], private_store.read("plane_0/raw/channel_0")[5])
+    assert "not in the store" in viewer.layout.select_one({"name": "registered_frame_image"}).title.text
+    assert np.isnan(viewer.registration_source.data["dy"]).all()
+    _click(viewer.cell_button)
+    assert "Select ROIs first" in viewer.message.text
+
+
 def test_frames_are_read_one_stored_chunk_at_a_time(viewer_store: SyntheticStore, monkeypatch: pytest.MonkeyPatch) -> None:
     store = RecordingStore(viewer_store.path)
     movie = store.read("plane_0/registered/channel_0")
@@ -301,12 +314,14 @@ def test_the_viewer_is_served_on_localhost_behind_its_token(served: tuple[str, R
 
 
 @pytest.fixture(scope="module")
-def browser(served: tuple[str, RecordingStore], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, RecordingStore, Path]]:
+def browser(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, RecordingStore, Path]]:
     """A headless Chromium on the served page, once it has rendered: (driver, the store, screenshot folder)."""
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         pytest.skip(f"no {CHROMIUM} or {CHROMEDRIVER} (Debian: apt-get install chromium chromium-driver): the viewer is not driven in a browser")
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install 'selenium>=4.20,<5')")
     from selenium.webdriver.chrome.service import Service
+
+    served: tuple[str, RecordingStore] = request.getfixturevalue("served")  # only once a browser is there
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
