@@ -1,4 +1,4 @@
-"""The viewer's bokeh document, one per browser session: an ROIs tab and a registration tab.
+"""The viewer's bokeh document, one per browser session: an ROIs tab, a registration tab and (multi-recording stores) a tracking tab.
 
 ROIs: a detection image (mean, enhanced mean, maximum projection or correlation map) with every ROI
 outlined and filled in its class colour (fill opacity rising with the classifier's probability);
