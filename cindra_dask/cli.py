@@ -1,4 +1,4 @@
-"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo, export (suite2p, NWB, tracked), report.
+"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo, export (suite2p, NWB, tracked), report, view.
 
 Every user-facing error is printed as ``error: <file or field>: <what is wrong and what to do>``
 (one line per problem, no traceback) with exit code 2.
@@ -449,6 +449,25 @@ def import_curation_command(
     for curation in import_curation(store, suite2p_folder):
         rows = ", ".join(map(str, curation.changed_rows[:20])) + (", ..." if len(curation.changed_rows) > 20 else "")
         typer.echo(f"plane {curation.plane}: {len(curation.changed_rows)} of {curation.roi_count} ROIs changed" + (f" (rows {rows})" if curation.changed_rows else ""))
+
+
+@app.command()
+@user_errors
+def view(
+    store: StoreArgument,
+    port: Annotated[int, typer.Option("--port", "-p", help="Local port to serve on (0: any free port).")] = 5006,
+) -> None:
+    """Serve the interactive viewer of a store on this machine (ROIs and their traces, cell / not-cell curation saved in the store, registration quality and frames).
+
+    It listens on localhost only, behind a random token in the printed URL; from another machine
+    open an SSH tunnel first (`ssh -N -L PORT:localhost:PORT this-host`). Ctrl-C stops it.
+    """
+    from cindra_dask.view.server import start_viewer
+
+    running = start_viewer(store, port=port)
+    typer.echo(f"viewer of {store}: {running.url}")
+    typer.echo(f"from another machine: ssh -N -L {running.port}:localhost:{running.port} <this host>, then open the URL there; Ctrl-C stops the viewer")
+    running.server.run_until_shutdown()
 
 
 @app.command()

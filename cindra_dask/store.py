@@ -111,8 +111,10 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none), ``cell_count``
     (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
     ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] dims (roi, column) may carry the attr
-    ``curation_history``: one entry per `cindra-dask import-curation` that changed it (``imported``
-    UTC time, ``source`` file, ``rows`` changed, ``previous`` their [is_cell, probability] before).
+    ``curation_history``: one entry per `cindra-dask import-curation` that changed it, or per change
+    of labels in `cindra-dask view` (``imported`` UTC time of the change, ``source`` the file read or
+    ``"cindra-dask view"``, ``rows`` changed, ``previous`` their [is_cell, probability] before; the
+    entry is written before the rows, `RecordingStore.update_rows`).
     With a structural channel 2: ``cell_fluorescence_channel_2``, ``neuropil_fluorescence_channel_2``
     (n, T) f4 like the traces, ``cell_colocalization`` (n, 2) f4 [colocalized 0/1, probability] dims
     (roi, column), ``corrected_structural_mean_image`` (Ly, Lx) f4 dims (y, x) (channel-2 mean minus
@@ -445,6 +447,36 @@ class RecordingStore:
         except READ_ERRORS as error:
             raise self.damaged(array_path, error) from None
 
+    def update_rows(self, array_path: str, rows: np.ndarray, values: np.ndarray, *, history_attribute: str, history_entry: dict[str, Any]) -> None:
+        """Replace rows of an existing array, keeping what they held in a history attribute.
+
+        ``history_entry`` plus ``rows`` and ``previous`` (those rows' values before) is appended to the
+        array's attribute ``history_attribute`` first (an atomic replace of its ``zarr.json``), then the
+        rows are written, each chunk file replaced atomically (Zarr's local store writes a temporary
+        file and renames it): a crash leaves the old rows or the new ones (in a one-chunk array such as
+        ``cell_classification``, all of them), never a change its history lacks. The caller holds the lock.
+
+        Parameters
+        ----------
+        array_path : an array of n rows.
+        rows : (r,) int row indices.
+        values : (r, ...) their new values, the array's row shape.
+        history_attribute : the attribute holding the list of entries.
+        history_entry : JSON-serialisable keys of the entry (e.g. time and source of the change).
+        """
+        rows = np.asarray(rows, np.int64)
+        current = self.read(array_path)
+        metadata_path = self.path / array_path / "zarr.json"
+        metadata = _read_metadata(metadata_path)
+        if metadata is None:
+            raise self.damaged(array_path, ValueError("zarr.json is not valid JSON"))
+        attributes = metadata.setdefault("attributes", {})
+        entry = {**history_entry, "rows": rows.tolist(), "previous": current[rows].astype(float).tolist()}
+        attributes[history_attribute] = [*attributes.get(history_attribute, []), json.loads(json.dumps(entry, default=str))]
+        _replace_json(metadata_path, metadata)
+        current[rows] = values
+        self.array(array_path, mode="r+")[...] = current
+
     def read(self, array_path: str) -> np.ndarray:
         """A whole (small) array as numpy."""
         return self.read_selection(array_path, Ellipsis)
@@ -771,6 +803,11 @@ def open_existing_store(path: RecordingStore | Path | str) -> RecordingStore:
 def plane_indices(store: RecordingStore) -> list[int]:
     """Indices k of the ``plane_k`` groups present, ascending."""
     return sorted(int(match.group(1)) for entry in store.path.iterdir() if entry.is_dir() and (match := PLANE_GROUP_PATTERN.match(entry.name)))
+
+def multi_recording_datasets(store: RecordingStore) -> list[str]:
+    """Names of the ``multi_recording/<dataset>`` groups present, sorted."""
+    folder = store.path / MULTI_RECORDING
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir()) if folder.is_dir() else []
 
 def arrays_under(store: RecordingStore, group_path: str) -> list[str]:
     """Paths of the arrays below a group (any depth), sorted; empty if the group does not exist."""

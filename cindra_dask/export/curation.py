@@ -1,4 +1,4 @@
-"""Curation round trip: cell / not-cell labels edited in suite2p's GUI on our export come back into the store.
+"""Curation: cell / not-cell labels edited in suite2p's GUI on our export, or set in `cindra-dask view`, written into the store.
 
 `export_suite2p` writes ``<folder>/plane{k}/iscell.npy`` (n, 2) [is_cell 0/1, probability] from
 ``plane_k/extraction/cell_classification``; suite2p's GUI rewrites that file when a user moves ROIs
@@ -14,8 +14,12 @@ between "cells" and "not cells". `import_curation` reads every ``plane{k}/iscell
 * the manifest (``datapackage.json``), if there is one, is rewritten for the changed arrays.
 
 Only labels come back: an ``iscell.npy`` whose row count differs from the plane's ROIs (ROIs merged,
-split or drawn in the GUI) is refused, as is a folder without any ``plane{k}/iscell.npy``. The store is
-locked while it is written. A later rerun of the extraction step recomputes the classification (and
+split or drawn in the GUI) is refused, as is a folder without any ``plane{k}/iscell.npy``.
+
+`label_rois` (the viewer's "cell" / "not cell") sets column 0 of chosen rows and writes the same way,
+its history entries' ``source`` being `VIEWER_SOURCE`. Every write goes through
+`RecordingStore.update_rows` (history first, then the rows, each file replaced atomically) while the
+store is locked. A later rerun of the extraction step recomputes the classification (and
 drops the curation) like every other output.
 """
 
@@ -25,7 +29,7 @@ import datetime as dt
 import re
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -34,6 +38,8 @@ from cindra_dask.store import COMBINED, EXTRACTION, ROIS, RecordingStore, array_
 
 CLASSIFICATION = "cell_classification"
 HISTORY_ATTRIBUTE = "curation_history"
+VIEWER_SOURCE = "cindra-dask view"
+"""The history entries' ``source`` of labels set in the viewer (`label_rois`)."""
 PLANE_FOLDER = re.compile(r"^plane(\d+)$")
 
 
@@ -43,13 +49,13 @@ class PlaneCuration(NamedTuple):
     Attributes
     ----------
     plane : the plane index.
-    source : the ``iscell.npy`` read.
+    source : the ``iscell.npy`` read, or `VIEWER_SOURCE` for labels set in `cindra-dask view`.
     roi_count : ROIs of the plane.
     changed_rows : ROI indices whose [is_cell, probability] changed (ascending).
     """
 
     plane: int
-    source: Path
+    source: Path | str
     roi_count: int
     changed_rows: tuple[int, ...]
 
@@ -72,18 +78,6 @@ def _read_iscell(path: Path, *, roi_count: int, plane: int) -> np.ndarray:
     if not np.isfinite(values).all():
         raise InputError(f"{path}: holds NaN or infinite values; give the iscell.npy that suite2p's GUI saved")
     return np.column_stack([(values[:, 0] > 0.5).astype(np.float32), values[:, 1].astype(np.float32)])
-
-
-def _apply(store: RecordingStore, array_path: str, rows: np.ndarray, values: np.ndarray, *, source: Path, imported: str) -> None:
-    """Write ``values`` into ``rows`` of an (n, 2) array and append their previous values to its history."""
-    array = store.array(array_path, mode="r+")
-    current = np.asarray(array[...], np.float32)
-    previous = current[rows]
-    current[rows] = values
-    array[...] = current
-    history = list(array.attrs.get(HISTORY_ATTRIBUTE, []))
-    history.append({"imported": imported, "source": str(source), "rows": [int(row) for row in rows], "previous": previous.astype(float).tolist()})
-    array.attrs[HISTORY_ATTRIBUTE] = history
 
 
 def import_curation(store_path: RecordingStore | Path | str, suite2p_folder: Path | str) -> list[PlaneCuration]:
@@ -128,6 +122,42 @@ def import_curation(store_path: RecordingStore | Path | str, suite2p_folder: Pat
     return [curation for curation, _ in updates]
 
 
+def label_rois(store_path: RecordingStore | Path | str, *, plane: int, rows: Sequence[int], is_cell: bool) -> PlaneCuration:
+    """Mark ROIs of a plane as cells or not cells, as the viewer does (`cindra-dask view`).
+
+    Parameters
+    ----------
+    store_path : a processed recording store.
+    plane : the plane whose ``extraction/cell_classification`` changes.
+    rows : ROI indices (rows of the plane's ROIs).
+    is_cell : the label they get (column 0 becomes 1.0 or 0.0; the classifier's probability stays).
+
+    Returns
+    -------
+    The `PlaneCuration` (source `VIEWER_SOURCE`), ``changed_rows`` those whose label differed. They are
+    written as `import_curation` writes (one ``curation_history`` entry, the combined classification,
+    the manifest), under the store's lock; nothing is written when no label changes.
+
+    Raises
+    ------
+    OutputError : not a store, the plane has no classification, a row outside its ROIs, or a run holds the lock.
+    """
+    store = open_existing_store(store_path)
+    array_path = f"{stage_path(plane, EXTRACTION)}/{CLASSIFICATION}"
+    if array_path not in store:
+        raise OutputError(f"{store.path}: has no {array_path}; run the process phase (extraction classifies the ROIs) before curating")
+    edited = store.read(array_path).astype(np.float32).reshape(-1, 2)
+    selected = np.unique(np.asarray(rows, np.int64))
+    if selected.size and (selected[0] < 0 or selected[-1] >= len(edited)):
+        raise OutputError(f"{store.path}: plane {plane} has {len(edited)} ROIs; no ROI {int(selected[-1] if selected[-1] >= len(edited) else selected[0])}")
+    changed = selected[edited[selected, 0] != float(is_cell)]
+    edited[changed, 0] = float(is_cell)
+    curation = PlaneCuration(plane, VIEWER_SOURCE, len(edited), tuple(int(row) for row in changed))
+    if changed.size:
+        _write(store, [(curation, edited)])
+    return curation
+
+
 def _write(store: RecordingStore, updates: list[tuple[PlaneCuration, np.ndarray]]) -> None:
     imported = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     combined_path = f"{COMBINED}/{EXTRACTION}/{CLASSIFICATION}"
@@ -145,9 +175,10 @@ def _write(store: RecordingStore, updates: list[tuple[PlaneCuration, np.ndarray]
             rows = np.asarray(curation.changed_rows, np.int64)
             if rows.size == 0:
                 continue
-            _apply(store, f"{stage_path(curation.plane, EXTRACTION)}/{CLASSIFICATION}", rows, edited[rows], source=curation.source, imported=imported)
+            entry = {"imported": imported, "source": str(curation.source)}
+            store.update_rows(f"{stage_path(curation.plane, EXTRACTION)}/{CLASSIFICATION}", rows, edited[rows], history_attribute=HISTORY_ATTRIBUTE, history_entry=entry)
             if curation.plane in offsets:
-                _apply(store, combined_path, rows + offsets[curation.plane], edited[rows], source=curation.source, imported=imported)
+                store.update_rows(combined_path, rows + offsets[curation.plane], edited[rows], history_attribute=HISTORY_ATTRIBUTE, history_entry=entry)
     from cindra_dask.manifest import manifest_path, write_manifest
 
     if manifest_path(store).is_file():

@@ -26,7 +26,7 @@ import numpy as np
 
 from cindra_dask.errors import OutputError
 from cindra_dask.runner.status import indicator_tau_line, plane_roi_counts
-from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, array_shape, arrays_under, frames_path, open_existing_store, plane_indices, stage_path
+from cindra_dask.store import COMBINED, DETECTION, EXTRACTION, MULTI_RECORDING, RAW, REGISTRATION, ROIS, RecordingStore, array_shape, arrays_under, frames_path, multi_recording_datasets, open_existing_store, plane_indices, stage_path
 
 CELL_COLOUR = "#39d353"
 NON_CELL_COLOUR = "#ff4fd8"
@@ -66,12 +66,17 @@ def encode_png(image: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6)) + chunk(b"IEND", b"")
 
 
-def to_uint8(image: np.ndarray, *, low_percentile: float = 1.0, high_percentile: float = 99.0) -> np.ndarray:
-    """(H, W) float image → uint8, clipped to its [low, high] percentiles (NaN → 0)."""
+def display_range(image: np.ndarray, *, low_percentile: float = 1.0, high_percentile: float = 99.0) -> tuple[float, float]:
+    """(low, high) grey range of an image: its [low, high] percentiles (NaN as 0), high > low."""
     values = np.nan_to_num(np.asarray(image, np.float64))
     low, high = np.percentile(values, [low_percentile, high_percentile]) if values.size else (0.0, 1.0)
-    if high <= low:
-        high = low + 1.0
+    return float(low), float(high if high > low else low + 1.0)
+
+
+def to_uint8(image: np.ndarray, *, low_percentile: float = 1.0, high_percentile: float = 99.0) -> np.ndarray:
+    """(H, W) float image → uint8, clipped to its `display_range` (NaN → 0)."""
+    values = np.nan_to_num(np.asarray(image, np.float64))
+    low, high = display_range(values, low_percentile=low_percentile, high_percentile=high_percentile)
     return np.round(255 * np.clip((values - low) / (high - low), 0, 1)).astype(np.uint8)
 
 
@@ -80,24 +85,25 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(to_uint8(image))).decode("ascii")
 
 
-def roi_outline_path(ypix: np.ndarray, xpix: np.ndarray) -> str:
-    """SVG path data outlining an ROI's pixels (pixel (y, x) covers [x, x+1] × [y, y+1]).
+def roi_contours(ypix: np.ndarray, xpix: np.ndarray) -> list[np.ndarray]:
+    """Closed contours around an ROI's pixels (pixel (y, x) covers [x, x+1] × [y, y+1]).
 
-    Contours at level 0.5 of the padded mask (`skimage.measure.find_contours`), one closed subpath
-    per contour; "" for an empty ROI.
+    Contours at level 0.5 of the padded mask (`skimage.measure.find_contours`), each an (m, 2)
+    float64 array of (x, y) image px; empty for an empty ROI.
     """
     from skimage.measure import find_contours
 
     if len(ypix) == 0:
-        return ""
+        return []
     y0, x0 = int(np.min(ypix)) - 1, int(np.min(xpix)) - 1
     mask = np.zeros((int(np.max(ypix)) - y0 + 2, int(np.max(xpix)) - x0 + 2), np.float32)
     mask[np.asarray(ypix) - y0, np.asarray(xpix) - x0] = 1.0
-    parts = []
-    for contour in find_contours(mask, 0.5):
-        points = " ".join(f"{x + x0 + 0.5:.1f},{y + y0 + 0.5:.1f}" for y, x in contour)
-        parts.append(f"M{points}Z")
-    return "".join(parts)
+    return [contour[:, ::-1] + (x0 + 0.5, y0 + 0.5) for contour in find_contours(mask, 0.5)]
+
+
+def roi_outline_path(ypix: np.ndarray, xpix: np.ndarray) -> str:
+    """SVG path data outlining an ROI's pixels: one closed subpath per `roi_contours` contour; "" for an empty ROI."""
+    return "".join("M" + " ".join(f"{x:.1f},{y:.1f}" for x, y in contour) + "Z" for contour in roi_contours(ypix, xpix))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,7 +395,7 @@ def _images_block(store: RecordingStore, plane: int) -> str:
     return "<h3>Images</h3>" + note + (legend if outlines else "") + '<div class="images">' + "".join(figures) + "</div>"
 
 
-def _plane_rate_hz(store: RecordingStore) -> float | None:
+def plane_rate_hz(store: RecordingStore) -> float | None:
     """Frames per second of one plane (the acquisition's volume rate / planes); None when not recorded."""
     acquisition = store.attributes().get("acquisition") or {}
     if not acquisition.get("frame_rate") or not acquisition.get("plane_number"):
@@ -401,7 +407,7 @@ def _registration_block(store: RecordingStore, plane: int) -> str:
     group = stage_path(plane, REGISTRATION)
     if not (store.path / group).is_dir():
         return ""
-    rate = _plane_rate_hz(store)
+    rate = plane_rate_hz(store)
     parts = ["<h3>Registration</h3>"]
     bad = _optional(store, f"{group}/bad_frames")
     bad = bad.astype(bool) if bad is not None else None
@@ -466,7 +472,7 @@ def _traces_block(store: RecordingStore, plane: int) -> str:
     else:
         order = np.arange(count)
     sample = sorted(int(index) for index in order[:TRACE_SAMPLE_COUNT])
-    rate = _plane_rate_hz(store)
+    rate = plane_rate_hz(store)
     charts = []
     for index in sample:
         series = [("F", store.read_selection(f"{group}/cell_fluorescence", index))]
@@ -502,10 +508,9 @@ def _combined_section(store: RecordingStore) -> str:
 
 
 def _multi_recording_section(store: RecordingStore) -> str:
-    root = store.path / MULTI_RECORDING
-    if not root.is_dir():
+    datasets = multi_recording_datasets(store)
+    if not datasets:
         return ""
-    datasets = sorted(entry.name for entry in root.iterdir() if entry.is_dir())
     parts = ["<section><h2>Multi-recording datasets</h2>"]
     for dataset in datasets:
         group = f"{MULTI_RECORDING}/{dataset}"

@@ -9,7 +9,7 @@ from typing import NamedTuple, Sequence
 from cindra_dask.errors import OutputError
 from cindra_dask.manifest import record_removal, utc_now
 from cindra_dask.runner.single import SINGLE_RECORDING_PHASES, SINGLE_RECORDING_STEPS
-from cindra_dask.store import COMBINED, MULTI_RECORDING, RAW, REGISTERED, RecordingStore, input_file_attributes, open_existing_store, plane_indices, plane_path
+from cindra_dask.store import COMBINED, RAW, REGISTERED, RecordingStore, input_file_attributes, multi_recording_datasets, open_existing_store, plane_indices, plane_path
 
 CLEANABLE = {"registered": REGISTERED}
 """Intermediate outputs `clean_store` removes on request (``plane_k/<group>`` of every plane)."""
@@ -66,13 +66,12 @@ def reset_store(path: RecordingStore | Path | str, *, phase: str) -> StoreChange
                 forgotten.append(key)
         removed = tuple(sorted(before - set(store.array_paths())))
         record_removal(store, removed, action={"action": "reset", "phase": phase, "forgotten_records": forgotten})
-    if (store.path / MULTI_RECORDING).is_dir():
-        datasets = sorted(entry.name for entry in (store.path / MULTI_RECORDING).iterdir() if entry.is_dir())
-        if datasets:
-            warnings.warn(
-                f"{store.path}: multi-recording dataset(s) {', '.join(datasets)} were built from the outputs just removed and are now stale; rerun their discover phase after the single-recording run",
-                stacklevel=2,
-            )
+    datasets = multi_recording_datasets(store)
+    if datasets:
+        warnings.warn(
+            f"{store.path}: multi-recording dataset(s) {', '.join(datasets)} were built from the outputs just removed and are now stale; rerun their discover phase after the single-recording run",
+            stacklevel=2,
+        )
     return StoreChange(removed, tuple(sorted(forgotten)))
 
 
