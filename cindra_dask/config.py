@@ -17,6 +17,7 @@ import enum
 import hashlib
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, TypeVar
 
@@ -142,6 +143,31 @@ class RuntimeSettings(Section):
         return int(parse_bytes(self.max_chunk_memory))
 
 
+class Indicator(str, enum.Enum):
+    """Calcium indicators whose kinetics `INDICATOR_KINETICS` holds (measured on CASCADE's ground truth)."""
+
+    OGB1 = "OGB-1"
+    GCAMP6F = "GCaMP6f"
+    GCAMP6S = "GCaMP6s"
+    JGCAMP7F = "jGCaMP7f"
+    JGCAMP8F = "jGCaMP8f"
+    JGCAMP8M = "jGCaMP8m"
+    JGCAMP8S = "jGCaMP8s"
+
+
+INDICATOR_KINETICS: dict[Indicator, tuple[float, float]] = {
+    Indicator.OGB1: (1.0, 0.06),
+    Indicator.GCAMP6F: (0.7, 0.06),
+    Indicator.GCAMP6S: (1.7, 0.09),
+    Indicator.JGCAMP7F: (0.6, 0.03),
+    Indicator.JGCAMP8F: (0.3, 0.01),
+    Indicator.JGCAMP8M: (0.4, 0.0),
+    Indicator.JGCAMP8S: (0.8, 0.01),
+}
+"""(``main.tau`` s, ``spike_deconvolution.rise_time`` s) per indicator: the decay CASCADE's datasets of that indicator
+are deconvolved with, and the onset lag of their measured response kernels (benchmarks/accuracy/results/spike_timing.md §3)."""
+
+
 class MainSettings(Section):
     """What the recording holds."""
 
@@ -150,7 +176,16 @@ class MainSettings(Section):
     )
     first_channel_functional: bool = Field(default=True, description="The first channel carries activity (is detected and extracted).")
     second_channel_functional: bool = Field(default=False, description="The second channel carries activity too: it is detected and extracted independently.")
-    tau: float = Field(default=0.4, gt=0, le=10, description="Indicator decay time constant in seconds; sets the temporal bin size and the OASIS decay.")
+    tau: float = Field(default=0.4, gt=0, le=10, description="Indicator decay time constant in seconds; sets the temporal bin size and the OASIS decay (main.indicator sets it for the indicators it knows).")
+    indicator: Indicator | None = Field(
+        default=None,
+        description=(
+            "Not in cindra: the calcium indicator; sets main.tau, spike_deconvolution.rise_time and metadata.indicator where they are not written"
+            " (a tau or rise time written beside it wins, with a warning): "
+            + ", ".join(f"{name.value} {tau:g} s / {rise:g} s" for name, (tau, rise) in INDICATOR_KINETICS.items())
+            + " (measured on CASCADE: median spike r of real traces at 30 Hz 0.684 with cindra's tau 0.4 s and no rise time, 0.809 with these)."
+        ),
+    )
     ignored_flyback_planes: tuple[int, ...] = Field(default=(), description="Plane indices ingested but never registered or processed (flyback frames).")
     custom_classifier_path: Path | None = Field(default=None, description="A cindra .npz classifier (training_labels plus feature columns, ≥100 samples); None uses the bundled one.")
 
@@ -447,7 +482,7 @@ class SpikeDeconvolutionSettings(Section):
             "Not in cindra: the indicator's rise in seconds (the time constant τ_rise of a response exp(−t/tau) − exp(−t/τ_rise) to one spike, plus any latency)."
             " OASIS's AR(1) model rises instantaneously, so it spreads each spike over the rising phase, centred rise_time after the action potential;"
             " every spike is moved rise_time earlier (split between the two nearest frames). 0 keeps OASIS's placement, as cindra does."
-            " Set it for your indicator: OGB-1 0.06, GCaMP6f 0.06, GCaMP6s 0.09, jGCaMP7f 0.03, jGCaMP8f/8s 0.01, jGCaMP8m 0 (measured on CASCADE's"
+            " main.indicator sets it for yours: OGB-1 0.06, GCaMP6f 0.06, GCaMP6s 0.09, jGCaMP7f 0.03, jGCaMP8f/8s 0.01, jGCaMP8m 0 (measured on CASCADE's"
             " ground truth: benchmarks/accuracy/results/spike_timing.md); with these the median spike r of real traces at 30 Hz goes 0.684 → 0.809."
             " No single value is the default: any rise costs where the calcium rises within a frame (jGCaMP8, our simulator)."
         ),
@@ -587,6 +622,29 @@ class SingleRecordingConfiguration(Section):
     spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")
     metadata: MetadataSettings = Field(default_factory=MetadataSettings, description="Session, subject and microscope, for the NWB export (changes no result).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _indicator_kinetics(cls, data: Any) -> Any:
+        """``main.indicator`` fills ``main.tau``, ``spike_deconvolution.rise_time`` and ``metadata.indicator`` where the
+        mapping does not set them; a tau or rise time written beside it wins, with a warning when it differs."""
+        if not isinstance(data, dict) or not isinstance(data.get("main"), dict) or data["main"].get("indicator") is None:
+            return data
+        deconvolution = data.get("spike_deconvolution") or {}
+        try:
+            indicator = Indicator(data["main"]["indicator"])
+        except ValueError:
+            return data  # the field's own validation names the allowed values
+        if not isinstance(deconvolution, dict):
+            return data
+        tau_s, rise_time_s = INDICATOR_KINETICS[indicator]
+        for section, name, value, written in (("main", "tau", tau_s, data["main"]), ("spike_deconvolution", "rise_time", rise_time_s, deconvolution)):
+            if name in written and written[name] != value:
+                warnings.warn(f"{section}.{name} {written[name]} is used, not main.indicator {indicator.value}'s {value:g} s; remove the {section}.{name} line to use the indicator's", stacklevel=2)
+        metadata = data.get("metadata") or {}
+        if isinstance(metadata, dict):
+            metadata = {"indicator": indicator.value, **{name: value for name, value in metadata.items() if not (name == "indicator" and value is None)}}
+        return {**data, "main": {"tau": tau_s, **data["main"]}, "spike_deconvolution": {"rise_time": rise_time_s, **deconvolution}, "metadata": metadata}
 
     @field_validator("acquisition", mode="before")
     @classmethod

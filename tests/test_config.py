@@ -112,3 +112,26 @@ def test_models_are_frozen() -> None:
     with pytest.raises(Exception):
         configuration.main.tau = 1.0  # type: ignore[misc]
     assert yaml.safe_load(configuration_to_yaml(configuration))["main"]["tau"] == 0.4
+
+
+def test_indicator_sets_tau_rise_time_and_nwb_indicator_unless_written() -> None:
+    import warnings
+
+    from cindra_dask.config import INDICATOR_KINETICS, Indicator, configuration_from_mapping
+
+    paths = {"data_path": "/data", "output_path": "/out"}
+    for indicator, (tau_s, rise_time_s) in INDICATOR_KINETICS.items():
+        configuration = configuration_from_mapping({"main": {"indicator": indicator.value}, "file_io": paths}, source="test")
+        assert (configuration.main.tau, configuration.spike_deconvolution.rise_time, configuration.metadata.indicator) == (tau_s, rise_time_s, indicator.value)
+    assert INDICATOR_KINETICS[Indicator.GCAMP6S] == (1.7, 0.09) and INDICATOR_KINETICS[Indicator.JGCAMP8M] == (0.4, 0.0)
+    with pytest.warns(UserWarning, match=r"main.tau 1.2 is used, not main.indicator GCaMP6s's 1.7 s"):
+        written = configuration_from_mapping({"main": {"indicator": "GCaMP6s", "tau": 1.2}, "metadata": {"indicator": "GCaMP6s (AAV)"}, "file_io": paths}, source="test")
+    assert (written.main.tau, written.spike_deconvolution.rise_time, written.metadata.indicator) == (1.2, 0.09, "GCaMP6s (AAV)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same = configuration_from_mapping({"main": {"indicator": "GCaMP6f", "tau": 0.7}, "spike_deconvolution": {"rise_time": 0.06}, "file_io": paths}, source="test")
+    assert same.main.tau == 0.7
+    plain = configuration_from_mapping({"file_io": paths}, source="test")
+    assert (plain.main.tau, plain.spike_deconvolution.rise_time, plain.metadata.indicator) == (0.4, 0.0, None)  # cindra's
+    with pytest.raises(ConfigurationError, match=r"main.indicator: Input should be 'OGB-1', 'GCaMP6f'"):
+        configuration_from_mapping({"main": {"indicator": "GCaMP9"}, "file_io": paths}, source="test")
