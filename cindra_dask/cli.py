@@ -1,4 +1,4 @@
-"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo, export (suite2p, NWB, tracked), report.
+"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo, export (suite2p, NWB, tracked), report, mcp.
 
 Every user-facing error is printed as ``error: <file or field>: <what is wrong and what to do>``
 (one line per problem, no traceback) with exit code 2.
@@ -419,6 +419,23 @@ def report(
     from cindra_dask.export.report import write_report
 
     typer.echo(f"wrote {write_report(store, output)}")
+
+
+@app.command("mcp")
+@user_errors
+def mcp_command(
+    root: Annotated[Optional[list[Path]], typer.Option("--root", help="A folder the tools may read and write (repeatable; default: the current folder).")] = None,
+    read_only_root: Annotated[Optional[list[Path]], typer.Option("--read-only-root", help="A folder the tools may only read, e.g. the movie files (repeatable).")] = None,
+    http: Annotated[Optional[str], typer.Option("--http", help="Serve streamable HTTP at HOST:PORT (or PORT, on 127.0.0.1) instead of standard input/output.")] = None,
+) -> None:
+    """Serve the pipeline as Model Context Protocol tools for AI agents (needs the 'mcp' extra): configure, validate, run in the background, status, results, exports."""
+    try:
+        from cindra_dask.mcp.server import serve
+    except ModuleNotFoundError as error:
+        raise CindraError(f"cindra-dask mcp needs the MCP SDK ({error.name} is missing): pip install 'cindra-dask[mcp]'") from error
+    from cindra_dask.mcp.roots import PathRoots
+
+    serve(roots=PathRoots.of(writable=tuple(root or [Path.cwd()]), read_only=tuple(read_only_root or [])), http=http)
 
 
 def main() -> None:

@@ -389,7 +389,7 @@ def _images_block(store: RecordingStore, plane: int) -> str:
     return "<h3>Images</h3>" + note + (legend if outlines else "") + '<div class="images">' + "".join(figures) + "</div>"
 
 
-def _plane_rate_hz(store: RecordingStore) -> float | None:
+def plane_rate_hz(store: RecordingStore) -> float | None:
     """Frames per second of one plane (the acquisition's volume rate / planes); None when not recorded."""
     acquisition = store.attributes().get("acquisition") or {}
     if not acquisition.get("frame_rate") or not acquisition.get("plane_number"):
@@ -401,7 +401,7 @@ def _registration_block(store: RecordingStore, plane: int) -> str:
     group = stage_path(plane, REGISTRATION)
     if not (store.path / group).is_dir():
         return ""
-    rate = _plane_rate_hz(store)
+    rate = plane_rate_hz(store)
     parts = ["<h3>Registration</h3>"]
     bad = _optional(store, f"{group}/bad_frames")
     bad = bad.astype(bool) if bad is not None else None
@@ -466,7 +466,7 @@ def _traces_block(store: RecordingStore, plane: int) -> str:
     else:
         order = np.arange(count)
     sample = sorted(int(index) for index in order[:TRACE_SAMPLE_COUNT])
-    rate = _plane_rate_hz(store)
+    rate = plane_rate_hz(store)
     charts = []
     for index in sample:
         series = [("F", store.read_selection(f"{group}/cell_fluorescence", index))]
