@@ -43,7 +43,7 @@ class RunRecord:
         self.duration_s: float | None = None
         self.messages: collections.deque[str] = collections.deque(maxlen=MESSAGES_KEPT)
         self.errors: list[str] = []
-        self.computing: str | None = None
+        self.computing_label: str | None = None
         self.tasks_done = 0
         self.tasks_total = 0
         self.outcomes: list[tuple[str, str, float]] = []
@@ -69,7 +69,7 @@ class RunRecord:
 
     def computing(self, label: str, future: Any, client: Any) -> None:
         with self.lock:
-            self.computing, self.tasks_done, self.tasks_total, self._future, self._client = label, 0, 0, future, client
+            self.computing_label, self.tasks_done, self.tasks_total, self._future, self._client = label, 0, 0, future, client
         if self.cancel_requested.is_set():
             client.cancel(future)
             raise RunCancelled
@@ -88,7 +88,7 @@ class RunRecord:
     def finish(self, state: str, errors: Sequence[str] = ()) -> None:
         with self.lock:
             self.state, self.errors = state, list(errors)
-            self.finished, self.duration_s, self.computing = _now(), time.monotonic() - self.started_s, None
+            self.finished, self.duration_s, self.computing_label = _now(), time.monotonic() - self.started_s, None
 
 
 class BackgroundRuns:

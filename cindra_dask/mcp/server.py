@@ -112,7 +112,7 @@ def _run_status(record: RunRecord) -> models.RunStatus:
             "started": record.started,
             "finished": record.finished,
             "duration_s": record.duration_s,
-            "computing": record.computing,
+            "computing": record.computing_label,
             "tasks_done": record.tasks_done,
             "tasks_total": record.tasks_total,
             "messages": list(record.messages)[-50:],
@@ -187,7 +187,7 @@ def build_server(*, roots: PathRoots) -> MCPServer:
     @tool_errors
     def write_configuration(
         path: Annotated[str, Field(description="The YAML file to write (refused if it exists unless overwrite).")],
-        pipeline_type: Literal["single-recording", "multi-recording"] = "single-recording",
+        pipeline: Literal["single-recording", "multi-recording"] = "single-recording",
         overrides: Overrides | None = None,
         overwrite: bool = False,
     ) -> models.ConfigurationWritten:
@@ -195,7 +195,7 @@ def build_server(*, roots: PathRoots) -> MCPServer:
         from cindra_dask.config import write_configuration_file
 
         target = roots.writable_path(path, what="configuration")
-        unset = write_configuration_file(target, pipeline_type=pipeline_type, overrides=_override_strings(overrides or {}), overwrite=overwrite)
+        unset = write_configuration_file(target, pipeline_type=pipeline, overrides=_override_strings(overrides or {}), overwrite=overwrite)
         return models.ConfigurationWritten(path=str(target), unset_fields=unset)
 
     @server.tool()
