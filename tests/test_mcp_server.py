@@ -87,6 +87,8 @@ def test_an_agent_configures_validates_runs_and_reads_results(tmp_path: Path) ->
             store_path = tmp_path / "out" / "rec.zarr"
             assert validation["store_paths"] == [str(store_path)]
             assert "120 frames × 1 planes × 1 channels of 64×64" in validation["lines"][0]
+            few_frames = f"warning: {data}: only 120 frames per plane; detection finds few cells in fewer than 200"
+            assert validation["warnings"] == [few_frames]
             assert not store_path.exists()
 
             started = await _call(client, "start_run", path="rec.yaml")
@@ -102,6 +104,7 @@ def test_an_agent_configures_validates_runs_and_reads_results(tmp_path: Path) ->
             assert store_status["lock"] is None and store_status["steps_complete"] == 5 == len(records)
             assert {step["key"]: step["duration_s"] for step in store_status["steps"] if step["state"] == "complete"} == {key: record.duration_s for key, record in records.items()}
             assert any(message.startswith("step 'extraction/plane_0': done in") for message in status["messages"])
+            assert few_frames in status["messages"]  # the run's own preflight warns again, into its messages
 
             classification = store.read("plane_0/extraction/cell_classification")
             roi_count = len(classification)

@@ -20,6 +20,7 @@ class Validation(BaseModel):
 
     store_paths: list[str] = Field(description="The store(s) a run writes.")
     lines: list[str] = Field(description="Files, frames × planes × channels, chunks, acquisition and its source, notes.")
+    warnings: list[str] = Field(description="What preflight warns about (e.g. too few frames for detection to find quiet cells).")
 
 
 class Step(BaseModel):

@@ -9,13 +9,15 @@ released as the runner's own cleanup runs.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import logging
 import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from cindra_dask.config import Configuration
 from cindra_dask.errors import CindraError
@@ -23,6 +25,37 @@ from cindra_dask.runner.events import LOGGER_NAME, follow_progress
 
 MESSAGES_KEPT = 200
 """Messages a run keeps (the latest)."""
+
+
+class ThreadWarnings:
+    """Routes the warnings of a thread that asked for them (`collect`) to its sink; other threads' go where
+    they went before (standard error). Tools and runs share one process, each in its own thread, so
+    ``warnings.catch_warnings`` (process-wide) cannot tell them apart."""
+
+    def __init__(self) -> None:
+        self._sinks: dict[int, Callable[[str], None]] = {}
+        self._shown = warnings.showwarning
+
+    def install(self) -> None:
+        """Take over ``warnings.showwarning``, each warning shown every time (a second validation warns again)."""
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = self._show
+
+    def _show(self, message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        sink = self._sinks.get(threading.get_ident())
+        if sink is None:
+            self._shown(message, category, filename, lineno, file, line)
+        else:
+            sink(f"warning: {message}")
+
+    @contextlib.contextmanager
+    def collect(self, sink: Callable[[str], None]) -> Iterator[None]:
+        """While inside, this thread's warnings go to ``sink`` (as ``warning: <message>``)."""
+        self._sinks[threading.get_ident()] = sink
+        try:
+            yield
+        finally:
+            del self._sinks[threading.get_ident()]
 
 
 class RunCancelled(Exception):
@@ -60,10 +93,14 @@ class RunRecord:
         if future is not None:
             client.cancel(future)
 
-    # RunEvents
-    def message(self, text: str) -> None:
+    def note(self, text: str) -> None:
+        """Keep a message (a warning of the run's thread)."""
         with self.lock:
             self.messages.append(text)
+
+    # RunEvents
+    def message(self, text: str) -> None:
+        self.note(text)
         if self.cancel_requested.is_set():
             raise RunCancelled
 
@@ -94,9 +131,10 @@ class RunRecord:
 class BackgroundRuns:
     """Every run this server started, by run id."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, thread_warnings: ThreadWarnings) -> None:
         self._runs: dict[str, RunRecord] = {}
         self._lock = threading.Lock()
+        self._warnings = thread_warnings
 
     def start(self, configuration: Configuration, *, configuration_path: Path, store_paths: tuple[Path, ...], phases: Sequence[str] | None, target_plane: int | None, target_recording: str | None, force: bool) -> RunRecord:
         """Start ``configuration`` in a new thread; its `RunRecord` at once."""
@@ -108,7 +146,8 @@ class BackgroundRuns:
             from cindra_dask.pipeline import run_configuration
 
             try:
-                report = run_configuration(configuration, phases=phases, target_plane=target_plane, target_recording=target_recording, force=force, events=record)
+                with self._warnings.collect(record.note):
+                    report = run_configuration(configuration, phases=phases, target_plane=target_plane, target_recording=target_recording, force=force, events=record)
             except RunCancelled:
                 record.finish("cancelled", ["cancelled on request; finished steps are kept, the interrupted one reruns next time"])
             except CindraError as error:

@@ -23,7 +23,7 @@ from pydantic import Field
 from cindra_dask.errors import CindraError, ConfigurationError, InputError
 from cindra_dask.mcp import models
 from cindra_dask.mcp.roots import PathRoots
-from cindra_dask.mcp.runs import BackgroundRuns, RunRecord
+from cindra_dask.mcp.runs import BackgroundRuns, RunRecord, ThreadWarnings
 from cindra_dask.runner.events import LOGGER_NAME
 
 MAX_TABLE_ROWS = 1000
@@ -162,7 +162,9 @@ def build_server(*, roots: PathRoots) -> MCPServer:
     """The `MCPServer` with every tool, confined to ``roots``."""
     from cindra_dask.config import load_configuration
 
-    runs = BackgroundRuns()
+    thread_warnings = ThreadWarnings()
+    thread_warnings.install()
+    runs = BackgroundRuns(thread_warnings=thread_warnings)
     server = MCPServer(
         "cindra-dask",
         instructions=(
@@ -208,8 +210,10 @@ def build_server(*, roots: PathRoots) -> MCPServer:
         from cindra_dask.runner.validation import describe_preflight
 
         config_path, configuration = configuration_at(path, overrides or {})
-        report = describe_preflight(configuration, source=str(config_path))
-        return models.Validation(store_paths=[str(store) for store in report.store_paths], lines=list(report.lines))
+        caught: list[str] = []
+        with thread_warnings.collect(caught.append):
+            report = describe_preflight(configuration, source=str(config_path))
+        return models.Validation(store_paths=[str(store) for store in report.store_paths], lines=list(report.lines), warnings=caught)
 
     @server.tool()
     @tool_errors
