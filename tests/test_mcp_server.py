@@ -32,8 +32,9 @@ TOOLS = {
 RUN_TIMEOUT_S = 240.0
 
 
-def _server(root: Path) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=["-m", "cindra_dask.cli", "mcp", "--root", str(root)], env=dict(os.environ), cwd=str(root))
+def _server(root: Path, *, read_only: Path) -> StdioServerParameters:
+    arguments = ["-m", "cindra_dask.cli", "mcp", "--root", str(root), "--read-only-root", str(read_only)]
+    return StdioServerParameters(command=sys.executable, args=arguments, env=dict(os.environ), cwd=str(root))
 
 
 async def _call(client: Client, name: str, **arguments: Any) -> Any:
@@ -77,7 +78,7 @@ def test_an_agent_configures_validates_runs_and_reads_results(tmp_path: Path) ->
     (tmp_path / "escape").symlink_to(outside, target_is_directory=True)
 
     async def session() -> None:
-        async with Client(_server(tmp_path), read_timeout_seconds=60) as client:
+        async with Client(_server(tmp_path, read_only=tmp_path / "data"), read_timeout_seconds=60) as client:
             assert {tool.name for tool in (await client.list_tools()).tools} == TOOLS
 
             overrides = {"file_io.data_path": str(data), "file_io.output_path": str(tmp_path / "out"), "cluster.workers": 1, "cluster.dashboard_address": ":0", "runtime.display_progress_bars": False}
@@ -149,6 +150,9 @@ def test_an_agent_configures_validates_runs_and_reads_results(tmp_path: Path) ->
             assert "outside the folders this server may read" in await _error(client, "roi_table", store="escape/rec.zarr")
             assert "'..' is not allowed" in await _error(client, "store_status", store="out/../out/rec.zarr")
             assert "outside the folders this server may write" in await _error(client, "write_configuration", path=str(outside / "x.yaml"))
+            assert "outside the folders this server may write" in await _error(client, "write_configuration", path="data/rec/x.yaml")  # inputs are never written
+            assert "file_io.output_path /" in await _error(client, "validate_configuration", path="rec.yaml", overrides={"file_io.output_path": "/"})
+            assert "file_io.data_path: data/rec is relative" in await _error(client, "start_run", path="rec.yaml", overrides={"file_io.data_path": "data/rec"})
             assert "not a cindra-dask store" in await _error(client, "store_status", store="out/missing.zarr")
             bad_field = await _error(client, "validate_configuration", path="rec.yaml", overrides={"registration.batch_size": 0})
             assert "registration.batch_size: Input should be greater than 0" in bad_field
@@ -159,7 +163,7 @@ def test_an_agent_configures_validates_runs_and_reads_results(tmp_path: Path) ->
             assert "roi 1000: plane 0 has ROIs" in await _error(client, "roi_trace", store="out/rec.zarr", roi=1000)
             assert "no such run" in await _error(client, "run_status", run_id="nope")
             assert (await _call(client, "roi_table", store="out/rec.zarr", start=1, stop=2))["columns"]["probability"] == classification[1:2, 1].tolist()
-            assert not any(path.name == "x.yaml" for path in outside.iterdir())
+            assert not any(path.name == "x.yaml" for path in (*outside.iterdir(), *data.iterdir()))
 
             # a cancelled run stops, releases the store's lock and says what happened
             cancelled = await _call(client, "start_run", path="rec.yaml", force=True)

@@ -98,13 +98,14 @@ class RunRecord:
         with self.lock:
             self.messages.append(text)
 
-    # RunEvents
     def message(self, text: str) -> None:
+        """`RunEvents` hook: keep ``text``; end the run here once it was asked to stop."""
         self.note(text)
         if self.cancel_requested.is_set():
             raise RunCancelled
 
     def computing(self, label: str, future: Any, client: Any) -> None:
+        """`RunEvents` hook: follow ``future``'s tasks until done (`follow_progress`); cancel it once the run was asked to stop."""
         with self.lock:
             self.computing_label, self.tasks_done, self.tasks_total, self._future, self._client = label, 0, 0, future, client
         if self.cancel_requested.is_set():
@@ -123,6 +124,7 @@ class RunRecord:
         follow_progress(future, client, interval="500ms", update=update, stop=stop)
 
     def finish(self, state: str, errors: Sequence[str] = ()) -> None:
+        """The run ended in ``state`` ("finished", "failed", "cancelled"), with one line per problem."""
         with self.lock:
             self.state, self.errors = state, list(errors)
             self.finished, self.duration_s, self.computing_label = _now(), time.monotonic() - self.started_s, None
@@ -161,6 +163,8 @@ class BackgroundRuns:
             else:
                 with record.lock:
                     record.outcomes = [(outcome.name, outcome.state, outcome.duration_s) for outcome in report.outcomes]
+                    if Path(report.store_path) not in record.store_paths:  # the store's name came from the movie folder preflight found
+                        record.store_paths = (Path(report.store_path),)
                 record.finish("finished")
 
         threading.Thread(target=work, name=f"cindra-dask run {record.run_id}", daemon=True).start()

@@ -144,22 +144,28 @@ def _expected_stores(configuration: Any) -> tuple[Path, ...]:
 
 
 def _check_configuration_paths(configuration: Any, roots: PathRoots) -> None:
-    """Refuse a configuration that reads outside the roots or writes outside the writable ones."""
+    """Refuse a configuration that reads outside the roots, writes outside the writable ones, or gives a
+    relative path (the runner would read it from the server's working folder, not from a root)."""
     from cindra_dask.config import SingleRecordingConfiguration
 
     if isinstance(configuration, SingleRecordingConfiguration):
-        for field, path in (("file_io.data_path", configuration.file_io.data_path), ("main.custom_classifier_path", configuration.main.custom_classifier_path)):
-            if path is not None:
-                roots.readable(path, what=field)
-        if configuration.file_io.output_path is not None:
-            roots.writable_path(configuration.file_io.output_path, what="file_io.output_path")
-        return
-    for path in configuration.recording_io.recording_directories:  # discover and extract write into every recording's store
-        roots.writable_path(path, what="recording_io.recording_directories")
+        read = [("file_io.data_path", configuration.file_io.data_path), ("main.custom_classifier_path", configuration.main.custom_classifier_path)]
+        written = [("file_io.output_path", configuration.file_io.output_path)]
+    else:  # discover and extract write into every recording's store
+        read, written = [], [("recording_io.recording_directories", path) for path in configuration.recording_io.recording_directories]
+    relative = [f"{field}: {path} is relative; give an absolute path inside {roots.describe()}" for field, path in (*read, *written) if path is not None and not Path(path).expanduser().is_absolute()]
+    if relative:
+        raise ConfigurationError(*relative)
+    for field, path in read:
+        if path is not None:
+            roots.readable(path, what=field)
+    for field, path in written:
+        if path is not None:
+            roots.writable_path(path, what=field)
 
 
 def build_server(*, roots: PathRoots) -> MCPServer:
-    """The `MCPServer` with every tool, confined to ``roots``."""
+    """The `MCPServer` with every tool, confined to ``roots``; it takes over this process's ``warnings.showwarning`` (`ThreadWarnings`)."""
     from cindra_dask.config import load_configuration
 
     thread_warnings = ThreadWarnings()
