@@ -91,6 +91,7 @@ class RunStatus(BaseModel):
     errors: list[str] = Field(description="One line per problem when the run failed or was cancelled.")
     outcomes: list[Outcome] = Field(description="Every step's outcome, once the run finished.")
     stores: list[StoreStatus] = Field(description="Status of the run's stores that exist.")
+    notes: list[str] = Field(description="Stores that could not be read at this moment (a step rewriting them).")
 
 
 class StoreEntry(BaseModel):

@@ -121,8 +121,15 @@ def _run_status(record: RunRecord) -> models.RunStatus:
         }
         store_paths = record.store_paths
     elapsed = payload["duration_s"] if payload["duration_s"] is not None else _elapsed(record)
-    stores = [_store_status(store_state(path)) for path in store_paths if RecordingStore(path).exists]
-    return models.RunStatus(**payload, elapsed_s=elapsed, stores=stores)
+    stores, notes = [], []
+    for path in store_paths:
+        if not RecordingStore(path).exists:
+            continue
+        try:
+            stores.append(_store_status(store_state(path)))
+        except Exception as error:  # noqa: BLE001 - the run is rewriting it (arrays listed, then removed)
+            notes.append(f"{path}: not readable right now ({type(error).__name__}: {error}); a step is rewriting it, ask again")
+    return models.RunStatus(**payload, elapsed_s=elapsed, stores=stores, notes=notes)
 
 
 def _elapsed(record: RunRecord) -> float:

@@ -114,7 +114,10 @@ def store_state(path: Path | str) -> StoreState:
             steps.append(StepState(key, "complete" if record.complete else "incomplete", record.config_hash, record.started, record.finished, record.duration_s))
     arrays = []
     for array_path in store.array_paths():
-        metadata = json.loads((store.path / array_path / "zarr.json").read_text())
+        try:
+            metadata = json.loads((store.path / array_path / "zarr.json").read_text())
+        except FileNotFoundError:  # removed since it was listed (a running step rewriting its outputs)
+            continue
         arrays.append(ArrayState(array_path, tuple(metadata["shape"]), str(metadata["data_type"]), tuple(metadata["chunk_grid"]["configuration"]["chunk_shape"])))
     plane_states = tuple(PlaneState(plane, plane_roi_counts(store, plane), indicator_tau_line(store, plane)) for plane in plane_indices(store))
     return StoreState(store.path, lock_line(store), tuple(steps), plane_states, tuple(arrays), tuple(store.damaged_nodes()))
