@@ -247,7 +247,7 @@ def demo(
     started = time.time()
     report = run_single_recording(configuration, events=TerminalEvents(progress_bars=not no_progress))
     elapsed = time.time() - started
-    summary = store_summary(report.store_path)
+    summary = store_summary(report.store_path, ground_truth=data_path / GROUND_TRUTH_FILE_NAME)
     counts, scores = list(summary.counts.values()), summary.scores[0]
     qc_report = write_report(report.store_path)
     typer.echo(f"\nfound {sum(count.rois or 0 for count in counts)} ROIs, {sum(count.cells or 0 for count in counts)} classified as cells, in {elapsed:.1f} s")

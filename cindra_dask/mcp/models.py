@@ -143,6 +143,7 @@ class StoreSummary(BaseModel):
     cells: int = Field(description="ROIs classified as cells over every plane.")
     planes: list[PlaneSummary]
     ground_truth: str | None = Field(description="The ground-truth file scored against (None: none found).")
+    notes: list[str] = Field(description="Why there is no accuracy although ground truth exists.")
 
 
 class RoiTable(BaseModel):

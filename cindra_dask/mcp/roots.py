@@ -40,10 +40,15 @@ class PathRoots(NamedTuple):
             raise OutsideRootsError(f"{what} {path}: '..' is not allowed; give the path inside {self.describe()}")
         return _real(given if given.is_absolute() else self.writable[0] / given)
 
+    def contains(self, path: Path | str) -> bool:
+        """True when the absolute ``path`` (symlinks followed) lies in a root."""
+        resolved = _real(path)
+        return any(resolved.is_relative_to(root) for root in (*self.writable, *self.read_only))
+
     def readable(self, path: Path | str, *, what: str) -> Path:
         """``path`` resolved, when it lies in a root; else `OutsideRootsError` naming ``what``."""
         resolved = self._resolved(path, what=what)
-        if not any(resolved.is_relative_to(root) for root in (*self.writable, *self.read_only)):
+        if not self.contains(resolved):
             raise OutsideRootsError(f"{what} {path}: outside the folders this server may read ({self.describe()})")
         return resolved
 

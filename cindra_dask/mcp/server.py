@@ -187,13 +187,15 @@ def build_server(*, roots: PathRoots) -> MCPServer:
         ),
     )
 
-    def configuration_at(path: str, overrides: dict[str, Any]) -> tuple[Path, Any]:
+    def configuration_at(path: str, overrides: dict[str, Any], *, cluster: list[str]) -> tuple[Path, Any]:
+        """The configuration file (in a root) with ``overrides`` and ``cluster`` (`cluster_overrides`), its paths checked."""
         config_path = roots.readable(path, what="configuration")
-        configuration = load_configuration(config_path, overrides=_override_strings(overrides))
+        configuration = load_configuration(config_path, overrides=[*_override_strings(overrides), *cluster])
         _check_configuration_paths(configuration, roots)
         return config_path, configuration
 
     def store_at(path: str) -> Any:
+        """The recording store at ``path`` (in a root); `OutputError` when there is none."""
         from cindra_dask.store import open_existing_store
 
         return open_existing_store(roots.readable(path, what="store"))
@@ -222,7 +224,7 @@ def build_server(*, roots: PathRoots) -> MCPServer:
         """Preflight a configuration: configuration, movie files, acquisition, output and memory; writes nothing."""
         from cindra_dask.runner.validation import describe_preflight
 
-        config_path, configuration = configuration_at(path, overrides or {})
+        config_path, configuration = configuration_at(path, overrides or {}, cluster=[])
         caught: list[str] = []
         with thread_warnings.collect(caught.append):
             report = describe_preflight(configuration, source=str(config_path))
@@ -243,9 +245,7 @@ def build_server(*, roots: PathRoots) -> MCPServer:
         """Start the pipeline in the background on a LocalCluster or the given scheduler; returns its run_id at once (poll run_status)."""
         from cindra_dask.config import cluster_overrides
 
-        config_path = roots.readable(path, what="configuration")
-        configuration = load_configuration(config_path, overrides=[*_override_strings(overrides or {}), *cluster_overrides(workers=workers, scheduler_address=scheduler_address)])
-        _check_configuration_paths(configuration, roots)
+        config_path, configuration = configuration_at(path, overrides or {}, cluster=cluster_overrides(workers=workers, scheduler_address=scheduler_address))
         record = runs.start(configuration, configuration_path=config_path, store_paths=_expected_stores(configuration), phases=phases, target_plane=target_plane, target_recording=target_recording, force=force)
         return _run_status(record)
 
@@ -309,14 +309,17 @@ def build_server(*, roots: PathRoots) -> MCPServer:
     @server.tool()
     @tool_errors
     def summarize_store(store: StorePath) -> models.StoreSummary:
-        """Frames per plane, planes, ROI and classified-cell counts and, when the store's input folder holds the simulator's ground truth, each plane's accuracy."""
-        from cindra_dask.runner.status import store_summary
+        """Frames per plane, planes, ROI and classified-cell counts and, when the store's input folder holds the simulator's ground truth (inside the roots), each plane's accuracy."""
+        from cindra_dask.runner.status import recorded_ground_truth, store_summary
 
-        summary = store_summary(store_at(store).path)
+        opened = store_at(store)
+        truth = recorded_ground_truth(opened.path)
+        readable = truth is not None and roots.contains(truth)
+        summary = store_summary(opened.path, ground_truth=truth if readable else None)
         planes = []
         for plane, counts in summary.counts.items():
             scores = summary.scores.get(plane)
-            accuracy = models.Accuracy(**dict(zip(scores._fields, models.finite([float(value) for value in scores[:-1]]) + [int(scores.matched_cells)]))) if scores is not None else None
+            accuracy = models.Accuracy(**dict(zip(scores._fields, models.finite(list(scores))))) if scores is not None else None
             planes.append(models.PlaneSummary(plane=plane, rois=counts.rois, cells=counts.cells, accuracy=accuracy))
         return models.StoreSummary(
             path=str(summary.path),
@@ -326,6 +329,7 @@ def build_server(*, roots: PathRoots) -> MCPServer:
             cells=sum(plane.cells or 0 for plane in planes),
             planes=planes,
             ground_truth=str(summary.ground_truth) if summary.ground_truth is not None else None,
+            notes=[f"ground truth {truth}: outside the folders this server may read; no accuracy"] if truth is not None and not readable else [],
         )
 
     @server.tool()
@@ -486,7 +490,7 @@ def build_server(*, roots: PathRoots) -> MCPServer:
         from cindra_dask.config import MultiRecordingConfiguration
         from cindra_dask.export.tracked import tracked_cells as read_tracked
 
-        config_path, configuration = configuration_at(path, {})
+        config_path, configuration = configuration_at(path, {}, cluster=[])
         if not isinstance(configuration, MultiRecordingConfiguration):
             raise ConfigurationError(f"{config_path}: not a multi-recording configuration (pipeline_type); tracked cells come from a multi-recording run")
         cells = read_tracked(configuration)

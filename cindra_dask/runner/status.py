@@ -151,8 +151,8 @@ def store_status(path: Path | str) -> list[str]:
 
 
 class StoreSummary(NamedTuple):
-    """What `store_summary` found: frames per plane, each plane's `RoiCounts`, and, when the store's
-    input folder holds the simulator's ground truth, each processed plane's accuracy (plane → scores)."""
+    """What `store_summary` found: frames per plane, each plane's `RoiCounts`, and, given the simulator's
+    ground truth, each classified plane's accuracy (plane → `cindra_dask.evaluate.RecordingScores`)."""
 
     path: Path
     frames_per_plane: int | None
@@ -161,21 +161,26 @@ class StoreSummary(NamedTuple):
     scores: dict[int, Any]
 
 
-def store_summary(path: Path | str) -> StoreSummary:
-    """Frames, planes, ROI and cell counts of a store and, when ``file_io.data_path`` of its recorded
-    configuration holds ``ground_truth.npz``, `cindra_dask.evaluate.score_recording` of every classified plane."""
+def recorded_ground_truth(path: Path | str) -> Path | None:
+    """The simulator's ``ground_truth.npz`` in ``file_io.data_path`` of the store's recorded configuration; None when there is none."""
     from cindra_dask.simulate.files import GROUND_TRUTH_FILE_NAME
 
+    data_path = open_existing_store(path).recorded_configuration().file_io.data_path
+    truth_path = Path(data_path).expanduser() / GROUND_TRUTH_FILE_NAME if data_path is not None else None
+    return truth_path if truth_path is not None and truth_path.is_file() else None
+
+
+def store_summary(path: Path | str, *, ground_truth: Path | None) -> StoreSummary:
+    """Frames, planes, ROI and cell counts of a store and, given ``ground_truth`` (the simulator's file,
+    e.g. `recorded_ground_truth`), `cindra_dask.evaluate.score_recording` of every classified plane it covers."""
     store = open_existing_store(path)
     counts = {plane: plane_roi_counts(store, plane) for plane in plane_indices(store)}
     frames = store.attributes().get("frames_per_plane")
-    data_path = store.recorded_configuration().file_io.data_path
-    truth_path = Path(data_path) / GROUND_TRUTH_FILE_NAME if data_path is not None else None
     scores: dict[int, Any] = {}
-    if truth_path is not None and truth_path.is_file():
+    if ground_truth is not None:
         from cindra_dask.evaluate import score_recording
         from cindra_dask.simulate import load_ground_truth
 
-        truth = load_ground_truth(truth_path)
+        truth = load_ground_truth(ground_truth)
         scores = {plane: score_recording(store.path, truth, plane=plane) for plane, count in counts.items() if count.cells is not None and plane < truth.parameters.plane_count}
-    return StoreSummary(store.path, int(frames) if frames is not None else None, counts, truth_path if scores else None, scores)
+    return StoreSummary(store.path, int(frames) if frames is not None else None, counts, ground_truth if scores else None, scores)
