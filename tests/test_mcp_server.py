@@ -142,6 +142,12 @@ def test_an_agent_configures_validates_runs_and_reads_results(tmp_path: Path) ->
             assert image.content[0].mime_type == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n"
             assert struct.unpack(">II", png[16:24]) == (64, 64)
 
+            report = await _call(client, "build_report", store="out/rec.zarr")
+            assert report["path"] == str(tmp_path / "out" / "rec_report.html") and "<html" in Path(report["path"]).read_text()[:200].lower()
+            exported = await _call(client, "export_suite2p", store="out/rec.zarr", output="suite2p")
+            assert exported["file_count"] == len(exported["files"]) and str(tmp_path / "suite2p" / "plane0" / "F.npy") in exported["files"]
+            np.testing.assert_array_equal(np.load(tmp_path / "suite2p" / "plane0" / "F.npy"), store.read("plane_0/extraction/cell_fluorescence"))
+
             listed = await _call(client, "list_stores", folder=".")
             assert [(entry["path"], entry["steps_complete"]) for entry in listed["stores"]] == [(str(store_path), 5)]
 
@@ -175,3 +181,36 @@ def test_an_agent_configures_validates_runs_and_reads_results(tmp_path: Path) ->
             assert [line.split(":")[0] for line in listed_runs["result"]] == [started["run_id"], cancelled["run_id"]]
 
     anyio.run(session)
+
+
+def test_the_server_answers_over_http_on_localhost(tmp_path: Path) -> None:
+    """``--http PORT`` serves streamable HTTP on 127.0.0.1; a tool error there is one line too."""
+    import socket
+    import subprocess
+
+    import anyio
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "cindra_dask.cli", "mcp", "--root", str(tmp_path), "--http", str(port)], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+
+    async def session() -> tuple[set[str], str]:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                    return {tool.name for tool in (await client.list_tools()).tools}, await _error(client, "store_status", store="missing.zarr")
+            except Exception:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                await _sleep(0.5)
+
+    try:
+        names, error = anyio.run(session)
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=30)[1]
+    assert names == TOOLS, log[-2000:]
+    assert f"{tmp_path / 'missing.zarr'}: not a cindra-dask store" in error
+    assert f"Uvicorn running on http://127.0.0.1:{port}" in log
