@@ -25,6 +25,7 @@ from cindra_dask.mcp import models
 from cindra_dask.mcp.roots import PathRoots
 from cindra_dask.mcp.runs import BackgroundRuns, RunRecord, ThreadWarnings
 from cindra_dask.runner.events import LOGGER_NAME
+from cindra_dask.store import DETECTION, REGISTRATION
 
 MAX_TABLE_ROWS = 1000
 """ROIs (or tracked cells) one table call returns at most."""
@@ -36,13 +37,7 @@ MAX_IMAGE_SIDE_PX = 2048
 """Longest side of a returned image; larger images are subsampled."""
 MAX_LISTED = 500
 """Entries (stores, arrays, files) one listing returns at most."""
-SUMMARY_IMAGES = {
-    "mean_image": "detection",
-    "enhanced_mean_image": "detection",
-    "maximum_projection": "detection",
-    "correlation_map": "detection",
-    "reference_image": "registration",
-}
+SUMMARY_IMAGES = {"mean_image": DETECTION, "enhanced_mean_image": DETECTION, "maximum_projection": DETECTION, "correlation_map": DETECTION, "reference_image": REGISTRATION}
 """Images `summary_image` serves, by the stage group they live in."""
 TRACE_ARRAYS = ("subtracted_fluorescence", "cell_fluorescence", "neuropil_fluorescence", "spikes", "delta_f_over_f")
 """The (n, T) arrays of ``plane_k/extraction`` `roi_trace` reads."""
