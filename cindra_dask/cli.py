@@ -1,4 +1,4 @@
-"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo, export (suite2p, NWB, tracked), report, view.
+"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo, export (suite2p, NWB, tracked), report, view, mcp.
 
 Every user-facing error is printed as ``error: <file or field>: <what is wrong and what to do>``
 (one line per problem, no traceback) with exit code 2.
@@ -85,28 +85,26 @@ class TerminalEvents:
 
 def _show_progress(label: str, future: Any, client: Any, *, terminal: bool, percent_step: int, interval_s: float) -> None:
     """Follow ``future``'s tasks on ``client``'s scheduler until it is done (see `TerminalEvents`)."""
-    from distributed.diagnostics.progressbar import TextProgressBar
+    from cindra_dask.runner.events import follow_progress
 
-    class Progress(TextProgressBar):
-        def __init__(self) -> None:
-            self.next_percent, self.last_line_s = 0, 0.0
-            super().__init__([future], scheduler=client.scheduler.address, interval="100ms" if terminal else "1s", width=30)
+    width = 30
+    lines = {"next_percent": 0, "last_line_s": 0.0}
 
-        def _draw_bar(self, remaining: int, all: int, **kwargs: Any) -> None:  # noqa: A002 - distributed's keyword
-            percent = int(100 * (1 - remaining / all)) if all else 100
-            if terminal:
-                bar = "#" * (self.width * percent // 100)
-                sys.stderr.write(f"\r{label}: [{bar:<{self.width}}] {percent:3d}% | {self.elapsed:.1f} s")
-                sys.stderr.flush()
-            elif percent < 100 and (percent >= self.next_percent or self.elapsed - self.last_line_s >= interval_s):
-                typer.echo(f"{label}: {percent}% of {all} tasks, {self.elapsed:.0f} s", err=True)
-                self.next_percent, self.last_line_s = (percent // percent_step + 1) * percent_step, self.elapsed
+    def update(remaining: int, total: int, elapsed_s: float) -> None:
+        percent = int(100 * (1 - remaining / total)) if total else 100
+        if terminal:
+            bar = "#" * (width * percent // 100)
+            sys.stderr.write(f"\r{label}: [{bar:<{width}}] {percent:3d}% | {elapsed_s:.1f} s")
+            sys.stderr.flush()
+        elif percent < 100 and (percent >= lines["next_percent"] or elapsed_s - lines["last_line_s"] >= interval_s):
+            typer.echo(f"{label}: {percent}% of {total} tasks, {elapsed_s:.0f} s", err=True)
+            lines["next_percent"], lines["last_line_s"] = (percent // percent_step + 1) * percent_step, elapsed_s
 
-        def _draw_stop(self, remaining: int, all: int, status: str, **kwargs: Any) -> None:  # noqa: A002
-            ending = f"100% of {all} tasks in {self.elapsed:.1f} s" if status == "finished" else f"{status} after {self.elapsed:.1f} s"
-            typer.echo(("\r\33[2K" if terminal else "") + f"{label}: {ending}", err=True)
+    def stop(total: int, status: str, elapsed_s: float) -> None:
+        ending = f"100% of {total} tasks in {elapsed_s:.1f} s" if status == "finished" else f"{status} after {elapsed_s:.1f} s"
+        typer.echo(("\r\33[2K" if terminal else "") + f"{label}: {ending}", err=True)
 
-    Progress()
+    follow_progress(future, client, interval="100ms" if terminal else "1s", update=update, stop=stop)
 
 
 SetOption = Annotated[
@@ -124,13 +122,9 @@ def configure(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Write a commented configuration file: every field with its meaning, bounds and default."""
-    from cindra_dask.config import PIPELINE_MODELS, configuration_from_mapping, configuration_template, parse_overrides, unset_fields
+    from cindra_dask.config import write_configuration_file
 
-    if output.exists() and not overwrite:
-        raise CindraError(f"{output}: exists; pass --overwrite to replace it")
-    values = configuration_from_mapping({}, source="defaults", overrides=parse_overrides(set_values or []), model=PIPELINE_MODELS[pipeline.value])
-    output.write_text(configuration_template(pipeline.value, values=values))
-    unset = [line.split(":")[0] for line in unset_fields(values)]
+    unset = [line.split(":")[0] for line in write_configuration_file(output, pipeline_type=pipeline.value, overrides=set_values or [], overwrite=overwrite)]
     todo = f"set {' and '.join(unset)} in it (or with --set), then " if unset else ""
     typer.echo(f"wrote {output}; {todo}run `cindra-dask validate {output}`")
 
@@ -142,35 +136,11 @@ def validate(
     set_values: SetOption = None,
 ) -> None:
     """Preflight: check configuration, movie files, acquisition parameters (and where they come from), output and memory; write nothing."""
-    from cindra_dask.config import SingleRecordingConfiguration, load_configuration, missing_nwb_metadata
-    from cindra_dask.io.acquisition import FILE_METADATA_KINDS
-    from cindra_dask.io.acquisition import summary as acquisition_summary
-    from cindra_dask.pipeline import preflight
+    from cindra_dask.config import load_configuration
+    from cindra_dask.runner.validation import describe_preflight
 
-    configuration = load_configuration(config, overrides=set_values or ())
-    if not isinstance(configuration, SingleRecordingConfiguration):
-        from cindra_dask.pipeline import preflight_multi_recording
-
-        context = preflight_multi_recording(configuration)
-        typer.echo(f"{config}: multi-recording configuration is valid; {len(context.recordings)} recordings are ready for discover and extract")
-        return
-    context = preflight(configuration)
-    plan = context.plan
-    requested = configuration.file_io.input_format.value
-    dataset = getattr(plan.files[0], "dataset", None)
-    found = f"{len(plan.files)} {plan.reader.label} files" + (f" (dataset '{dataset}')" if dataset else "")
-    typer.echo(
-        f"{config}: OK — {found} (input_format {requested}{': found ' + plan.reader.input_format if requested == 'auto' else ''}), {plan.frames_per_plane} frames × {len(plan.virtual_planes)} planes × {plan.channel_number} channels "
-        f"of {plan.files[0].page_shape[0]}×{plan.frame_width} {plan.dtype}; chunks of {plan.chunk_frames} frames; store {context.store.path}"
-    )
-    record = context.acquisition_record
-    verb = "inferred from" if record.used.kind in FILE_METADATA_KINDS else "from"
-    typer.echo(f"acquisition: {acquisition_summary(record.parameters)} — {verb} {record.used.describe()}")
-    for note in context.notes:
-        typer.echo(f"note: {note}")
-    missing = missing_nwb_metadata(configuration.metadata)
-    if missing:
-        typer.echo(f"note: {', '.join(missing)} not set; processing does not need them, `cindra-dask export nwb` does (set them in the metadata section)")
+    for line in describe_preflight(load_configuration(config, overrides=set_values or ()), source=str(config)).lines:
+        typer.echo(line)
 
 
 @app.command()
@@ -187,22 +157,12 @@ def run(
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
 ) -> None:
     """Run the pipeline; complete phases with an unchanged configuration are skipped (resume)."""
-    from cindra_dask.config import SingleRecordingConfiguration, load_configuration
-    from cindra_dask.pipeline import run_multi_recording, run_single_recording
+    from cindra_dask.config import cluster_overrides, load_configuration
+    from cindra_dask.pipeline import run_configuration
 
-    overrides = list(set_values or [])
-    if workers is not None:
-        overrides.append(f"cluster.workers={workers}")
-    if scheduler_address is not None:
-        overrides.append(f"cluster.scheduler_address={scheduler_address}")
-    configuration = load_configuration(config, overrides=overrides)
+    configuration = load_configuration(config, overrides=[*(set_values or []), *cluster_overrides(workers=workers, scheduler_address=scheduler_address)])
     events = TerminalEvents(progress_bars=configuration.runtime.display_progress_bars and not no_progress)
-    if isinstance(configuration, SingleRecordingConfiguration):
-        if target_recording is not None:
-            raise CindraError("--target-recording applies to multi-recording configurations only")
-        report = run_single_recording(configuration, phases=phase, target_plane=target_plane, force=force, events=events)
-    else:
-        report = run_multi_recording(configuration, phases=phase, target_recording=target_recording, force=force, events=events)
+    report = run_configuration(configuration, phases=phase, target_plane=target_plane, target_recording=target_recording, force=force, events=events)
     typer.echo(f"results: {report.store_path}")
 
 
@@ -261,12 +221,11 @@ def demo(
 ) -> None:
     """Simulate a small recording, run the whole pipeline on a LocalCluster and score it against the truth."""
     from cindra_dask.config import ClusterSettings, FileIOSettings, RuntimeSettings, SingleRecordingConfiguration, save_configuration
-    from cindra_dask.evaluate import score_recording
     from cindra_dask.export.report import write_report
     from cindra_dask.pipeline import run_single_recording
-    from cindra_dask.runner.status import plane_roi_counts
-    from cindra_dask.simulate import SimulationParameters, load_ground_truth, write_recording
-    from cindra_dask.store import RecordingStore, plane_indices
+    from cindra_dask.runner.status import store_summary
+    from cindra_dask.simulate import SimulationParameters, write_recording
+    from cindra_dask.simulate.files import GROUND_TRUTH_FILE_NAME
 
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="cindra-dask-demo-"))
     data_path = directory / "data" / "demo_recording"
@@ -275,7 +234,7 @@ def demo(
         f"demo: {frames} frames of {size}×{size} px at {parameters.plane_frame_rate_hz:g} Hz ({frames / parameters.plane_frame_rate_hz:.0f} s) with {parameters.cell_count} simulated cells, "
         f"on {workers} local worker{'s' if workers != 1 else ''}; it ends with the accuracy against the simulator's truth and the paths of the results"
     )
-    if not (data_path / "ground_truth.npz").exists():
+    if not (data_path / GROUND_TRUTH_FILE_NAME).exists():
         typer.echo(f"simulating into {data_path} ...")
         write_recording(parameters, data_path)
     configuration = SingleRecordingConfiguration(
@@ -288,9 +247,8 @@ def demo(
     started = time.time()
     report = run_single_recording(configuration, events=TerminalEvents(progress_bars=not no_progress))
     elapsed = time.time() - started
-    store = RecordingStore(report.store_path)
-    counts = [plane_roi_counts(store, plane) for plane in plane_indices(store)]
-    scores = score_recording(report.store_path, load_ground_truth(data_path / "ground_truth.npz"))
+    summary = store_summary(report.store_path, ground_truth=data_path / GROUND_TRUTH_FILE_NAME)
+    counts, scores = list(summary.counts.values()), summary.scores[0]
     qc_report = write_report(report.store_path)
     typer.echo(f"\nfound {sum(count.rois or 0 for count in counts)} ROIs, {sum(count.cells or 0 for count in counts)} classified as cells, in {elapsed:.1f} s")
     typer.echo("accuracy against the simulator's ground truth:")
@@ -480,6 +438,23 @@ def report(
     from cindra_dask.export.report import write_report
 
     typer.echo(f"wrote {write_report(store, output)}")
+
+
+@app.command("mcp")
+@user_errors
+def mcp_command(
+    root: Annotated[Optional[list[Path]], typer.Option("--root", help="A folder the tools may read and write (repeatable; default: the current folder).")] = None,
+    read_only_root: Annotated[Optional[list[Path]], typer.Option("--read-only-root", help="A folder the tools may only read, e.g. the movie files (repeatable).")] = None,
+    http: Annotated[Optional[str], typer.Option("--http", help="Serve streamable HTTP at HOST:PORT (or PORT, on 127.0.0.1) instead of standard input/output.")] = None,
+) -> None:
+    """Serve the pipeline as Model Context Protocol tools for AI agents (needs the 'mcp' extra): configure, validate, run in the background, status, results, exports."""
+    try:
+        from cindra_dask.mcp.server import serve
+    except ModuleNotFoundError as error:
+        raise CindraError(f"cindra-dask mcp needs the MCP SDK ({error.name} is missing): pip install 'cindra-dask[mcp]'") from error
+    from cindra_dask.mcp.roots import PathRoots
+
+    serve(roots=PathRoots.of(writable=tuple(root or [Path.cwd()]), read_only=tuple(read_only_root or [])), http=http)
 
 
 def main() -> None:

@@ -979,6 +979,22 @@ def configuration_template(pipeline_type: Literal["single-recording", "multi-rec
     return "\n".join(header + body) + "\n"
 
 
+def write_configuration_file(path: Path | str, *, pipeline_type: Literal["single-recording", "multi-recording"], overrides: list[str] | tuple[str, ...], overwrite: bool) -> list[str]:
+    """Write the commented template (`configuration_template`) of ``pipeline_type`` with ``section.field=value``
+    overrides to ``path``; the `unset_fields` lines of what a run still needs. Refuses an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ConfigurationError(f"{path}: exists; pass --overwrite to replace it")
+    values = configuration_from_mapping({}, source="defaults", overrides=parse_overrides(overrides), model=PIPELINE_MODELS[pipeline_type])
+    path.write_text(configuration_template(pipeline_type, values=values))
+    return unset_fields(values)
+
+
+def cluster_overrides(*, workers: int | None, scheduler_address: str | None) -> list[str]:
+    """``--set`` overrides of ``cluster.workers`` and ``cluster.scheduler_address`` (None: not overridden)."""
+    return [*([f"cluster.workers={workers}"] if workers is not None else []), *([f"cluster.scheduler_address={scheduler_address}"] if scheduler_address is not None else [])]
+
+
 def section_hash(configuration: Section, sections: tuple[str, ...], *, extra: Any = None) -> str:
     """SHA-256 (hex, 16 chars) of the named sections' values plus ``extra``: a phase's identity."""
     dumped = configuration.model_dump(mode="json")

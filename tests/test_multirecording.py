@@ -313,6 +313,37 @@ def test_export_writes_one_table_of_tracked_cells(tracked_sessions: TrackedSessi
         export_tracked_traces(tracked_sessions.configuration, output_path=tracked_sessions.root / "export", trace_name="dff")
 
 
+def test_the_mcp_tool_reads_the_tracked_cells_the_export_writes(tracked_sessions: TrackedSessions) -> None:
+    """`cindra-dask mcp`'s tracked_cells (in-process client) gives the exported table's ids, confidences and ROIs, paged."""
+    pytest.importorskip("mcp")
+    import anyio
+    import zarr
+    from mcp import Client
+
+    from cindra_dask.config import save_configuration
+    from cindra_dask.mcp.roots import PathRoots
+    from cindra_dask.mcp.server import build_server
+
+    root = tracked_sessions.root
+    config_path = save_configuration(tracked_sessions.configuration, root / "multi.yaml")
+    exported = export_tracked_traces(tracked_sessions.configuration, output_path=root / "export_for_mcp")
+    group = zarr.open_group(str(exported.zarr_path), mode="r")
+
+    async def read() -> tuple[Any, Any]:
+        async with Client(build_server(roots=PathRoots.of(writable=(root,), read_only=()))) as client:
+            whole = await client.call_tool("tracked_cells", {"path": str(config_path)})
+            page = await client.call_tool("tracked_cells", {"path": "multi.yaml", "start": 1, "stop": 3})
+            return whole.structured_content, page.structured_content
+
+    whole, page = anyio.run(read)
+    assert whole["dataset_name"] == DATASET and whole["track_count"] == exported.track_count == whole["stop"]
+    assert whole["recording_names"] == [store.path.stem for store in tracked_sessions.stores]
+    assert whole["roi_index"] == np.asarray(group["roi_index"][...]).tolist()
+    assert whole["track_confidence"] == np.asarray(group["track_confidence"][...]).astype(np.float64).tolist()
+    assert whole["recording_count"] == np.asarray(group["recording_count"][...]).tolist()
+    assert (page["track_id"], page["roi_index"]) == ([1, 2], whole["roi_index"][1:3])
+
+
 def test_template_extraction_spans_planes_with_their_own_frames(tmp_path: Path) -> None:
     """Graph vs kernel on a two-plane canvas: each template is read from its plane's registered frames
     (shifted to plane coordinates, trimmed to the combined frame count), odd frame and ROI chunks."""

@@ -610,7 +610,7 @@ def _add_plane(nwbfile: Any, ophys: Any, store: RecordingStore, plane: int, *, d
     for index in range(rois.count):
         ypix, xpix, lam = rois.roi(index)
         plane_segmentation.add_roi(id=index, pixel_mask=list(zip(xpix.astype(np.uint32).tolist(), ypix.astype(np.uint32).tolist(), lam.astype(np.float32).tolist())))
-    for name, description, values in _roi_columns(store, plane, roi_count):
+    for name, description, values in roi_columns(store, plane, roi_count):
         plane_segmentation.add_column(name=name, description=description, data=values)
     region = plane_segmentation.create_roi_table_region(region=list(range(roi_count)), description=f"Every ROI of plane {plane}.")
 
@@ -636,7 +636,7 @@ def _add_plane(nwbfile: Any, ophys: Any, store: RecordingStore, plane: int, *, d
     return roi_count
 
 
-def _roi_columns(store: RecordingStore, plane: int, roi_count: int) -> list[tuple[str, str, np.ndarray]]:
+def roi_columns(store: RecordingStore, plane: int, roi_count: int) -> list[tuple[str, str, np.ndarray]]:
     """(name, description, (n, ...) values) of the segmentation table's extra columns."""
     extraction, rois_group = stage_path(plane, EXTRACTION), stage_path(plane, ROIS)
     columns: list[tuple[str, str, np.ndarray]] = []

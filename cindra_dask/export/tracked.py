@@ -56,24 +56,36 @@ class TrackedTracesExport(NamedTuple):
     track_count: int
 
 
-def export_tracked_traces(configuration: MultiRecordingConfiguration, *, output_path: Path | str, trace_name: str = "subtracted_fluorescence") -> TrackedTracesExport:
-    """Write every tracked cell's trace in every recording, and its ROI in each, to one table.
+class TrackedCells(NamedTuple):
+    """The tracked cells of a dataset, one row per track id (m rows, N recordings), as `tracked_cells` reads them.
 
-    Parameters
+    Attributes
     ----------
-    configuration : the multi-recording configuration whose ``extract`` phase is complete.
-    output_path : folder receiving ``<dataset>_tracked.zarr`` and ``<dataset>_tracks.csv`` (created).
-    trace_name : one of ``cell_fluorescence``, ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes``.
+    dataset_name : the tracking dataset.
+    recording_names : N short names, in the configuration's order.
+    recording_paths : the N recording stores.
+    track_confidence : (m,) f4, `cindra_dask.multirecording.tracking` confidence.
+    recording_count : (m,) i4, recordings in which the cell was detected and selected.
+    roi_index : (m, N) i8, per recording, the cell's ROI in ``combined/rois`` (−1: not detected there).
+    """
+
+    dataset_name: str
+    recording_names: list[str]
+    recording_paths: list[Path]
+    track_confidence: np.ndarray
+    recording_count: np.ndarray
+    roi_index: np.ndarray
+
+
+def tracked_cells(configuration: MultiRecordingConfiguration) -> TrackedCells:
+    """The `TrackedCells` of ``configuration``'s dataset, from every recording's ``multi_recording/<dataset>/``.
 
     Raises
     ------
-    InputError : an unknown ``trace_name``, or a recording without complete ``discover`` and ``extract``.
+    InputError : a recording without complete ``discover`` and ``extract``.
     """
-    if trace_name not in TRACE_NAMES:
-        raise InputError(f"trace_name: {trace_name!r} is not one of {', '.join(TRACE_NAMES)}")
     dataset_name = configuration.recording_io.dataset_name
     paths = [Path(path).expanduser() for path in configuration.recording_io.recording_directories]
-    names = recording_names(paths)
     stores = [RecordingStore(path) for path in paths]
     root = multi_recording_path(dataset_name)
     missing = []
@@ -88,14 +100,40 @@ def export_tracked_traces(configuration: MultiRecordingConfiguration, *, output_
     confidence = np.zeros(track_count, np.float32)
     recording_count = np.zeros(track_count, np.int32)
     roi_index = np.full((track_count, len(stores)), -1, np.int64)
-    traces = {}
-    for column, (name, store) in enumerate(zip(names, stores)):
+    for column, store in enumerate(stores):
         template_ids = store.read(f"{root}/{TEMPLATES}/{TEMPLATE_TRACK_ID}")
         confidence[template_ids] = store.read(f"{root}/{TEMPLATES}/{TRACK_CONFIDENCE}")
         recording_count[template_ids] = store.read(f"{root}/{TEMPLATES}/{RECORDING_COUNT}")
         track_ids = store.read(f"{root}/{ROIS}/{TRACK_ID}")
         tracked = track_ids >= 0
         roi_index[track_ids[tracked], column] = store.read(f"{root}/{ROIS}/{SOURCE_ROI_INDEX}")[tracked]
+    return TrackedCells(dataset_name, recording_names(paths), paths, confidence, recording_count, roi_index)
+
+
+def export_tracked_traces(configuration: MultiRecordingConfiguration, *, output_path: Path | str, trace_name: str = "subtracted_fluorescence") -> TrackedTracesExport:
+    """Write every tracked cell's trace in every recording, and its ROI in each (`tracked_cells`), to one table.
+
+    Parameters
+    ----------
+    configuration : the multi-recording configuration whose ``extract`` phase is complete.
+    output_path : folder receiving ``<dataset>_tracked.zarr`` and ``<dataset>_tracks.csv`` (created).
+    trace_name : one of ``cell_fluorescence``, ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes``.
+
+    Raises
+    ------
+    InputError : an unknown ``trace_name``, or a recording without complete ``discover`` and ``extract``.
+    """
+    if trace_name not in TRACE_NAMES:
+        raise InputError(f"trace_name: {trace_name!r} is not one of {', '.join(TRACE_NAMES)}")
+    cells = tracked_cells(configuration)
+    dataset_name, names, paths = cells.dataset_name, cells.recording_names, cells.recording_paths
+    confidence, recording_count, roi_index = cells.track_confidence, cells.recording_count, cells.roi_index
+    track_count = len(confidence)
+    root = multi_recording_path(dataset_name)
+    traces = {}
+    for name, path in zip(names, paths):
+        store = RecordingStore(path)
+        template_ids = store.read(f"{root}/{TEMPLATES}/{TEMPLATE_TRACK_ID}")
         values = store.read(f"{root}/{EXTRACTION}/{trace_name}")
         ordered = np.empty_like(values)
         ordered[template_ids] = values

@@ -1,16 +1,17 @@
-"""What a store holds, as lines for people: its lock, each step's state, hash and timing, ROIs and cells, the indicator tau, every array."""
+"""What a store holds, as `StoreState` and as lines for people (its lock, each step's state, hash and timing, ROIs and cells,
+the indicator tau, every array), and its `StoreSummary` (counts and, on simulated data, accuracy)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from cindra_dask.errors import OutputError
 from cindra_dask.runner.single import SINGLE_RECORDING_STEPS
-from cindra_dask.store import EXTRACTION, ROIS, RecordingStore, array_shape, lock_is_stale, plane_indices, plane_path, stage_path
+from cindra_dask.store import EXTRACTION, ROIS, RecordingStore, array_shape, lock_is_stale, open_existing_store, plane_indices, plane_path, stage_path
 
 
 class RoiCounts(NamedTuple):
@@ -56,36 +57,130 @@ def indicator_tau_line(store: RecordingStore, plane: int) -> str | None:
     )
 
 
-def store_status(path: Path | str) -> list[str]:
-    """Human-readable lines: the lock (`lock_line`), each step's state, hash and timing, each plane's ROI
-    and cell counts and configured vs estimated indicator tau (`indicator_tau_line`), then every array's shape."""
+class StepState(NamedTuple):
+    """One step of a store: its record key, ``state`` ("not run", "complete" or "incomplete") and, when run, its record's hash and times."""
+
+    key: str
+    state: str
+    config_hash: str | None
+    started: str | None
+    finished: str | None
+    duration_s: float | None
+
+
+class PlaneState(NamedTuple):
+    """One plane of a store: its `RoiCounts` and the `indicator_tau_line` (None: none yet)."""
+
+    plane: int
+    counts: RoiCounts
+    indicator_tau: str | None
+
+
+class ArrayState(NamedTuple):
+    """One array of a store, from its ``zarr.json``."""
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: str
+    chunks: tuple[int, ...]
+
+
+class StoreState(NamedTuple):
+    """What `store_state` read: the lock (`lock_line`), every step, every plane, every array and the damaged nodes."""
+
+    path: Path
+    lock: str | None
+    steps: tuple[StepState, ...]
+    planes: tuple[PlaneState, ...]
+    arrays: tuple[ArrayState, ...]
+    damaged_nodes: tuple[str, ...]
+
+
+def store_state(path: Path | str) -> StoreState:
+    """The `StoreState` of the store at ``path``: the single-recording steps in order (per plane), then any other record."""
     store = RecordingStore(path)
     if not store.exists:
         raise OutputError(f"{path}: not a cindra-dask store (no zarr.json)")
-    lines = [f"store: {store.path}"]
-    if (lock := lock_line(store)) is not None:
-        lines.append(lock)
     records = store.phase_records()
     planes = [plane["index"] for plane in store.attributes().get("planes", [])]
     per_plane = [step for step in SINGLE_RECORDING_STEPS if step.per_plane]
     keys = ["ingest", *(step.key(plane) for plane in planes for step in per_plane), "combine"]
+    steps = []
     for key in keys + sorted(set(records) - set(keys)):
         record = records.get(key)
         if record is None:
-            lines.append(f"step {key:<24} not run")
-        elif record.complete:
-            lines.append(f"step {key:<24} complete    hash {record.config_hash}  {record.duration_s:.1f} s  finished {record.finished}")
+            steps.append(StepState(key, "not run", None, None, None, None))
         else:
-            lines.append(f"step {key:<24} INCOMPLETE  hash {record.config_hash}  started {record.started} (interrupted or running; a rerun redoes it)")
-    for plane in plane_indices(store):
-        counts = plane_roi_counts(store, plane)
-        if counts.rois is not None:
-            lines.append(f"plane {plane}: {counts.rois} ROIs" + (f", {counts.cells} classified as cells" if counts.cells is not None else " (not classified yet)"))
-        if (line := indicator_tau_line(store, plane)) is not None:
-            lines.append(f"plane {plane} {line}")
+            steps.append(StepState(key, "complete" if record.complete else "incomplete", record.config_hash, record.started, record.finished, record.duration_s))
+    arrays = []
     for array_path in store.array_paths():
-        metadata = json.loads((store.path / array_path / "zarr.json").read_text())
-        lines.append(f"  {array_path:<40} shape {tuple(metadata['shape'])}  {metadata['data_type']}  chunks {tuple(metadata['chunk_grid']['configuration']['chunk_shape'])}")
-    for node_path in store.damaged_nodes():
+        try:
+            metadata = json.loads((store.path / array_path / "zarr.json").read_text())
+        except FileNotFoundError:  # removed since it was listed (a running step rewriting its outputs)
+            continue
+        arrays.append(ArrayState(array_path, tuple(metadata["shape"]), str(metadata["data_type"]), tuple(metadata["chunk_grid"]["configuration"]["chunk_shape"])))
+    plane_states = tuple(PlaneState(plane, plane_roi_counts(store, plane), indicator_tau_line(store, plane)) for plane in plane_indices(store))
+    return StoreState(store.path, lock_line(store), tuple(steps), plane_states, tuple(arrays), tuple(store.damaged_nodes()))
+
+
+def store_status(path: Path | str) -> list[str]:
+    """Human-readable lines of `store_state`: the lock, each step's state, hash and timing, each plane's ROI
+    and cell counts and configured vs estimated indicator tau, then every array's shape."""
+    state = store_state(path)
+    lines = [f"store: {state.path}"]
+    if state.lock is not None:
+        lines.append(state.lock)
+    for step in state.steps:
+        if step.state == "not run":
+            lines.append(f"step {step.key:<24} not run")
+        elif step.state == "complete":
+            lines.append(f"step {step.key:<24} complete    hash {step.config_hash}  {step.duration_s:.1f} s  finished {step.finished}")
+        else:
+            lines.append(f"step {step.key:<24} INCOMPLETE  hash {step.config_hash}  started {step.started} (interrupted or running; a rerun redoes it)")
+    for plane in state.planes:
+        counts = plane.counts
+        if counts.rois is not None:
+            lines.append(f"plane {plane.plane}: {counts.rois} ROIs" + (f", {counts.cells} classified as cells" if counts.cells is not None else " (not classified yet)"))
+        if plane.indicator_tau is not None:
+            lines.append(f"plane {plane.plane} {plane.indicator_tau}")
+    for array in state.arrays:
+        lines.append(f"  {array.path:<40} shape {array.shape}  {array.dtype}  chunks {array.chunks}")
+    for node_path in state.damaged_nodes:
         lines.append(f"  {node_path:<40} DAMAGED: zarr.json is not valid JSON; `cindra-dask run` with the same configuration rebuilds it")
     return lines
+
+
+class StoreSummary(NamedTuple):
+    """What `store_summary` found: frames per plane, each plane's `RoiCounts`, and, given the simulator's
+    ground truth, each classified plane's accuracy (plane → `cindra_dask.evaluate.RecordingScores`)."""
+
+    path: Path
+    frames_per_plane: int | None
+    counts: dict[int, RoiCounts]
+    ground_truth: Path | None
+    scores: dict[int, Any]
+
+
+def recorded_ground_truth(path: Path | str) -> Path | None:
+    """The simulator's ``ground_truth.npz`` in ``file_io.data_path`` of the store's recorded configuration; None when there is none."""
+    from cindra_dask.simulate.files import GROUND_TRUTH_FILE_NAME
+
+    data_path = open_existing_store(path).recorded_configuration().file_io.data_path
+    truth_path = Path(data_path).expanduser() / GROUND_TRUTH_FILE_NAME if data_path is not None else None
+    return truth_path if truth_path is not None and truth_path.is_file() else None
+
+
+def store_summary(path: Path | str, *, ground_truth: Path | None) -> StoreSummary:
+    """Frames, planes, ROI and cell counts of a store and, given ``ground_truth`` (the simulator's file,
+    e.g. `recorded_ground_truth`), `cindra_dask.evaluate.score_recording` of every classified plane it covers."""
+    store = open_existing_store(path)
+    counts = {plane: plane_roi_counts(store, plane) for plane in plane_indices(store)}
+    frames = store.attributes().get("frames_per_plane")
+    scores: dict[int, Any] = {}
+    if ground_truth is not None:
+        from cindra_dask.evaluate import score_recording
+        from cindra_dask.simulate import load_ground_truth
+
+        truth = load_ground_truth(ground_truth)
+        scores = {plane: score_recording(store.path, truth, plane=plane) for plane, count in counts.items() if count.cells is not None and plane < truth.parameters.plane_count}
+    return StoreSummary(store.path, int(frames) if frames is not None else None, counts, ground_truth if scores else None, scores)
