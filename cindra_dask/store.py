@@ -92,7 +92,12 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     consistency), ``accepted`` (K,) bool, all dims (roi,) (a component is a row); ``temporal`` (K, T)
     f4 (the activity C refitted over the field) and ``raw_traces`` (K, T) f4 (C plus each
     component's share of the residual), dims (roi, t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
-    ``background_temporal`` (nb, T) f4 dims (component, t). Group attrs ``patch_count``,
+    ``background_temporal`` (nb, T) f4 dims (component, t). With ``method: cnmf_e`` nb = 0 and the
+    ring-model background is stored instead (B_p(t) = b0_p + Σ_q W_pq (Y_q(t) − (A·C)_q(t) − b0_q)):
+    ``background_mean`` (Ly, Lx) f4 dims (y, x) b0 (0 outside the valid crop), and W as a CSR matrix
+    over the Ly·Lx frame pixels (row-major): ``ring_weight_offsets`` (Ly·Lx + 1,) i8 dims
+    (pixel_boundary,) (row p's entries are [offsets[p], offsets[p+1])), ``ring_weight_pixels`` (Σ,)
+    i4 and ``ring_weights`` (Σ,) f4 dims (ring_entry,). Group attrs ``patch_count``,
     ``merged_group_count``, ``event_frames``.
 ``plane_k/extraction/``
     ``cell_fluorescence``, ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes`` (n, T)
@@ -233,6 +238,10 @@ ARRAY_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "raw_traces": TRACE_DIMENSIONS,
     "background_spatial": ("component", "y", "x"),
     "background_temporal": ("component", "t"),
+    "background_mean": IMAGE_DIMENSIONS,
+    "ring_weight_offsets": ("pixel_boundary",),
+    "ring_weight_pixels": ("ring_entry",),
+    "ring_weights": ("ring_entry",),
     # extraction
     "cell_fluorescence": TRACE_DIMENSIONS,
     "neuropil_fluorescence": TRACE_DIMENSIONS,
