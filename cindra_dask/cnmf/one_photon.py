@@ -7,7 +7,7 @@ its mean power spectral density over the upper half of the frequencies (CaImAn's
 its peak-to-noise ratio (PNR) is max_t / σ; its local correlation the mean Pearson r with its 8
 neighbours of the filtered data with samples below 3σ set to 0. Repeatedly, the pixel of largest
 correlation × PNR among those above ``min_corr`` and ``min_pnr`` is a seed: its filtered trace c is
-the activity, its footprint the non-negative coefficient of c when the raw data of the ``gSiz``
+the activity (no other seed within a quarter window of it), its footprint the non-negative coefficient of c when the raw data of the ``gSiz``
 window are regressed on c, a local background course and a constant; the filtered component is
 subtracted and both images are updated around it.
 
@@ -34,6 +34,8 @@ ACTIVE_NOISE_MULTIPLE = 3.0
 """Samples of the filtered data below this many σ count as 0 in the correlation image (CaImAn: 3)."""
 BACKGROUND_CORRELATION = 0.3
 """Pixels of a seed's window whose filtered trace correlates below this with the seed's are its local background (CaImAn's ``max_corr_bg``)."""
+_SOLVE_BATCH = 128
+"""Pixels whose ring regressions are solved in one batched call (memory 8·batch·n² bytes for n ring pixels)."""
 _RIDGE = 1e-6
 """Ridge of each ring regression, relative to the mean variance on the ring (keeps the solve defined on flat data)."""
 
@@ -168,7 +170,6 @@ def correlation_pnr_components(
     noise = spectral_noise(filtered)
     correlation, pnr = local_correlation(filtered, noise), peak_to_noise(filtered, noise)
     searched = np.zeros((height, width), bool)
-    radius = (max(1, int(round(gaussian_sigma_px[0]))), max(1, int(round(gaussian_sigma_px[1]))))
     spatial = np.zeros((component_count, height, width), np.float32)
     temporal = np.zeros((component_count, frame_count), np.float32)
     centers = np.zeros((component_count, 2), np.int64)
@@ -178,7 +179,7 @@ def correlation_pnr_components(
         y, x = np.unravel_index(int(np.argmax(score)), score.shape)
         if not np.isfinite(score[y, x]):
             break
-        searched[max(y - radius[0], 0) : y + radius[0] + 1, max(x - radius[1], 0) : x + radius[1] + 1] = True
+        searched[max(y - half[0] // 2, 0) : y + half[0] // 2 + 1, max(x - half[1] // 2, 0) : x + half[1] // 2 + 1] = True
         rows, columns = slice(max(y - half[0], 0), min(y + half[0] + 1, height)), slice(max(x - half[1], 0), min(x + half[1] + 1, width))
         trace = filtered[:, y, x].copy()
         footprint = _seed_component(raw[:, rows, columns].reshape(frame_count, -1), filtered[:, rows, columns].reshape(frame_count, -1), trace)
@@ -224,24 +225,25 @@ def ring_model(residual: np.ndarray, *, frame_shape: tuple[int, int], radius_px:
     covariance = centred.T @ centred
     height, width = frame_shape
     offsets = ring_offsets(radius_px=radius_px)
-    indptr, indices, weights = [0], [], []
-    for pixel in range(height * width):
-        y, x = divmod(pixel, width)
-        rows, columns = y + offsets[:, 0], x + offsets[:, 1]
-        inside = (rows >= 0) & (rows < height) & (columns >= 0) & (columns < width)
-        ring = rows[inside] * width + columns[inside]
-        if ring.size:
-            gram = covariance[np.ix_(ring, ring)]
-            ridge = _RIDGE * max(float(np.trace(gram)) / ring.size, _EPSILON)
-            solution = np.linalg.solve(gram + ridge * np.eye(ring.size), covariance[ring, pixel])
-            order = np.argsort(ring)
-            indices.append(ring[order])
-            weights.append(solution[order])
-        indptr.append(indptr[-1] + int(ring.size))
-    matrix = csr_matrix(
-        (np.concatenate(weights).astype(np.float32) if weights else np.zeros(0, np.float32), np.concatenate(indices) if indices else np.zeros(0, np.int64), np.array(indptr)),
-        shape=(height * width, height * width),
-    )
+    rows, columns = np.divmod(np.arange(height * width), width)
+    ring_rows, ring_columns = rows[:, None] + offsets[:, 0], columns[:, None] + offsets[:, 1]
+    inside = (ring_rows >= 0) & (ring_rows < height) & (ring_columns >= 0) & (ring_columns < width)
+    neighbours = np.where(inside, ring_rows * width + ring_columns, 0)
+    weights = np.zeros(inside.shape)
+    for first in range(0, height * width, _SOLVE_BATCH):  # batched solves, the ring's outside entries as identity rows
+        batch = slice(first, min(first + _SOLVE_BATCH, height * width))
+        ring, mask = neighbours[batch], inside[batch]
+        gram = covariance[ring[:, :, None], ring[:, None, :]] * (mask[:, :, None] & mask[:, None, :])
+        ridge = _RIDGE * np.maximum(np.einsum("bii->b", gram) / np.maximum(mask.sum(axis=1), 1), _EPSILON)
+        gram += np.eye(offsets.shape[0])[None] * np.where(mask, ridge[:, None], 1.0)[:, :, None]
+        target = covariance[ring, np.arange(batch.start, batch.stop)[:, None]] * mask
+        weights[batch] = np.linalg.solve(gram, target[:, :, None])[:, :, 0] * mask
+    order = np.argsort(np.where(inside, neighbours, np.iinfo(np.int64).max), axis=1)
+    counts = inside.sum(axis=1)
+    kept = np.arange(offsets.shape[0])[None, :] < counts[:, None]
+    indices = np.take_along_axis(neighbours, order, axis=1)[kept]
+    values = np.take_along_axis(weights, order, axis=1)[kept]
+    matrix = csr_matrix((values.astype(np.float32), indices, np.concatenate([[0], np.cumsum(counts)])), shape=(height * width, height * width))
     return RingBackground(matrix, mean.astype(np.float32))
 
 

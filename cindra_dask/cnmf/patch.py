@@ -121,7 +121,7 @@ def fit_patch(
 
 RING_ROUNDS = 2
 """Ring-model estimates in a CNMF-E patch: after the initialisation (then refinement and merging)
-and after that refinement (then refinement again), as CaImAn's ``compute_W`` runs twice."""
+and after that refinement (then refinement again; the patch's background), as CaImAn's ``compute_W`` runs twice."""
 
 
 def fit_patch_one_photon(
@@ -138,8 +138,8 @@ def fit_patch_one_photon(
     support_dilation_px: int,
 ) -> PatchComponents:
     """CNMF-E of one patch: `correlation_pnr_components`, then `RING_ROUNDS` times the ring background of
-    the data less the cells, HALS refinement of the cells on the data less that background (merging
-    after the first); the traces C + YrA on the data less the last background.
+    the data less the cells and HALS refinement of the cells on the data less that background (merging
+    after the first); the traces C + YrA on the data less the last background, which is returned.
 
     Parameters
     ----------
@@ -175,9 +175,7 @@ def fit_patch_one_photon(
             if merged_group_count:
                 spatial, temporal = merged.spatial.toarray(), np.maximum(merged.temporal, 0.0)
     cells, activity = _normalised(spatial, temporal)
-    contribution = activity.T @ cells
-    ring = ring_model(frames_2d - contribution, frame_shape=(height, width), radius_px=ring_radius_px)
-    signal = subtract_ring_background(frames_2d, ring=ring, cells=contribution)
+    signal = subtract_ring_background(frames_2d, ring=ring, cells=activity.T @ cells)
     traces = unexplained_traces(data_projection=cells @ signal.T, spatial_gram=cells @ cells.T, temporal=activity)
     return PatchComponents(
         cells.reshape(-1, height, width).astype(np.float32),
