@@ -7,7 +7,8 @@ its mean power spectral density over the upper half of the frequencies (CaImAn's
 its peak-to-noise ratio (PNR) is max_t / σ; its local correlation the mean Pearson r with its 8
 neighbours of the filtered data with samples below 3σ set to 0. Repeatedly, the pixel of largest
 correlation × PNR among those above ``min_corr`` and ``min_pnr`` is a seed: its filtered trace c is
-the activity (no other seed within a quarter window of it), its footprint the non-negative coefficient of c when the raw data of the ``gSiz``
+the activity (no other seed within a quarter window of it, none within half a window of the
+patch's edge: overlapping patches, ``stride`` ≥ gSiz / 2, cover those), its footprint the non-negative coefficient of c when the raw data of the ``gSiz``
 window are regressed on c, a local background course and a constant; the filtered component is
 subtracted and both images are updated around it.
 
@@ -169,7 +170,8 @@ def correlation_pnr_components(
     filtered = filter_frames(raw, sigma_px=gaussian_sigma_px, size_px=size)
     noise = spectral_noise(filtered)
     correlation, pnr = local_correlation(filtered, noise), peak_to_noise(filtered, noise)
-    searched = np.zeros((height, width), bool)
+    searched = np.ones((height, width), bool)  # no seed within half a window of the edge, where the filter sees the edge
+    searched[half[0] : height - half[0], half[1] : width - half[1]] = False
     spatial = np.zeros((component_count, height, width), np.float32)
     temporal = np.zeros((component_count, frame_count), np.float32)
     centers = np.zeros((component_count, 2), np.int64)
