@@ -173,6 +173,7 @@ class InputFormat(str, enum.Enum):
     HDF5 = "hdf5"
     NWB = "nwb"
     ZARR = "zarr"
+    AVI = "avi"
 
 
 class FileIOSettings(Section):
@@ -193,6 +194,7 @@ class FileIOSettings(Section):
             "Kind of movie files: 'tiff' (.tif/.tiff, one frame per page), 'scanimage' (ScanImage TIFFs: the acquisition must be in their header), "
             "'bruker' (a PrairieView .xml and the TIFFs it names), 'hdf5' (.h5/.hdf5, one 3-D (frames, height, width) dataset per file), "
             "'nwb' (.nwb files, one TwoPhotonSeries each), 'zarr' (.zarr stores, one 3-D array each), "
+            "'avi' (a UCLA Miniscope V3/V4 folder: msCam1.avi… or 0.avi… with timestamp.dat / timeStamps.csv; 8-bit grey frames, the rate from the timestamps), "
             "or 'auto': whichever the folder holds (a Bruker XML wins over its TIFFs; a folder holding two other kinds is refused)."
         ),
     )
