@@ -406,6 +406,18 @@ class SourceExtractionSettings(Section):
         return {"min_SNR": self.min_SNR, "rval_thr": self.rval_thr, "SNR_lowest": self.SNR_lowest, "rval_lowest": self.rval_lowest}
 
 
+CNMF_E_PRESET: dict[str, dict[str, Any]] = {
+    "source_extraction": {"method": "cnmf_e", "gSig": [2.5, 2.5], "gSiz": [11, 11], "rf": 20, "stride": 12, "K": 10, "min_corr": 0.8, "min_pnr": 8},
+    "one_photon_registration": {"enabled": True},
+    "nonrigid_registration": {"enabled": False},
+}
+"""Configuration sections for one-photon (miniscope) data with cells about 10 px across (the one-photon
+simulator's, `cindra_dask.simulate.one_photon_parameters`): CNMF-E with gSig a quarter of the cell
+diameter and gSiz about the diameter, patches of 40 px overlapping by 12, lower seed thresholds than
+CaImAn's defaults (its demo's 0.8 / 10 band), one-photon registration, rigid only. Merge it into a
+configuration mapping; scale gSig, gSiz, rf and stride with the cell size."""
+
+
 class SignalExtractionSettings(Section):
     """Fluorescence and neuropil extraction."""
 

@@ -160,12 +160,12 @@ def test_a_one_photon_patch_recovers_the_planted_cells(field: OnePhotonField) ->
 # -- a simulated one-photon recording through the pipeline ------------------------------------------------
 
 ONE_PHOTON = {"frame_height": 80, "frame_width": 80, "frame_count": 500, "cell_count": 16, "seed": 7}
-CNMF_E = {"method": "cnmf_e", "gSig": [2.5, 2.5], "gSiz": [11, 11], "rf": 20, "stride": 12, "K": 10, "min_corr": 0.8, "min_pnr": 8}
 
 
 @pytest.fixture(scope="module")
 def one_photon_run(tmp_path_factory: pytest.TempPathFactory, client: Any) -> tuple[Path, Any]:
-    """The one-photon preset (glow ≈ 20× a spike's dF, 8-bit) as a Miniscope V4 folder, through ``method: cnmf_e``."""
+    """The one-photon preset (glow ≈ 20× a spike's dF, 8-bit) as a Miniscope V4 folder, through the `CNMF_E_PRESET` configuration."""
+    from cindra_dask.config import CNMF_E_PRESET
     from cindra_dask.pipeline import run_single_recording
     from cindra_dask.simulate import one_photon_parameters, write_miniscope_recording
     from tests.conftest import single_configuration
@@ -173,10 +173,7 @@ def one_photon_run(tmp_path_factory: pytest.TempPathFactory, client: Any) -> tup
     root = tmp_path_factory.mktemp("cnmf_e")
     parameters = one_photon_parameters(**ONE_PHOTON)
     data = write_miniscope_recording(parameters, root / "miniscope", version="v4", frames_per_file=200)
-    configuration = single_configuration(
-        data, root / "out", main={"tau": parameters.tau_s}, runtime={"max_chunk_memory": "1MiB"}, one_photon_registration={"enabled": True}, nonrigid_registration={"enabled": False},
-        source_extraction=CNMF_E,
-    )
+    configuration = single_configuration(data, root / "out", main={"tau": parameters.tau_s}, runtime={"max_chunk_memory": "1MiB"}, **CNMF_E_PRESET)
     return data, run_single_recording(configuration, client=client)
 
 
