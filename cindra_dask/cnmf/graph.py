@@ -4,10 +4,15 @@ components are written as the plane's ROIs, as sparse detection writes them (so 
 classification, deconvolution, combine, export and tracking run unchanged), and every component with
 its traces and the background under ``plane_k/cnmf/``.
 
+With ``method: cnmf_e`` the patches are CNMF-E fits (`fit_patch_one_photon`); the field's ring
+model takes each pixel's ring weights from the patch whose centre is nearest, and the refit and the
+evaluation run on the whitened data (Y − b0)(I − W)ᵀ, computed chunk by chunk, against the
+whitened footprints (`whitened_footprints`), so the background never exists as a T × pixels array.
+
 Chunking: one task per patch holds that patch's frames (T × (2·rf)² values; CaImAn holds the same);
 the field-wide refit and the evaluation stream the registered frames by their Zarr chunks, one
 task per chunk returning (K, t) projections or per-component sums of a few frames, so no task holds
-the field's movie.
+the field's movie. The field's ring weights (P × ~2π·radius entries) enter the graph once.
 """
 
 from __future__ import annotations
