@@ -209,3 +209,32 @@ def test_cnmf_e_keeps_the_background_as_ring_weights(one_photon_run: tuple[Path,
     assert offsets.shape == (pixel_count + 1,) and offsets[-1] == store.read("plane_0/cnmf/ring_weights").size == store.read("plane_0/cnmf/ring_weight_pixels").size > pixel_count
     pixels = store.read("plane_0/cnmf/ring_weight_pixels")
     assert pixels.min() >= 0 and pixels.max() < pixel_count and store.read("plane_0/cnmf/background_mean").max() > 50
+
+
+def test_cnmf_e_field_of_one_patch_equals_the_patch_kernel(field: OnePhotonField) -> None:
+    from tests.test_cnmf_kernels import _run_field
+
+    options = {"method": "cnmf_e", "K": 10, "gSig": (SIGMA_PX, SIGMA_PX), "gSiz": (WINDOW_PX, WINDOW_PX), "rf": 20, "stride": 6, "min_corr": 0.8, "min_pnr": 8}
+    whole = _run_field(field.frames, **options)
+    patch = fit_patch_one_photon(field.frames, component_count=10, gaussian_sigma_px=(SIGMA_PX, SIGMA_PX), gaussian_size_px=(WINDOW_PX, WINDOW_PX), min_correlation=0.8,
+                                 min_peak_to_noise=8, ring_radius_px=1.5 * WINDOW_PX, merge_threshold=0.8, refinement_rounds=5, support_dilation_px=3)
+    assert whole.patch_count == 1 and whole.merged_group_count == 0 and whole.background_spatial.shape == (0, 1600) and whole.ring is not None
+    assert (whole.ring.weights != patch.ring.weights).nnz == 0 and np.array_equal(whole.ring.mean, patch.ring.mean)
+    np.testing.assert_allclose(whole.spatial.toarray(), patch.spatial.reshape(len(patch.spatial), -1), rtol=1e-5, atol=1e-7)
+    for refitted, fitted in zip(whole.temporal, patch.temporal):
+        assert np.corrcoef(refitted, fitted)[0, 1] >= 0.99
+    assert whole.accepted.all()
+
+
+def test_cnmf_e_overlapping_patches_give_one_component_per_planted_cell(field: OnePhotonField) -> None:
+    """Four 28-px patches (at 0 and 12 on each axis), ring radius 11 px: each cell once, spatial and temporal r ≥ 0.9."""
+    from tests.test_cnmf_kernels import _run_field
+
+    whole = _run_field(field.frames, method="cnmf_e", K=6, gSig=(SIGMA_PX, SIGMA_PX), gSiz=(WINDOW_PX, WINDOW_PX), rf=14, stride=16, min_corr=0.8, min_pnr=8, ring_size_factor=1.0)
+    accepted = np.flatnonzero(whole.accepted)
+    spatial = whole.spatial[accepted].toarray()
+    spatial_r = np.array([[np.corrcoef(truth, found)[0, 1] for found in spatial] for truth in field.footprints])
+    best = spatial_r.argmax(axis=1)
+    temporal_r = np.array([np.corrcoef(field.calcium[index], whole.temporal[accepted[best[index]]])[0, 1] for index in range(len(best))])
+    assert whole.patch_count == 4 and accepted.size == len(CENTERS) and len(set(best)) == len(CENTERS)
+    assert spatial_r.max(axis=1).min() >= 0.9 and temporal_r.min() >= 0.9, (spatial_r.max(axis=1), temporal_r)
