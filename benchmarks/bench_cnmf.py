@@ -71,8 +71,8 @@ def component_scores(rois: Any, accepted: np.ndarray, calcium: np.ndarray, spike
             "trace_r": median(trace_r), "spike_r": median(spike_r)}
 
 
-def run_ours(data: Path, out: Path, *, tau_s: float, cnmf: dict[str, Any], log_dir: Path) -> dict[str, Any]:
-    """``cindra-dask run`` on a YAML file, sampled; scored on the accepted components and on the classified cells."""
+def run_ours(data: Path, out: Path, *, tau_s: float, cnmf: dict[str, Any], log_dir: Path, sections: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``cindra-dask run`` on a YAML file (``cnmf`` into ``source_extraction``, ``method`` cnmf unless it says; ``sections`` added), sampled."""
     import shutil
 
     import yaml
@@ -81,7 +81,7 @@ def run_ours(data: Path, out: Path, *, tau_s: float, cnmf: dict[str, Any], log_d
     out.mkdir(parents=True)
     configuration = {"file_io": {"data_path": str(data), "output_path": str(out)}, "main": {"tau": tau_s}, "source_extraction": {"method": "cnmf", **cnmf},
                      "registration": {"registration_metric_principal_components": 0}, "runtime": {"display_progress_bars": False},
-                     "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard_address": ":0"}}
+                     "cluster": {"workers": 2, "threads_per_worker": 1, "dashboard_address": ":0"}, **(sections or {})}
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(configuration))
     common.ensure_compiled()

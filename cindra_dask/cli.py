@@ -218,30 +218,41 @@ def demo(
     frames: Annotated[int, typer.Option("--frames", help=f"Frames of the simulated recording (README.md's figures are for {README_SIMULATOR_FRAMES}).")] = 1000,
     size: Annotated[int, typer.Option("--size", help="Frame height and width (px).")] = 256,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars or progress lines.")] = False,
+    one_photon: Annotated[
+        bool, typer.Option("--one-photon", help="A one-photon (miniscope) recording instead: UCLA Miniscope V4 AVIs, 20 Hz, glow ≈ 20× a spike's dF, processed with CNMF-E (config.CNMF_E_PRESET).")
+    ] = False,
 ) -> None:
     """Simulate a small recording, run the whole pipeline on a LocalCluster and score it against the truth."""
-    from cindra_dask.config import ClusterSettings, FileIOSettings, RuntimeSettings, SingleRecordingConfiguration, save_configuration
+    from cindra_dask.config import CNMF_E_PRESET, ClusterSettings, FileIOSettings, RuntimeSettings, SingleRecordingConfiguration, save_configuration
     from cindra_dask.export.report import write_report
     from cindra_dask.pipeline import run_single_recording
     from cindra_dask.runner.status import store_summary
-    from cindra_dask.simulate import SimulationParameters, write_recording
+    from cindra_dask.simulate import SimulationParameters, one_photon_parameters, write_miniscope_recording, write_recording
     from cindra_dask.simulate.files import GROUND_TRUTH_FILE_NAME
 
     directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="cindra-dask-demo-"))
-    data_path = directory / "data" / "demo_recording"
-    parameters = SimulationParameters(frame_height=size, frame_width=size, frame_count=frames, cell_count=max(10, size * size // 550), seed=1)
+    data_path = directory / "data" / ("demo_miniscope" if one_photon else "demo_recording")
+    shape = {"frame_height": size, "frame_width": size, "frame_count": frames}
+    if one_photon:
+        parameters = one_photon_parameters(**shape, cell_count=max(10, size * size // 400), seed=1)
+    else:
+        parameters = SimulationParameters(**shape, cell_count=max(10, size * size // 550), seed=1)
     typer.echo(
-        f"demo: {frames} frames of {size}×{size} px at {parameters.plane_frame_rate_hz:g} Hz ({frames / parameters.plane_frame_rate_hz:.0f} s) with {parameters.cell_count} simulated cells, "
+        f"demo: {'one-photon, ' if one_photon else ''}{frames} frames of {size}×{size} px at {parameters.plane_frame_rate_hz:g} Hz ({frames / parameters.plane_frame_rate_hz:.0f} s) with {parameters.cell_count} simulated cells, "
         f"on {workers} local worker{'s' if workers != 1 else ''}; it ends with the accuracy against the simulator's truth and the paths of the results"
     )
     if not (data_path / GROUND_TRUTH_FILE_NAME).exists():
         typer.echo(f"simulating into {data_path} ...")
-        write_recording(parameters, data_path)
+        if one_photon:
+            write_miniscope_recording(parameters, data_path)
+        else:
+            write_recording(parameters, data_path)
     configuration = SingleRecordingConfiguration(
         runtime=RuntimeSettings(display_progress_bars=not no_progress),
         main={"tau": parameters.tau_s},
         file_io=FileIOSettings(data_path=data_path, output_path=directory / "results"),
         cluster=ClusterSettings(workers=workers, dashboard_address=":0"),
+        **(CNMF_E_PRESET if one_photon else {}),
     )
     config_path = save_configuration(configuration, directory / "demo_configuration.yaml")
     started = time.time()
@@ -255,7 +266,7 @@ def demo(
     typer.echo(f"  registration: rigid offsets {scores.rigid_offset_rms_px:.3f} px RMS; residual displacement field {scores.displacement_rms_px:.3f} px RMS")
     typer.echo(f"  detection: F1 {scores.detection_f1:.3f} (precision {scores.detection_precision:.3f}, recall {scores.detection_recall:.3f}) against active somata")
     typer.echo(f"  extraction: median trace r {scores.trace_correlation:.3f}, median spike r {scores.spike_correlation:.3f} over {scores.matched_cells} matched cells")
-    if frames < README_SIMULATOR_FRAMES:
+    if frames < README_SIMULATOR_FRAMES and not one_photon:
         typer.echo(f"  README.md's simulator figures are for {README_SIMULATOR_FRAMES} frames; with {frames} detection finds fewer of the quieter cells (`--frames {README_SIMULATOR_FRAMES}` takes about twice as long)")
     typer.echo(
         "  on your own data: these figures come from our simulator; on data we did not generate detection finds fewer quiet cells"

@@ -208,6 +208,7 @@ class InputFormat(str, enum.Enum):
     HDF5 = "hdf5"
     NWB = "nwb"
     ZARR = "zarr"
+    AVI = "avi"
 
 
 class FileIOSettings(Section):
@@ -228,6 +229,7 @@ class FileIOSettings(Section):
             "Kind of movie files: 'tiff' (.tif/.tiff, one frame per page), 'scanimage' (ScanImage TIFFs: the acquisition must be in their header), "
             "'bruker' (a PrairieView .xml and the TIFFs it names), 'hdf5' (.h5/.hdf5, one 3-D (frames, height, width) dataset per file), "
             "'nwb' (.nwb files, one TwoPhotonSeries each), 'zarr' (.zarr stores, one 3-D array each), "
+            "'avi' (a UCLA Miniscope V3/V4 folder: msCam1.avi… or 0.avi… with timestamp.dat / timeStamps.csv; 8-bit grey frames, the rate from the timestamps), "
             "or 'auto': whichever the folder holds (a Bruker XML wins over its TIFFs; a folder holding two other kinds is refused)."
         ),
     )
@@ -362,10 +364,11 @@ class ROIDetectionSettings(Section):
 
 
 class SourceExtractionMethod(str, enum.Enum):
-    """How sources are found: cindra's sparse detection or CaImAn's CNMF."""
+    """How sources are found: cindra's sparse detection, CaImAn's CNMF (two-photon) or CNMF-E (one-photon)."""
 
     SPARSE = "sparse"
     CNMF = "cnmf"
+    CNMF_E = "cnmf_e"
 
 
 class SourceExtractionSettings(Section):
@@ -375,10 +378,15 @@ class SourceExtractionSettings(Section):
     movie as footprints × activity + a low-rank background (CaImAn's greedy initialisation, HALS
     refinement, merging), merges the patches' components on the client, refits the activity over
     the whole field and keeps the components CaImAn's evaluation accepts; its ROIs then go through
-    the same extraction, classification and deconvolution as sparse detection's.
+    the same extraction, classification and deconvolution as sparse detection's. ``cnmf_e`` (one-photon,
+    microendoscopic data) runs the same graph with CNMF-E's initialisation from the correlation ×
+    peak-to-noise image (``min_corr``, ``min_pnr``) and the ring-model background
+    (``ring_size_factor``) instead of the ``nb`` low-rank one (``nb`` is then unused).
     """
 
-    method: SourceExtractionMethod = Field(default=SourceExtractionMethod.SPARSE, description="sparse (cindra's detection) or cnmf (CaImAn's CNMF on patches).")
+    method: SourceExtractionMethod = Field(
+        default=SourceExtractionMethod.SPARSE, description="sparse (cindra's detection), cnmf (CaImAn's CNMF on patches, two-photon) or cnmf_e (CaImAn's CNMF-E on patches, one-photon)."
+    )
     K: int = Field(default=4, ge=1, le=1000, description="Components initialised per patch (CaImAn's demo value for patches; its whole-field default is 30).")
     gSig: tuple[float, float] = Field(default=(4.0, 4.0), description="Expected half-size (radius) of a cell, (y, x) px: the Gaussian of the greedy initialisation.")
     gSiz: tuple[int, int] | None = Field(default=None, description="Window of the initialisation kernel and of a first footprint, (y, x) px; None: 2·gSig + 1.")
@@ -395,6 +403,15 @@ class SourceExtractionSettings(Section):
     rval_lowest: float = Field(default=-1.0, ge=-1, le=1, description="A component whose r is below this is rejected whatever its SNR.")
     footprint_threshold: float = Field(
         default=0.1, ge=0, lt=1, description="ROI mask of a footprint: its pixels above this fraction of its maximum (CaImAn's maxthr of threshold_components)."
+    )
+    min_corr: float = Field(
+        default=0.85, ge=-1, le=1, description="cnmf_e: a seed pixel's mean correlation with its 8 neighbours (filtered data, samples < 3 σ zeroed) must exceed this (unitless; CaImAn's default 0.85)."
+    )
+    min_pnr: float = Field(
+        default=20.0, ge=0, le=1000, description="cnmf_e: a seed pixel's peak-to-noise ratio, max of the filtered trace / its noise σ, must exceed this (unitless; CaImAn's default 20)."
+    )
+    ring_size_factor: float = Field(
+        default=1.5, gt=0, le=10, description="cnmf_e: radius of the background ring around each pixel, in units of gSiz (radius = ring_size_factor · gSiz px; CaImAn's default 1.5)."
     )
 
     def window_px(self) -> tuple[int, int]:
@@ -414,9 +431,36 @@ class SourceExtractionSettings(Section):
             "initialization_iterations": self.nIter,
         }
 
+    def one_photon_patch_options(self) -> dict[str, Any]:
+        """Keyword options of `cindra_dask.cnmf.patch.fit_patch_one_photon`."""
+        window = self.window_px()
+        return {
+            "component_count": self.K,
+            "gaussian_sigma_px": tuple(self.gSig),
+            "gaussian_size_px": window,
+            "min_correlation": self.min_corr,
+            "min_peak_to_noise": self.min_pnr,
+            "ring_radius_px": self.ring_size_factor * (2 * (window[0] // 2) + 1),
+            "merge_threshold": self.merge_thr,
+            "refinement_rounds": self.maxIter,
+            "support_dilation_px": self.bSiz,
+        }
+
     def acceptance_options(self) -> dict[str, float]:
         """Keyword options of `cindra_dask.cnmf.evaluation.accepted_components`."""
         return {"min_SNR": self.min_SNR, "rval_thr": self.rval_thr, "SNR_lowest": self.SNR_lowest, "rval_lowest": self.rval_lowest}
+
+
+CNMF_E_PRESET: dict[str, dict[str, Any]] = {
+    "source_extraction": {"method": "cnmf_e", "gSig": [2.5, 2.5], "gSiz": [11, 11], "rf": 20, "stride": 12, "K": 10, "min_corr": 0.8, "min_pnr": 8},
+    "one_photon_registration": {"enabled": True},
+    "nonrigid_registration": {"enabled": False},
+}
+"""Configuration sections for one-photon (miniscope) data with cells about 10 px across (the one-photon
+simulator's, `cindra_dask.simulate.one_photon_parameters`): CNMF-E with gSig a quarter of the cell
+diameter and gSiz about the diameter, patches of 40 px overlapping by 12, lower seed thresholds than
+CaImAn's defaults (its demo's 0.8 / 10 band), one-photon registration, rigid only. Merge it into a
+configuration mapping; scale gSig, gSiz, rf and stride with the cell size."""
 
 
 class SignalExtractionSettings(Section):
@@ -617,7 +661,7 @@ class SingleRecordingConfiguration(Section):
     one_photon_registration: OnePhotonRegistrationSettings = Field(default_factory=OnePhotonRegistrationSettings, description="One-photon pre-filtering.")
     nonrigid_registration: NonrigidRegistrationSettings = Field(default_factory=NonrigidRegistrationSettings, description="Nonrigid registration.")
     roi_detection: ROIDetectionSettings = Field(default_factory=ROIDetectionSettings, description="ROI detection.")
-    source_extraction: SourceExtractionSettings = Field(default_factory=SourceExtractionSettings, description="Sparse detection or CNMF.")
+    source_extraction: SourceExtractionSettings = Field(default_factory=SourceExtractionSettings, description="Sparse detection, CNMF or CNMF-E.")
     signal_extraction: SignalExtractionSettings = Field(default_factory=SignalExtractionSettings, description="Signal extraction.")
     spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")

@@ -35,16 +35,17 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``ingest``, ``registration/plane_k``, ``detection/plane_k`` or ``cnmf/plane_k``, ``extraction/plane_k``, ``combine``
     and ``multi_recording/<dataset>/{discover, extract}``), ``removed_intermediates`` (group →
     UTC time of `cindra-dask clean`); the input: ``input_format`` (``tiff`` | ``bruker`` | ``hdf5``
-    | ``nwb`` | ``zarr``; absent in stores ingested before HDF5 input: TIFF; ScanImage TIFFs are
+    | ``nwb`` | ``zarr`` | ``avi``; absent in stores ingested before HDF5 input: TIFF; ScanImage TIFFs are
     ``tiff``) with the files, by `INPUT_FILE_KINDS`: ``tiff_directory``, ``tiff_files`` (names,
     ingest order: natural order, or a Bruker XML's acquisition order); ``hdf5_directory``,
     ``hdf5_files``, ``hdf5_dataset`` (for NWB the series' data path, e.g.
     ``acquisition/TwoPhotonSeries/data``, frames stored (T, x, y)); or ``zarr_directory``,
     ``zarr_files`` (store names), ``zarr_dataset`` (the array's path, "" for a store that is the
-    array); a store re-ingested from another kind holds the other kinds' keys as null.
+    array); or ``avi_directory``, ``avi_files`` (Miniscope AVI names, natural order), ``avi_dataset``
+    (""); a store re-ingested from another kind holds the other kinds' keys as null.
     ``acquisition_source`` (absent in stores ingested before it): where the acquisition came from and
     what was read, ``kind`` (``configuration`` | ``parameters_file`` | ``scanimage`` | ``bruker`` |
-    ``nwb``), ``file`` (the file read, null for the configuration), ``detail`` (e.g. ``SI 2016+,
+    ``nwb`` | ``miniscope``), ``file`` (the file read, null for the configuration), ``detail`` (e.g. ``SI 2016+,
     Software/Artist tags``), ``parameters`` (the acquisition it gives), ``read`` (the raw header/XML
     values behind them, e.g. ``SI.hRoiManager.scanFrameRate``, ``RoiGroups.imagingRoiGroup.rois``,
     ``fly_to_lines``, ``framePeriod``, ``micronsPerPixel``), ``metadata`` (the movie files' own
@@ -92,7 +93,12 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     consistency), ``accepted`` (K,) bool, all dims (roi,) (a component is a row); ``temporal`` (K, T)
     f4 (the activity C refitted over the field) and ``raw_traces`` (K, T) f4 (C plus each
     component's share of the residual), dims (roi, t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
-    ``background_temporal`` (nb, T) f4 dims (component, t). Group attrs ``patch_count``,
+    ``background_temporal`` (nb, T) f4 dims (component, t). With ``method: cnmf_e`` nb = 0 and the
+    ring-model background is stored instead (B_p(t) = b0_p + Σ_q W_pq (Y_q(t) − (A·C)_q(t) − b0_q)):
+    ``background_mean`` (Ly, Lx) f4 dims (y, x) b0 (0 outside the valid crop), and W as a CSR matrix
+    over the Ly·Lx frame pixels (row-major): ``ring_weight_offsets`` (Ly·Lx + 1,) i8 dims
+    (pixel_boundary,) (row p's entries are [offsets[p], offsets[p+1])), ``ring_weight_pixels`` (Σ,)
+    i4 and ``ring_weights`` (Σ,) f4 dims (ring_entry,). Group attrs ``patch_count``,
     ``merged_group_count``, ``event_frames``.
 ``plane_k/extraction/``
     ``cell_fluorescence``, ``neuropil_fluorescence``, ``subtracted_fluorescence``, ``spikes`` (n, T)
@@ -193,7 +199,7 @@ EXTRACTION = "extraction"
 COMBINED = "combined"
 MULTI_RECORDING = "multi_recording"
 ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
-INPUT_FILE_KINDS = {"tiff": "tiff", "bruker": "tiff", "hdf5": "hdf5", "nwb": "hdf5", "zarr": "zarr"}
+INPUT_FILE_KINDS = {"tiff": "tiff", "bruker": "tiff", "hdf5": "hdf5", "nwb": "hdf5", "zarr": "zarr", "avi": "avi"}
 """By ``input_format``: the prefix of the root attributes listing the input files (``<prefix>_directory``, ``<prefix>_files``, ``<prefix>_dataset``)."""
 
 
@@ -235,6 +241,10 @@ ARRAY_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "raw_traces": TRACE_DIMENSIONS,
     "background_spatial": ("component", "y", "x"),
     "background_temporal": ("component", "t"),
+    "background_mean": IMAGE_DIMENSIONS,
+    "ring_weight_offsets": ("pixel_boundary",),
+    "ring_weight_pixels": ("ring_entry",),
+    "ring_weights": ("ring_entry",),
     # extraction
     "cell_fluorescence": TRACE_DIMENSIONS,
     "neuropil_fluorescence": TRACE_DIMENSIONS,
@@ -831,7 +841,7 @@ def open_input_zarr(path: Path | str) -> Any:
 
 
 def input_file_attributes(input_format: str) -> str:
-    """The prefix of the root attributes that list a store's input files (see the module docstring): ``tiff``, ``hdf5`` or ``zarr``."""
+    """The prefix of the root attributes that list a store's input files (see the module docstring): ``tiff``, ``hdf5``, ``zarr`` or ``avi``."""
     return INPUT_FILE_KINDS.get(input_format, "tiff")
 
 

@@ -191,7 +191,7 @@ def _run_field(frames: np.ndarray, **overrides: object):
     from cindra_dask.cnmf.graph import field_components
     from cindra_dask.config import SourceExtractionSettings
 
-    plan = field_components(da.from_array(frames, chunks=(150, *frames.shape[1:])), settings=SourceExtractionSettings(method="cnmf", **overrides), event_frames=10, label="test")
+    plan = field_components(da.from_array(frames, chunks=(150, *frames.shape[1:])), settings=SourceExtractionSettings(**{"method": "cnmf", **overrides}), event_frames=10, label="test")
     request = next(plan)
     try:
         while True:

@@ -6,4 +6,7 @@ with activity C (K × T), and a non-negative low-rank background b (pixels × nb
 alternating least squares (HALS) from the sufficient statistics of the data (so a graph can stream
 Y by time chunks), ``merging`` joins components that are one cell, ``evaluation`` scores each
 component (trace SNR from event exceptionality, spatial consistency with the raw data).
+``one_photon`` is CNMF-E (Zhou et al. 2018) for one-photon data: the correlation × peak-to-noise
+initialisation and the ring-model background that replaces b·f; ``patch`` fits one patch either way,
+``components`` assembles the field from the patches.
 """

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 from scipy.sparse import csr_matrix, vstack
 
+from cindra_dask.cnmf.one_photon import RingBackground
 from cindra_dask.rois import RaggedRois
 
 
@@ -20,7 +21,7 @@ def embed_footprints(spatial: np.ndarray, *, origin_px: tuple[int, int], frame_s
     count, height, width = spatial.shape
     rows, columns = np.mgrid[origin_px[0] : origin_px[0] + height, origin_px[1] : origin_px[1] + width]
     flat = (rows * frame_shape[1] + columns).ravel()
-    values = spatial.reshape(count, -1)
+    values = spatial.reshape(count, height * width)
     component, pixel = np.nonzero(values)
     return csr_matrix((values[component, pixel].astype(np.float64), (component, flat[pixel])), shape=(count, frame_shape[0] * frame_shape[1]))
 
@@ -47,6 +48,37 @@ def field_background(
         coverage[y : y + height, x : x + width] += 1
         activity += course / mean_course[:, None]
     return (total / np.maximum(coverage, 1)).reshape(background_count, -1), activity / len(spatial)
+
+
+def field_ring_background(rings: Sequence[RingBackground], *, origins_px: Sequence[tuple[int, int]], patch_shapes: Sequence[tuple[int, int]], frame_shape: tuple[int, int]) -> RingBackground:
+    """The field's ring-model background from the patches' (CNMF-E): each pixel keeps the ring weights and
+    mean of the patch whose centre is nearest to it (its ring then lies inside that patch).
+
+    rings : per patch, W (p, p) and b0 (p,) over its (h, w) pixels; origins_px : per patch (y, x); patch_shapes : per patch (h, w).
+    Returns W (H·W, H·W) and b0 (H·W,) of the field.
+    """
+    height, width = frame_shape
+    best = np.full(frame_shape, np.inf)
+    owner = np.full(frame_shape, -1, np.int64)
+    for index, ((y, x), (patch_height, patch_width)) in enumerate(zip(origins_px, patch_shapes)):
+        rows, columns = np.mgrid[y : y + patch_height, x : x + patch_width]
+        distance = np.hypot(rows - (y + (patch_height - 1) / 2), columns - (x + (patch_width - 1) / 2))
+        closer = distance < best[y : y + patch_height, x : x + patch_width]
+        best[y : y + patch_height, x : x + patch_width][closer] = distance[closer]
+        owner[y : y + patch_height, x : x + patch_width][closer] = index
+    mean = np.zeros(height * width, np.float32)
+    row_parts, column_parts, value_parts = [], [], []
+    for index, (ring, (y, x), (patch_height, patch_width)) in enumerate(zip(rings, origins_px, patch_shapes)):
+        local_owned = np.flatnonzero(owner[y : y + patch_height, x : x + patch_width].ravel() == index)
+        local_rows, local_columns = np.divmod(np.arange(patch_height * patch_width), patch_width)
+        to_field = (local_rows + y) * width + local_columns + x
+        mean[to_field[local_owned]] = ring.mean[local_owned]
+        owned = ring.weights[local_owned].tocoo()
+        row_parts.append(to_field[local_owned][owned.row])
+        column_parts.append(to_field[owned.col])
+        value_parts.append(owned.data.astype(np.float32))
+    weights = csr_matrix((np.concatenate(value_parts), (np.concatenate(row_parts), np.concatenate(column_parts))), shape=(height * width, height * width))
+    return RingBackground(weights, mean)
 
 
 def footprint_masks(spatial: csr_matrix, *, frame_shape: tuple[int, int], threshold_fraction: float) -> RaggedRois:

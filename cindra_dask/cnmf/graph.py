@@ -4,10 +4,15 @@ components are written as the plane's ROIs, as sparse detection writes them (so 
 classification, deconvolution, combine, export and tracking run unchanged), and every component with
 its traces and the background under ``plane_k/cnmf/``.
 
+With ``method: cnmf_e`` the patches are CNMF-E fits (`fit_patch_one_photon`); the field's ring
+model takes each pixel's ring weights from the patch whose centre is nearest, and the refit and the
+evaluation run on the whitened data (Y − b0)(I − W)ᵀ, computed chunk by chunk, against the
+whitened footprints (`whitened_footprints`), so the background never exists as a T × pixels array.
+
 Chunking: one task per patch holds that patch's frames (T × (2·rf)² values; CaImAn holds the same);
 the field-wide refit and the evaluation stream the registered frames by their Zarr chunks, one
 task per chunk returning (K, t) projections or per-component sums of a few frames, so no task holds
-the field's movie.
+the field's movie. The field's ring weights (P × ~2π·radius entries) enter the graph once.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import numpy as np
 from scipy.sparse import csr_matrix
 
 from cindra_dask.chunking import chunk_starts, patch_starts
-from cindra_dask.cnmf.components import embed_footprints, field_background, footprint_masks, significant_frame_sums, stack_rows
+from cindra_dask.cnmf.components import embed_footprints, field_background, field_ring_background, footprint_masks, significant_frame_sums, stack_rows
 from cindra_dask.cnmf.evaluation import accepted_components, event_exceptionality_snr, significant_frames, spatial_consistency
 from cindra_dask.cnmf.merging import merge_components
-from cindra_dask.cnmf.patch import fit_patch
+from cindra_dask.cnmf.one_photon import RingBackground, subtract_ring_background, whitened_footprints
+from cindra_dask.cnmf.patch import fit_patch, fit_patch_one_photon
 from cindra_dask.cnmf.updates import project_frames, unexplained_traces, update_temporal
 from cindra_dask.detection.anatomy import DetectionSource
 from cindra_dask.detection.graph import binned_image_sums, detection_images, read_functional_crop, write_detection_outputs
@@ -30,6 +36,7 @@ from cindra_dask.detection.plane import PlaneDetection
 from cindra_dask.detection.stats import curate_rois
 from cindra_dask.rois import RaggedRois
 from cindra_dask.runner.plans import Compute, Request, StepPlan
+from cindra_dask.config import SourceExtractionMethod
 from cindra_dask.store import CNMF, stage_path
 
 if TYPE_CHECKING:
@@ -53,6 +60,7 @@ class FieldComponents(NamedTuple):
     r_values : (K,) spatial consistency.
     accepted : (K,) bool CaImAn's acceptance.
     patch_count : patches fitted; merged_group_count : groups merged across and within patches.
+    ring : the field's ring-model background (``cnmf_e``; nb = 0 then), or None.
     """
 
     spatial: csr_matrix
@@ -65,6 +73,7 @@ class FieldComponents(NamedTuple):
     accepted: np.ndarray
     patch_count: int
     merged_group_count: int
+    ring: RingBackground | None
 
 
 def _frame_blocks(frames: Any) -> list[tuple[int, Any]]:
@@ -86,24 +95,32 @@ def field_components(frames: Any, *, settings: SourceExtractionSettings, event_f
     patch_px = 2 * settings.rf
     origins = [(y, x) for y in patch_starts(length_px=height, patch_px=patch_px, overlap_px=min(settings.stride, patch_px - 1))
                for x in patch_starts(length_px=width, patch_px=patch_px, overlap_px=min(settings.stride, patch_px - 1))]
-    options = settings.patch_fit_options()
-    fits = [dask.delayed(fit_patch, pure=True)(frames[:, y : y + patch_px, x : x + patch_px], **options) for y, x in origins]
+    one_photon = settings.method is SourceExtractionMethod.CNMF_E
+    fit, options = (fit_patch_one_photon, settings.one_photon_patch_options()) if one_photon else (fit_patch, settings.patch_fit_options())
+    fits = [dask.delayed(fit, pure=True)(frames[:, y : y + patch_px, x : x + patch_px], **options) for y, x in origins]
     patches = yield Compute(fits, f"CNMF patches ({label})")
 
     shape = (height, width)
     spatial = stack_rows([embed_footprints(patch.spatial, origin_px=origin, frame_shape=shape) for patch, origin in zip(patches, origins)])
     raw = np.vstack([patch.raw_traces for patch in patches]).astype(np.float64)
     merged = merge_components(spatial=spatial, temporal=raw, correlation_threshold=settings.merge_thr)
-    background_count = settings.nb
-    if background_count:
-        background_spatial, background_temporal = field_background(
-            [patch.background_spatial for patch in patches], [patch.background_temporal for patch in patches], origins_px=origins, frame_shape=shape
-        )
-    else:
-        background_spatial, background_temporal = np.zeros((0, height * width)), np.zeros((0, frame_count))
-    stacked = stack_rows([merged.spatial, csr_matrix(background_spatial)])
-    shared = dask.delayed(stacked, pure=True)
     blocks = _frame_blocks(frames)
+    if one_photon:
+        ring = field_ring_background([patch.ring for patch in patches], origins_px=origins, patch_shapes=[patch.spatial.shape[1:] for patch in patches], frame_shape=shape)
+        shared_ring = dask.delayed(ring, pure=True)
+        blocks = [(first, dask.delayed(subtract_ring_background, pure=True)(block, ring=shared_ring, cells=None)) for first, block in blocks]
+        background_spatial, background_temporal = np.zeros((0, height * width)), np.zeros((0, frame_count))
+        stacked = whitened_footprints(merged.spatial, ring=ring)
+    else:
+        ring = None
+        if settings.nb:
+            background_spatial, background_temporal = field_background(
+                [patch.background_spatial for patch in patches], [patch.background_temporal for patch in patches], origins_px=origins, frame_shape=shape
+            )
+        else:
+            background_spatial, background_temporal = np.zeros((0, height * width)), np.zeros((0, frame_count))
+        stacked = stack_rows([merged.spatial, csr_matrix(background_spatial)])
+    shared = dask.delayed(stacked, pure=True)
     projections = yield Compute([dask.delayed(project_frames, pure=True)(block, shared) for _, block in blocks], f"CNMF field-wide projections ({label})")
     projection = np.hstack(projections)
     gram = (stacked @ stacked.T).toarray()
@@ -138,6 +155,7 @@ def field_components(frames: Any, *, settings: SourceExtractionSettings, event_f
         accepted,
         len(origins),
         merged.merged_group_count,
+        ring,
     )
 
 
@@ -199,6 +217,12 @@ def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
     _write_components(store, plane=plane, components=components, crop=((y_start, y_stop), (x_start, x_stop)), frame_shape=(height, width), event_frames=event_frames)
 
 
+def _frame_pixels(flat: np.ndarray, *, crop_origin: tuple[int, int], crop_width: int, frame_width: int) -> np.ndarray:
+    """(n,) int64 row-major frame indices of row-major pixel indices of a crop whose top-left pixel is ``crop_origin`` (y, x)."""
+    rows, columns = np.divmod(np.asarray(flat, np.int64), crop_width)
+    return (rows + crop_origin[0]) * frame_width + columns + crop_origin[1]
+
+
 def _write_components(store: Any, *, plane: int, components: FieldComponents, crop: tuple[tuple[int, int], tuple[int, int]], frame_shape: tuple[int, int], event_frames: int) -> None:
     """Every component's footprint, scores and traces, and the background, under ``plane_k/cnmf/``."""
     (y_start, y_stop), (x_start, x_stop) = crop
@@ -217,4 +241,15 @@ def _write_components(store: Any, *, plane: int, components: FieldComponents, cr
     background[:, y_start:y_stop, x_start:x_stop] = components.background_spatial.reshape(-1, y_stop - y_start, x_stop - x_start)
     store.write_array(f"{group}/background_spatial", background)
     store.write_array(f"{group}/background_temporal", components.background_temporal.astype(np.float32))
+    if components.ring is not None:
+        crop_width = x_stop - x_start
+        weights = components.ring.weights.tocsr()
+        counts = np.zeros(frame_shape[0] * frame_shape[1], np.int64)
+        counts[_frame_pixels(np.arange(weights.shape[0]), crop_origin=(y_start, x_start), crop_width=crop_width, frame_width=frame_shape[1])] = np.diff(weights.indptr)
+        store.write_array(f"{group}/ring_weight_offsets", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+        store.write_array(f"{group}/ring_weight_pixels", _frame_pixels(weights.indices, crop_origin=(y_start, x_start), crop_width=crop_width, frame_width=frame_shape[1]).astype(np.int32))
+        store.write_array(f"{group}/ring_weights", weights.data.astype(np.float32))
+        mean = np.zeros(frame_shape, np.float32)
+        mean[y_start:y_stop, x_start:x_stop] = components.ring.mean.reshape(y_stop - y_start, crop_width)
+        store.write_array(f"{group}/background_mean", mean)
     store.update_group_attributes(group, {"patch_count": components.patch_count, "merged_group_count": components.merged_group_count, "event_frames": event_frames})

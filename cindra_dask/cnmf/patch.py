@@ -1,4 +1,7 @@
-"""CNMF of one patch held in memory: greedy initialisation, HALS refinement, merging, HALS again.
+"""CNMF of one patch held in memory: greedy initialisation, HALS refinement, merging, HALS again
+(`fit_patch`, two-photon: low-rank background), or CNMF-E's correlation × PNR initialisation with
+the ring-model background re-estimated around the same refinement and merging
+(`fit_patch_one_photon`).
 
 The patch graph runs this on each (overlapping) patch of the field, on the registered frames of
 that patch; the components of all patches are then merged and refitted over the whole field by
@@ -13,6 +16,7 @@ import numpy as np
 
 from cindra_dask.cnmf.initialization import greedy_components
 from cindra_dask.cnmf.merging import merge_components
+from cindra_dask.cnmf.one_photon import RingBackground, correlation_pnr_components, ring_model, subtract_ring_background
 from cindra_dask.cnmf.updates import footprint_support, project_frames, unexplained_traces, update_spatial, update_temporal
 
 
@@ -24,8 +28,9 @@ class PatchComponents(NamedTuple):
     spatial : (K, h, w) float32 non-negative footprints (unit L2 norm).
     temporal : (K, T) float32 activity (data units × footprint norm).
     raw_traces : (K, T) float32 activity plus each component's share of the residual (CaImAn's C + YrA).
-    background_spatial : (nb, h, w) float32; background_temporal : (nb, T) float32.
+    background_spatial : (nb, h, w) float32; background_temporal : (nb, T) float32 (nb = 0 with the ring model).
     merged_group_count : groups merged after the first refinement.
+    ring : the ring-model background of the patch (CNMF-E), or None (low-rank background).
     """
 
     spatial: np.ndarray
@@ -34,6 +39,7 @@ class PatchComponents(NamedTuple):
     background_spatial: np.ndarray
     background_temporal: np.ndarray
     merged_group_count: int
+    ring: RingBackground | None = None
 
 
 def _refine(frames_2d: np.ndarray, spatial: np.ndarray, temporal: np.ndarray, support: np.ndarray, *, rounds: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,4 +116,73 @@ def fit_patch(
         spatial[cell_count:].reshape(background_count, height, width).astype(np.float32),
         temporal[cell_count:].astype(np.float32),
         merged.merged_group_count,
+    )
+
+
+RING_ROUNDS = 2
+"""Ring-model estimates in a CNMF-E patch: after the initialisation (then refinement and merging)
+and after that refinement (then refinement again; the patch's background), as CaImAn's ``compute_W`` runs twice."""
+
+
+def fit_patch_one_photon(
+    frames: np.ndarray,
+    *,
+    component_count: int,
+    gaussian_sigma_px: tuple[float, float],
+    gaussian_size_px: tuple[int, int],
+    min_correlation: float,
+    min_peak_to_noise: float,
+    ring_radius_px: float,
+    merge_threshold: float,
+    refinement_rounds: int,
+    support_dilation_px: int,
+) -> PatchComponents:
+    """CNMF-E of one patch: `correlation_pnr_components`, then `RING_ROUNDS` times the ring background of
+    the data less the cells and HALS refinement of the cells on the data less that background (merging
+    after the first); the traces C + YrA on the data less the last background, which is returned.
+
+    Parameters
+    ----------
+    frames : (T, h, w) registered frames of the patch (memory: T·h·w + (h·w)² values for the ring's covariance).
+    component_count, gaussian_sigma_px, gaussian_size_px, min_correlation, min_peak_to_noise :
+        see `cindra_dask.cnmf.one_photon.correlation_pnr_components` (``K``, ``gSig``, ``gSiz``, ``min_corr``, ``min_pnr``).
+    ring_radius_px : ring radius of the background model, px (``ring_size_factor`` · gSiz).
+    merge_threshold, refinement_rounds, support_dilation_px : as `fit_patch` (``merge_thr``, ``maxIter``, ``bSiz``).
+    """
+    frame_count, height, width = frames.shape
+    frames_2d = np.asarray(frames, np.float64).reshape(frame_count, -1)
+    initial = correlation_pnr_components(
+        frames,
+        component_count=component_count,
+        gaussian_sigma_px=gaussian_sigma_px,
+        gaussian_size_px=gaussian_size_px,
+        min_correlation=min_correlation,
+        min_peak_to_noise=min_peak_to_noise,
+    )
+    spatial = initial.spatial.reshape(initial.spatial.shape[0], height * width).astype(np.float64)
+    temporal = initial.temporal.astype(np.float64)
+    merged_group_count = 0
+    for ring_round in range(RING_ROUNDS):
+        cells = temporal.T @ spatial
+        ring = ring_model(frames_2d - cells, frame_shape=(height, width), radius_px=ring_radius_px)
+        signal = subtract_ring_background(frames_2d, ring=ring, cells=cells)
+        support = footprint_support(spatial.reshape(-1, height, width), dilation_px=support_dilation_px).reshape(spatial.shape[0], height * width)
+        spatial, temporal = _refine(signal, spatial, temporal, support, rounds=refinement_rounds)
+        if ring_round == 0 and spatial.shape[0]:
+            traces = unexplained_traces(data_projection=spatial @ signal.T, spatial_gram=spatial @ spatial.T, temporal=temporal)
+            merged = merge_components(spatial=spatial, temporal=traces, correlation_threshold=merge_threshold)
+            merged_group_count = merged.merged_group_count
+            if merged_group_count:
+                spatial, temporal = merged.spatial.toarray(), np.maximum(merged.temporal, 0.0)
+    cells, activity = _normalised(spatial, temporal)
+    signal = subtract_ring_background(frames_2d, ring=ring, cells=activity.T @ cells)
+    traces = unexplained_traces(data_projection=cells @ signal.T, spatial_gram=cells @ cells.T, temporal=activity)
+    return PatchComponents(
+        cells.reshape(-1, height, width).astype(np.float32),
+        activity.astype(np.float32),
+        traces.astype(np.float32),
+        np.zeros((0, height, width), np.float32),
+        np.zeros((0, frame_count), np.float32),
+        merged_group_count,
+        ring,
     )

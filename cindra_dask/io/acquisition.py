@@ -2,7 +2,8 @@
 
 Precedence: the configuration's ``acquisition`` section, else ``cindra_parameters.json`` (the
 explicit sources), else what the movie files describe (a ScanImage TIFF header:
-``io/scanimage.py``; a PrairieView XML: ``io/bruker.py``; an NWB TwoPhotonSeries: ``io/nwb.py``).
+``io/scanimage.py``; a PrairieView XML: ``io/bruker.py``; an NWB TwoPhotonSeries: ``io/nwb.py``;
+Miniscope AVIs' frame timestamps: ``io/miniscope.py``).
 The files' metadata are read whenever the format has them, so that, beside an explicit source, every
 field where the two differ is reported (the explicit source is used). The record of what was used
 and read is kept in the store's root attributes (``acquisition_source``, see ``cindra_dask.store``).
@@ -22,7 +23,8 @@ PARAMETERS_FILE = "parameters_file"
 SCANIMAGE = "scanimage"
 BRUKER = "bruker"
 NWB = "nwb"
-FILE_METADATA_KINDS = (SCANIMAGE, BRUKER, NWB)
+MINISCOPE = "miniscope"
+FILE_METADATA_KINDS = (SCANIMAGE, BRUKER, NWB, MINISCOPE)
 """Kinds of source that are the movie files' own metadata (inferred, not given)."""
 FRAME_RATE_TOLERANCE = 1e-3
 """Relative difference of two frame rates reported as a disagreement."""
@@ -35,7 +37,7 @@ class AcquisitionSource(NamedTuple):
 
     Attributes
     ----------
-    kind : ``configuration``, ``parameters_file`` (``cindra_parameters.json``), ``scanimage``, ``bruker`` or ``nwb``.
+    kind : ``configuration``, ``parameters_file`` (``cindra_parameters.json``), ``scanimage``, ``bruker``, ``nwb`` or ``miniscope`` (AVI timestamps).
     path : the file read (None for the configuration).
     parameters : the parameters it gives.
     read : the raw values behind them (JSON-able), e.g. ``{"SI.hRoiManager.scanFrameRate": 30.0}``.
@@ -57,6 +59,7 @@ class AcquisitionSource(NamedTuple):
             SCANIMAGE: f"the ScanImage header{detail} of {self.path}",
             BRUKER: f"the PrairieView XML{detail} {self.path}",
             NWB: f"the NWB TwoPhotonSeries{detail} of {self.path}",
+            MINISCOPE: f"the Miniscope frame timestamps {self.path}",
         }[self.kind]
 
     def attributes(self) -> dict[str, Any]:
@@ -131,7 +134,7 @@ def settle_acquisition(explicit: AcquisitionSource | None, metadata: Acquisition
         raise InputError(*metadata_problems)
     if metadata is None:
         raise InputError(
-            f"{directory}: no {ACQUISITION_FILE_NAME} found (searched recursively) and the {label} files carry no acquisition metadata (ScanImage header, PrairieView XML, NWB rate); "
+            f"{directory}: no {ACQUISITION_FILE_NAME} found (searched recursively) and the {label} files carry no acquisition metadata (ScanImage header, PrairieView XML, NWB rate, Miniscope timestamps); "
             "write one beside the movie files (frame_rate, plane_number, channel_number) or add an 'acquisition' section to the configuration"
         )
     return AcquisitionRecord(metadata, None, ())

@@ -2,7 +2,8 @@
 
 ``auto`` takes whichever kind the folder holds: a PrairieView XML (``io/bruker.py``; its TIFFs are
 its frames), else TIFFs (``io/tiff.py``, ScanImage headers read by ``io/scanimage.py``), HDF5
-files (``io/hdf5.py``), NWB files (``io/nwb.py``) or Zarr stores (``io/zarr_movie.py``); a folder
+files (``io/hdf5.py``), NWB files (``io/nwb.py``), Zarr stores (``io/zarr_movie.py``) or UCLA
+Miniscope AVIs with their timestamps (``io/miniscope.py``); a folder
 holding two of these kinds is refused, since mixing them in one frame sequence is almost certainly
 a mistake. Every kind becomes the same :class:`IngestPlan`, read by the format's
 :class:`FrameReader`; the acquisition in force is settled by ``io/acquisition.py``.
@@ -18,6 +19,7 @@ from cindra_dask.errors import InputError
 from cindra_dask.io.acquisition import AcquisitionRecord, AcquisitionSource, settle_acquisition
 from cindra_dask.io.bruker import BRUKER_READER, find_prairie_xml, prairie_acquisition, prairie_files, read_prairie_xml
 from cindra_dask.io.hdf5 import HDF5_READER, HDF5_SUFFIXES, inspect_hdf5
+from cindra_dask.io.miniscope import AVI_READER, AVI_SUFFIXES, check_timestamps, inspect_avi, miniscope_acquisition, read_timestamps
 from cindra_dask.io.nwb import NWB_READER, NWB_SUFFIXES, inspect_nwb, nwb_acquisition
 from cindra_dask.io.scanimage import scanimage_acquisition
 from cindra_dask.io.tiff import TIFF_READER, TIFF_SUFFIXES, FrameReader, discover_movie_files, inspect_tiff, is_movie_candidate
@@ -30,8 +32,11 @@ READERS: dict[InputFormat, FrameReader] = {
     InputFormat.HDF5: HDF5_READER,
     InputFormat.NWB: NWB_READER,
     InputFormat.ZARR: ZARR_READER,
+    InputFormat.AVI: AVI_READER,
 }
-SUFFIXES: dict[InputFormat, tuple[str, ...]] = {InputFormat.TIFF: TIFF_SUFFIXES, InputFormat.HDF5: HDF5_SUFFIXES, InputFormat.NWB: NWB_SUFFIXES, InputFormat.ZARR: ZARR_SUFFIXES}
+SUFFIXES: dict[InputFormat, tuple[str, ...]] = {
+    InputFormat.TIFF: TIFF_SUFFIXES, InputFormat.HDF5: HDF5_SUFFIXES, InputFormat.NWB: NWB_SUFFIXES, InputFormat.ZARR: ZARR_SUFFIXES, InputFormat.AVI: AVI_SUFFIXES,
+}
 """The kinds ``auto`` tells apart by name (a Bruker folder by its XML), in the order they are named in messages."""
 
 
@@ -80,7 +85,7 @@ def resolve_input_format(directory: Path, *, input_format: InputFormat, ignored_
         )
     if not present:
         raise InputError(
-            f"{directory}: no .tif/.tiff files (nor .h5/.hdf5, .nwb, .zarr, or a PrairieView .xml) found (ignored stems: {sorted(ignored) or 'none'}); check file_io.data_path"
+            f"{directory}: no .tif/.tiff files (nor .h5/.hdf5, .nwb, .zarr, .avi, or a PrairieView .xml) found (ignored stems: {sorted(ignored) or 'none'}); check file_io.data_path"
         )
     return present[0]
 
@@ -144,6 +149,16 @@ def inspect_inputs(
         files = [movie.info for movie in movies]
         if movies:
             read_metadata = lambda: nwb_acquisition(movies[0])
+    elif resolved is InputFormat.AVI:
+        files = _inspect_all(discover_movie_files(directory, suffixes=AVI_SUFFIXES, ignored_file_names=ignored_file_names, note=note), inspect_avi, problems)
+        try:
+            timestamps = read_timestamps(directory)
+        except InputError as error:
+            problems.extend(error.problems)
+        else:
+            if not problems:
+                problems.extend(check_timestamps(timestamps, files))
+            read_metadata = lambda: miniscope_acquisition(timestamps)
     else:
         paths = discover_movie_files(directory, suffixes=SUFFIXES[resolved], ignored_file_names=ignored_file_names, note=note)
         inspect = (lambda path: inspect_hdf5(path, dataset=hdf5_dataset)) if resolved is InputFormat.HDF5 else (lambda path: inspect_zarr(path, array=zarr_array))

@@ -79,7 +79,7 @@ class FrameReader(NamedTuple):
 
     Attributes
     ----------
-    input_format : the format's name (``file_io.input_format``: ``tiff``, ``bruker``, ``hdf5``, ``nwb``, ``zarr``).
+    input_format : the format's name (``file_io.input_format``: ``tiff``, ``bruker``, ``hdf5``, ``nwb``, ``zarr``, ``avi``).
     label : how messages call its files (``TIFF``, ``HDF5``, ...).
     unit : what one frame of one plane and channel is called in its files (``pages``, ``frames``).
     read : ``read(plan, global_pages, *, row_start, row_stop)`` → (n, rows, width) array of the

@@ -36,7 +36,7 @@ class Step(NamedTuple):
     per_plane : runs once per processed plane.
     plan : ``"module:function"`` of its plan, ``function(context, *, plane) -> StepPlan`` (imported when it runs).
     force_flag : a ``section.field`` boolean that forces a rerun (cindra's ``repeat_*``).
-    source_extraction : the ``source_extraction.method`` it runs for (None: every method); steps of
+    source_extraction : the ``source_extraction.method`` values it runs for (None: every method); steps of
         other methods are neither run nor chained into the hashes.
     outputs : the groups it writes (``plane_k/<group>`` for ingest, of every plane, and for the
         per-plane steps; extraction also writes ``rois/skewness`` into detection's ``rois``).
@@ -49,7 +49,7 @@ class Step(NamedTuple):
     plan: str
     force_flag: str | None
     outputs: tuple[str, ...]
-    source_extraction: str | None = None
+    source_extraction: tuple[str, ...] | None = None
 
     def key(self, plane: int | None) -> str:
         """Record key of this step (for ``plane`` when per-plane)."""
@@ -80,8 +80,8 @@ SINGLE_RECORDING_STEPS = (
         "registration.repeat_registration",
         (REGISTERED, REGISTRATION),
     ),
-    Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None, (DETECTION, ROIS), "sparse"),
-    Step("cnmf", "process", ("main", "source_extraction", "roi_detection"), True, "cindra_dask.cnmf.graph:plan_cnmf_step", None, (DETECTION, ROIS, CNMF), "cnmf"),
+    Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None, (DETECTION, ROIS), ("sparse",)),
+    Step("cnmf", "process", ("main", "source_extraction", "roi_detection"), True, "cindra_dask.cnmf.graph:plan_cnmf_step", None, (DETECTION, ROIS, CNMF), ("cnmf", "cnmf_e")),
     Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, "cindra_dask.extraction.graph:plan_extraction_step", None, (EXTRACTION, f"{ROIS}/skewness")),
     Step("combine", "combine", (), False, "cindra_dask.combine:plan_combine_step", None, (COMBINED,)),
 )
@@ -93,7 +93,7 @@ DETECTION_DEPENDENT_STEPS = ("detection", "cnmf", "extraction")
 def method_steps(configuration: Configuration) -> tuple[Step, ...]:
     """The steps of `SINGLE_RECORDING_STEPS` that run for the configured ``source_extraction.method``, in order."""
     method = configuration.source_extraction.method.value
-    return tuple(step for step in SINGLE_RECORDING_STEPS if step.source_extraction in (None, method))
+    return tuple(step for step in SINGLE_RECORDING_STEPS if step.source_extraction is None or method in step.source_extraction)
 
 
 def ingest_hash(context: RecordingContext) -> str:

@@ -10,7 +10,8 @@ Modules: ``parameters`` (`SimulationParameters`, `GroundTruth` and the other rec
 static images), ``activity`` (spikes, calcium, neuropil activity; real segments from ``bank``),
 ``motion`` (rigid, nonrigid, bad frames), ``truth`` (one recording's ground truth), ``render``
 (frames from the truth), ``files`` (TIFFs, parameters JSON, ``ground_truth.npz``), ``sessions``
-(several sessions of one field of view). Everything a caller needs is importable from here.
+(several sessions of one field of view), ``miniscope`` (the one-photon preset; UCLA Miniscope AVI
+folders). Everything a caller needs is importable from here.
 
 Scene model (per plane, photons per pixel per frame; ``t`` = plane frame index)::
 
@@ -19,7 +20,7 @@ Scene model (per plane, photons per pixel per frame; ``t`` = plane frame index):
     ideal_t(y, x) = scene_t(y − Dy_t(y, x), x − Dx_t(y, x)),   D_t = rigid_t + nonrigid_t(y, x)
     raw_t(y, x)   = illumination(y, x) · (ideal_t(y, x + b·[y odd]) + bleach_t · sensor_background(y, x))
                     (b = bidirectional offset; the sensor background is fixed to the camera: 1P glow)
-    pixel         = Poisson(raw_t) + Normal(0, read_noise), rounded and clipped to the dtype
+    pixel         = (Poisson(raw_t) + Normal(0, read_noise)) / photons_per_gray_level, rounded and clipped to the dtype
 
 The scene is rendered on a canvas padded by ``scene_padding_px`` on every side, so motion brings
 real (neuropil, background) content into view; resampling is cubic-spline
@@ -82,6 +83,7 @@ from __future__ import annotations
 
 from cindra_dask.simulate.activity import LOWEST_PLANTED_DFF
 from cindra_dask.simulate.files import ACQUISITION_FILE_NAME, GROUND_TRUTH_FILE_NAME, SIMULATED_TIFF_PATTERN, acquisition_parameters, file_page_counts, load_ground_truth, prepare_output_directory, save_ground_truth, write_recording
+from cindra_dask.simulate.miniscope import ONE_PHOTON_PRESET, miniscope_file_name, one_photon_parameters, write_miniscope_recording
 from cindra_dask.simulate.motion import nonrigid_displacement
 from cindra_dask.simulate.parameters import NEUROPIL_MODE_COUNT, GroundTruth, SimulatedRecording, SimulatedSession, SimulationParameters
 from cindra_dask.simulate.render import render_frames, simulate_recording, to_output_dtype
@@ -94,6 +96,7 @@ __all__ = [
     "GroundTruth",
     "LOWEST_PLANTED_DFF",
     "NEUROPIL_MODE_COUNT",
+    "ONE_PHOTON_PRESET",
     "SIMULATED_TIFF_PATTERN",
     "SimulatedRecording",
     "SimulatedSession",
@@ -102,13 +105,16 @@ __all__ = [
     "file_page_counts",
     "generate_ground_truth",
     "load_ground_truth",
+    "miniscope_file_name",
     "nonrigid_displacement",
+    "one_photon_parameters",
     "prepare_output_directory",
     "render_frames",
     "save_ground_truth",
     "simulate_recording",
     "simulate_sessions",
     "to_output_dtype",
+    "write_miniscope_recording",
     "write_recording",
     "write_sessions",
 ]

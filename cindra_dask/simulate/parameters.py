@@ -54,7 +54,8 @@ class SimulationParameters(BaseModel):
     red_photons: float = Field(40.0, ge=0, le=10_000, description="Mean static channel-2 photons per footprint pixel of a labelled cell.")
     red_bleedthrough: float = Field(0.05, ge=0, le=1, description="Fraction of channel-1 photons that bleed into channel 2.")
     file_count: int = Field(3, ge=1, le=100_000, description="TIFF files the pages are spread over (unequal page counts).")
-    dtype: Literal["int16", "uint16"] = Field("int16", description="Integer dtype of the TIFF pages (values clipped to its range).")
+    dtype: Literal["int16", "uint16", "uint8"] = Field("int16", description="Integer dtype of the pages (values clipped to its range; uint8 for 8-bit miniscope AVIs).")
+    photons_per_gray_level: float = Field(1.0, gt=0, le=10_000, description="Photons per output count: pages hold photons / this, rounded (8-bit cameras: tens).")
     seed: int = Field(0, ge=0, description="Seed of every random choice.")
     activity_bank_path: str | None = Field(
         None,

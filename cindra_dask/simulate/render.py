@@ -144,7 +144,7 @@ def volume_chunks(parameters: SimulationParameters, truth: GroundTruth) -> Itera
     step = _chunk_frame_count(parameters)
     for start in range(0, parameters.frame_count, step):
         frames = np.arange(start, min(start + step, parameters.frame_count))
-        planes = [to_output_dtype(renderer.render(frames, motion=True, noise=True), parameters.dtype) for renderer in renderers]
+        planes = [to_output_dtype(renderer.render(frames, motion=True, noise=True) / np.float32(parameters.photons_per_gray_level), parameters.dtype) for renderer in renderers]
         yield start, np.stack(planes).transpose(2, 0, 1, 3, 4)
 
 
