@@ -321,7 +321,9 @@ class ROIDetectionSettings(Section):
         description=(
             "Not in cindra: before detection, the change a small local shift of the mean image explains is fitted per binned frame over boxes of this"
             " side (px) and removed, so motion registration leaves (finer than its blocks, subpixel) does not make the edges of bright somata and vessels"
-            " look active; 0 turns it off, as in cindra. RESULTS"
+            " look active; 0 turns it off, as in cindra. On the 12 scenario presets with the true tau, classified-cell recall rises on 11 and stays on one"
+            " (default 0.868 -> 0.915, dim_quiet 0.183 -> 0.226, strong_neuropil 0.324 -> 0.378, real GCaMP6f dynamics 0.611 -> 0.667) and precision of all"
+            " ROIs rises on all; 100-frame 7 Hz clips of silent somata: 106-122 ROIs -> 1-59 (benchmarks/accuracy/README.md)."
         ),
     )
     maximum_binned_frames: int = Field(default=5000, gt=0, le=1_000_000, description="Cap on the number of temporal bins (sets the bin size for long recordings).")
