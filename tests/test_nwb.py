@@ -182,8 +182,9 @@ def test_dff_in_the_file_is_the_definition_of_the_stored_traces(processed: Proce
                 frame_rate_hz=15.0,
             )
             dff = ophys["DfOverF"][f"DfOverF{suffix}"].data[:].T
-            assert np.isfinite(dff).all() and dff.max() > 0.2  # the simulator's transients are ≥ 0.2 dF/F
-            np.testing.assert_allclose(dff, expected, rtol=1e-5, atol=1e-6)
+            finite_rows = np.isfinite(dff).all(axis=1)  # NaN rows: neuropil subtraction left no positive F0 (the definition's NaN)
+            assert finite_rows.mean() >= 0.9 and np.nanmax(dff) > 0.2, finite_rows  # the simulator's transients are ≥ 0.2 dF/F
+            np.testing.assert_allclose(dff, expected, rtol=1e-5, atol=1e-6)  # NaN where the definition gives NaN
 
 
 def test_nwbinspector_and_pynwb_find_nothing_serious(exported: tuple[Path, Any]) -> None:
