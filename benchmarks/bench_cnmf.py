@@ -71,6 +71,22 @@ def component_scores(rois: Any, accepted: np.ndarray, calcium: np.ndarray, spike
             "trace_r": median(trace_r), "spike_r": median(spike_r)}
 
 
+def stored_component_scores(store: Any, truth: Any, *, tau_s: float, frame_rate_hz: float) -> dict[str, Any]:
+    """`component_scores` of a store's CNMF components: footprints above `FOOTPRINT_THRESHOLD` of their maximum, OASIS on ``cnmf/temporal``."""
+    from cindra_dask.extraction.oasis import deconvolve_oasis
+    from cindra_dask.rois import RaggedRois
+
+    components = store.read_rois("plane_0/cnmf")
+    thresholded = []
+    for index in range(components.count):
+        ypix, xpix, lam = components.roi(index)
+        kept = lam > FOOTPRINT_THRESHOLD * lam.max() if lam.size else np.zeros(0, bool)
+        thresholded.append((ypix[kept], xpix[kept], lam[kept]))
+    temporal = store.read("plane_0/cnmf/temporal")
+    spikes = deconvolve_oasis(temporal, tau_s=tau_s, frame_rate_hz=frame_rate_hz, minimum_spike_noise_multiple=0.0).spikes
+    return component_scores(RaggedRois.from_masks(thresholded), store.read("plane_0/cnmf/accepted"), temporal, spikes, truth)
+
+
 def run_ours(data: Path, out: Path, *, tau_s: float, cnmf: dict[str, Any], log_dir: Path, sections: dict[str, Any] | None = None) -> dict[str, Any]:
     """``cindra-dask run`` on a YAML file (``cnmf`` into ``source_extraction``, ``method`` cnmf unless it says; ``sections`` added), sampled."""
     import shutil
@@ -122,19 +138,9 @@ def measure(name: str, *, processes: int) -> dict[str, Any]:
     peer = run_caiman(data, SCRATCH / "runs" / f"{name}-caiman", tau_s=scenario.true_tau_s, frame_rate_hz=parameters.plane_frame_rate_hz, cnmf=cnmf, processes=processes, log_dir=log_dir)
 
     store = RecordingStore(ours["store"])
-    components = store.read_rois("plane_0/cnmf")
-    thresholded = []
-    for index in range(components.count):
-        ypix, xpix, lam = components.roi(index)
-        kept = lam > FOOTPRINT_THRESHOLD * lam.max() if lam.size else np.zeros(0, bool)
-        thresholded.append((ypix[kept], xpix[kept], lam[kept]))
     from cindra_dask.evaluate import score_recording
-    from cindra_dask.extraction.oasis import deconvolve_oasis
-    from cindra_dask.rois import RaggedRois
 
-    temporal = store.read("plane_0/cnmf/temporal")
-    our_spikes = deconvolve_oasis(temporal, tau_s=scenario.true_tau_s, frame_rate_hz=parameters.plane_frame_rate_hz, minimum_spike_noise_multiple=0.0).spikes
-    ours["components"] = component_scores(RaggedRois.from_masks(thresholded), store.read("plane_0/cnmf/accepted"), temporal, our_spikes, truth)
+    ours["components"] = stored_component_scores(store, truth, tau_s=scenario.true_tau_s, frame_rate_hz=parameters.plane_frame_rate_hz)
     ours["classified"] = score_recording(store.path, truth)._asdict()
     with np.load(peer["result"]) as result:
         rois, accepted = _masks_from_caiman(result)

@@ -22,12 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 BENCHMARKS = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCHMARKS))
 import common  # noqa: E402
-from bench_cnmf import FOOTPRINT_THRESHOLD, component_scores, run_ours  # noqa: E402
+from bench_cnmf import run_ours, stored_component_scores  # noqa: E402
 
 SCRATCH = common.SCRATCH / "cnmf_e"
 CNMF_E = {"method": "cnmf_e", "gSig": [2.5, 2.5], "gSiz": [11, 11], "rf": 24, "stride": 12, "K": 10, "min_corr": 0.8, "min_pnr": 8}
@@ -36,8 +35,6 @@ SECTIONS = {"one_photon_registration": {"enabled": True}, "nonrigid_registration
 
 
 def measure(*, size: int, frames: int, cells: int) -> dict[str, Any]:
-    from cindra_dask.extraction.oasis import deconvolve_oasis
-    from cindra_dask.rois import RaggedRois
     from cindra_dask.simulate import load_ground_truth, one_photon_parameters, write_recording
     from cindra_dask.store import RecordingStore
 
@@ -48,15 +45,7 @@ def measure(*, size: int, frames: int, cells: int) -> dict[str, Any]:
     truth = load_ground_truth(data / "ground_truth.npz")
     ours = run_ours(data, SCRATCH / "runs" / f"{size}x{frames}", tau_s=parameters.tau_s, cnmf=CNMF_E, log_dir=SCRATCH / "logs", sections=SECTIONS)
     store = RecordingStore(ours["store"])
-    components = store.read_rois("plane_0/cnmf")
-    thresholded = []
-    for index in range(components.count):
-        ypix, xpix, lam = components.roi(index)
-        kept = lam > FOOTPRINT_THRESHOLD * lam.max() if lam.size else np.zeros(0, bool)
-        thresholded.append((ypix[kept], xpix[kept], lam[kept]))
-    temporal = store.read("plane_0/cnmf/temporal")
-    spikes = deconvolve_oasis(temporal, tau_s=parameters.tau_s, frame_rate_hz=parameters.plane_frame_rate_hz, minimum_spike_noise_multiple=0.0).spikes
-    ours["components"] = component_scores(RaggedRois.from_masks(thresholded), store.read("plane_0/cnmf/accepted"), temporal, spikes, truth)
+    ours["components"] = stored_component_scores(store, truth, tau_s=parameters.tau_s, frame_rate_hz=parameters.plane_frame_rate_hz)
     ours["step_s"] = {name: record.duration_s for name, record in store.phase_records().items()}
     return {"size": size, "frames": frames, "cells": cells, "cnmf_e": CNMF_E, "cindra": ours}
 
