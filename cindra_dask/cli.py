@@ -6,14 +6,17 @@ Every user-facing error is printed as ``error: <file or field>: <what is wrong a
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
@@ -47,7 +50,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _interrupts_never_dropped():
             warnings.simplefilter("default")
             warnings.showwarning = _format_warning
             try:
@@ -57,10 +60,42 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                     typer.echo(f"error: {problem}", err=True)
                 raise typer.Exit(code=2) from None
             except KeyboardInterrupt:
+                if threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a resent Ctrl-C arriving now is not a second traceback
                 typer.echo("interrupted: finished phases are kept; rerun the same command to resume", err=True)
                 raise typer.Exit(code=130) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _interrupts_never_dropped() -> Iterator[None]:
+    """Ctrl-C that lands in a garbage-collector callback (distributed's GC diagnosis, a ``__del__``) is
+    printed as "Exception ignored" and dropped by Python, and the run would go on to the end. While a
+    command runs, such a dropped KeyboardInterrupt is not printed and the signal is sent again a moment
+    later, so it reaches the code that shuts the cluster down (main thread only, as signal handlers)."""
+    import os
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def resend_dropped_interrupt(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(INTERRUPT_RESEND_DELAY_S, os.kill, (os.getpid(), signal.SIGINT)).start()
+        else:
+            previous_hook(unraisable)
+
+    previous_hook, previous_handler = sys.unraisablehook, signal.getsignal(signal.SIGINT)
+    sys.unraisablehook = resend_dropped_interrupt
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGINT, previous_handler)
+
+
+INTERRUPT_RESEND_DELAY_S = 0.05
 
 
 class TerminalEvents:

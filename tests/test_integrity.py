@@ -336,3 +336,44 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(processed: ProcessedRecording, t
     assert store.phase_record("ingest").complete and not store.lock_path.exists()
     record = store.phase_record("combine")
     assert record is None or not record.complete
+
+
+def test_ctrl_c_dropped_in_a_gc_callback_still_stops_the_command() -> None:
+    """Python prints and drops a KeyboardInterrupt raised inside a garbage-collector callback (it
+    happened in CI: distributed's GC diagnosis took the Ctrl-C, and the run went on to the end); a
+    command still stops with the one interrupted line and exit code 130."""
+    import gc
+    import time
+
+    import typer
+    from typer.testing import CliRunner
+
+    from cindra_dask.cli import user_errors
+
+    state = {"armed": True, "finished": False}
+
+    def interrupt_inside_gc(phase: str, info: dict) -> None:
+        if state["armed"]:
+            state["armed"] = False
+            raise KeyboardInterrupt
+
+    command_app = typer.Typer()
+
+    @command_app.command()
+    @user_errors
+    def long_step() -> None:
+        gc.callbacks.append(interrupt_inside_gc)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(interrupt_inside_gc)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        state["finished"] = True
+
+    result = CliRunner().invoke(command_app, [])
+    assert not state["armed"] and not state["finished"]
+    assert result.exit_code == 130, result.output
+    assert "Exception ignored" not in result.output and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == "interrupted: finished phases are kept; rerun the same command to resume"
