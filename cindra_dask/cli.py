@@ -70,10 +70,13 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def _interrupts_never_dropped() -> Iterator[None]:
-    """Ctrl-C that lands in a garbage-collector callback (distributed's GC diagnosis, a ``__del__``) is
-    printed as "Exception ignored" and dropped by Python, and the run would go on to the end. While a
-    command runs, such a dropped KeyboardInterrupt is not printed and the signal is sent again a moment
-    later, so it reaches the code that shuts the cluster down (main thread only, as signal handlers)."""
+    """While a command runs (main thread only, as signal handlers), Ctrl-C raises KeyboardInterrupt,
+    whatever handler an imported library installed (importing dask_jobqueue replaces it with
+    ``sys.exit()``, which would end the run with exit code 0 and no message). Ctrl-C that lands in a
+    garbage-collector callback (distributed's GC diagnosis, a ``__del__``) is printed as "Exception
+    ignored" and dropped by Python, and the run would go on to the end: such a dropped
+    KeyboardInterrupt is not printed and the signal is sent again a moment later, so it reaches the
+    code that shuts the cluster down."""
     import os
 
     if threading.current_thread() is not threading.main_thread():
@@ -88,6 +91,7 @@ def _interrupts_never_dropped() -> Iterator[None]:
 
     previous_hook, previous_handler = sys.unraisablehook, signal.getsignal(signal.SIGINT)
     sys.unraisablehook = resend_dropped_interrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:

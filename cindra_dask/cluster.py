@@ -102,7 +102,8 @@ def build_cluster(settings: ClusterSettings) -> Any:
     """The cluster object the settings describe (a jobqueue cluster is built but not yet scaled)."""
     if settings.jobqueue is not None:
         try:
-            import dask_jobqueue
+            with _interrupts_ignored():  # its import installs a SIGINT handler calling sys.exit(); leaving restores ours
+                import dask_jobqueue
         except ImportError as error:
             raise ConfigurationError("cluster.jobqueue: dask-jobqueue is not installed; install the 'hpc' extra (pip install 'cindra-dask[hpc]')") from error
         cluster_class = getattr(dask_jobqueue, _JOBQUEUE_CLASSES[settings.jobqueue])

@@ -79,6 +79,26 @@ def test_slurm_job_script_carries_the_options() -> None:
         build_cluster(ClusterSettings.model_validate({"jobqueue": "slurm", "jobqueue_options": {"no_such_option": 1}}))
 
 
+def test_building_a_jobqueue_cluster_keeps_the_ctrl_c_handler() -> None:
+    """dask_jobqueue's first import replaces the SIGINT handler with ``sys.exit()`` (a Ctrl-C would end
+    the run with exit code 0 and no message); building the cluster leaves the handler as it was."""
+    pytest.importorskip("dask_jobqueue")
+    import subprocess
+    import sys
+
+    program = (
+        "import signal, sys\n"
+        "from cindra_dask.cluster import build_cluster\n"
+        "from cindra_dask.config import ClusterSettings\n"
+        "build_cluster(ClusterSettings.model_validate({'jobqueue': 'slurm', 'jobqueue_options': {'cores': 1, 'memory': '1GB'}})).close()\n"
+        "assert 'dask_jobqueue' in sys.modules\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().splitlines()[-1] == "True"
+
+
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "log"])
 def test_progress_follows_the_client_it_is_given(client: Any, terminal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """With another client as the process default (a notebook's, the test session's), the progress bar
