@@ -73,7 +73,8 @@ def labelled_detections(seed: int, condition: Condition) -> TrainingSet:
     truth = generate_ground_truth(parameters)
     frame_shape = (parameters.frame_height, parameters.frame_width)
     movie = to_output_dtype(render_frames(parameters, truth, plane=0, frames=np.arange(parameters.frame_count), motion=False)[0], parameters.dtype)
-    bin_size = bin_size_frames(frame_count=parameters.frame_count, tau_s=condition.tau_s, frame_rate_hz=parameters.plane_frame_rate_hz, maximum_binned_frames=5000)
+    bin_size = bin_size_frames(frame_count=parameters.frame_count, tau_s=condition.tau_s, frame_rate_hz=parameters.plane_frame_rate_hz, maximum_binned_frames=5000,
+                               maximum_bin_duration_s=SingleRecordingConfiguration().roi_detection.maximum_bin_duration)
     binned = bin_frames(movie, bin_size=bin_size).frames
     detection = detect_plane(
         binned,

@@ -50,10 +50,14 @@ def _mask(selection: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.
 # ------------------------------------------------------------------------------------------------
 
 
-def test_bin_size_follows_cindra() -> None:
-    assert bin_size_frames(frame_count=2000, tau_s=0.4, frame_rate_hz=30.0, maximum_binned_frames=5000) == 12
-    assert bin_size_frames(frame_count=100_000, tau_s=0.4, frame_rate_hz=30.0, maximum_binned_frames=5000) == 20
-    assert bin_size_frames(frame_count=10, tau_s=0.01, frame_rate_hz=10.0, maximum_binned_frames=5000) == 1
+def test_bin_size_follows_cindra_up_to_the_maximum_bin_duration() -> None:
+    assert bin_size_frames(frame_count=2000, tau_s=0.4, frame_rate_hz=30.0, maximum_binned_frames=5000, maximum_bin_duration_s=0.0) == 12
+    assert bin_size_frames(frame_count=100_000, tau_s=0.4, frame_rate_hz=30.0, maximum_binned_frames=5000, maximum_bin_duration_s=0.0) == 20
+    assert bin_size_frames(frame_count=10, tau_s=0.01, frame_rate_hz=10.0, maximum_binned_frames=5000, maximum_bin_duration_s=0.0) == 1
+    assert bin_size_frames(frame_count=2000, tau_s=1.5, frame_rate_hz=30.0, maximum_binned_frames=5000, maximum_bin_duration_s=0.0) == 45  # cindra: round(tau·fs)
+    assert bin_size_frames(frame_count=2000, tau_s=1.5, frame_rate_hz=30.0, maximum_binned_frames=5000, maximum_bin_duration_s=0.4) == 12  # capped at 0.4 s
+    assert bin_size_frames(frame_count=2000, tau_s=0.2, frame_rate_hz=30.0, maximum_binned_frames=5000, maximum_bin_duration_s=0.4) == 6  # a shorter tau wins
+    assert bin_size_frames(frame_count=100_000, tau_s=1.5, frame_rate_hz=30.0, maximum_binned_frames=5000, maximum_bin_duration_s=0.4) == 20  # the bin-count cap still holds
 
 
 def test_chunked_binning_equals_whole_binning_and_excludes_bad_frames() -> None:
@@ -209,7 +213,8 @@ def planted_recording() -> _PlantedRecording:
 
     parameters = SimulationParameters(frame_count=2000, cell_count=120, non_cell_count=0, rigid_shift_px=0.0, nonrigid_shift_px=0.0, bleaching_fraction=0.0, file_count=1, seed=0)
     recording = simulate_recording(parameters)
-    bin_size = bin_size_frames(frame_count=parameters.frame_count, tau_s=parameters.tau_s, frame_rate_hz=parameters.frame_rate_hz, maximum_binned_frames=5000)
+    bin_size = bin_size_frames(frame_count=parameters.frame_count, tau_s=parameters.tau_s, frame_rate_hz=parameters.frame_rate_hz, maximum_binned_frames=5000,
+                               maximum_bin_duration_s=0.0)
     binned = bin_frames(recording.movie[0, 0], bin_size=bin_size).frames
     truth = recording.truth
     true_cells = truth.rois().select(np.flatnonzero(truth.is_cell & truth.active))

@@ -38,11 +38,13 @@ class BinnedFrames(NamedTuple):
     good_frame_counts: np.ndarray
 
 
-def bin_size_frames(*, frame_count: int, tau_s: float, frame_rate_hz: float, maximum_binned_frames: int) -> int:
-    """Frames per temporal bin: ``max(1, T // maximum_binned_frames, round(tau·fs))`` (cindra §3.3.1)."""
-    if frame_count < 0 or tau_s <= 0 or frame_rate_hz <= 0 or maximum_binned_frames <= 0:
-        raise ValueError("frame_count must be ≥ 0; tau_s, frame_rate_hz and maximum_binned_frames must be > 0")
-    return int(max(1, frame_count // maximum_binned_frames, round(tau_s * frame_rate_hz)))
+def bin_size_frames(*, frame_count: int, tau_s: float, frame_rate_hz: float, maximum_binned_frames: int, maximum_bin_duration_s: float) -> int:
+    """Frames per temporal bin: ``max(1, T // maximum_binned_frames, round(min(tau, maximum_bin_duration)·fs))``;
+    ``maximum_bin_duration_s`` 0 means no cap, i.e. cindra's ``round(tau·fs)`` (§3.3.1)."""
+    if frame_count < 0 or tau_s <= 0 or frame_rate_hz <= 0 or maximum_binned_frames <= 0 or maximum_bin_duration_s < 0:
+        raise ValueError("frame_count and maximum_bin_duration_s must be ≥ 0; tau_s, frame_rate_hz and maximum_binned_frames must be > 0")
+    bin_duration_s = min(tau_s, maximum_bin_duration_s) if maximum_bin_duration_s > 0 else tau_s
+    return int(max(1, frame_count // maximum_binned_frames, round(bin_duration_s * frame_rate_hz)))
 
 
 def bin_good_frame_counts(good_frames: np.ndarray, *, bin_size: int) -> np.ndarray:

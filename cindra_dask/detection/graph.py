@@ -207,7 +207,8 @@ def read_functional_crop(context: RecordingContext, *, plane: int, step: str) ->
     frame_count, height, width = registered.shape
     registration = read_registration_outputs(store, plane=plane, frame_shape=(height, width), user_bad_frames=context.bad_frame_indices)
     bin_size = bin_size_frames(frame_count=frame_count, tau_s=configuration.main.tau, frame_rate_hz=context.acquisition.plane_frame_rate_hz,
-                               maximum_binned_frames=configuration.roi_detection.maximum_binned_frames)
+                               maximum_binned_frames=configuration.roi_detection.maximum_binned_frames,
+                               maximum_bin_duration_s=configuration.roi_detection.maximum_bin_duration)
     (y_start, y_stop), (x_start, x_stop) = registration.valid_y_range, registration.valid_x_range
     frames = da.from_zarr(registered)[:, y_start:y_stop, x_start:x_stop]
     binned = binned_movie(frames, registration.good_frames, bin_size=bin_size)
