@@ -21,12 +21,13 @@ import ctypes
 import logging
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from cindra_dask.config import ClusterSettings, JobqueueKind
 from cindra_dask.errors import ConfigurationError
+from cindra_dask.kernel_cache import RecordedKernel, load_recorded_kernels, preload_kernels
 
 _JOBQUEUE_CLASSES = {
     JobqueueKind.SLURM: "SLURMCluster",
@@ -83,6 +84,30 @@ class QuietHeartbeatFailures(WorkerPlugin):
         logger = logging.getLogger("distributed.worker")
         if not any(isinstance(existing, _HeartbeatFailureInOneLine) for existing in logger.filters):
             logger.addFilter(_HeartbeatFailureInOneLine())
+
+
+class PreloadKernels(WorkerPlugin):
+    """Worker plugin running `cindra_dask.kernel_cache.preload_kernels` as each worker starts, present
+    and future (adaptive scaling, jobqueue jobs, restarts): the kernels' modules imported and their
+    cached signatures loaded before the worker's first task. It runs in a thread, so the worker keeps
+    answering its scheduler; a joining worker takes no task before it ends. ``worker.preloaded_kernels``
+    lists the ``module:name`` of what it loaded.
+
+    Parameters
+    ----------
+    kernels : the signatures to load (`cindra_dask.kernel_cache.load_recorded_kernels`).
+    """
+
+    name = "cindra-dask-preload-kernels"
+
+    def __init__(self, kernels: Sequence[RecordedKernel]) -> None:
+        self.kernels = list(kernels)
+
+    async def setup(self, worker: Any) -> None:
+        import asyncio
+
+        loaded = await asyncio.get_running_loop().run_in_executor(None, preload_kernels, self.kernels)
+        worker.preloaded_kernels = [kernel.function for kernel in loaded]
 
 
 def tune_workers(client: Any) -> None:
@@ -174,7 +199,8 @@ def _quiet_shutdown(*, interrupted: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def cluster_client(settings: ClusterSettings, *, connect_timeout_s: float = 20.0) -> Iterator[Any]:
     """Connect to (or start) the cluster the settings describe, tune its workers' allocator
-    (`tune_workers`); close what was started on exit. Gives up reaching a scheduler address after
+    (`tune_workers`) and, on a cluster started here, preload the kernels on every worker
+    (`PreloadKernels`); close what was started on exit. Gives up reaching a scheduler address after
     ``connect_timeout_s``.
     """
     from distributed import Client
@@ -193,6 +219,8 @@ def cluster_client(settings: ClusterSettings, *, connect_timeout_s: float = 20.0
     interrupted = True
     try:
         tune_workers(client)
+        if cluster is not None:
+            client.register_plugin(PreloadKernels(load_recorded_kernels()))
         yield client
         interrupted = False
     finally:
