@@ -1,4 +1,4 @@
-"""A ``distributed.Client`` from the ``cluster`` section: LocalCluster, a scheduler address, or dask-jobqueue.
+"""A ``distributed.Client`` from the ``cluster`` section: LocalCluster, a scheduler address, or dask-jobqueue, fixed or adaptive.
 
 Only the CLI and the runner build clients; library functions accept one. Nothing here writes the
 user's Dask configuration.
@@ -117,14 +117,26 @@ def tune_workers(client: Any) -> None:
 
 
 def local_worker_count(settings: ClusterSettings) -> int:
-    """Worker processes of a LocalCluster: ``workers``, or one per core (at least 1)."""
+    """Worker processes a LocalCluster starts with: the adaptive minimum, ``workers``, or one per core (at least 1)."""
+    if settings.adaptive is not None:
+        return settings.adaptive.minimum
     if settings.workers:
         return settings.workers
     return max(1, (os.cpu_count() or 1) // settings.threads_per_worker)
 
 
+def start_workers(cluster: Any, settings: ClusterSettings) -> None:
+    """Scale a built cluster as the settings say: adaptively between ``adaptive.minimum`` and
+    ``adaptive.maximum`` workers (local or jobqueue), else a jobqueue cluster to ``workers`` jobs (at
+    least 1); a fixed LocalCluster already has its workers."""
+    if settings.adaptive is not None:
+        cluster.adapt(minimum=settings.adaptive.minimum, maximum=settings.adaptive.maximum)
+    elif settings.jobqueue is not None:
+        cluster.scale(jobs=max(1, settings.workers))
+
+
 def build_cluster(settings: ClusterSettings) -> Any:
-    """The cluster object the settings describe (a jobqueue cluster is built but not yet scaled)."""
+    """The cluster object the settings describe (a jobqueue cluster is built but not yet scaled: `start_workers`)."""
     if settings.jobqueue is not None:
         try:
             with _interrupts_ignored():  # its import installs a SIGINT handler calling sys.exit(); leaving restores ours
@@ -213,8 +225,7 @@ def cluster_client(settings: ClusterSettings, *, connect_timeout_s: float = 20.0
         cluster = None
     else:
         cluster = build_cluster(settings)
-        if settings.jobqueue is not None:
-            cluster.scale(jobs=max(1, settings.workers))
+        start_workers(cluster, settings)
         client = Client(cluster)
     interrupted = True
     try:

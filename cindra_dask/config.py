@@ -557,11 +557,27 @@ class JobqueueKind(str, enum.Enum):
     SGE = "sge"
 
 
+class AdaptiveScaling(Section):
+    """Workers started while tasks wait and stopped when idle (``distributed``'s adaptive scaling), between two counts."""
+
+    minimum: int = Field(default=1, ge=0, le=10_000, description="Fewest workers kept, idle or not (a LocalCluster starts with these; 0: all may stop).")
+    maximum: int = Field(ge=1, le=10_000, description="Most workers running at once (jobqueue: worker processes, not jobs).")
+
+    @model_validator(mode="after")
+    def _minimum_within_maximum(self) -> "AdaptiveScaling":
+        if self.minimum > self.maximum:
+            raise ValueError(f"minimum ({self.minimum}) exceeds maximum ({self.maximum}); give minimum ≤ maximum")
+        return self
+
+
 class ClusterSettings(Section):
     """Where the Dask graph runs: a LocalCluster (default), a running scheduler, or a batch queue."""
 
     scheduler_address: str | None = Field(default=None, description="Address of a running scheduler (tcp://host:8786); overrides the local and jobqueue settings.")
-    workers: int = Field(default=0, ge=0, le=10_000, description="Local worker processes (0: one per core) or jobqueue jobs to start.")
+    workers: int = Field(default=0, ge=0, le=10_000, description="Local worker processes (0: one per core) or jobqueue jobs to start; unused with adaptive.")
+    adaptive: AdaptiveScaling | None = Field(
+        default=None, description="Scale a local or jobqueue cluster with the load between {minimum, maximum} workers (e.g. {minimum: 1, maximum: 16}); null: a fixed cluster of `workers`."
+    )
     threads_per_worker: int = Field(default=1, ge=1, le=256, description="Threads per worker; kernels are single-threaded, so parallelism comes from workers × threads.")
     memory_limit_per_worker: MemorySize | Literal["auto"] = Field(default="auto", description="Memory limit of each local worker ('auto': RAM / workers).")
     dashboard_address: str = Field(default=":8787", description="Where the local dashboard listens (':0' picks a free port).")

@@ -180,3 +180,43 @@ def test_a_worker_joining_the_cluster_starts_with_the_cached_kernels_loaded(tmp_
         (joined,) = set(client.scheduler_info(n_workers=-1)["workers"]) - {first}
         plugin_present, preloaded, loaded = client.run(preload_state, workers=[joined])[joined]
     assert plugin_present and Counter(preloaded) == signature_counts and loaded == dict(signature_counts)
+
+
+def test_adaptive_scaling_is_validated_field_by_field() -> None:
+    """``cluster.adaptive`` is off by default; a bad one is one line per problem naming its field."""
+    from cindra_dask.config import SingleRecordingConfiguration, configuration_from_mapping
+
+    assert ClusterSettings().adaptive is None
+    assert ClusterSettings.model_validate({"adaptive": {"maximum": 4}}).adaptive.minimum == 1  # type: ignore[union-attr]
+    cases = {
+        "minimum: 5, maximum: 2": "config.yaml: cluster.adaptive: minimum (5) exceeds maximum (2); give minimum ≤ maximum",
+        "minimum: -1, maximum: 2": "config.yaml: cluster.adaptive.minimum: Input should be greater than or equal to 0",
+        "minimum: 1": "config.yaml: cluster.adaptive.maximum: required field is missing",
+        "maximum: 2, most: 3": "config.yaml: cluster.adaptive.most: unknown key; remove it or check its spelling (see `cindra-dask configure`)",
+    }
+    import yaml
+
+    for text, line in cases.items():
+        with pytest.raises(ConfigurationError) as raised:
+            configuration_from_mapping({"cluster": {"adaptive": yaml.safe_load("{" + text + "}")}}, source="config.yaml", model=SingleRecordingConfiguration)
+        assert str(raised.value) == line
+
+
+def test_an_adaptive_cluster_starts_at_its_minimum_and_grows_to_its_maximum_under_load() -> None:
+    """`start_workers` on a LocalCluster of `local_worker_count` workers (threads here: the same scaling, without spawning processes)."""
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from cindra_dask.cluster import start_workers
+
+    settings = ClusterSettings.model_validate({"adaptive": {"minimum": 1, "maximum": 2}})
+    with LocalCluster(n_workers=local_worker_count(settings), threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, Client(cluster, set_as_default=False) as client:
+        start_workers(cluster, settings)
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
+        queued = client.map(time.sleep, [0.2] * 200, pure=False)  # 40 s of work: the adaptive target is far above 2
+        client.wait_for_workers(2, timeout=60)
+        time.sleep(1.5)  # a further adaptation interval
+        requested = len(cluster.worker_spec)
+        client.cancel(queued)
+    assert requested == 2
