@@ -446,3 +446,10 @@ def test_tiled_detection_finds_the_whole_fields_rois_away_from_tile_borders(plan
     assert max(float(np.max(np.abs(tiled_interior[pixels] / whole_interior[pixels] - 1))) for pixels in whole_interior) < 1e-3
     f1 = [match_rois(detection.rois, planted_recording.true_cells, frame_shape=frame_shape, iou_threshold=0.3).f1 for detection in (whole, tiled)]
     assert abs(f1[0] - f1[1]) <= 0.01, f1
+
+    from cindra_dask.config import SingleRecordingConfiguration, configuration_from_mapping
+    from cindra_dask.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        configuration_from_mapping({"roi_detection": {"tile_size": 100}}, source="config.yaml", model=SingleRecordingConfiguration)
+    assert str(raised.value) == "config.yaml: roi_detection.tile_size: Input should be a multiple of 16"
