@@ -1,4 +1,4 @@
-"""A ``distributed.Client`` from the ``cluster`` section: LocalCluster, a scheduler address, or dask-jobqueue.
+"""A ``distributed.Client`` from the ``cluster`` section: LocalCluster, a scheduler address, or dask-jobqueue, fixed or adaptive.
 
 Only the CLI and the runner build clients; library functions accept one. Nothing here writes the
 user's Dask configuration.
@@ -21,12 +21,13 @@ import ctypes
 import logging
 import os
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from cindra_dask.config import ClusterSettings, JobqueueKind
 from cindra_dask.errors import ConfigurationError
+from cindra_dask.kernel_cache import RecordedKernel, load_recorded_kernels, preload_kernels
 
 _JOBQUEUE_CLASSES = {
     JobqueueKind.SLURM: "SLURMCluster",
@@ -85,6 +86,30 @@ class QuietHeartbeatFailures(WorkerPlugin):
             logger.addFilter(_HeartbeatFailureInOneLine())
 
 
+class PreloadKernels(WorkerPlugin):
+    """Worker plugin running `cindra_dask.kernel_cache.preload_kernels` as each worker starts, present
+    and future (adaptive scaling, jobqueue jobs, restarts): the kernels' modules imported and their
+    cached signatures loaded before the worker's first task. It runs in a thread, so the worker keeps
+    answering its scheduler; a joining worker takes no task before it ends. ``worker.preloaded_kernels``
+    lists the ``module:name`` of what it loaded.
+
+    Parameters
+    ----------
+    kernels : the signatures to load (`cindra_dask.kernel_cache.load_recorded_kernels`).
+    """
+
+    name = "cindra-dask-preload-kernels"
+
+    def __init__(self, kernels: Sequence[RecordedKernel]) -> None:
+        self.kernels = list(kernels)
+
+    async def setup(self, worker: Any) -> None:
+        import asyncio
+
+        loaded = await asyncio.get_running_loop().run_in_executor(None, preload_kernels, self.kernels)
+        worker.preloaded_kernels = [kernel.function for kernel in loaded]
+
+
 def tune_workers(client: Any) -> None:
     """Install `AllocatorTuning` and `QuietHeartbeatFailures` on the client's cluster (idempotent: the plugins have fixed names)."""
     client.register_plugin(AllocatorTuning())
@@ -92,14 +117,26 @@ def tune_workers(client: Any) -> None:
 
 
 def local_worker_count(settings: ClusterSettings) -> int:
-    """Worker processes of a LocalCluster: ``workers``, or one per core (at least 1)."""
+    """Worker processes a LocalCluster starts with: the adaptive minimum, ``workers``, or one per core (at least 1)."""
+    if settings.adaptive is not None:
+        return settings.adaptive.minimum
     if settings.workers:
         return settings.workers
     return max(1, (os.cpu_count() or 1) // settings.threads_per_worker)
 
 
+def start_workers(cluster: Any, settings: ClusterSettings) -> None:
+    """Scale a built cluster as the settings say: adaptively between ``adaptive.minimum`` and
+    ``adaptive.maximum`` workers (local or jobqueue), else a jobqueue cluster to ``workers`` jobs (at
+    least 1); a fixed LocalCluster already has its workers."""
+    if settings.adaptive is not None:
+        cluster.adapt(minimum=settings.adaptive.minimum, maximum=settings.adaptive.maximum)
+    elif settings.jobqueue is not None:
+        cluster.scale(jobs=max(1, settings.workers))
+
+
 def build_cluster(settings: ClusterSettings) -> Any:
-    """The cluster object the settings describe (a jobqueue cluster is built but not yet scaled)."""
+    """The cluster object the settings describe (a jobqueue cluster is built but not yet scaled: `start_workers`)."""
     if settings.jobqueue is not None:
         try:
             with _interrupts_ignored():  # its import installs a SIGINT handler calling sys.exit(); leaving restores ours
@@ -174,7 +211,8 @@ def _quiet_shutdown(*, interrupted: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def cluster_client(settings: ClusterSettings, *, connect_timeout_s: float = 20.0) -> Iterator[Any]:
     """Connect to (or start) the cluster the settings describe, tune its workers' allocator
-    (`tune_workers`); close what was started on exit. Gives up reaching a scheduler address after
+    (`tune_workers`) and, on a cluster started here, preload the kernels on every worker
+    (`PreloadKernels`); close what was started on exit. Gives up reaching a scheduler address after
     ``connect_timeout_s``.
     """
     from distributed import Client
@@ -187,12 +225,13 @@ def cluster_client(settings: ClusterSettings, *, connect_timeout_s: float = 20.0
         cluster = None
     else:
         cluster = build_cluster(settings)
-        if settings.jobqueue is not None:
-            cluster.scale(jobs=max(1, settings.workers))
+        start_workers(cluster, settings)
         client = Client(cluster)
     interrupted = True
     try:
         tune_workers(client)
+        if cluster is not None:
+            client.register_plugin(PreloadKernels(load_recorded_kernels()))
         yield client
         interrupted = False
     finally:

@@ -12,6 +12,10 @@ text form is for people) with their compile times as measured by
 worker which of them the cache lacks (`uncached_kernels`) and compiles those, each on one worker
 (`assign_to_workers`: longest first, to the least loaded); every other process then loads them from
 the cache. A signature the list lacks is compiled where it is first called, as before.
+
+Loading costs too (about 1 s of imports and cache reads per worker process): `preload_kernels`, run
+by the `cindra_dask.cluster.PreloadKernels` worker plugin as each worker starts, pays it before the
+worker takes its first task, also for a worker that joins later (adaptive scaling, a jobqueue job).
 """
 
 from __future__ import annotations
@@ -85,18 +89,29 @@ def is_cached(kernel: RecordedKernel) -> bool:
     return key in cache._cache_file._load_index()
 
 
+def _cache_holds(kernel: RecordedKernel) -> bool | None:
+    """`is_cached`, or None where the kernel no longer exists (renamed, removed) or its types no
+    longer unpickle (another numba)."""
+    try:
+        return is_cached(kernel)
+    except (ImportError, AttributeError, pickle.UnpicklingError, TypeError, ValueError):
+        return None
+
+
 def uncached_kernels(kernels: Sequence[RecordedKernel]) -> list[RecordedKernel]:
-    """The kernels the cache lacks; those that no longer exist (renamed, removed) or whose types no
-    longer unpickle (another numba) are left out: they compile where first called."""
-    missing = []
-    for kernel in kernels:
-        try:
-            cached = is_cached(kernel)
-        except (ImportError, AttributeError, pickle.UnpicklingError, TypeError, ValueError):
-            continue
-        if not cached:
-            missing.append(kernel)
-    return missing
+    """The kernels the cache lacks; those that no longer exist or unpickle are left out: they
+    compile where first called."""
+    return [kernel for kernel in kernels if _cache_holds(kernel) is False]
+
+
+def preload_kernels(kernels: Sequence[RecordedKernel]) -> list[RecordedKernel]:
+    """Import the kernels' modules and load, into this process, each signature the cache holds; the
+    ones loaded. Nothing compiles here: what the cache lacks is compiled by the runner, each kernel
+    on one worker (`assign_to_workers`), not by every worker at once."""
+    cached = [kernel for kernel in kernels if _cache_holds(kernel)]
+    for kernel in cached:
+        compile_kernel(kernel)
+    return cached
 
 
 def compile_kernel(kernel: RecordedKernel) -> float:

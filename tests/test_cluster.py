@@ -1,8 +1,10 @@
-"""Cluster entry point: LocalCluster from settings, unreachable scheduler, jobqueue job scripts."""
+"""Cluster entry point: LocalCluster from settings, unreachable scheduler, jobqueue job scripts, worker preload."""
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +152,71 @@ def test_a_worker_heartbeat_failure_is_logged_without_its_traceback() -> None:
     assert lines[0] == "Failed to communicate with scheduler during heartbeat."
     assert lines[1] == "Some other failure" and "Traceback (most recent call last):" in lines[2:]
     assert stream.getvalue().count("Traceback") == 1
+
+
+def test_a_worker_joining_the_cluster_starts_with_the_cached_kernels_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`PreloadKernels`: with the cache empty a worker loads nothing (compiling is the runner's, once per
+    kernel); once the cache holds them, a worker added to the running cluster (adaptive scaling, a
+    jobqueue job) has every recorded signature in its numba dispatchers before any task calls them."""
+    from cindra_dask import kernel_cache
+    from cindra_dask.cluster import PreloadKernels
+
+    cheap = [kernel for kernel in kernel_cache.load_recorded_kernels() if kernel.function.startswith(("cindra_dask.pixel_regions:", "cindra_dask.extraction.masks:_box"))]
+    monkeypatch.setattr(kernel_cache, "KERNEL_SIGNATURES_FILE", kernel_cache.save_recorded_kernels(cheap, tmp_path / "signatures.json"))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba_cache"))  # read by the worker processes as they start
+    signature_counts = Counter(kernel.function for kernel in cheap)
+
+    def preload_state(dask_worker: Any) -> tuple[bool, list[str], dict[str, int]]:
+        loaded = {function: len(kernel_cache.kernel_dispatcher(function).signatures) for function in signature_counts}
+        return PreloadKernels.name in dask_worker.plugins, dask_worker.preloaded_kernels, loaded
+
+    settings = ClusterSettings(workers=1, threads_per_worker=1, memory_limit_per_worker="1GiB", dashboard_address=":0")
+    with cluster_client(settings) as client:
+        (first, cold_state), = client.run(preload_state).items()
+        assert cold_state == (True, [], dict.fromkeys(signature_counts, 0))
+        client.run(lambda: [kernel_cache.compile_kernel(kernel) for kernel in cheap])  # writes the cache
+        client.cluster.scale(2)
+        client.wait_for_workers(2, timeout=120)
+        (joined,) = set(client.scheduler_info(n_workers=-1)["workers"]) - {first}
+        plugin_present, preloaded, loaded = client.run(preload_state, workers=[joined])[joined]
+    assert plugin_present and Counter(preloaded) == signature_counts and loaded == dict(signature_counts)
+
+
+def test_adaptive_scaling_is_validated_field_by_field() -> None:
+    """``cluster.adaptive`` is off by default; a bad one is one line per problem naming its field."""
+    from cindra_dask.config import SingleRecordingConfiguration, configuration_from_mapping
+
+    assert ClusterSettings().adaptive is None
+    assert ClusterSettings.model_validate({"adaptive": {"maximum": 4}}).adaptive.minimum == 1  # type: ignore[union-attr]
+    cases = {
+        "minimum: 5, maximum: 2": "config.yaml: cluster.adaptive: minimum (5) exceeds maximum (2); give minimum ≤ maximum",
+        "minimum: -1, maximum: 2": "config.yaml: cluster.adaptive.minimum: Input should be greater than or equal to 0",
+        "minimum: 1": "config.yaml: cluster.adaptive.maximum: required field is missing",
+        "maximum: 2, most: 3": "config.yaml: cluster.adaptive.most: unknown key; remove it or check its spelling (see `cindra-dask configure`)",
+    }
+    import yaml
+
+    for text, line in cases.items():
+        with pytest.raises(ConfigurationError) as raised:
+            configuration_from_mapping({"cluster": {"adaptive": yaml.safe_load("{" + text + "}")}}, source="config.yaml", model=SingleRecordingConfiguration)
+        assert str(raised.value) == line
+
+
+def test_an_adaptive_cluster_starts_at_its_minimum_and_grows_to_its_maximum_under_load() -> None:
+    """`start_workers` on a LocalCluster of `local_worker_count` workers (threads here: the same scaling, without spawning processes)."""
+    import time
+
+    from distributed import Client, LocalCluster
+
+    from cindra_dask.cluster import start_workers
+
+    settings = ClusterSettings.model_validate({"adaptive": {"minimum": 1, "maximum": 2}})
+    with LocalCluster(n_workers=local_worker_count(settings), threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, Client(cluster, set_as_default=False) as client:
+        start_workers(cluster, settings)
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1
+        queued = client.map(time.sleep, [0.2] * 200, pure=False)  # 40 s of work: the adaptive target is far above 2
+        client.wait_for_workers(2, timeout=60)
+        time.sleep(1.5)  # a further adaptation interval
+        requested = len(cluster.worker_spec)
+        client.cancel(queued)
+    assert requested == 2

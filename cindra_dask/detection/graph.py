@@ -9,8 +9,9 @@ Per plane (cindra §3.3–3.4):
    projection and the local correlation image of the binned movie; the enhanced mean image follows
    from the mean image and the detected cell diameter. All are embedded into full frames.
 3. Sparse detection in one task on the gathered binned movie (optionally block-PCA denoised first),
-   ROI coordinates moved back to full-frame pixels, optional shape-only preclassification, ROI
-   statistics and overlap removal (`cindra_dask.detection.plane.detect_plane`).
+   or with ``roi_detection.tile_size`` over overlapping spatial tiles, one task each
+   (`cindra_dask.detection.tiles`); ROI coordinates moved back to full-frame pixels, optional
+   shape-only preclassification, ROI statistics and overlap removal (`cindra_dask.detection.plane.detect_plane`).
 4. With ``roi_detection.anatomical``: somata of the mean image (`cindra_dask.detection.anatomy`)
    merged with the activity ROIs in one more small task, statistics and overlap removal redone on the
    union; every ROI is flagged by its `DetectionSource` (`cindra_dask.detection.plane.add_anatomical_rois`).
@@ -31,7 +32,9 @@ from cindra_dask.detection.anatomy import DetectionSource
 from cindra_dask.detection.binning import bin_chunk, bin_size_frames, bins_per_chunk, concatenate_bins
 from cindra_dask.detection.classify import SHAPE_FEATURE_NAMES, CellClassifier, fit_classifier, load_training_set
 from cindra_dask.detection.images import DetectionImages, combine_image_sums, full_frame_images, image_sums
-from cindra_dask.detection.plane import DetectionOptions, PlaneDetection, add_anatomical_rois, detect_plane
+from cindra_dask.detection.plane import DetectionOptions, PlaneDetection, add_anatomical_rois, detect_plane, detect_tile, finish_plane_detection, tile_scale_peaks
+from cindra_dask.detection.sparsery import scale_of_peaks
+from cindra_dask.detection.tiles import DetectionTile, detection_tiles, merge_tiles, tile_halo_px
 from cindra_dask.errors import InputError, OutputError
 from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import DETECTION, REGISTERED, REGISTRATION, ROIS, RecordingStore, frames_path, stage_path
@@ -119,17 +122,45 @@ def anatomical_plane_detection(detection: Any, images: Any, *, valid_y_range: tu
     return dask.delayed(add_anatomical_rois, pure=True)(detection, images.mean_image, valid_y_range=valid_y_range, valid_x_range=valid_x_range, options=options)
 
 
-def plane_detection(binned: Any, *, crop_origin_px: tuple[int, int], frame_shape: tuple[int, int], options: DetectionOptions, shape_classifier: CellClassifier | None) -> Any:
-    """Delayed `PlaneDetection` of a binned movie (`detect_plane`).
+def _tile_movie(binned: Any, tile: DetectionTile, *, purpose: str) -> Any:
+    """Delayed new (n_bins, h, w) float32 array of the binned movie's ``tile.padded`` region; ``purpose``
+    keeps the copies of the two passes apart (each task overwrites its own)."""
+    import dask
+    from dask.base import tokenize
 
-    Chunking: one task concatenates the binned chunks into a new array (the whole binned movie,
-    n_bins·vh·vw float32); the detection task then works in place on it (peak ≈ one binned movie
-    plus sparse detection's maps).
+    y0, y1, x0, x1 = tile.padded
+    blocks = list(binned[:, y0:y1, x0:x1].to_delayed().ravel())
+    return dask.delayed(concatenate_bins, pure=True)(blocks, dask_key_name=f"detection-tile-bins-{purpose}-{tokenize(binned.name, tile)}")
+
+
+def plane_detection(
+    binned: Any, *, crop_origin_px: tuple[int, int], frame_shape: tuple[int, int], options: DetectionOptions, shape_classifier: CellClassifier | None, tile_size_px: int
+) -> Any:
+    """Delayed `PlaneDetection` of a binned movie: `detect_plane` on the whole field or, where the field is
+    larger than ``tile_size_px`` (> 0), over tiles (`cindra_dask.detection.tiles`).
+
+    Chunking: whole field, one task concatenates the binned chunks into a new array (the whole binned
+    movie, n_bins·vh·vw float32); the detection task then works in place on it (peak ≈ one binned
+    movie plus sparse detection's maps). Tiled, per tile and pass one task concatenates the tile's
+    padded region of every binned chunk, one task (`tile_scale_peaks`, then `detect_tile` at the
+    field's scale) works in place on it (peak ≈ one padded tile of the binned movie plus its maps);
+    `scale_of_peaks`, `merge_tiles` and `finish_plane_detection` are small tasks on peaks and ROIs.
     """
     import dask
 
-    movie = dask.delayed(concatenate_bins, pure=True)(list(binned.to_delayed().ravel()))
-    return dask.delayed(detect_plane, pure=True)(movie, crop_origin_px=crop_origin_px, frame_shape=frame_shape, options=options, shape_classifier=shape_classifier)
+    field_shape = tuple(binned.shape[1:])
+    if tile_size_px == 0 or max(field_shape) <= tile_size_px:
+        movie = dask.delayed(concatenate_bins, pure=True)(list(binned.to_delayed().ravel()))
+        return dask.delayed(detect_plane, pure=True)(movie, crop_origin_px=crop_origin_px, frame_shape=frame_shape, options=options, shape_classifier=shape_classifier)
+    halo_px = tile_halo_px(spatial_highpass_window_px=options.spatial_highpass_window_px, residual_motion_window_px=options.residual_motion_window_px)
+    tiles = detection_tiles(field_shape=field_shape, tile_size_px=tile_size_px, halo_px=halo_px)
+    peaks = [dask.delayed(tile_scale_peaks, pure=True)(_tile_movie(binned, tile, purpose="scale"), region=tile.core_in_padded, options=options) for tile in tiles]
+    scale = dask.delayed(scale_of_peaks, pure=True)(peaks)
+    detections = [dask.delayed(detect_tile, pure=True)(_tile_movie(binned, tile, purpose="detection"), scale=scale, options=options) for tile in tiles]
+    merged = dask.delayed(merge_tiles, pure=True)(tiles, detections, field_shape=field_shape)
+    return dask.delayed(finish_plane_detection, pure=True)(
+        merged, binned_frame_count=binned.shape[0], crop_origin_px=crop_origin_px, frame_shape=frame_shape, options=options, shape_classifier=shape_classifier
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +263,9 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
 
     Chunking: binning follows the registered array's Zarr chunks rounded down to whole bins
     (`binned_movie`); the image sums reduce the binned chunks as a tree; detection is one task holding
-    the binned movie (``maximum_binned_frames`` caps its length); anatomical detection, when on, is one
-    more task on the mean image and the ROIs.
+    the binned movie (``maximum_binned_frames`` caps its length), or two per spatial tile holding its
+    padded region (`plane_detection`); anatomical detection, when on, is one more task on the mean
+    image and the ROIs.
     """
     configuration = context.configuration
     settings = configuration.roi_detection
@@ -246,7 +278,7 @@ def plan_detection_step(context: RecordingContext, *, plane: int) -> StepPlan:
     shape_classifier = None
     if options.preclassification_threshold > 0:
         shape_classifier = fit_classifier(load_training_set(configuration.main.custom_classifier_path, feature_names=SHAPE_FEATURE_NAMES))
-    detection = plane_detection(binned, crop_origin_px=(y_start, x_start), frame_shape=(height, width), options=options, shape_classifier=shape_classifier)
+    detection = plane_detection(binned, crop_origin_px=(y_start, x_start), frame_shape=(height, width), options=options, shape_classifier=shape_classifier, tile_size_px=settings.tile_size)
     images = detection_images(binned_image_sums(binned), detection.diameter_px, valid_y_range=registration.valid_y_range, valid_x_range=registration.valid_x_range, frame_shape=(height, width))
     if settings.anatomical:
         detection = anatomical_plane_detection(detection, images, valid_y_range=registration.valid_y_range, valid_x_range=registration.valid_x_range, options=options)

@@ -2,7 +2,9 @@
 
 `detect_plane`: optional block-PCA denoising, sparse detection on the valid crop, ROI coordinates
 moved back to full-frame pixels, removal of ROIs smaller than a fraction of the expected cell area,
-optional shape-only preclassification, ROI statistics and overlap removal.
+optional shape-only preclassification, ROI statistics and overlap removal. Over tiles
+(`cindra_dask.detection.tiles`) the same in three bodies: `tile_scale_peaks` and `detect_tile` per
+tile, `finish_plane_detection` on the merged ROIs.
 `add_anatomical_rois`: somata of the mean image (`cindra_dask.detection.anatomy`) merged with the
 activity ROIs, statistics and overlap removal redone on the union; every ROI flagged by its
 `DetectionSource`.
@@ -17,7 +19,7 @@ import numpy as np
 from cindra_dask.detection.anatomy import DetectionSource, merge_anatomical_rois, soma_candidates
 from cindra_dask.detection.classify import CellClassifier, cell_probability
 from cindra_dask.detection.denoise import pca_denoise
-from cindra_dask.detection.sparsery import detect_rois
+from cindra_dask.detection.sparsery import ScalePeaks, SparseDetection, detect_rois, region_scale_peaks
 from cindra_dask.detection.stats import RoiStatistics, curate_rois, roi_statistics
 from cindra_dask.rois import RaggedRois
 
@@ -110,9 +112,35 @@ def detect_plane(
     -------
     PlaneDetection in full-frame coordinates.
     """
+    detection = detect_tile(binned, scale=None, options=options)
+    return finish_plane_detection(detection, binned_frame_count=binned.shape[0], crop_origin_px=crop_origin_px, frame_shape=frame_shape, options=options, shape_classifier=shape_classifier)
+
+
+def _denoise_in_place(binned: np.ndarray, *, options: DetectionOptions) -> None:
+    """Block-PCA denoise ``binned`` in place where ``options.denoise_block_shape_px`` is set."""
     if options.denoise_block_shape_px is not None:
         pca_denoise(binned, block_shape_px=options.denoise_block_shape_px, overwrite_frames=True)
-    detection = detect_rois(
+
+
+def tile_scale_peaks(binned: np.ndarray, *, region: tuple[int, int, int, int], options: DetectionOptions) -> ScalePeaks:
+    """`cindra_dask.detection.sparsery.region_scale_peaks` of a (tile of a) binned movie, denoised first
+    where ``options`` say (one task per tile). ``binned`` (n_bins, h, w) float32 C-contiguous is **overwritten**."""
+    _denoise_in_place(binned, options=options)
+    return region_scale_peaks(
+        binned,
+        region=region,
+        temporal_highpass_window_frames=options.temporal_highpass_window_frames,
+        spatial_highpass_window_px=options.spatial_highpass_window_px,
+        threshold_scaling=options.threshold_scaling,
+        residual_motion_window_px=options.residual_motion_window_px,
+    )
+
+
+def detect_tile(binned: np.ndarray, *, scale: int | None, options: DetectionOptions) -> SparseDetection:
+    """Optional block-PCA denoising, then sparse detection (`detect_rois`) of a (tile of a) binned movie
+    at ``scale`` (None: its own estimate). ``binned`` (n_bins, h, w) float32 C-contiguous is **overwritten**."""
+    _denoise_in_place(binned, options=options)
+    return detect_rois(
         binned,
         temporal_highpass_window_frames=options.temporal_highpass_window_frames,
         spatial_highpass_window_px=options.spatial_highpass_window_px,
@@ -120,7 +148,22 @@ def detect_plane(
         maximum_iterations=options.maximum_iterations,
         residual_motion_window_px=options.residual_motion_window_px,
         overwrite_frames=True,
+        scale=scale,
     )
+
+
+def finish_plane_detection(
+    detection: SparseDetection,
+    *,
+    binned_frame_count: int,
+    crop_origin_px: tuple[int, int],
+    frame_shape: tuple[int, int],
+    options: DetectionOptions,
+    shape_classifier: CellClassifier | None,
+) -> PlaneDetection:
+    """`detect_plane` after sparse detection: ROIs of the valid crop (whole, or merged from tiles:
+    `cindra_dask.detection.tiles.merge_tiles`) moved to full-frame pixels, small ones removed,
+    preclassified, curated. ``binned_frame_count``: bins the detection ran on; the rest as `detect_plane`."""
     rois = _shift_rois(detection.rois, origin_px=crop_origin_px)
     centroids = (detection.centroids + np.asarray(crop_origin_px, np.int32)).astype(np.int32)
     footprints = detection.footprints
@@ -142,7 +185,7 @@ def detect_plane(
         footprints=footprints[curated.kept_indices].astype(np.int8),
         statistics=curated.statistics,
         diameter_px=int(detection.diameter_px),
-        binned_frame_count=int(binned.shape[0]),
+        binned_frame_count=int(binned_frame_count),
         exhausted=bool(detection.exhausted),
         detection_source=np.full(curated.rois.count, DetectionSource.ACTIVITY, np.int8),
     )

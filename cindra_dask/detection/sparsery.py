@@ -343,17 +343,38 @@ def _upsample_to_frame(image: np.ndarray, rows: np.ndarray, columns: np.ndarray,
     return spline(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64)).astype(np.float32)
 
 
-def _estimate_scale(scale_images: np.ndarray) -> int:
-    """Mode of the best scale over the 50 brightest 11×11 peaks of the max-over-scales image; 0 ⇒ 1."""
+class ScalePeaks(NamedTuple):
+    """The brightest 11×11 peaks of the max-over-scales image (at most 50): ``values`` (n,) float32, ``scales`` (n,) int64."""
+
+    values: np.ndarray
+    scales: np.ndarray
+
+
+def _brightest(values: np.ndarray, scales: np.ndarray) -> ScalePeaks:
+    """The `_PEAK_COUNT` largest ``values`` with their ``scales`` (all when fewer)."""
+    if values.size > _PEAK_COUNT:
+        brightest = np.argpartition(values, -_PEAK_COUNT)[-_PEAK_COUNT:]
+        values, scales = values[brightest], scales[brightest]
+    return ScalePeaks(values, scales)
+
+
+def _scale_peaks(scale_images: np.ndarray, *, region: tuple[int, int, int, int] | None) -> ScalePeaks:
+    """`ScalePeaks` of (SCALE_COUNT, H, W) images, among the peaks inside ``region`` (y0, y1, x0, x1) px, or all."""
     best_image = scale_images.max(axis=0)
-    best_scale = scale_images.argmax(axis=0).ravel()
-    is_peak = (np.abs(best_image - maximum_filter(best_image, size=_PEAK_WINDOW_PX)) < _PEAK_TOLERANCE).ravel()
-    peak_values = best_image.ravel()[is_peak]
-    peak_scales = best_scale[is_peak]
-    if peak_values.size > _PEAK_COUNT:
-        peak_scales = peak_scales[np.argpartition(peak_values, -_PEAK_COUNT)[-_PEAK_COUNT:]]
-    scale = int(np.bincount(peak_scales, minlength=SCALE_COUNT).argmax())
-    return max(1, scale)
+    best_scale = scale_images.argmax(axis=0)
+    is_peak = np.abs(best_image - maximum_filter(best_image, size=_PEAK_WINDOW_PX)) < _PEAK_TOLERANCE
+    if region is not None:
+        inside = np.zeros_like(is_peak)
+        inside[region[0] : region[1], region[2] : region[3]] = True
+        is_peak &= inside
+    return _brightest(best_image[is_peak], best_scale[is_peak])
+
+
+def scale_of_peaks(peaks: list[ScalePeaks]) -> int:
+    """Pyramid scale (≥ 1) of a field from the `ScalePeaks` of its parts: the mode of the best scale
+    over the 50 brightest peaks of them all (cindra's estimate; one part: the whole field's)."""
+    brightest = _brightest(np.concatenate([part.values for part in peaks]), np.concatenate([part.scales for part in peaks]))
+    return max(1, int(np.bincount(brightest.scales, minlength=SCALE_COUNT).argmax()))
 
 
 @numba.njit(cache=True)
@@ -528,37 +549,25 @@ def _peak_location(flat_index: int, grid: _ScaleGrid) -> tuple[int, int, int]:
     return scale, row, column
 
 
-def detect_rois(
-    frames: np.ndarray,
-    *,
-    temporal_highpass_window_frames: int,
-    spatial_highpass_window_px: int,
-    threshold_scaling: float,
-    maximum_iterations: int,
-    residual_motion_window_px: int,
-    overwrite_frames: bool = False,
-) -> SparseDetection:
-    """Detect ROIs in a binned movie by cindra's sparse multiscale algorithm.
+class _Preprocessed(NamedTuple):
+    """The residual movie and maps `detect_rois` starts its loop from (`_preprocess`)."""
 
-    Parameters
-    ----------
-    frames : (T, H, W) binned movie (float32 preferred).
-    temporal_highpass_window_frames : high-pass window in binned frames (< 10: Gaussian σ).
-    spatial_highpass_window_px : box side of the spatial high-pass (neuropil removal).
-    threshold_scaling : multiplies the base threshold 5.
-    maximum_iterations : loop limit is 250 × this.
-    residual_motion_window_px : > 0: first remove residual motion (`subtract_residual_motion`) fitted
-        over boxes of this side; 0: cindra's algorithm.
-    overwrite_frames : use ``frames`` (float32, C-contiguous) as the residual work buffer instead
-        of copying it; its contents are destroyed.
+    residual: np.ndarray
+    noise: np.ndarray
+    maximum_projection: np.ndarray
+    grid: _ScaleGrid
+    candidate_thresholds: np.ndarray
+    squared_sums: np.ndarray
+    scale_images: np.ndarray
 
-    Returns
-    -------
-    SparseDetection (zero ROIs for a movie without supra-threshold activity).
-    """
+
+def _preprocess(
+    frames: np.ndarray, *, temporal_highpass_window_frames: int, spatial_highpass_window_px: int, threshold_scaling: float, residual_motion_window_px: int, overwrite_frames: bool
+) -> _Preprocessed:
+    """Checks, high-passes, noise normalisation and the response statistics of `detect_rois` (same arguments)."""
     if frames.ndim != 3 or frames.shape[0] == 0:
         raise ValueError(f"frames must be (T ≥ 1, H, W), got shape {frames.shape}")
-    if threshold_scaling <= 0 or maximum_iterations <= 0:
+    if threshold_scaling <= 0:
         raise ValueError("threshold_scaling and maximum_iterations must be > 0")
     if overwrite_frames:
         if frames.dtype != np.float32 or not frames.flags.c_contiguous or not frames.flags.writeable:
@@ -587,9 +596,80 @@ def detect_rois(
     for scale in range(SCALE_COUNT):
         coarse = maxima[grid.offsets[scale] : grid.offsets[scale + 1]].reshape(grid.heights[scale], grid.widths[scale])
         scale_images[scale] = _upsample_to_frame(coarse, grid.row_coordinates[scale], grid.column_coordinates[scale], height, width)
+    return _Preprocessed(residual, noise, maximum_projection, grid, candidate_thresholds, squared_sums, scale_images)
+
+
+def region_scale_peaks(
+    frames: np.ndarray,
+    *,
+    region: tuple[int, int, int, int],
+    temporal_highpass_window_frames: int,
+    spatial_highpass_window_px: int,
+    threshold_scaling: float,
+    residual_motion_window_px: int,
+) -> ScalePeaks:
+    """`ScalePeaks` of a binned movie's peaks inside ``region`` (y0, y1, x0, x1) px, after `detect_rois`'s
+    preprocessing (same options); `scale_of_peaks` of the parts of a field gives its scale. ``frames``
+    (T, H, W) float32 C-contiguous is **overwritten** (the residual work buffer)."""
+    preprocessed = _preprocess(
+        frames,
+        temporal_highpass_window_frames=temporal_highpass_window_frames,
+        spatial_highpass_window_px=spatial_highpass_window_px,
+        threshold_scaling=threshold_scaling,
+        residual_motion_window_px=residual_motion_window_px,
+        overwrite_frames=True,
+    )
+    return _scale_peaks(preprocessed.scale_images, region=region)
+
+
+def detect_rois(
+    frames: np.ndarray,
+    *,
+    temporal_highpass_window_frames: int,
+    spatial_highpass_window_px: int,
+    threshold_scaling: float,
+    maximum_iterations: int,
+    residual_motion_window_px: int,
+    overwrite_frames: bool = False,
+    scale: int | None = None,
+) -> SparseDetection:
+    """Detect ROIs in a binned movie by cindra's sparse multiscale algorithm.
+
+    Parameters
+    ----------
+    frames : (T, H, W) binned movie (float32 preferred).
+    temporal_highpass_window_frames : high-pass window in binned frames (< 10: Gaussian σ).
+    spatial_highpass_window_px : box side of the spatial high-pass (neuropil removal).
+    threshold_scaling : multiplies the base threshold 5.
+    maximum_iterations : loop limit is 250 × this.
+    residual_motion_window_px : > 0: first remove residual motion (`subtract_residual_motion`) fitted
+        over boxes of this side; 0: cindra's algorithm.
+    overwrite_frames : use ``frames`` (float32, C-contiguous) as the residual work buffer instead
+        of copying it; its contents are destroyed.
+    scale : pyramid scale (≥ 1) to detect at, e.g. a whole field's for one of its tiles
+        (`scale_of_peaks`); None: estimated from this movie.
+
+    Returns
+    -------
+    SparseDetection (zero ROIs for a movie without supra-threshold activity).
+    """
+    if maximum_iterations <= 0:
+        raise ValueError("threshold_scaling and maximum_iterations must be > 0")
+    if scale is not None and not 1 <= scale < SCALE_COUNT:
+        raise ValueError(f"scale must be in [1, {SCALE_COUNT - 1}], got {scale}")
+    residual, noise, maximum_projection, grid, candidate_thresholds, squared_sums, scale_images = _preprocess(
+        frames,
+        temporal_highpass_window_frames=temporal_highpass_window_frames,
+        spatial_highpass_window_px=spatial_highpass_window_px,
+        threshold_scaling=threshold_scaling,
+        residual_motion_window_px=residual_motion_window_px,
+        overwrite_frames=overwrite_frames,
+    )
+    frame_count, height, width = residual.shape
     correlation_map = scale_images.max(axis=0)
-    scale = _estimate_scale(scale_images)
-    del scale_images, maxima
+    if scale is None:
+        scale = scale_of_peaks([_scale_peaks(scale_images, region=None)])
+    del scale_images
 
     peak_threshold = float(candidate_thresholds[scale - 1])
     stopping_threshold = peak_threshold * max(1.0, frame_count / _REFERENCE_BIN_COUNT)
