@@ -20,7 +20,7 @@ from cindra_dask.config import ACQUISITION_FILE_NAME, AcquisitionParameters, Con
 from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
 from cindra_dask.io.acquisition import CONFIGURATION, PARAMETERS_FILE, AcquisitionRecord, AcquisitionSource
 from cindra_dask.io.inputs import inspect_inputs
-from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, find_acquisition_file
+from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, crop_ingest_plan, find_acquisition_file
 from cindra_dask.store import RecordingStore, store_path
 
 BAD_FRAMES_FILE_NAME = "bad_frames.npy"
@@ -174,6 +174,11 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     height, width = inputs.files[0].page_shape
     chunk_frames = ingest_chunk_frames(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes, batch_size=configuration.registration.batch_size)
     plan = build_ingest_plan(inputs.files, acquisition, chunk_frames=chunk_frames, reader=inputs.reader, source=source)
+    if file_io.crop_coords is not None:
+        cropped = crop_ingest_plan(plan, crop_coords=file_io.crop_coords)
+        if isinstance(cropped, str):
+            raise ConfigurationError(cropped)
+        plan = cropped
     recording_name = file_io.recording_name or tiff_directory.name
     store = RecordingStore(store_path(Path(file_io.output_path).expanduser(), recording_name))
     raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
