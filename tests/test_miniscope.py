@@ -147,6 +147,31 @@ def test_the_miniscope_step_on_a_one_photon_recording(one_photon_run: tuple[Path
     assert precision >= 0.9 and recall >= 0.6
 
 
+def test_a_miniscope_setting_reruns_only_the_miniscope_step(one_photon_run: tuple[Path, Any], tmp_path: Path, client: Any) -> None:
+    """On a copy of the `one_photon_run` store: linear detrending and dF/F reruns the miniscope step (and combine), nothing before it."""
+    import shutil
+
+    from cindra_dask.config import CNMF_E_PRESET
+    from cindra_dask.pipeline import run_single_recording
+    from cindra_dask.simulate import one_photon_parameters
+    from cindra_dask.store import RecordingStore
+    from tests.conftest import single_configuration
+
+    data, report = one_photon_run
+    shutil.copytree(report.store_path, tmp_path / report.store_path.name)
+    changed = {"enabled": True, "detrend_method": "linear", "df_over_f_method": "delta_f_over_f"}
+    sections = {**CNMF_E_PRESET, "miniscope_analysis": changed}
+    configuration = single_configuration(data, tmp_path, main={"tau": one_photon_parameters(**ONE_PHOTON).tau_s}, runtime={"max_chunk_memory": "1MiB"}, **sections)
+    rerun = run_single_recording(configuration, client=client)
+    assert {outcome.name: outcome.state for outcome in rerun.outcomes} == {
+        "ingest": "skipped", "registration/plane_0": "skipped", "cnmf/plane_0": "skipped", "extraction/plane_0": "skipped", "miniscope/plane_0": "ran", "combine": "ran"
+    }
+    before, after = RecordingStore(report.store_path), RecordingStore(rerun.store_path)
+    ratio = after.read("plane_0/miniscope/delta_f_over_f")
+    over_root = before.read("plane_0/miniscope/delta_f_over_f")
+    assert ratio.shape == over_root.shape and np.all(np.isfinite(ratio)) and np.nanmax(np.abs(ratio)) < np.nanmax(np.abs(over_root))  # dF/F, not dF/√F of F ≫ 1
+
+
 def test_the_miniscope_step_needs_cnmf_e() -> None:
     from cindra_dask.config import configuration_from_mapping
     from cindra_dask.errors import ConfigurationError

@@ -54,6 +54,15 @@ class SpectrogramLayout(NamedTuple):
     frequencies_hz: np.ndarray
 
 
+def centred_rows(traces: np.ndarray) -> np.ndarray:
+    """(n, T) float64 each row minus the mean of its finite values, NaN and ±inf set to 0 (the mean)."""
+    traces = np.asarray(traces, np.float64)
+    finite = np.isfinite(traces)
+    filled = np.where(finite, traces, 0.0)
+    means = filled.sum(axis=1, keepdims=True) / np.maximum(1, finite.sum(axis=1, keepdims=True))
+    return np.where(finite, filled - means, 0.0)
+
+
 def spectrogram_layout(*, frame_count: int, frame_rate_hz: float, window_length_s: float, window_step_s: float, freq_lims_hz: tuple[float, float]) -> SpectrogramLayout:
     """Window length (frames, ≤ ``frame_count``), starts, FFT length and kept frequencies."""
     window_frames = max(2, min(frame_count, int(round(window_length_s * frame_rate_hz))))
@@ -69,7 +78,6 @@ def multitaper_spectrogram(
     traces: np.ndarray, *, frame_rate_hz: float, window_length_s: float, window_step_s: float, freq_lims_hz: tuple[float, float], time_bandwidth: float
 ) -> Spectrogram:
     """`Spectrogram` of every row of ``traces`` (n, T) float32 (module docstring; NaN counts as the row's mean)."""
-    traces = np.asarray(traces, np.float64)
     row_count, frame_count = traces.shape
     layout = spectrogram_layout(frame_count=frame_count, frame_rate_hz=frame_rate_hz, window_length_s=window_length_s, window_step_s=window_step_s, freq_lims_hz=freq_lims_hz)
     taper_count = max(1, int(2 * time_bandwidth - 1))
@@ -79,8 +87,7 @@ def multitaper_spectrogram(
     if layout.fft_length % 2 == 0:
         one_sided[-1] = 1.0
     scale = (one_sided / frame_rate_hz)[layout.frequency_mask]
-    means = np.nanmean(traces, axis=1, keepdims=True) if frame_count else np.zeros((row_count, 1))
-    filled = np.where(np.isfinite(traces), traces, np.nan_to_num(means))
+    filled = centred_rows(traces)
     power = np.empty((row_count, len(layout.window_starts), int(layout.frequency_mask.sum())), np.float32)
     for window, start in enumerate(layout.window_starts):
         segment = filled[:, start : start + layout.window_frames]
@@ -104,16 +111,14 @@ def band_problem(*, filter_cut_hz: tuple[float, float], frame_rate_hz: float) ->
 
 
 def instantaneous_phase(traces: np.ndarray, *, frame_rate_hz: float, filter_order: int, filter_cut_hz: tuple[float, float] | None) -> np.ndarray:
-    """(n, T) float32 Hilbert phase (radians) of every row, band-passed first unless ``filter_cut_hz`` is None.
+    """(n, T) float32 Hilbert phase (radians) of every row (NaN counts as the row's mean), band-passed first unless ``filter_cut_hz`` is None.
 
     Raises
     ------
     ValueError : the band is not 0 < low < high < fs / 2.
     """
-    traces = np.asarray(traces, np.float64)
     frame_count = traces.shape[1]
-    means = np.nanmean(traces, axis=1, keepdims=True) if frame_count else np.zeros((len(traces), 1))
-    centred = np.nan_to_num(traces - np.nan_to_num(means), nan=0.0)
+    centred = centred_rows(traces)
     if filter_cut_hz is not None and frame_count > 1:
         problem = band_problem(filter_cut_hz=filter_cut_hz, frame_rate_hz=frame_rate_hz)
         if problem is not None:
