@@ -148,7 +148,8 @@ def test_the_miniscope_step_on_a_one_photon_recording(one_photon_run: tuple[Path
 
 
 def test_a_miniscope_setting_reruns_only_the_miniscope_step(one_photon_run: tuple[Path, Any], tmp_path: Path, client: Any) -> None:
-    """On a copy of the `one_photon_run` store: linear detrending and dF/F reruns the miniscope step (and combine), nothing before it."""
+    """On a copy of the `one_photon_run` store: linear detrending and dF/F reruns the miniscope step (and combine), nothing before
+    it; the same configuration again skips every step."""
     import shutil
 
     from cindra_dask.config import CNMF_E_PRESET
@@ -166,6 +167,7 @@ def test_a_miniscope_setting_reruns_only_the_miniscope_step(one_photon_run: tupl
     assert {outcome.name: outcome.state for outcome in rerun.outcomes} == {
         "ingest": "skipped", "registration/plane_0": "skipped", "cnmf/plane_0": "skipped", "extraction/plane_0": "skipped", "miniscope/plane_0": "ran", "combine": "ran"
     }
+    assert {outcome.state for outcome in run_single_recording(configuration, client=client).outcomes} == {"skipped"}
     before, after = RecordingStore(report.store_path), RecordingStore(rerun.store_path)
     ratio = after.read("plane_0/miniscope/delta_f_over_f")
     over_root = before.read("plane_0/miniscope/delta_f_over_f")
