@@ -175,13 +175,10 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     chunk_frames = ingest_chunk_frames(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes, batch_size=configuration.registration.batch_size)
     plan = build_ingest_plan(inputs.files, acquisition, chunk_frames=chunk_frames, reader=inputs.reader, source=source)
     if file_io.crop_coords is not None:
-        cropped = crop_ingest_plan(plan, crop_coords=file_io.crop_coords)
-        if isinstance(cropped, str):
-            raise ConfigurationError(cropped)
-        plan = cropped
+        plan = crop_ingest_plan(plan, crop_coords=file_io.crop_coords)
     recording_name = file_io.recording_name or tiff_directory.name
     store = RecordingStore(store_path(Path(file_io.output_path).expanduser(), recording_name))
-    raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
+    raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * plan.frame_width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
     problems.extend(_check_output(configuration, store, raw_bytes=raw_bytes))
     problems.extend(_check_worker_memory(configuration))
     bad_frames_path = data_path / BAD_FRAMES_FILE_NAME
