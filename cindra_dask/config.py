@@ -585,6 +585,13 @@ class MiniscopeAnalysisSettings(Section):
     )
     secs_window: float = Field(default=5.0, gt=0, le=10_000, description="Length of the blocks whose percentile is the dF/F baseline, s (CaImAn's computeDFF secsWindow).")
     quantile_min: float = Field(default=8.0, ge=0, le=100, description="Percentile of each block taken as the baseline F0 (CaImAn's computeDFF quantilMin).")
+    event_method: Literal["derivative", "deconvolution"] = Field(
+        default="derivative",
+        description=(
+            "How events are found: 'derivative' (the source's default, find_calcium_events_with_derivatives: peaks of derivative_for_estimates of the dF/F)"
+            " or 'deconvolution' (its find_calcium_events_with_deconvolution: OASIS AR(1) spikes of the dF/F with main.tau, here those above event_height σ)."
+        ),
+    )
     derivative_for_estimates: Literal["zeroth", "first", "second"] = Field(
         default="first", description="Events are peaks of this derivative of the dF/F: zeroth (the trace), first (frame-to-frame change: transient onsets) or second."
     )
@@ -592,7 +599,10 @@ class MiniscopeAnalysisSettings(Section):
         default=5.0,
         gt=0,
         le=1000,
-        description="Smallest peak of the derivative that is an event, in its robust noise σ (the source's threshold is in trace units; σ units make it independent of brightness).",
+        description=(
+            "Smallest peak of the derivative (or OASIS spike) that is an event, in the robust noise σ of the derivative (of the dF/F's frame-to-frame"
+            " difference for deconvolution); the source's threshold is in trace units, σ units make it independent of brightness."
+        ),
     )
     minimum_event_interval: float = Field(
         default=0.5, ge=0, le=10_000, description="Not in the source: least time between two events of a component, s (the larger peak wins; 0: adjacent frames allowed)."

@@ -41,9 +41,11 @@ class MiniscopeBlock(NamedTuple):
     events: CalciumEvents
 
 
-def miniscope_kernel_options(settings: MiniscopeAnalysisSettings, *, frame_rate_hz: float) -> dict[str, Any]:
-    """Keyword options of `analyse_block` from the ``miniscope_analysis`` section at ``frame_rate_hz`` (Hz)."""
+def miniscope_kernel_options(settings: MiniscopeAnalysisSettings, *, frame_rate_hz: float, tau_s: float) -> dict[str, Any]:
+    """Keyword options of `analyse_block` from the ``miniscope_analysis`` section at ``frame_rate_hz`` (Hz), indicator decay ``tau_s`` (``main.tau``, s)."""
     return {
+        "event_method": settings.event_method,
+        "tau_s": tau_s,
         "detrend_method": settings.detrend_method,
         "window_frames": int(settings.secs_window * frame_rate_hz),
         "quantile_min": settings.quantile_min,
@@ -69,6 +71,8 @@ def analyse_block(
     window_frames: int,
     quantile_min: float,
     df_over_f_method: str,
+    event_method: str,
+    tau_s: float,
     derivative_for_estimates: str,
     event_height: float,
     minimum_event_interval_frames: int,
@@ -83,7 +87,15 @@ def analyse_block(
     """`MiniscopeBlock` of (n, T) float32 component fluorescence; ``mean_trace`` (T,) is the mean over every ROI of the plane."""
     detrended = detrend_traces(fluorescence, detrend_method=detrend_method, mean_trace=mean_trace)
     dff = miniscope_delta_f_over_f(detrended, window_frames=window_frames, quantile_min=quantile_min, df_over_f_method=df_over_f_method)
-    events = detect_calcium_events(dff, derivative_for_estimates=derivative_for_estimates, event_height=event_height, minimum_event_interval_frames=minimum_event_interval_frames)
+    events = detect_calcium_events(
+        dff,
+        event_method=event_method,
+        derivative_for_estimates=derivative_for_estimates,
+        event_height=event_height,
+        minimum_event_interval_frames=minimum_event_interval_frames,
+        tau_s=tau_s,
+        frame_rate_hz=frame_rate_hz,
+    )
     phase = instantaneous_phase(dff, frame_rate_hz=frame_rate_hz, filter_order=filter_order, filter_cut_hz=filter_cut_hz)
     spectrogram = multitaper_spectrogram(dff, frame_rate_hz=frame_rate_hz, window_length_s=window_length_s, window_step_s=window_step_s, freq_lims_hz=freq_lims_hz, time_bandwidth=time_bandwidth)
     return MiniscopeBlock(detrended, dff, phase, spectrogram.power, spectrogram.power_spectrum, spectrogram.dominant_frequency_hz, events)
@@ -131,7 +143,7 @@ def plan_miniscope_step(context: RecordingContext, *, plane: int) -> StepPlan:
     if roi_count:
         fluorescence = (raw_traces[source_component] + background[:, None]).astype(np.float32).rechunk((roi_chunk, frame_count))
         mean_trace = fluorescence.mean(axis=0)
-        options = miniscope_kernel_options(settings, frame_rate_hz=frame_rate_hz)
+        options = miniscope_kernel_options(settings, frame_rate_hz=frame_rate_hz, tau_s=configuration.main.tau)
         analyse = dask.delayed(analyse_block, pure=True)
         blocks = [analyse(block, mean_trace, **options) for block in fluorescence.to_delayed().ravel()]
         row_counts = fluorescence.chunks[0]
