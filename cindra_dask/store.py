@@ -133,7 +133,8 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     (n, T) f4 its dF/F (or dF/√F, ``df_over_f_method``; NaN where F0 ≤ 0); ``instantaneous_phase``
     (n, T) f4 radians, all dims (roi, t) chunks (roi_chunk, T); events as ragged rows:
     ``event_offsets`` (n+1,) i8 dims (roi_boundary,), ``event_frames`` (E,) i8 and
-    ``event_amplitudes`` (E,) f4 (the derivative at the event, dF/F) dims (event,),
+    ``event_amplitudes`` (E,) f4 (the derivative at the event, or its OASIS spike with
+    ``event_method: deconvolution``, dF/F) dims (event,),
     ``event_noise_sigma`` (n,) f4 dims (roi,); ``spectrogram`` (n, W, F) f4 PSD, (dF/F)²/Hz, dims
     (roi, window, frequency) chunks (roi_chunk, W, F); ``spectrogram_times`` (W,) f8 s dims
     (window,); ``spectrogram_frequencies`` (F,) f8 Hz dims (frequency,); ``power_spectrum`` (n, F) f4

@@ -19,7 +19,7 @@ from cindra_dask.miniscope.events import CalciumEvents, detect_calcium_events
 from cindra_dask.miniscope.spectral import band_problem, instantaneous_phase, multitaper_spectrogram, spectrogram_layout
 from cindra_dask.miniscope.traces import detrend_traces, footprint_background, miniscope_delta_f_over_f
 from cindra_dask.runner.plans import Compute, StepPlan
-from cindra_dask.store import CNMF, MINISCOPE, ROIS, TRACE_DIMENSIONS, stage_path
+from cindra_dask.store import CNMF, MINISCOPE, ROIS, stage_path
 
 if TYPE_CHECKING:
     from cindra_dask.config import MiniscopeAnalysisSettings
@@ -128,14 +128,14 @@ def plan_miniscope_step(context: RecordingContext, *, plane: int) -> StepPlan:
         frame_count=max(frame_count, window_count * frequency_count), roi_count=roi_count, max_chunk_bytes=configuration.runtime.max_chunk_bytes, upper_bound=configuration.signal_extraction.batch_size
     )
     shapes = {
-        "detrended_fluorescence": ((roi_count, frame_count), np.float32),
-        "delta_f_over_f": ((roi_count, frame_count), np.float32),
-        "instantaneous_phase": ((roi_count, frame_count), np.float32),
-        "spectrogram": ((roi_count, window_count, frequency_count), np.float32),
-        "power_spectrum": ((roi_count, frequency_count), np.float32),
-        "dominant_frequency": ((roi_count,), np.float32),
+        "detrended_fluorescence": (roi_count, frame_count),
+        "delta_f_over_f": (roi_count, frame_count),
+        "instantaneous_phase": (roi_count, frame_count),
+        "spectrogram": (roi_count, window_count, frequency_count),
+        "power_spectrum": (roi_count, frequency_count),
+        "dominant_frequency": (roi_count,),
     }
-    targets = {name: store.create_array(f"{group}/{name}", shape=shape, dtype=dtype, chunks=(roi_chunk, *shape[1:])) for name, (shape, dtype) in shapes.items()}
+    targets = {name: store.create_array(f"{group}/{name}", shape=shape, dtype=np.float32, chunks=(roi_chunk, *shape[1:])) for name, shape in shapes.items()}
     store.write_array(f"{group}/footprint_background", background)
     store.write_array(f"{group}/spectrogram_times", layout.window_times_s.astype(np.float64))
     store.write_array(f"{group}/spectrogram_frequencies", layout.frequencies_hz.astype(np.float64))
@@ -148,7 +148,7 @@ def plan_miniscope_step(context: RecordingContext, *, plane: int) -> StepPlan:
         blocks = [analyse(block, mean_trace, **options) for block in fluorescence.to_delayed().ravel()]
         row_counts = fluorescence.chunks[0]
         sources = [
-            da.concatenate([da.from_delayed(block[index], shape=(rows, *shapes[name][0][1:]), dtype=np.float32) for block, rows in zip(blocks, row_counts)])
+            da.concatenate([da.from_delayed(block[index], shape=(rows, *shapes[name][1:]), dtype=np.float32) for block, rows in zip(blocks, row_counts)])
             for index, name in enumerate(DENSE_OUTPUTS)
         ]
         stored = da.store(sources, [targets[name] for name in DENSE_OUTPUTS], lock=False, compute=False)
