@@ -206,8 +206,9 @@ def test_the_miniscope_step_needs_cnmf_e() -> None:
 
 
 def test_ingest_stores_only_the_crop_in_the_miniscope_pipelines_convention(tmp_path: Path, client: Any) -> None:
-    """crop_coords (x0, y0, x1, y1) with y up from the bottom edge: TIFF pages of two planes, and a Miniscope V4 AVI folder."""
-    from cindra_dask.errors import ConfigurationError
+    """crop_coords (x0, y0, x1, y1) with y up from the bottom edge: TIFF pages of two planes, and a Miniscope V4 AVI folder;
+    a crop outside the frame and a phase band above Nyquist are refused by preflight."""
+    from cindra_dask.errors import CindraError, ConfigurationError
     from cindra_dask.pipeline import run_single_recording
     from cindra_dask.simulate import one_photon_parameters, simulate_recording, write_miniscope_recording
     from cindra_dask.store import RecordingStore, frames_path
@@ -224,6 +225,9 @@ def test_ingest_stores_only_the_crop_in_the_miniscope_pipelines_convention(tmp_p
     avi = write_miniscope_recording(parameters, tmp_path / "avi", version="v4", frames_per_file=60)
     report = run_single_recording(single_configuration(avi, tmp_path / "out_avi", file_io={"crop_coords": [0, 40, 30, 10]}), client=client, phases=["ingest"])
     np.testing.assert_array_equal(RecordingStore(report.store_path).read(frames_path(0, 0)), movie[:, 0:30, 0:30])
+    with pytest.raises(CindraError, match="miniscope_analysis.filter_cut: the band 0.1–12 Hz must satisfy"):  # before anything is written
+        sections = {"source_extraction": {"method": "cnmf_e"}, "miniscope_analysis": {"enabled": True, "filter_cut": [0.1, 12.0]}}
+        run_single_recording(single_configuration(avi, tmp_path / "refused", **sections), client=client)
     with pytest.raises(ConfigurationError, match="crop_coords"):
         run_single_recording(single_configuration(avi, tmp_path / "refused", file_io={"crop_coords": [0, 0, 60, 10]}), client=client, phases=["ingest"])
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())

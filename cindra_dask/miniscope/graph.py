@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from cindra_dask.chunking import roi_chunk_size
-from cindra_dask.errors import ConfigurationError
 from cindra_dask.miniscope.events import CalciumEvents, detect_calcium_events
-from cindra_dask.miniscope.spectral import band_problem, instantaneous_phase, multitaper_spectrogram, spectrogram_layout
+from cindra_dask.miniscope.spectral import instantaneous_phase, multitaper_spectrogram, spectrogram_layout
 from cindra_dask.miniscope.traces import detrend_traces, footprint_background, miniscope_delta_f_over_f
 from cindra_dask.runner.plans import Compute, StepPlan
 from cindra_dask.store import CNMF, MINISCOPE, ROIS, stage_path
@@ -106,7 +105,8 @@ def plan_miniscope_step(context: RecordingContext, *, plane: int) -> StepPlan:
 
     Reads ``plane_k/rois/source_component``, ``plane_k/cnmf/{raw_traces, background_mean}`` and the
     ``cnmf`` footprints; writes ``plane_k/miniscope/*`` (store contract), one row per ROI. Zero ROIs
-    give zero-row arrays. Idempotent (every output is replaced).
+    give zero-row arrays. Idempotent (every output is replaced). Preflight has checked ``filter_cut``
+    against the frame rate.
     """
     import dask
     import dask.array as da
@@ -114,9 +114,6 @@ def plan_miniscope_step(context: RecordingContext, *, plane: int) -> StepPlan:
     store, configuration = context.store, context.configuration
     settings = configuration.miniscope_analysis
     frame_rate_hz = context.acquisition.plane_frame_rate_hz
-    problem = band_problem(filter_cut_hz=tuple(settings.filter_cut), frame_rate_hz=frame_rate_hz) if settings.filter_miniscope_data else None
-    if problem is not None:
-        raise ConfigurationError(f"miniscope_analysis.filter_cut: {problem}; lower it or set miniscope_analysis.filter_miniscope_data: false")
     cnmf_group, group = stage_path(plane, CNMF), stage_path(plane, MINISCOPE)
     source_component = store.read(f"{stage_path(plane, ROIS)}/source_component").astype(np.int64)
     raw_traces = da.from_zarr(store.array(f"{cnmf_group}/raw_traces"))

@@ -21,6 +21,7 @@ from cindra_dask.errors import CindraError, ConfigurationError, InputError, Outp
 from cindra_dask.io.acquisition import CONFIGURATION, PARAMETERS_FILE, AcquisitionRecord, AcquisitionSource
 from cindra_dask.io.inputs import inspect_inputs
 from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, crop_ingest_plan, find_acquisition_file
+from cindra_dask.miniscope.spectral import band_problem
 from cindra_dask.store import RecordingStore, store_path
 
 BAD_FRAMES_FILE_NAME = "bad_frames.npy"
@@ -169,6 +170,10 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     for plane in configuration.main.ignored_flyback_planes:
         if not 0 <= plane < acquisition.virtual_plane_count:
             problems.append(f"main.ignored_flyback_planes: plane {plane} does not exist (planes 0..{acquisition.virtual_plane_count - 1})")
+    miniscope = configuration.miniscope_analysis
+    band = band_problem(filter_cut_hz=tuple(miniscope.filter_cut), frame_rate_hz=acquisition.plane_frame_rate_hz) if miniscope.enabled and miniscope.filter_miniscope_data else None
+    if band is not None:
+        problems.append(f"miniscope_analysis.filter_cut: {band}; lower it or set miniscope_analysis.filter_miniscope_data: false")
     if problems:
         raise InputError(*problems)
     height, width = inputs.files[0].page_shape
