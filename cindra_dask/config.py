@@ -250,7 +250,23 @@ class FileIOSettings(Section):
         description="Path of the movie array inside each Zarr store, e.g. 'data' or '0'; None: the store itself when it is an array, else its only array.",
     )
     ignored_file_names: tuple[str, ...] = Field(default=(), description="Movie file stems (names without extension) to skip.")
+    crop_coords: tuple[int, int, int, int] | None = Field(
+        default=None,
+        description=(
+            "The miniscope pipeline's crop at ingest, (x0, y0, x1, y1) px in its crop GUI's convention (as in its analysis_parameters.csv, e.g."
+            " (67, 503, 555, 61)): columns from min(x0, x1) to max(x0, x1), y counted up from the bottom edge, so rows from height − max(y0, y1)"
+            " to height − min(y0, y1) (ends exclusive); only these pixels are stored and processed. None: whole frames. Not with MROI."
+        ),
+    )
     repeat_binarization: bool = Field(default=False, description="Ingest the movie files again even if the store holds a complete ingest (drops every later result).")
+
+
+    @field_validator("crop_coords")
+    @classmethod
+    def _crop_not_negative(cls, value: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if value is not None and min(value) < 0:
+            raise ValueError(f"coordinates must be non-negative pixels, got {value}")
+        return value
 
 
 class RegistrationSettings(Section):
@@ -483,11 +499,13 @@ CNMF_E_PRESET: dict[str, dict[str, Any]] = {
     "source_extraction": {"method": "cnmf_e", "gSig": [2.5, 2.5], "gSiz": [11, 11], "rf": 20, "stride": 12, "K": 10, "min_corr": 0.8, "min_pnr": 8},
     "one_photon_registration": {"enabled": True},
     "nonrigid_registration": {"enabled": False},
+    "miniscope_analysis": {"enabled": True},
 }
 """Configuration sections for one-photon (miniscope) data with cells about 10 px across (the one-photon
 simulator's, `cindra_dask.simulate.one_photon_parameters`): CNMF-E with gSig a quarter of the cell
 diameter and gSiz about the diameter, patches of 40 px overlapping by 12, lower seed thresholds than
-CaImAn's defaults (its demo's 0.8 / 10 band), one-photon registration, rigid only. Merge it into a
+CaImAn's defaults (its demo's 0.8 / 10 band), one-photon registration, rigid only, and the miniscope
+step (detrending, dF/F, events, phase, spectrogram of the traces). Merge it into a
 configuration mapping; scale gSig, gSiz, rf and stride with the cell size."""
 
 
@@ -559,6 +577,63 @@ class SpikeDeconvolutionSettings(Section):
             " No single value is the default: any rise costs where the calcium rises within a frame (jGCaMP8, our simulator)."
         ),
     )
+
+
+class MiniscopeAnalysisSettings(Section):
+    """What a miniscope lab runs after CNMF-E (the miniscope pipeline on CaImAn: ``MiniscopePreprocessor``'s
+    detrending and dF/F, ``MiniscopePostprocessor``'s event detection, Hilbert phase and multi-taper
+    spectrogram; names and defaults as there), on each accepted component's fluorescence: its CNMF-E trace
+    plus the mean background under its footprint. Writes ``plane_k/miniscope/``; needs ``source_extraction.method: cnmf_e``."""
+
+    enabled: bool = Field(default=False, description="Run the miniscope step after extraction (config.CNMF_E_PRESET turns it on).")
+    detrend_method: Literal["linear", "median"] | None = Field(
+        default=None,
+        description=(
+            "Photobleaching correction of the traces before dF/F: 'linear' removes each trace's least-squares line (keeping its mean), 'median' subtracts"
+            " the mean trace of all components minus its median (the source's median detrending of its movie's mean); None: none, the source's default."
+        ),
+    )
+    df_over_f_method: Literal["delta_f_over_f", "delta_f_over_sqrt_f"] = Field(
+        default="delta_f_over_sqrt_f", description="(F − F0) / F0 or the source's default (F − F0) / √F0, F0 the windowed percentile baseline (CaImAn's computeDFF)."
+    )
+    secs_window: float = Field(default=5.0, gt=0, le=10_000, description="Length of the blocks whose percentile is the dF/F baseline, s (CaImAn's computeDFF secsWindow).")
+    quantile_min: float = Field(default=8.0, ge=0, le=100, description="Percentile of each block taken as the baseline F0 (CaImAn's computeDFF quantilMin).")
+    event_method: Literal["derivative", "deconvolution"] = Field(
+        default="derivative",
+        description=(
+            "How events are found: 'derivative' (the source's default, find_calcium_events_with_derivatives: peaks of derivative_for_estimates of the dF/F)"
+            " or 'deconvolution' (its find_calcium_events_with_deconvolution: OASIS AR(1) spikes of the dF/F with main.tau, here those above event_height σ)."
+        ),
+    )
+    derivative_for_estimates: Literal["zeroth", "first", "second"] = Field(
+        default="first", description="Events are peaks of this derivative of the dF/F: zeroth (the trace), first (frame-to-frame change: transient onsets) or second."
+    )
+    event_height: float = Field(
+        default=5.0,
+        gt=0,
+        le=1000,
+        description=(
+            "Smallest peak of the derivative (or OASIS spike) that is an event, in the robust noise σ of the derivative (of the dF/F's frame-to-frame"
+            " difference for deconvolution); the source's threshold is in trace units, σ units make it independent of brightness."
+        ),
+    )
+    minimum_event_interval: float = Field(
+        default=0.5, ge=0, le=10_000, description="Not in the source: least time between two events of a component, s (the larger peak wins; 0: adjacent frames allowed)."
+    )
+    filter_miniscope_data: bool = Field(default=True, description="Band-pass the dF/F (filter_order, filter_cut) before its Hilbert phase; false: the phase of the unfiltered dF/F.")
+    filter_order: int = Field(default=2, ge=1, le=10, description="Order of the Butterworth band-pass, applied forward and backward (the source's n).")
+    filter_cut: tuple[float, float] = Field(default=(0.1, 1.5), description="Band-pass edges (low, high), Hz; high must be below half the frame rate (the source's cut).")
+    window_length: float = Field(default=30.0, gt=0, le=100_000, description="Spectrogram window, s (one window of the whole trace when the recording is shorter).")
+    window_step: float = Field(default=3.0, gt=0, le=100_000, description="Spectrogram step between windows, s.")
+    freq_lims: tuple[float, float] = Field(default=(0.0, 15.0), description="Frequencies kept in the spectrogram, (low, high) Hz (at most half the frame rate is there).")
+    time_bandwidth: float = Field(default=2.0, ge=1, le=50, description="Time-bandwidth product TW of the multi-taper spectrogram; 2·TW − 1 DPSS tapers.")
+
+    @field_validator("filter_cut", "freq_lims")
+    @classmethod
+    def _ascending(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 <= value[0] < value[1]:
+            raise ValueError(f"must be (low, high) with 0 ≤ low < high, got {value}")
+        return value
 
 
 class JobqueueKind(str, enum.Enum):
@@ -708,6 +783,7 @@ class SingleRecordingConfiguration(Section):
     source_extraction: SourceExtractionSettings = Field(default_factory=SourceExtractionSettings, description="Sparse detection, CNMF or CNMF-E.")
     signal_extraction: SignalExtractionSettings = Field(default_factory=SignalExtractionSettings, description="Signal extraction.")
     spike_deconvolution: SpikeDeconvolutionSettings = Field(default_factory=SpikeDeconvolutionSettings, description="Baseline and deconvolution.")
+    miniscope_analysis: MiniscopeAnalysisSettings = Field(default_factory=MiniscopeAnalysisSettings, description="Detrending, dF/F, events, phase and spectrogram of CNMF-E traces.")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings, description="Dask cluster.")
     metadata: MetadataSettings = Field(default_factory=MetadataSettings, description="Session, subject and microscope, for the NWB export (changes no result).")
 
@@ -733,6 +809,12 @@ class SingleRecordingConfiguration(Section):
         if isinstance(metadata, dict):
             metadata = {"indicator": indicator.value, **{name: value for name, value in metadata.items() if not (name == "indicator" and value is None)}}
         return {**data, "main": {"tau": tau_s, **data["main"]}, "spike_deconvolution": {"rise_time": rise_time_s, **deconvolution}, "metadata": metadata}
+
+    @model_validator(mode="after")
+    def _miniscope_needs_cnmf_e(self) -> "SingleRecordingConfiguration":
+        if self.miniscope_analysis.enabled and self.source_extraction.method is not SourceExtractionMethod.CNMF_E:
+            raise ValueError("miniscope_analysis.enabled needs source_extraction.method: cnmf_e (it analyses CNMF-E traces); set the method or turn it off")
+        return self
 
     @field_validator("acquisition", mode="before")
     @classmethod

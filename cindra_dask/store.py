@@ -32,7 +32,7 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``frames_per_plane``, ``planes`` (one record per virtual plane: index, physical_plane,
     row_start, row_stop, y_offset, x_offset), ``bad_frame_indices`` (the user's ``bad_frames.npy``),
     ``phases`` (phase records, see :class:`PhaseRecord`, each with the package ``versions``; keys
-    ``ingest``, ``registration/plane_k``, ``detection/plane_k`` or ``cnmf/plane_k``, ``extraction/plane_k``, ``combine``
+    ``ingest``, ``registration/plane_k``, ``detection/plane_k`` or ``cnmf/plane_k``, ``extraction/plane_k``, ``miniscope/plane_k``, ``combine``
     and ``multi_recording/<dataset>/{discover, extract}``), ``removed_intermediates`` (group →
     UTC time of `cindra-dask clean`); the input: ``input_format`` (``tiff`` | ``bruker`` | ``hdf5``
     | ``nwb`` | ``zarr`` | ``avi``; absent in stores ingested before HDF5 input: TIFF; ScanImage TIFFs are
@@ -125,6 +125,21 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     (n, T) f4 like the traces, ``cell_colocalization`` (n, 2) f4 [colocalized 0/1, probability] dims
     (roi, column), ``corrected_structural_mean_image`` (Ly, Lx) f4 dims (y, x) (channel-2 mean minus
     bleed-through; then the group carries ``ome``, of this image).
+``plane_k/miniscope/``
+    written by the miniscope step (``miniscope_analysis.enabled``, ``method: cnmf_e``), one row per ROI
+    (the accepted components, ``rois/source_component``): ``footprint_background`` (n,) f4 dims (roi,)
+    b_k = a_kᵀ ``cnmf/background_mean`` (movie units); ``detrended_fluorescence`` (n, T) f4 the
+    component's fluorescence b_k + ``cnmf/raw_traces`` after ``detrend_method``; ``delta_f_over_f``
+    (n, T) f4 its dF/F (or dF/√F, ``df_over_f_method``; NaN where F0 ≤ 0); ``instantaneous_phase``
+    (n, T) f4 radians, all dims (roi, t) chunks (roi_chunk, T); events as ragged rows:
+    ``event_offsets`` (n+1,) i8 dims (roi_boundary,), ``event_frames`` (E,) i8 and
+    ``event_amplitudes`` (E,) f4 (the derivative at the event, or its OASIS spike with
+    ``event_method: deconvolution``, dF/F) dims (event,),
+    ``event_noise_sigma`` (n,) f4 dims (roi,); ``spectrogram`` (n, W, F) f4 PSD, (dF/F)²/Hz, dims
+    (roi, window, frequency) chunks (roi_chunk, W, F); ``spectrogram_times`` (W,) f8 s dims
+    (window,); ``spectrogram_frequencies`` (F,) f8 Hz dims (frequency,); ``power_spectrum`` (n, F) f4
+    dims (roi, frequency); ``dominant_frequency`` (n,) f4 Hz dims (roi,). Group attrs ``frame_rate_hz``,
+    ``event_count``.
 ``combined/``
     the planes tiled into one canvas (Hc, Wc): ``detection/`` the same images pasted, dims (y, x),
     with ``ome``; ``rois/`` the same arrays concatenated over the included planes (masks and
@@ -196,6 +211,7 @@ DETECTION = "detection"
 ROIS = "rois"
 CNMF = "cnmf"
 EXTRACTION = "extraction"
+MINISCOPE = "miniscope"
 COMBINED = "combined"
 MULTI_RECORDING = "multi_recording"
 ROI_ARRAYS = ("pixel_offsets", "ypix", "xpix", "lam")
@@ -255,6 +271,19 @@ ARRAY_DIMENSIONS: dict[str, tuple[str, ...]] = {
     "neuropil_fluorescence_channel_2": TRACE_DIMENSIONS,
     "cell_classification": ("roi", "column"),
     "cell_colocalization": ("roi", "column"),
+    # miniscope
+    "footprint_background": ROI_DIMENSIONS,
+    "detrended_fluorescence": TRACE_DIMENSIONS,
+    "instantaneous_phase": TRACE_DIMENSIONS,
+    "event_offsets": ("roi_boundary",),
+    "event_frames": ("event",),
+    "event_amplitudes": ("event",),
+    "event_noise_sigma": ROI_DIMENSIONS,
+    "spectrogram": ("roi", "window", "frequency"),
+    "spectrogram_times": ("window",),
+    "spectrogram_frequencies": ("frequency",),
+    "power_spectrum": ("roi", "frequency"),
+    "dominant_frequency": ROI_DIMENSIONS,
     # multi-recording
     "deformation_forward": ("axis", "y", "x"),
     "deformation_backward": ("axis", "y", "x"),

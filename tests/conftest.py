@@ -24,6 +24,25 @@ def client() -> Any:
         yield shared
 
 
+ONE_PHOTON = {"frame_height": 80, "frame_width": 80, "frame_count": 500, "cell_count": 16, "seed": 7}
+"""`cindra_dask.simulate.one_photon_parameters` changes of the one-photon recording `one_photon_run` processes."""
+
+
+@pytest.fixture(scope="session")
+def one_photon_run(tmp_path_factory: pytest.TempPathFactory, client: Any) -> tuple[Path, Any]:
+    """The one-photon preset (glow ≈ 20× a spike's dF, 8-bit) as a Miniscope V4 folder, through the `CNMF_E_PRESET`
+    configuration (CNMF-E, then the miniscope step): (the folder, the run's report)."""
+    from cindra_dask.config import CNMF_E_PRESET
+    from cindra_dask.pipeline import run_single_recording
+    from cindra_dask.simulate import one_photon_parameters, write_miniscope_recording
+
+    root = tmp_path_factory.mktemp("cnmf_e")
+    parameters = one_photon_parameters(**ONE_PHOTON)
+    data = write_miniscope_recording(parameters, root / "miniscope", version="v4", frames_per_file=200)
+    configuration = single_configuration(data, root / "out", main={"tau": parameters.tau_s}, runtime={"max_chunk_memory": "1MiB"}, **CNMF_E_PRESET)
+    return data, run_single_recording(configuration, client=client)
+
+
 def write_tiff_recording(
     directory: Path,
     pages: np.ndarray,

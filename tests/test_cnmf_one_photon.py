@@ -23,6 +23,7 @@ from cindra_dask.cnmf.one_photon import (
     whitened_footprints,
 )
 from cindra_dask.cnmf.patch import fit_patch_one_photon
+from tests.conftest import ONE_PHOTON
 
 
 class OnePhotonField(NamedTuple):
@@ -159,24 +160,6 @@ def test_a_one_photon_patch_recovers_the_planted_cells(field: OnePhotonField) ->
 
 # -- a simulated one-photon recording through the pipeline ------------------------------------------------
 
-ONE_PHOTON = {"frame_height": 80, "frame_width": 80, "frame_count": 500, "cell_count": 16, "seed": 7}
-
-
-@pytest.fixture(scope="module")
-def one_photon_run(tmp_path_factory: pytest.TempPathFactory, client: Any) -> tuple[Path, Any]:
-    """The one-photon preset (glow ≈ 20× a spike's dF, 8-bit) as a Miniscope V4 folder, through the `CNMF_E_PRESET` configuration."""
-    from cindra_dask.config import CNMF_E_PRESET
-    from cindra_dask.pipeline import run_single_recording
-    from cindra_dask.simulate import one_photon_parameters, write_miniscope_recording
-    from tests.conftest import single_configuration
-
-    root = tmp_path_factory.mktemp("cnmf_e")
-    parameters = one_photon_parameters(**ONE_PHOTON)
-    data = write_miniscope_recording(parameters, root / "miniscope", version="v4", frames_per_file=200)
-    configuration = single_configuration(data, root / "out", main={"tau": parameters.tau_s}, runtime={"max_chunk_memory": "1MiB"}, **CNMF_E_PRESET)
-    return data, run_single_recording(configuration, client=client)
-
-
 def test_cnmf_e_finds_the_cells_of_a_one_photon_recording(one_photon_run: tuple[Path, Any]) -> None:
     """Measured (80² × 500, 16 cells, 14 active): ROIs after the classifier F1 @ IoU 0.3 0.846 (recall 0.786, precision
     0.917), median trace r 0.872, spike r 0.919; 13 of the 14 active cells matched by an accepted component, whose C has median r 0.918. The issue's bar at
@@ -186,7 +169,9 @@ def test_cnmf_e_finds_the_cells_of_a_one_photon_recording(one_photon_run: tuple[
     from cindra_dask.store import RecordingStore
 
     data, report = one_photon_run
-    assert {outcome.name: outcome.state for outcome in report.outcomes} == {"ingest": "ran", "registration/plane_0": "ran", "cnmf/plane_0": "ran", "extraction/plane_0": "ran", "combine": "ran"}
+    assert {outcome.name: outcome.state for outcome in report.outcomes} == {
+        "ingest": "ran", "registration/plane_0": "ran", "cnmf/plane_0": "ran", "extraction/plane_0": "ran", "miniscope/plane_0": "ran", "combine": "ran"
+    }
     store = RecordingStore(report.store_path)
     truth = load_ground_truth(data / "ground_truth.npz")
     scores = score_recording(store.path, truth)

@@ -77,7 +77,7 @@ def read_array_pages(
         local_frames = global_pages[positions] - plan.file_first_page[file_index]
         with open_block_reader(info) as read_block:
             block = read_block(frame_selection(local_frames), slice(row_start, row_stop))
-        frames[positions] = block.astype(dtype, copy=False)
+        frames[positions] = block[:, :, plan.column_start : plan.column_start + plan.frame_width].astype(dtype, copy=False)
     return frames
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from cindra_dask.config import ACQUISITION_FILE_NAME, AcquisitionParameters
-from cindra_dask.errors import InputError
+from cindra_dask.errors import ConfigurationError, InputError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 SUPPORTED_KINDS = "iuf"
@@ -107,6 +107,7 @@ class IngestPlan(NamedTuple):
     virtual_planes : the planes written to the store.
     chunk_frames : frames per Zarr chunk / Dask task.
     reader : decodes the files' pages (:data:`TIFF_READER` for TIFFs).
+    column_start : first page column stored; the columns ``[column_start, column_start + frame_width)`` are (`crop_ingest_plan`).
     """
 
     files: tuple[Any, ...]
@@ -119,6 +120,7 @@ class IngestPlan(NamedTuple):
     virtual_planes: tuple[VirtualPlane, ...]
     chunk_frames: int
     reader: FrameReader
+    column_start: int = 0
 
     @property
     def pages_per_cycle(self) -> int:
@@ -293,12 +295,32 @@ def read_tiff_pages(plan: IngestPlan, global_pages: np.ndarray, *, row_start: in
             keyframe = tif.pages.first
             for position, local in zip(positions, local_pages):
                 page = keyframe if local == 0 else tifffile.TiffFrame(tif, index=int(local), offset=int(info.ifd_offsets[local]), keyframe=keyframe)
-                frames[position] = page.asarray()[row_start:row_stop]
+                frames[position] = page.asarray()[row_start:row_stop, plan.column_start : plan.column_start + plan.frame_width]
     return frames
 
 
 TIFF_READER = FrameReader("tiff", "TIFF", "pages", read_tiff_pages)
 """The reader of TIFF pages (one frame per page)."""
+
+
+def crop_ingest_plan(plan: IngestPlan, *, crop_coords: tuple[int, int, int, int]) -> IngestPlan:
+    """``plan`` storing only the pixels of ``file_io.crop_coords`` (x0, y0, x1, y1: columns min(x)..max(x),
+    rows height − max(y)..height − min(y), ends exclusive; the miniscope pipeline's GUI convention, y up from
+    the bottom edge).
+
+    Raises
+    ------
+    ConfigurationError : the crop leaves the frame, is empty, or the recording is MROI.
+    """
+    height, width = plan.files[0].page_shape
+    x_start, x_stop = sorted(crop_coords[0::2])
+    y_low, y_high = sorted(crop_coords[1::2])
+    if len(plan.virtual_planes) != plan.plane_number:
+        raise ConfigurationError("file_io.crop_coords: cropping MROI recordings is not supported; remove the line")
+    if not (x_stop <= width and y_high <= height and x_start < x_stop and y_low < y_high):
+        raise ConfigurationError(f"file_io.crop_coords {tuple(crop_coords)}: needs x0 ≠ x1 within 0..{width} and y0 ≠ y1 within 0..{height} (the frames are {height}×{width} px)")
+    planes = tuple(plane._replace(row_start=height - y_high, row_stop=height - y_low) for plane in plan.virtual_planes)
+    return plan._replace(virtual_planes=planes, frame_width=x_stop - x_start, column_start=x_start)
 
 
 def read_plane_frames(plan: IngestPlan, *, plane: VirtualPlane, channel: int, frame_start: int, frame_stop: int) -> np.ndarray:

@@ -20,7 +20,8 @@ from cindra_dask.config import ACQUISITION_FILE_NAME, AcquisitionParameters, Con
 from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
 from cindra_dask.io.acquisition import CONFIGURATION, PARAMETERS_FILE, AcquisitionRecord, AcquisitionSource
 from cindra_dask.io.inputs import inspect_inputs
-from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, find_acquisition_file
+from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, crop_ingest_plan, find_acquisition_file
+from cindra_dask.miniscope.spectral import band_problem
 from cindra_dask.store import RecordingStore, store_path
 
 BAD_FRAMES_FILE_NAME = "bad_frames.npy"
@@ -169,14 +170,20 @@ def preflight(configuration: SingleRecordingConfiguration, *, phases: Sequence[s
     for plane in configuration.main.ignored_flyback_planes:
         if not 0 <= plane < acquisition.virtual_plane_count:
             problems.append(f"main.ignored_flyback_planes: plane {plane} does not exist (planes 0..{acquisition.virtual_plane_count - 1})")
+    miniscope = configuration.miniscope_analysis
+    band = band_problem(filter_cut_hz=tuple(miniscope.filter_cut), frame_rate_hz=acquisition.plane_frame_rate_hz) if miniscope.enabled and miniscope.filter_miniscope_data else None
+    if band is not None:
+        problems.append(f"miniscope_analysis.filter_cut: {band}; lower it or set miniscope_analysis.filter_miniscope_data: false")
     if problems:
         raise InputError(*problems)
     height, width = inputs.files[0].page_shape
     chunk_frames = ingest_chunk_frames(frame_height=height, frame_width=width, max_chunk_bytes=configuration.runtime.max_chunk_bytes, batch_size=configuration.registration.batch_size)
     plan = build_ingest_plan(inputs.files, acquisition, chunk_frames=chunk_frames, reader=inputs.reader, source=source)
+    if file_io.crop_coords is not None:
+        plan = crop_ingest_plan(plan, crop_coords=file_io.crop_coords)
     recording_name = file_io.recording_name or tiff_directory.name
     store = RecordingStore(store_path(Path(file_io.output_path).expanduser(), recording_name))
-    raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
+    raw_bytes = plan.frames_per_plane * plan.channel_number * sum((plane.row_stop - plane.row_start) * plan.frame_width for plane in plan.virtual_planes) * np.dtype(plan.dtype).itemsize
     problems.extend(_check_output(configuration, store, raw_bytes=raw_bytes))
     problems.extend(_check_worker_memory(configuration))
     bad_frames_path = data_path / BAD_FRAMES_FILE_NAME

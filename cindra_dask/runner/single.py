@@ -20,7 +20,7 @@ from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
 from cindra_dask.runner.loop import RunReport, Unit, refresh_manifest, run_units
 from cindra_dask.runner.plans import StepPlan
-from cindra_dask.store import CNMF, COMBINED, DETECTION, EXTRACTION, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, stage_path
+from cindra_dask.store import CNMF, COMBINED, DETECTION, EXTRACTION, MINISCOPE, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, stage_path
 
 SINGLE_RECORDING_PHASES = ("ingest", "process", "combine")
 
@@ -40,6 +40,7 @@ class Step(NamedTuple):
         other methods are neither run nor chained into the hashes.
     outputs : the groups it writes (``plane_k/<group>`` for ingest, of every plane, and for the
         per-plane steps; extraction also writes ``rois/skewness`` into detection's ``rois``).
+    enabled_flag : a ``section.field`` boolean without which the step is neither run nor chained into the hashes (None: always).
     """
 
     name: str
@@ -50,6 +51,7 @@ class Step(NamedTuple):
     force_flag: str | None
     outputs: tuple[str, ...]
     source_extraction: tuple[str, ...] | None = None
+    enabled_flag: str | None = None
 
     def key(self, plane: int | None) -> str:
         """Record key of this step (for ``plane`` when per-plane)."""
@@ -83,23 +85,30 @@ SINGLE_RECORDING_STEPS = (
     Step("detection", "process", ("main", "roi_detection", "nonrigid_registration"), True, "cindra_dask.detection.graph:plan_detection_step", None, (DETECTION, ROIS), ("sparse",)),
     Step("cnmf", "process", ("main", "source_extraction", "roi_detection"), True, "cindra_dask.cnmf.graph:plan_cnmf_step", None, (DETECTION, ROIS, CNMF), ("cnmf", "cnmf_e")),
     Step("extraction", "process", ("main", "signal_extraction", "spike_deconvolution"), True, "cindra_dask.extraction.graph:plan_extraction_step", None, (EXTRACTION, f"{ROIS}/skewness")),
+    Step("miniscope", "process", ("main", "miniscope_analysis"), True, "cindra_dask.miniscope.graph:plan_miniscope_step", None, (MINISCOPE,), ("cnmf_e",), "miniscope_analysis.enabled"),
     Step("combine", "combine", (), False, "cindra_dask.combine:plan_combine_step", None, (COMBINED,)),
 )
 
-DETECTION_DEPENDENT_STEPS = ("detection", "cnmf", "extraction")
+DETECTION_DEPENDENT_STEPS = ("detection", "cnmf", "extraction", "miniscope")
 """Steps ``roi_detection.enabled = False`` skips (cindra: "skips detection and extraction for the plane")."""
 
 
 def method_steps(configuration: Configuration) -> tuple[Step, ...]:
-    """The steps of `SINGLE_RECORDING_STEPS` that run for the configured ``source_extraction.method``, in order."""
+    """The steps of `SINGLE_RECORDING_STEPS` that run for the configured ``source_extraction.method`` (and whose ``enabled_flag`` is set), in order."""
     method = configuration.source_extraction.method.value
-    return tuple(step for step in SINGLE_RECORDING_STEPS if step.source_extraction is None or method in step.source_extraction)
+    return tuple(
+        step
+        for step in SINGLE_RECORDING_STEPS
+        if (step.source_extraction is None or method in step.source_extraction) and (step.enabled_flag is None or _forced(configuration, step.enabled_flag))
+    )
 
 
 def ingest_hash(context: RecordingContext) -> str:
-    """Identity of the ingest: acquisition, input files (names, sizes, times), chunking and, for other formats than TIFF, the format and the dataset read (none for Bruker TIFFs)."""
+    """Identity of the ingest: acquisition, input files (names, sizes, times), chunking, the crop (``file_io.crop_coords``) and, for other formats than TIFF, the format and the dataset read (none for Bruker TIFFs)."""
     files = [(Path(info.path).name, os.stat(info.path).st_size, os.stat(info.path).st_mtime_ns) for info in context.plan.files]
     extra = {"acquisition": context.acquisition.model_dump(mode="json"), "files": files, "chunk_frames": context.plan.chunk_frames}
+    if context.configuration.file_io.crop_coords is not None:  # hashes without a crop stay those of stores written before it existed
+        extra["crop_coords"] = list(context.configuration.file_io.crop_coords)
     if context.plan.reader.input_format != "tiff":  # TIFF hashes stay those of stores written before other formats existed
         extra["input"] = {"format": context.plan.reader.input_format, "datasets": sorted({getattr(info, "dataset", "") for info in context.plan.files})}
     return section_hash(context.configuration, (), extra=extra)
