@@ -18,7 +18,7 @@ from cindra_dask.multirecording.graph import DISCOVER, EXTRACT, discover_hash, e
 from cindra_dask.runner.multi_context import preflight_multi_recording
 from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
-from cindra_dask.runner.loop import RunReport, Unit, is_complete, refresh_manifest, run_units
+from cindra_dask.runner.loop import RunReport, Unit, disk_full_stops_the_run, is_complete, refresh_manifest, run_units
 
 MULTI_RECORDING_PHASES = (DISCOVER, EXTRACT)
 
@@ -65,7 +65,7 @@ def run_multi_recording(
     hashes[EXTRACT] = extract_hash(context, previous=hashes[DISCOVER])
     stores = tuple(source.store for source in context.recordings)
     executor = Executor(configuration.cluster, client=client, events=events)
-    with contextlib.ExitStack() as locks:
+    with disk_full_stops_the_run(stores[0].path), contextlib.ExitStack() as locks:
         for store in stores:
             locks.enter_context(store.locked())
         try:

@@ -3,7 +3,8 @@
 Each step's hash chains the hash of the step before it (per plane), so a change reruns that step
 and every step after it; ``force`` (or cindra's ``repeat_*`` flags) reruns regardless. Nothing is
 written before `cindra_dask.runner.context.preflight` has checked the configuration, the inputs and
-the output location; the store is locked for the whole run.
+the output location; the store is locked for the whole run; a full disk ends it with one line
+(`cindra_dask.runner.loop.disk_full_stops_the_run`) and the rerun resumes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cindra_dask.errors import ConfigurationError
 from cindra_dask.runner.context import RecordingContext, preflight, processed_planes
 from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
-from cindra_dask.runner.loop import RunReport, Unit, refresh_manifest, run_units
+from cindra_dask.runner.loop import RunReport, Unit, disk_full_stops_the_run, refresh_manifest, run_units
 from cindra_dask.runner.plans import StepPlan
 from cindra_dask.store import CNMF, COMBINED, DETECTION, EXTRACTION, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, stage_path
 
@@ -223,7 +224,7 @@ def run_single_recording(
         executor.events.message(f"note: {note}")
     configuration = context.configuration
     store = context.store
-    with store.locked():
+    with disk_full_stops_the_run(store.path), store.locked():
         try:
             hashes = step_hashes(context)
             all_planes = [plane.index for plane in context.plan.virtual_planes]
