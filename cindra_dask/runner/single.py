@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
-from cindra_dask.config import Configuration, SingleRecordingConfiguration, hashable_sections, section_hash
+from cindra_dask.config import Configuration, SingleRecordingConfiguration, configuration_to_yaml, hashable_sections, section_hash
 from cindra_dask.errors import ConfigurationError
 from cindra_dask.runner.context import RecordingContext, preflight, processed_planes
 from cindra_dask.runner.events import RunEvents
@@ -246,10 +246,13 @@ def run_single_recording(
             ]
             outcomes = run_units(units, executor)
             migrated = []
+            ran = any(outcome.state == "ran" for outcome in outcomes)
+            if store.exists and ran:  # the configuration of the last run that wrote (its method, which `status` lists; exports read it)
+                store.update_attributes(configuration=configuration_to_yaml(configuration))
             if store.exists:  # also when every step was skipped: stores written before every array had dims get them; the OME metadata takes the run's pixel size
                 migrated = store.add_missing_dimension_names()
                 store.write_ome_metadata(frame_interval_s=1.0 / context.acquisition.plane_frame_rate_hz, pixel_size_um=configuration.metadata.pixel_size_um)
-            refresh_manifest(store, ran=bool(migrated) or any(outcome.state == "ran" for outcome in outcomes))
+            refresh_manifest(store, ran=bool(migrated) or ran)
         finally:
             executor.close()
     return RunReport(store.path, tuple(outcomes))
