@@ -99,7 +99,7 @@ def method_steps(configuration: Configuration) -> tuple[Step, ...]:
 
 def ingest_hash(context: RecordingContext) -> str:
     """Identity of the ingest: acquisition, input files (names, sizes, times), chunking and, for other formats than TIFF, the format and the dataset read (none for Bruker TIFFs)."""
-    files = [(Path(info.path).name, os.stat(info.path).st_size, os.stat(info.path).st_mtime_ns) for info in context.plan.files]
+    files = [(Path(info.path).name, status.st_size, status.st_mtime_ns) for info in context.plan.files for status in (os.stat(info.path),)]
     extra = {"acquisition": context.acquisition.model_dump(mode="json"), "files": files, "chunk_frames": context.plan.chunk_frames}
     if context.plan.reader.input_format != "tiff":  # TIFF hashes stay those of stores written before other formats existed
         extra["input"] = {"format": context.plan.reader.input_format, "datasets": sorted({getattr(info, "dataset", "") for info in context.plan.files})}
