@@ -892,13 +892,26 @@ def _yaml_mapping(text: str, *, source: str) -> dict[str, Any]:
     return payload
 
 
+def _field_default(parts: list[str]) -> Any:
+    """The default at ``section.field...`` in the first pipeline model that has one there (None: none)."""
+    for model in PIPELINE_MODELS.values():
+        node: Any = model().model_dump(mode="json")
+        for part in parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return node
+    return None
+
+
 def _set_dotted(payload: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``section.field`` in ``payload``; a section given as null (``acquisition: null``) starts empty."""
+    """Set ``section.field`` in ``payload``; a section given as null (``acquisition: null``) starts empty.
+    A field taken for a section is refused whether the file writes it or leaves it to its default."""
     parts = dotted.split(".")
     node = payload
     for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None:
-            node[part] = {}
+            default = _field_default(parts[: depth + 1]) if depth else None
+            node[part] = default if default is not None and not isinstance(default, dict) else {}
         child = node[part]
         if not isinstance(child, dict):
             field = ".".join(parts[: depth + 1])
