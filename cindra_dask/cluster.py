@@ -20,13 +20,14 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import sys
 from typing import Any, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from cindra_dask.config import ClusterSettings, JobqueueKind
-from cindra_dask.errors import ConfigurationError
+from cindra_dask.errors import DISK_FULL_REASONS, ConfigurationError
 from cindra_dask.kernel_cache import RecordedKernel, load_recorded_kernels, preload_kernels
 
 _JOBQUEUE_CLASSES = {
@@ -75,15 +76,27 @@ class _HeartbeatFailureInOneLine(logging.Filter):
         return True
 
 
+class _DiskFullTaskUnlogged(logging.Filter):
+    """Drops a worker's "Compute Failed" report (with the task's traceback) of a write that found the
+    disk full or the quota exceeded: the runner ends the run with one line naming the file
+    (`cindra_dask.runner.loop.disk_full_stops_the_run`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Compute Failed") or not isinstance(record.args, tuple) or len(record.args) < 4:
+            return True
+        return re.match(rf"\w*Error\(({'|'.join(map(str, DISK_FULL_REASONS))}),", str(record.args[3])) is None
+
+
 class QuietHeartbeatFailures(WorkerPlugin):
-    """Worker plugin adding `_HeartbeatFailureInOneLine` to the ``distributed.worker`` logger of every worker."""
+    """Worker plugin adding `_HeartbeatFailureInOneLine` and `_DiskFullTaskUnlogged` to the ``distributed.worker`` logger of every worker."""
 
     name = "cindra-dask-quiet-heartbeat-failures"
 
     def setup(self, worker: Any) -> None:
         logger = logging.getLogger("distributed.worker")
-        if not any(isinstance(existing, _HeartbeatFailureInOneLine) for existing in logger.filters):
-            logger.addFilter(_HeartbeatFailureInOneLine())
+        for quiet in (_HeartbeatFailureInOneLine, _DiskFullTaskUnlogged):
+            if not any(isinstance(existing, quiet) for existing in logger.filters):
+                logger.addFilter(quiet())
 
 
 class PreloadKernels(WorkerPlugin):

@@ -1003,13 +1003,26 @@ def _yaml_mapping(text: str, *, source: str) -> dict[str, Any]:
     return payload
 
 
+def _field_default(parts: list[str]) -> Any:
+    """The default at ``section.field...`` in the first pipeline model that has one there (None: none)."""
+    for model in PIPELINE_MODELS.values():
+        node: Any = model().model_dump(mode="json")
+        for part in parts:
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return node
+    return None
+
+
 def _set_dotted(payload: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``section.field`` in ``payload``; a section given as null (``acquisition: null``) starts empty."""
+    """Set ``section.field`` in ``payload``; a section given as null (``acquisition: null``) starts empty.
+    A field taken for a section is refused whether the file writes it or leaves it to its default."""
     parts = dotted.split(".")
     node = payload
     for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None:
-            node[part] = {}
+            default = _field_default(parts[: depth + 1]) if depth else None
+            node[part] = default if default is not None and not isinstance(default, dict) else {}
         child = node[part]
         if not isinstance(child, dict):
             field = ".".join(parts[: depth + 1])
@@ -1114,19 +1127,41 @@ def _yaml_value(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
 
-def _section_template(model: type[BaseModel], values: BaseModel, indent: str) -> list[str]:
+def indicator_filled_fields(values: Section) -> frozenset[str]:
+    """The ``section.field`` names ``main.indicator`` fills (`SingleRecordingConfiguration._indicator_kinetics`)
+    whose value in ``values`` is the one a file that leaves them out gets: the indicator's, or without
+    one the field's default. The template comments them out, so that an indicator set later in the
+    file is not overridden by a written default."""
+    if not isinstance(values, SingleRecordingConfiguration):
+        return frozenset()
+    indicator = values.main.indicator
+    tau_s, rise_time_s = INDICATOR_KINETICS[indicator] if indicator is not None else (MainSettings.model_fields["tau"].default, SpikeDeconvolutionSettings.model_fields["rise_time"].default)
+    filled = {
+        "main.tau": values.main.tau == tau_s,
+        "spike_deconvolution.rise_time": values.spike_deconvolution.rise_time == rise_time_s,
+        "metadata.indicator": indicator is not None and values.metadata.indicator == indicator.value,
+    }
+    return frozenset(name for name, same in filled.items() if same)
+
+
+def _section_template(model: type[BaseModel], values: BaseModel, indent: str, *, prefix: str = "", commented: frozenset[str] = frozenset(), note: str = "") -> list[str]:
+    """The template lines of one model: each field's description, bounds and value; the ``commented``
+    ``section.field`` names as comments, followed by ``note``."""
     lines: list[str] = []
     for name, field in model.model_fields.items():
         value = getattr(values, name)
         description = field.description or ""
         if isinstance(value, BaseModel):
             lines += ["", f"{indent}# {description}", f"{indent}{name}:"]
-            lines += _section_template(type(value), value, indent + "  ")
+            lines += _section_template(type(value), value, indent + "  ", prefix=f"{prefix}{name}.", commented=commented, note=note)
             continue
         bounds = [f"{label} {getattr(meta, attribute)}" for meta in field.metadata for attribute, label in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")) if getattr(meta, attribute, None) is not None]
         suffix = f" [{', '.join(bounds)}]" if bounds else ""
         lines.append(f"{indent}# {description}{suffix}")
         dumped = json.loads(json.dumps(value, default=lambda item: item.value if isinstance(item, enum.Enum) else str(item)))
+        if f"{prefix}{name}" in commented:
+            lines.append(f"{indent}# {name}: {_yaml_value(dumped)}  ({note})")
+            continue
         lines.append(f"{indent}{name}: {_yaml_value(dumped)}")
         if name == "acquisition":
             lines += [f"{indent}# for example:", *(f"{indent}#   {line}" for line in _ACQUISITION_EXAMPLE)]
@@ -1137,7 +1172,8 @@ _ACQUISITION_EXAMPLE = ("acquisition:", "  frame_rate: 30.0", "  plane_number: 1
 
 
 def configuration_template(pipeline_type: Literal["single-recording", "multi-recording"] = "single-recording", *, values: Section | None = None) -> str:
-    """A commented YAML file with every field (at its default, or at ``values``); it loads back unchanged."""
+    """A commented YAML file with every field (at its default, or at ``values``); it loads back unchanged.
+    The fields ``main.indicator`` would fill with the same values are comments (`indicator_filled_fields`)."""
     model = PIPELINE_MODELS[pipeline_type]
     default = values if values is not None else model()
     header = [
@@ -1145,7 +1181,9 @@ def configuration_template(pipeline_type: Literal["single-recording", "multi-rec
         "# Generated from the configuration models: every field, its meaning, bounds and default.",
         "# Run it with: cindra-dask run THIS_FILE.yaml  (check first with: cindra-dask validate THIS_FILE.yaml)",
     ]
-    body = _section_template(model, default, "")
+    indicator = getattr(getattr(default, "main", None), "indicator", None)
+    note = f"main.indicator {indicator.value}'s value" if indicator is not None else "the default unless main.indicator sets it"
+    body = _section_template(model, default, "", commented=indicator_filled_fields(default), note=f"{note}; uncomment to override the indicator")
     return "\n".join(header + body) + "\n"
 
 

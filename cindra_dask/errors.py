@@ -6,6 +6,8 @@ The CLI prints ``str(error)`` without a traceback and exits non-zero; library ca
 
 from __future__ import annotations
 
+import errno
+
 
 class CindraError(Exception):
     """Base class of every error meant for the user (printed without a traceback)."""
@@ -31,3 +33,19 @@ class OutputError(CindraError):
 
 class PhaseUnavailableError(CindraError):
     """A requested phase is not implemented yet or its prerequisites are missing."""
+
+
+DISK_FULL_REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+"""The write errors that mean the output's file system is full, with the words the user sees."""
+
+
+def disk_full_error(error: BaseException | None) -> OSError | None:
+    """The ENOSPC / EDQUOT ``OSError`` that ``error`` is or was raised from (the chain a traceback
+    shows: causes, and contexts not suppressed by ``raise ... from None``), else None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in DISK_FULL_REASONS:
+            return error
+        seen.add(id(error))
+        error = error.__cause__ if error.__cause__ is not None or error.__suppress_context__ else error.__context__
+    return None

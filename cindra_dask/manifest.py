@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cindra_dask.errors import OutputError
-from cindra_dask.store import COMBINED, MULTI_RECORDING, RAW, RecordingStore, open_existing_store, versions
+from cindra_dask.store import COMBINED, MULTI_RECORDING, RAW, RecordingStore, open_existing_store, versions, write_json_atomically
 
 MANIFEST_FILE_NAME = "datapackage.json"
 MANIFEST_VERSION = 2
@@ -158,19 +157,6 @@ def _package_name(store: RecordingStore) -> str:
     return re.sub(r"[^a-z0-9._-]", "-", stem.lower()) or "recording"
 
 
-def _write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=1, default=str)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _parallel(function: Any, items: Sequence[Any], *, workers: int) -> list[Any]:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -223,7 +209,7 @@ def write_manifest(store: RecordingStore | Path | str, *, workers: int = DEFAULT
         "resources": _parallel(lambda array_path: unchanged.get(array_path) or describe_array(store, array_path), store.array_paths(), workers=workers),
     }
     path = manifest_path(store)
-    _write_json_atomically(path, descriptor)
+    write_json_atomically(path, descriptor, indent=1)
     return path
 
 
@@ -434,4 +420,4 @@ def record_removal(store: RecordingStore, removed: Sequence[str], *, action: dic
     descriptor.update(_phase_summary(store))
     descriptor["modified"] = utc_now()
     descriptor.setdefault("history", []).append({**action, "at": descriptor["modified"], "removed_arrays": sorted(gone)})
-    _write_json_atomically(path, descriptor)
+    write_json_atomically(path, descriptor, indent=1)

@@ -512,7 +512,7 @@ class RecordingStore:
         attributes = metadata.setdefault("attributes", {})
         entry = {**history_entry, "rows": rows.tolist(), "previous": current[rows].astype(float).tolist()}
         attributes[history_attribute] = [*attributes.get(history_attribute, []), json.loads(json.dumps(entry, default=str))]
-        _replace_json(metadata_path, metadata)
+        write_json_atomically(metadata_path, metadata)
         current[rows] = values
         self.array(array_path, mode="r+")[...] = current
 
@@ -591,7 +591,7 @@ class RecordingStore:
                 names = dimension_names_for(path, ndim=len(metadata.get("shape", ())))
             except ValueError:
                 continue
-            _replace_json(self.path / path / "zarr.json", {**metadata, "dimension_names": list(names)})
+            write_json_atomically(self.path / path / "zarr.json", {**metadata, "dimension_names": list(names)})
             changed.append(path)
         return changed
 
@@ -701,7 +701,7 @@ class RecordingStore:
         metadata_path = self.path / "zarr.json"
         metadata = self._root_metadata()
         metadata.setdefault("attributes", {}).update(json.loads(json.dumps(updates, default=str)))
-        _replace_json(metadata_path, metadata)
+        write_json_atomically(metadata_path, metadata)
 
     # -- phase records --------------------------------------------------------------------
     def phase_records(self) -> dict[str, PhaseRecord]:
@@ -781,8 +781,12 @@ class RecordingStore:
         except FileExistsError:
             self.check_unlocked()
             raise OutputError(f"{self.path}: another run took the lock just now; try again later") from None
-        with os.fdopen(handle, "w") as stream:
-            stream.write(payload)
+        try:
+            with os.fdopen(handle, "w") as stream:
+                stream.write(payload)
+        except OSError:  # a full disk: no empty lock file is left to refuse the rerun
+            self.lock_path.unlink(missing_ok=True)
+            raise
         try:
             yield
         finally:
@@ -907,14 +911,22 @@ def lock_is_stale(holder: dict[str, Any]) -> bool:
     return False
 
 
-def _replace_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as the JSON file ``path`` with an atomic replace (a crash leaves the old file intact)."""
+def write_json_atomically(path: Path, payload: dict[str, Any], *, indent: int = 2) -> None:
+    """Write ``payload`` as the JSON file ``path`` (values JSON lacks as strings) with an atomic
+    replace: a crash or a full disk leaves the old file intact and no temporary file (a failed write's
+    ``OSError`` names ``path``)."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=indent, default=str)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException as error:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)
+        raise
 
 
 def _timestamp(seconds: float) -> str:

@@ -120,7 +120,7 @@ def test_unknown_set_keys_are_errors_of_the_set_option(tmp_path: Path) -> None:
         "error: --set main.no_such_field: unknown key; remove it or check its spelling (see `cindra-dask configure`)",
         "error: --set registration.batch_size: Input should be greater than 0",
     ]
-    text = config.read_text().replace("  tau: 0.4", "  tau: 0.4\n  typo_in_file: 1")
+    text = config.read_text().replace("  first_channel_functional: true", "  first_channel_functional: true\n  typo_in_file: 1")
     config.write_text(text)
     result = runner.invoke(app, ["validate", str(config), "--set", "main.tau.x=1"])
     assert result.output.strip() == "error: --set main.tau.x: main.tau is a field (0.4), not a section; use --set main.tau=VALUE"

@@ -254,6 +254,32 @@ def test_second_run_skips_both_phases_and_extract_needs_a_current_discover(track
     assert [outcome.state for outcome in run_multi_recording(configuration, client=client).outcomes] == ["skipped"] * (1 + SESSION_COUNT)
 
 
+def test_a_recording_whose_outputs_are_missing_or_incomplete_is_rebuilt(tracked_sessions: TrackedSessions, client: Any) -> None:
+    """Removed traces of one recording and an interrupted extract of another: the rerun extracts those
+    two again (discover and the other recordings skipped), to the same traces; a removed deformation
+    field reruns discover, then every extract."""
+    configuration, stores = tracked_sessions.configuration, tracked_sessions.stores
+    root = multi_recording_path(DATASET)
+    spikes = [store.read(f"{root}/extraction/spikes") for store in stores]
+    backward = stores[3].read(f"{root}/deformation_backward")
+    shutil.rmtree(stores[1].path / root / "extraction" / "spikes")
+    stores[2].mark_phase_started(f"{root}/extract", config_hash=stores[2].phase_record(f"{root}/extract").config_hash)
+    report = run_multi_recording(configuration, client=client)
+    assert {outcome.name: outcome.state for outcome in report.outcomes} == {
+        "discover": "skipped",
+        "extract/session_000": "skipped",
+        "extract/session_001": "ran",
+        "extract/session_002": "ran",
+        "extract/session_003": "skipped",
+    }
+    for store, before in zip(stores, spikes):
+        np.testing.assert_array_equal(store.read(f"{root}/extraction/spikes"), before)
+    shutil.rmtree(stores[3].path / root / "deformation_backward")
+    assert [outcome.state for outcome in run_multi_recording(configuration, client=client).outcomes] == ["ran"] * (1 + SESSION_COUNT)
+    np.testing.assert_array_equal(stores[3].read(f"{root}/deformation_backward"), backward)
+    assert [outcome.state for outcome in run_multi_recording(configuration, client=client).outcomes] == ["skipped"] * (1 + SESSION_COUNT)
+
+
 def test_bad_configurations_and_inputs_name_the_field_before_writing(tracked_sessions: TrackedSessions, client: Any) -> None:
     stores = [store.path for store in tracked_sessions.stores]
     root = tracked_sessions.root

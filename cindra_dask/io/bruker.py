@@ -19,6 +19,7 @@ own OME metadata.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
@@ -150,7 +151,8 @@ def prairie_files(scan: PrairieScan) -> tuple[list[Path], list[int]]:
             problems.append(f"{scan.path}: {name} page {page + 1} is named where page {counts[name] + 1} is due; each file's pages must be named in order")
             break
         counts[name] += 1
-    missing = [name for name in names if not (directory / name).is_file()]
+    listed = set(os.listdir(directory))  # one listing, not a stat per file (a folder holds one file per frame)
+    missing = [name for name in names if name not in listed and not (directory / name).is_file()]
     if missing:
         problems.insert(0, f"{scan.path}: {len(missing)} of the {len(names)} TIFF files it names are missing from {directory} ({listed_names(missing)}); copy them beside the XML or point file_io.data_path at the complete folder")
     if problems:

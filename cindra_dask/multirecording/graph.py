@@ -118,6 +118,16 @@ def phase_key(dataset_name: str, phase: str) -> str:
     return f"{multi_recording_path(dataset_name)}/{phase}"
 
 
+def phase_outputs(dataset_name: str, phase: str) -> tuple[str, ...]:
+    """The groups a multi-recording phase writes in each store (DESIGN §3): ``discover`` the selected
+    ROIs, both deformation fields and the templates; ``extract`` the template traces and ``templates/skewness``."""
+    from cindra_dask.extraction.graph import SKEWNESS
+
+    root = multi_recording_path(dataset_name)
+    names = {DISCOVER: (ROIS, DEFORMATION_FORWARD, DEFORMATION_BACKWARD, TEMPLATES), EXTRACT: (EXTRACTION, f"{TEMPLATES}/{SKEWNESS}")}[phase]
+    return tuple(f"{root}/{name}" for name in names)
+
+
 # ---------------------------------------------------------------------------------------------
 # discover
 # ---------------------------------------------------------------------------------------------

@@ -85,8 +85,11 @@ class Executor:
             return []
         client = self.client
         future = client.compute(dask.delayed(list, pure=True)(list(graphs)))
-        self._events.computing(label, future, client)
-        return future.result()
+        try:
+            self._events.computing(label, future, client)
+            return future.result()
+        finally:  # now, not when the traceback of a failure is gone: a rerun on the same client recomputes the same keys
+            future.release()
 
     def persist(self, collections: Sequence[Any]) -> list[Any]:
         """The collections persisted on the workers, in input order."""

@@ -6,14 +6,19 @@ own). A unit whose record is complete with the same configuration hash, and whos
 present and intact (`Unit.output_problems`), is skipped; otherwise the records it invalidates (its
 own and every later one) are forgotten, the outputs they describe are removed (so no later phase's
 results from an earlier run survive a rerun of this one), it is marked started, its plan runs, and
-only then is it marked complete, so a killed run leaves it incomplete.
+only then is it marked complete, so a killed run leaves it incomplete. A full disk or an exceeded
+quota while a run writes (`disk_full_stops_the_run`) ends it in the same state, with one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from typing import Any, Callable, NamedTuple, Sequence
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
+from cindra_dask.errors import DISK_FULL_REASONS, OutputError, disk_full_error
 from cindra_dask.runner.execution import Executor
 from cindra_dask.runner.plans import StepPlan
 from cindra_dask.store import RecordingStore
@@ -142,3 +147,26 @@ def refresh_manifest(store: RecordingStore, *, ran: bool) -> None:
     written = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc).isoformat(timespec="seconds")
     if finished and max(finished) > written:
         write_manifest(store, take_lock=False)  # the run holds the lock
+
+
+@contextlib.contextmanager
+def disk_full_stops_the_run(store_path: Path) -> Iterator[None]:
+    """A full disk or an exceeded quota while the run writes, in a worker task or on the client, ends
+    it with one :class:`OutputError` line naming the file (else ``store_path``) and the space left.
+
+    Nothing looks complete afterwards: a step is marked complete only after its last write, the
+    records and the manifest are replaced atomically, so the step being written keeps its
+    incomplete record and the rerun redoes it (and skips the steps finished before).
+    """
+    try:
+        yield
+    except Exception as error:
+        full = disk_full_error(error)
+        if full is None:
+            raise
+        from dask.utils import format_bytes
+
+        path = Path(full.filename) if isinstance(full.filename, str) and full.filename else Path(store_path)
+        existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)
+        free = f" ({format_bytes(shutil.disk_usage(existing).free)} free there)" if existing is not None else ""
+        raise OutputError(f"{path}: {DISK_FULL_REASONS[full.errno]}{free}; the unfinished step is left incomplete; free space and rerun the same command to resume") from None

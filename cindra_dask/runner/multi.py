@@ -2,7 +2,8 @@
 
 ``discover`` is one unit over every recording's store (all or nothing); ``extract`` one unit whose
 stores are checked one by one (a complete recording is skipped), with every pending recording's
-traces in one graph. Every store is locked for the whole run; nothing is written before
+traces in one graph. A complete record counts only while its outputs are present and intact
+(`phase_output_problems`): a recording whose outputs were removed or damaged is rebuilt. Every store is locked for the whole run; nothing is written before
 `cindra_dask.runner.multi_context.preflight_multi_recording` has accepted the configuration and
 every recording.
 """
@@ -10,15 +11,16 @@ every recording.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from cindra_dask.config import MultiRecordingConfiguration
 from cindra_dask.errors import ConfigurationError, PhaseUnavailableError
-from cindra_dask.multirecording.graph import DISCOVER, EXTRACT, discover_hash, extract_hash, phase_key, plan_discover, plan_extract
+from cindra_dask.multirecording.graph import DISCOVER, EXTRACT, discover_hash, extract_hash, phase_key, phase_outputs, plan_discover, plan_extract
 from cindra_dask.runner.multi_context import preflight_multi_recording
 from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
-from cindra_dask.runner.loop import RunReport, Unit, is_complete, refresh_manifest, run_units
+from cindra_dask.runner.loop import RunReport, Unit, disk_full_stops_the_run, is_complete, refresh_manifest, run_units
+from cindra_dask.store import RecordingStore
 
 MULTI_RECORDING_PHASES = (DISCOVER, EXTRACT)
 
@@ -65,7 +67,7 @@ def run_multi_recording(
     hashes[EXTRACT] = extract_hash(context, previous=hashes[DISCOVER])
     stores = tuple(source.store for source in context.recordings)
     executor = Executor(configuration.cluster, client=client, events=events)
-    with contextlib.ExitStack() as locks:
+    with disk_full_stops_the_run(stores[0].path), contextlib.ExitStack() as locks:
         for store in stores:
             locks.enter_context(store.locked())
         try:
@@ -81,6 +83,7 @@ def run_multi_recording(
                     outcome_names=(DISCOVER,),
                     per_store=False,
                     summary=lambda tracking, duration_s: f"phase '{DISCOVER}' ({dataset_name}): {tracking.templates.count} tracked cells in {duration_s:.1f} s",
+                    output_problems=phase_output_problems(dataset_name, DISCOVER),
                 )
                 outcomes += run_units([discover], executor)
             if EXTRACT in selected_phases:
@@ -99,6 +102,7 @@ def run_multi_recording(
                     outcome_names=tuple(f"{EXTRACT}/{source.name}" for source in targets),
                     per_store=True,
                     summary=lambda result, duration_s: f"phase '{EXTRACT}' ({dataset_name}): recordings extracted in {duration_s:.1f} s",
+                    output_problems=phase_output_problems(dataset_name, EXTRACT),
                 )
                 outcomes += run_units([extract], executor)
             ran = any(outcome.state == "ran" for outcome in outcomes)
@@ -107,3 +111,18 @@ def run_multi_recording(
         finally:
             executor.close()
     return RunReport(stores[0].path, tuple(outcomes))
+
+
+def phase_output_problems(dataset_name: str, phase: str) -> Callable[[RecordingStore], list[str]]:
+    """The check of a complete multi-recording phase's outputs in one store (`cindra_dask.manifest.output_problems`
+    of `cindra_dask.multirecording.graph.phase_outputs`, less the other phase's outputs nested in them)."""
+    own = phase_outputs(dataset_name, phase)
+    nested = [path for other in (DISCOVER, EXTRACT) if other != phase for path in phase_outputs(dataset_name, other) if any(path.startswith(group + "/") for group in own)]
+
+    def problems(store: RecordingStore) -> list[str]:
+        from cindra_dask.manifest import output_problems
+
+        record = store.phase_record(phase_key(dataset_name, phase))
+        return output_problems(store, own, finished=record.finished if record is not None else None, excluded=nested)
+
+    return problems

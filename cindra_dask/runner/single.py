@@ -3,7 +3,8 @@
 Each step's hash chains the hash of the step before it (per plane), so a change reruns that step
 and every step after it; ``force`` (or cindra's ``repeat_*`` flags) reruns regardless. Nothing is
 written before `cindra_dask.runner.context.preflight` has checked the configuration, the inputs and
-the output location; the store is locked for the whole run.
+the output location; the store is locked for the whole run; a full disk ends it with one line
+(`cindra_dask.runner.loop.disk_full_stops_the_run`) and the rerun resumes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
-from cindra_dask.config import Configuration, SingleRecordingConfiguration, hashable_sections, section_hash
+from cindra_dask.config import Configuration, SingleRecordingConfiguration, configuration_to_yaml, hashable_sections, section_hash
 from cindra_dask.errors import ConfigurationError
 from cindra_dask.runner.context import RecordingContext, preflight, processed_planes
 from cindra_dask.runner.events import RunEvents
 from cindra_dask.runner.execution import Executor
-from cindra_dask.runner.loop import RunReport, Unit, refresh_manifest, run_units
+from cindra_dask.runner.loop import RunReport, Unit, disk_full_stops_the_run, refresh_manifest, run_units
 from cindra_dask.runner.plans import StepPlan
 from cindra_dask.store import CNMF, COMBINED, DETECTION, EXTRACTION, MINISCOPE, RAW, REGISTERED, REGISTRATION, ROIS, RecordingStore, plane_path, stage_path
 
@@ -105,7 +106,7 @@ def method_steps(configuration: Configuration) -> tuple[Step, ...]:
 
 def ingest_hash(context: RecordingContext) -> str:
     """Identity of the ingest: acquisition, input files (names, sizes, times), chunking, the crop (``file_io.crop_coords``) and, for other formats than TIFF, the format and the dataset read (none for Bruker TIFFs)."""
-    files = [(Path(info.path).name, os.stat(info.path).st_size, os.stat(info.path).st_mtime_ns) for info in context.plan.files]
+    files = [(Path(info.path).name, status.st_size, status.st_mtime_ns) for info in context.plan.files for status in (os.stat(info.path),)]
     extra = {"acquisition": context.acquisition.model_dump(mode="json"), "files": files, "chunk_frames": context.plan.chunk_frames}
     if context.configuration.file_io.crop_coords is not None:  # hashes without a crop stay those of stores written before it existed
         extra["crop_coords"] = list(context.configuration.file_io.crop_coords)
@@ -232,7 +233,7 @@ def run_single_recording(
         executor.events.message(f"note: {note}")
     configuration = context.configuration
     store = context.store
-    with store.locked():
+    with disk_full_stops_the_run(store.path), store.locked():
         try:
             hashes = step_hashes(context)
             all_planes = [plane.index for plane in context.plan.virtual_planes]
@@ -254,10 +255,13 @@ def run_single_recording(
             ]
             outcomes = run_units(units, executor)
             migrated = []
+            ran = any(outcome.state == "ran" for outcome in outcomes)
+            if store.exists and ran:  # the configuration of the last run that wrote (its method, which `status` lists; exports read it)
+                store.update_attributes(configuration=configuration_to_yaml(configuration))
             if store.exists:  # also when every step was skipped: stores written before every array had dims get them; the OME metadata takes the run's pixel size
                 migrated = store.add_missing_dimension_names()
                 store.write_ome_metadata(frame_interval_s=1.0 / context.acquisition.plane_frame_rate_hz, pixel_size_um=configuration.metadata.pixel_size_um)
-            refresh_manifest(store, ran=bool(migrated) or any(outcome.state == "ran" for outcome in outcomes))
+            refresh_manifest(store, ran=bool(migrated) or ran)
         finally:
             executor.close()
     return RunReport(store.path, tuple(outcomes))

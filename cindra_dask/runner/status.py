@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from cindra_dask.errors import OutputError
-from cindra_dask.runner.single import SINGLE_RECORDING_STEPS
+from cindra_dask.errors import CindraError, OutputError
+from cindra_dask.runner.single import SINGLE_RECORDING_STEPS, Step, method_steps
 from cindra_dask.store import EXTRACTION, ROIS, RecordingStore, array_shape, lock_is_stale, open_existing_store, plane_indices, plane_path, stage_path
 
 
@@ -96,14 +96,24 @@ class StoreState(NamedTuple):
     damaged_nodes: tuple[str, ...]
 
 
+def recorded_method_steps(store: RecordingStore) -> tuple[Step, ...]:
+    """The single-recording steps of the ``source_extraction.method`` in the store's recorded configuration
+    (`cindra_dask.runner.single.method_steps`; the default method's when none is recorded, every step when it cannot be read)."""
+    try:
+        return method_steps(store.recorded_configuration())
+    except CindraError:
+        return SINGLE_RECORDING_STEPS
+
+
 def store_state(path: Path | str) -> StoreState:
-    """The `StoreState` of the store at ``path``: the single-recording steps in order (per plane), then any other record."""
+    """The `StoreState` of the store at ``path``: the single-recording steps of its recorded method in order
+    (per plane, `recorded_method_steps`), then any other record."""
     store = RecordingStore(path)
     if not store.exists:
         raise OutputError(f"{path}: not a cindra-dask store (no zarr.json)")
     records = store.phase_records()
     planes = [plane["index"] for plane in store.attributes().get("planes", [])]
-    per_plane = [step for step in SINGLE_RECORDING_STEPS if step.per_plane]
+    per_plane = [step for step in recorded_method_steps(store) if step.per_plane]
     keys = ["ingest", *(step.key(plane) for plane in planes for step in per_plane), "combine"]
     steps = []
     for key in keys + sorted(set(records) - set(keys)):
