@@ -33,7 +33,7 @@ def test_status_lists_the_steps_of_the_recorded_method(tmp_path: Path) -> None:
     unreadable = RecordingStore(tmp_path / "unreadable.zarr")
     unreadable.root("a")
     unreadable.update_attributes(configuration="source_extraction: {method: sparse_v0}", planes=[{"index": 0}])
-    assert _step_names(unreadable.path) == ["ingest", "registration/plane_0", "detection/plane_0", "cnmf/plane_0", "extraction/plane_0", "combine"]
+    assert _step_names(unreadable.path) == ["ingest", "registration/plane_0", "detection/plane_0", "cnmf/plane_0", "extraction/plane_0", "miniscope/plane_0", "combine"]
 
 
 def test_a_run_records_its_method_for_status(tmp_path: Path, client: Any) -> None:
