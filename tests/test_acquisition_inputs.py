@@ -531,6 +531,18 @@ def _scanimage_mroi_does_not_fill_the_page(root: Path) -> tuple[Path, str]:
     return _config(root, data), "the 3 RoiGroups regions of [11, 11, 11] lines and 2 equal fly-to gaps do not fill the 40-row pages"
 
 
+def _scanimage_files_disagree(root: Path) -> tuple[Path, str]:
+    """A file of another session (15 Hz) copied into a 30-Hz recording's folder: every file's header is read."""
+    data, other = root / "data", root / "other_session"
+    write_scanimage_recording(data, _pages(120, 3), file_page_counts=(60, 60), frame_data=si2016_frame_data(scan_frame_rate=30.0, slices=1, flyback=0, saved_channels=(1,), mroi=False))
+    write_scanimage_recording(other, _pages(120, 4), file_page_counts=(60, 60), frame_data=si2016_frame_data(scan_frame_rate=15.0, slices=1, flyback=0, saved_channels=(1,), mroi=False))
+    (other / "file_00002.tif").replace(data / "file_00002.tif")
+    return _config(root, data), (
+        "file_00002.tif: its ScanImage header gives frame_rate 15.0, file_00001.tif's 30.0; the files of one recording share their acquisition:"
+        " move it to its own recording folder (or add 'file_00002' to file_io.ignored_file_names)"
+    )
+
+
 def _bruker_missing_files(root: Path) -> tuple[Path, str]:
     data = root / "data"
     names = write_bruker_folder(data, _pages(2 * 60, 4), planes=2, channels=1, frame_period_s=0.05)
@@ -575,7 +587,7 @@ def _not_scanimage(root: Path) -> tuple[Path, str]:
 
 CASES: dict[str, Callable[[Path], tuple[Path, str]]] = {
     function.__name__.strip("_"): function
-    for function in (_scanimage_pages_not_divisible, _scanimage_slow_stack, _scanimage_mroi_does_not_fill_the_page, _bruker_missing_files, _nwb_wrong_rank, _zarr_wrong_rank, _hdf5_wrong_rank, _not_scanimage)
+    for function in (_scanimage_pages_not_divisible, _scanimage_slow_stack, _scanimage_files_disagree, _scanimage_mroi_does_not_fill_the_page, _bruker_missing_files, _nwb_wrong_rank, _zarr_wrong_rank, _hdf5_wrong_rank, _not_scanimage)
 }
 
 

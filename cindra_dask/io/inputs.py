@@ -21,7 +21,7 @@ from cindra_dask.io.bruker import BRUKER_READER, find_prairie_xml, prairie_acqui
 from cindra_dask.io.hdf5 import HDF5_READER, HDF5_SUFFIXES, inspect_hdf5
 from cindra_dask.io.miniscope import AVI_READER, AVI_SUFFIXES, check_timestamps, inspect_avi, miniscope_acquisition, read_timestamps
 from cindra_dask.io.nwb import NWB_READER, NWB_SUFFIXES, inspect_nwb, nwb_acquisition
-from cindra_dask.io.scanimage import scanimage_acquisition
+from cindra_dask.io.scanimage import recording_scanimage_acquisition
 from cindra_dask.io.tiff import TIFF_READER, TIFF_SUFFIXES, FrameReader, discover_movie_files, inspect_tiff, is_movie_candidate
 from cindra_dask.io.zarr_movie import ZARR_READER, ZARR_SUFFIXES, inspect_zarr
 
@@ -128,7 +128,7 @@ def inspect_inputs(
     """Find and inspect the movie files of one recording (see :func:`resolve_input_format`) and settle the acquisition.
 
     ``explicit`` is the configuration's or ``cindra_parameters.json``'s acquisition, if any; the
-    files' own metadata (ScanImage header of the first TIFF, the Bruker XML, the first NWB series)
+    files' own metadata (ScanImage headers of the TIFFs, checked to agree, the Bruker XML, the first NWB series)
     are read either way. Raises :class:`InputError` when no file of the format is found (or a
     Bruker XML names missing files); problems with individual files are collected in
     ``problems`` so that every bad file is reported at once.
@@ -142,8 +142,7 @@ def inspect_inputs(
     elif resolved in (InputFormat.TIFF, InputFormat.SCANIMAGE):
         files = _inspect_all(discover_movie_files(directory, suffixes=TIFF_SUFFIXES, ignored_file_names=ignored_file_names, note=note), inspect_tiff, problems)
         if files:
-            first = files[0]
-            read_metadata = lambda: scanimage_acquisition(Path(first.path), page_height=first.page_shape[0])
+            read_metadata = lambda: recording_scanimage_acquisition([Path(info.path) for info in files], page_height=files[0].page_shape[0])
     elif resolved is InputFormat.NWB:
         movies = _inspect_all(discover_movie_files(directory, suffixes=NWB_SUFFIXES, ignored_file_names=ignored_file_names, note=note), lambda path: inspect_nwb(path, series=nwb_series), problems)
         files = [movie.info for movie in movies]

@@ -1,6 +1,7 @@
-"""ScanImage TIFFs: the acquisition (frame rate, planes, channels, MROI strips) read from the first file's header.
+"""ScanImage TIFFs: the acquisition (frame rate, planes, channels, MROI strips) read from the first file's header,
+every other file's header checked to give the same (`recording_scanimage_acquisition`).
 
-Where ScanImage keeps it (read with tifffile's parsers; the first page of the first TIFF):
+Where ScanImage keeps it (read with tifffile's parsers; the first page of each TIFF):
 
 - SI 2016 and later: the non-varying frame data (``SI.*`` keys, MATLAB syntax) in the ScanImage
   BigTIFF header (`tifffile.read_scanimage_metadata`, through ``TiffFile.scanimage_metadata``) or,
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -234,3 +235,34 @@ def scanimage_acquisition(path: Path, *, page_height: int) -> AcquisitionSource 
         message = error.errors()[0]["msg"] if hasattr(error, "errors") else str(error)
         raise InputError(f"{path}: ScanImage header ({header.version}): {message}; write {ACQUISITION_FILE_NAME} beside the files (it is used instead)") from error
     return AcquisitionSource(SCANIMAGE, path, parameters, read, f"{header.version}, {header.location}")
+
+
+def recording_scanimage_acquisition(paths: Sequence[Path], *, page_height: int) -> AcquisitionSource | None:
+    """`scanimage_acquisition` of the first of one recording's files, after checking that every other
+    file's header gives the same acquisition (a file of another session copied into the folder would
+    otherwise be split with the wrong rate, planes or channels). None: the first file has no header.
+
+    Raises :class:`InputError`, one line per file that differs (or has no header), naming it, the
+    field and both values.
+    """
+    first = scanimage_acquisition(paths[0], page_height=page_height)
+    if first is None:
+        return None
+    expected = first.parameters.model_dump()
+    problems = []
+    for path in paths[1:]:
+        other = scanimage_acquisition(path, page_height=page_height)
+        if other is None:
+            problems.append(f"{path}: no ScanImage header, while {paths[0].name} has one; move it out of the recording folder (or add '{path.stem}' to file_io.ignored_file_names)")
+            continue
+        differing = [(name, value, expected[name]) for name, value in other.parameters.model_dump().items() if value != expected[name]]
+        if differing:
+            name, value, first_value = differing[0]
+            problems.append(
+                f"{path}: its ScanImage header gives {name} {value}, {paths[0].name}'s {first_value}; the files of one recording share their acquisition:"
+                f" move it to its own recording folder (or add '{path.stem}' to file_io.ignored_file_names)"
+            )
+    if problems:
+        raise InputError(*problems)
+    return first
+
