@@ -220,3 +220,20 @@ def test_an_adaptive_cluster_starts_at_its_minimum_and_grows_to_its_maximum_unde
         requested = len(cluster.worker_spec)
         client.cancel(queued)
     assert requested == 2
+
+
+def test_closing_the_cluster_drops_only_the_shutdown_noise() -> None:
+    """Every run used to end with two "Worker process still alive after 4.0 seconds, killing" warnings
+    (issue 20); while the cluster closes those are dropped, other messages kept, and after an
+    interruption the reports of the cancelled work are dropped too."""
+    import logging
+
+    from cindra_dask.cluster import _ShutdownNoise
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("distributed.nanny", logging.WARNING, __file__, 1, message, None, None)
+
+    after_run, after_interrupt = _ShutdownNoise(interrupted=False), _ShutdownNoise(interrupted=True)
+    assert not after_run.filter(record("Worker process still alive after 4.0 seconds, killing"))
+    assert after_run.filter(record("Restarting worker"))
+    assert not after_interrupt.filter(record("Restarting worker"))
