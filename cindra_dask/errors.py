@@ -7,6 +7,7 @@ The CLI prints ``str(error)`` without a traceback and exits non-zero; library ca
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 
 class CindraError(Exception):
@@ -37,6 +38,14 @@ class PhaseUnavailableError(CindraError):
 
 DISK_FULL_REASONS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
 """The write errors that mean the output's file system is full, with the words the user sees."""
+
+
+def nearest_existing_path(path: Path) -> Path:
+    """``path`` made absolute, or its nearest folder above that exists (where free space is measured)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def disk_full_error(error: BaseException | None) -> OSError | None:

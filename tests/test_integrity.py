@@ -173,6 +173,12 @@ def test_an_export_on_a_full_disk_leaves_no_partial_files(synthetic: Any, tmp_pa
     with pytest.raises(OutputError, match="no space left"):
         export_suite2p(synthetic.path, tmp_path / "fresh")
     assert list((tmp_path / "fresh").iterdir()) == []
+    def quota_exceeded(file: Any, array: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EDQUOT, "Disk quota exceeded", str(file))
+
+    monkeypatch.setattr(np, "save", quota_exceeded)
+    with pytest.raises(OutputError, match=r"quota: disk quota exceeded \(.* free\); nothing was exported"):
+        export_suite2p(synthetic.path, tmp_path / "quota")
     monkeypatch.setattr(np, "save", save)
     written = export_suite2p(synthetic.path, output, overwrite=True)
     assert len(written) == len(earlier) and all(path.is_file() for path in written)

@@ -40,7 +40,6 @@ store) leaves no partial files, and an earlier export in the folder unchanged.
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import shutil
@@ -53,7 +52,7 @@ import numpy as np
 import yaml
 
 from cindra_dask.config import SingleRecordingConfiguration
-from cindra_dask.errors import ConfigurationError, OutputError
+from cindra_dask.errors import DISK_FULL_REASONS, ConfigurationError, OutputError, nearest_existing_path
 from cindra_dask.store import DETECTION, EXTRACTION, REGISTRATION, ROIS, RecordingStore, arrays_under, input_file_attributes, open_existing_store, plane_indices, stage_path
 
 STAT_NAMES = {
@@ -330,11 +329,11 @@ def _check_output_folder(output: Path) -> None:
 
 def _write_failure(output: Path, error: OSError) -> str:
     """One line for a write that failed (a full disk, permissions); nothing of the export was kept."""
-    if error.errno == errno.ENOSPC:
+    if error.errno in DISK_FULL_REASONS:
         from dask.utils import format_bytes
 
-        free = shutil.disk_usage(output).free if output.exists() else 0
-        return f"{output}: no space left on the device ({format_bytes(free)} free); nothing was exported (earlier files are unchanged); free some space or export elsewhere"
+        free = shutil.disk_usage(nearest_existing_path(output)).free
+        return f"{output}: {DISK_FULL_REASONS[error.errno]} ({format_bytes(free)} free); nothing was exported (earlier files are unchanged); free some space or export elsewhere"
     return f"{getattr(error, 'filename', None) or output}: cannot write ({error.strerror or error}); nothing was exported (earlier files are unchanged)"
 
 

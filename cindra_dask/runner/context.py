@@ -17,7 +17,7 @@ import numpy as np
 
 from cindra_dask.chunking import ingest_chunk_frames
 from cindra_dask.config import ACQUISITION_FILE_NAME, AcquisitionParameters, Configuration, SingleRecordingConfiguration, load_acquisition_parameters, unset_fields
-from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError
+from cindra_dask.errors import CindraError, ConfigurationError, InputError, OutputError, nearest_existing_path
 from cindra_dask.io.acquisition import CONFIGURATION, PARAMETERS_FILE, AcquisitionRecord, AcquisitionSource
 from cindra_dask.io.inputs import inspect_inputs
 from cindra_dask.io.tiff import IngestPlan, build_ingest_plan, crop_ingest_plan, find_acquisition_file
@@ -59,18 +59,11 @@ class RecordingContext(NamedTuple):
     notes: tuple[str, ...] = ()
 
 
-def _nearest_existing(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def _check_output(configuration: SingleRecordingConfiguration, store: RecordingStore, *, raw_bytes: int) -> list[str]:
     from dask.utils import format_bytes
 
     problems = []
-    existing = _nearest_existing(store.path.parent)
+    existing = nearest_existing_path(store.path.parent)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"file_io.output_path: {configuration.file_io.output_path} cannot be written ({existing} is not a writable directory); choose a writable output_path")
         return problems

@@ -18,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
-from cindra_dask.errors import DISK_FULL_REASONS, OutputError, disk_full_error
+from cindra_dask.errors import DISK_FULL_REASONS, OutputError, disk_full_error, nearest_existing_path
 from cindra_dask.runner.execution import Executor
 from cindra_dask.runner.plans import StepPlan
 from cindra_dask.store import RecordingStore
@@ -167,6 +167,5 @@ def disk_full_stops_the_run(store_path: Path) -> Iterator[None]:
         from dask.utils import format_bytes
 
         path = Path(full.filename) if isinstance(full.filename, str) and full.filename else Path(store_path)
-        existing = next((folder for folder in (path, *path.parents) if folder.exists()), None)
-        free = f" ({format_bytes(shutil.disk_usage(existing).free)} free there)" if existing is not None else ""
-        raise OutputError(f"{path}: {DISK_FULL_REASONS[full.errno]}{free}; the unfinished step is left incomplete; free space and rerun the same command to resume") from None
+        free = format_bytes(shutil.disk_usage(nearest_existing_path(path)).free)
+        raise OutputError(f"{path}: {DISK_FULL_REASONS[full.errno]} ({free} free there); the unfinished step is left incomplete; free space and rerun the same command to resume") from None
