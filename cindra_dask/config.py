@@ -7,7 +7,8 @@ an optional inline ``acquisition`` section (otherwise ``cindra_parameters.json``
 read, or else the acquisition the files' own metadata describe: ``io/acquisition.py``). Everything else
 (the YAML template, ``--help`` text, the field tables in the docs) is generated from these models;
 nothing is written twice. `roi_detection_options` turns the ``roi_detection`` section into the
-detection kernels' options.
+detection kernels' options. A field added after stores were written carries `added_later` with the
+value that reproduces the steps from before it, so upgrading does not rerun finished steps.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def _parse_memory(value: str) -> str:
     if parsed <= 0:
         raise ValueError("must be a positive memory size")
     return value
+
+
+def added_later(value_before: Any) -> dict[str, Any]:
+    """``json_schema_extra`` of a field added after stores were written: ``value_before`` reproduces what the
+    steps did before the field existed, so at that value the field is left out of the step hashes
+    (`hashable_sections`) and a store written before it resumes instead of rerunning its steps."""
+    return {"value_before_it_existed": value_before}
 
 
 MemorySize = Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[A-Za-z]*\s*$")]
@@ -179,6 +187,7 @@ class MainSettings(Section):
     tau: float = Field(default=0.4, gt=0, le=10, description="Indicator decay time constant in seconds; sets the temporal bin size and the OASIS decay (main.indicator sets it for the indicators it knows).")
     indicator: Indicator | None = Field(
         default=None,
+        json_schema_extra=added_later(None),
         description=(
             "Not in cindra: the calcium indicator; sets main.tau, spike_deconvolution.rise_time and metadata.indicator where they are not written"
             " (a tau or rise time written beside it wins, with a warning): "
@@ -332,6 +341,7 @@ class ROIDetectionSettings(Section):
     maximum_iterations: int = Field(default=50, gt=0, le=10_000, description="Detection loop limit is 250 × this.")
     residual_motion_window: int = Field(
         default=64,
+        json_schema_extra=added_later(0),
         ge=0,
         le=10_000,
         description=(
@@ -344,6 +354,7 @@ class ROIDetectionSettings(Section):
     )
     maximum_bin_duration: float = Field(
         default=0.0,
+        json_schema_extra=added_later(0.0),
         ge=0,
         le=100,
         description=(
@@ -358,6 +369,7 @@ class ROIDetectionSettings(Section):
     maximum_binned_frames: int = Field(default=5000, gt=0, le=1_000_000, description="Cap on the number of temporal bins (sets the bin size for long recordings).")
     tile_size: int = Field(
         default=0,
+        json_schema_extra=added_later(0),
         ge=0,
         le=100_000,
         multiple_of=16,
@@ -566,6 +578,7 @@ class SpikeDeconvolutionSettings(Section):
     )
     rise_time: float = Field(
         default=0.0,
+        json_schema_extra=added_later(0.0),
         ge=0,
         le=1,
         description=(
@@ -1212,6 +1225,19 @@ def section_hash(configuration: Section, sections: tuple[str, ...], *, extra: An
 
 
 def hashable_sections(configuration: Section, sections: tuple[str, ...]) -> dict[str, Any]:
-    """Sections' values without the force flags (``repeat_*``), which must not change a hash."""
+    """Sections' values without the force flags (``repeat_*``), which must not change a hash, and without the
+    fields at the value they had before they existed (`added_later`)."""
     dumped = configuration.model_dump(mode="json")
-    return {name: {key: value for key, value in (dumped.get(name) or {}).items() if not key.startswith("repeat_")} for name in sections}
+    hashable: dict[str, Any] = {}
+    for name in sections:
+        fields = type(getattr(configuration, name)).model_fields if getattr(configuration, name, None) is not None else {}
+        hashable[name] = {
+            key: value
+            for key, value in (dumped.get(name) or {}).items()
+            if not key.startswith("repeat_") and not (key in fields and _at_value_before_it_existed(fields[key].json_schema_extra, value))
+        }
+    return hashable
+
+
+def _at_value_before_it_existed(extra: Any, value: Any) -> bool:
+    return isinstance(extra, dict) and "value_before_it_existed" in extra and value == extra["value_before_it_existed"]

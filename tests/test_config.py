@@ -12,6 +12,7 @@ from cindra_dask.config import (
     SingleRecordingConfiguration,
     configuration_template,
     configuration_to_yaml,
+    hashable_sections,
     load_configuration,
     save_configuration,
     section_hash,
@@ -105,6 +106,24 @@ def test_section_hash_ignores_other_sections() -> None:
     changed_registration = SingleRecordingConfiguration.model_validate({"registration": {"batch_size": 7}})
     assert section_hash(base, ("registration",)) == section_hash(changed_detection, ("registration",))
     assert section_hash(base, ("registration",)) != section_hash(changed_registration, ("registration",))
+
+
+def test_fields_added_later_are_hashed_only_away_from_the_value_before_they_existed() -> None:
+    """A store written before ``tile_size``, ``maximum_bin_duration``, ``rise_time`` or ``main.indicator`` existed
+    hashed its sections without them: at their earlier value they stay out, so such a store resumes."""
+    sections = ("main", "roi_detection", "spike_deconvolution")
+    dumped = SingleRecordingConfiguration().model_dump(mode="json")
+    hashed = hashable_sections(SingleRecordingConfiguration(), sections)
+    assert {name: set(dumped[name]) - set(hashed[name]) for name in sections} == {
+        "main": {"indicator"},
+        "roi_detection": {"maximum_bin_duration", "tile_size"},  # residual_motion_window's default (64) is not its earlier 0: hashed
+        "spike_deconvolution": {"rise_time"},
+    }
+    changed = SingleRecordingConfiguration.model_validate({"roi_detection": {"tile_size": 128, "residual_motion_window": 0}, "main": {"indicator": "GCaMP6f"}})
+    hashed = hashable_sections(changed, sections)
+    assert hashed["roi_detection"]["tile_size"] == 128 and "residual_motion_window" not in hashed["roi_detection"]
+    assert hashed["main"]["indicator"] == "GCaMP6f"
+    assert section_hash(changed, (), extra=hashable_sections(changed, ("roi_detection",))) != section_hash(changed, (), extra=hashable_sections(SingleRecordingConfiguration(), ("roi_detection",)))
 
 
 def test_models_are_frozen() -> None:
