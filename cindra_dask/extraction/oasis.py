@@ -93,12 +93,22 @@ def _oasis_rows(
                 calcium[row, start + offset] = values[pool] * decay_powers[offset]
 
 
+MAD_OF_UNIT_NORMAL = 0.6745
+"""Median absolute deviation of a standard normal variable."""
+
+
+def robust_standard_deviation(values: np.ndarray) -> np.ndarray:
+    """(...,) standard deviation along the last axis from the median absolute deviation (/ 0.6745), in the
+    values' dtype and units; NaNs are left out (a row without finite values gives NaN)."""
+    median = np.nanmedian if np.isnan(values).any() else np.median
+    return median(np.abs(values - median(values, axis=-1, keepdims=True)), axis=-1) / MAD_OF_UNIT_NORMAL
+
+
 def difference_noise(traces: np.ndarray) -> np.ndarray:
-    """(n,) float32 robust noise standard deviation per row: MAD of frame-to-frame differences / (0.6745·√2)."""
+    """(n,) float32 robust noise standard deviation per row: that of the frame-to-frame differences / √2."""
     if traces.shape[1] < 2:
         return np.zeros(len(traces), np.float32)
-    differences = np.diff(np.asarray(traces, np.float32), axis=1)
-    return (np.median(np.abs(differences - np.median(differences, axis=1, keepdims=True)), axis=1) / (0.6745 * np.sqrt(2.0))).astype(np.float32)
+    return (robust_standard_deviation(np.diff(np.asarray(traces, np.float32), axis=1)) / np.sqrt(2.0)).astype(np.float32)
 
 
 def deconvolve_oasis(

@@ -26,14 +26,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy.signal import find_peaks
 
-from cindra_dask.extraction.oasis import deconvolve_oasis
+from cindra_dask.extraction.oasis import deconvolve_oasis, robust_standard_deviation
 
 EVENT_METHODS = ("derivative", "deconvolution")
 """``miniscope_analysis.event_method`` values."""
 DERIVATIVE_ORDERS = {"zeroth": 0, "first": 1, "second": 2}
 """``miniscope_analysis.derivative_for_estimates`` values and the derivative order each takes."""
-MAD_TO_SIGMA = 0.6745
-"""Median absolute deviation of a unit normal variable."""
 
 
 class CalciumEvents(NamedTuple):
@@ -90,7 +88,7 @@ def detect_calcium_events(
     frames, amplitudes, counts, sigmas = [], [], [], []
     for row, noise_row in zip(signal, noise_source):
         finite = noise_row[np.isfinite(noise_row)]
-        sigma = float(np.median(np.abs(finite - np.median(finite))) / MAD_TO_SIGMA) if finite.size else np.nan
+        sigma = float(robust_standard_deviation(finite)) if finite.size else np.nan
         peaks = np.zeros(0, np.int64)
         if finite.size and sigma > 0 and row.size:
             centred = np.nan_to_num(row if event_method == "deconvolution" else row - np.median(finite), nan=0.0)
