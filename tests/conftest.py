@@ -72,7 +72,7 @@ def single_configuration(data_path: Path, output_path: Path, **sections: Any) ->
     """A single-recording configuration for tests (no progress bars, small chunks)."""
     from cindra_dask.config import configuration_from_mapping
 
-    payload: dict[str, Any] = {"runtime": {"display_progress_bars": False, "max_chunk_memory": "64KiB"}, "file_io": {"data_path": str(data_path), "output_path": str(output_path)}}
+    payload: dict[str, Any] = {"runtime": {"display_progress_bars": False, "max_chunk_memory": "1MiB"}, "file_io": {"data_path": str(data_path), "output_path": str(output_path)}}
     for name, values in sections.items():
         payload.setdefault(name, {}).update(values)
     return configuration_from_mapping(payload, source="test")
