@@ -234,6 +234,45 @@ def test_a_rerun_updates_the_pixel_size_and_gives_an_old_store_its_dimension_nam
     assert verify_store(copy.path) == []
 
 
+# ------------------------------------------------------------------------------ napari
+
+
+def test_napari_opens_the_registered_movie_lazily_without_a_window(stores: Stores, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """napari's viewer model (napari without Qt or a screen) opens ``plane_1/registered`` through the
+    napari-ome-zarr plugin as one lazy dask image layer, reading at most two of the movie's chunks
+    (its contrast-limit sample and the displayed frame), with our axes, units and scale."""
+    pytest.importorskip("napari_ome_zarr")
+    monkeypatch.setenv("NAPARI_CONFIG", str(tmp_path / "napari-settings.yaml"))  # never the user's settings
+    import dask.array as da
+    import npe2
+    from napari.components import ViewerModel
+
+    movie_path = "plane_1/registered/channel_0"  # the group's first multiscale, the one napari-ome-zarr shows
+    expected = stores.planes.read(movie_path)
+    frames_per_chunk = stores.planes.array(movie_path).chunks[0]
+    chunk_count = -(-expected.shape[0] // frames_per_chunk)
+    assert chunk_count >= 4
+    read_chunks: set[str] = set()
+    original_get = zarr.storage.LocalStore.get
+
+    async def counting_get(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        if key.startswith(f"{movie_path}/c/") or key.startswith("channel_0/c/"):
+            read_chunks.add(key)
+        return await original_get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", counting_get)
+    npe2.PluginManager.instance().discover()  # what napari's launcher does; a bare ViewerModel skips it
+    viewer = ViewerModel()
+    (layer,) = viewer.open(str(stores.planes.path / "plane_1/registered"), plugin="napari-ome-zarr")
+    assert layer._type_string == "image" and not layer.multiscale and isinstance(layer.data, da.Array)
+    assert layer.data.shape == expected.shape and layer.data.dtype == expected.dtype
+    assert layer.data.chunks[0][0] == frames_per_chunk  # one dask chunk per Zarr chunk
+    assert 1 <= len(read_chunks) <= 2 < chunk_count, sorted(read_chunks)  # opened, not loaded
+    assert layer.axis_labels == ("t", "y", "x") and [str(unit) for unit in layer.units] == ["second", "micrometer", "micrometer"]
+    np.testing.assert_allclose(layer.scale, (PLANES.plane_count / PLANES.frame_rate_hz, PIXEL_SIZE_UM, PIXEL_SIZE_UM), rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(layer.data), expected)
+
+
 # ------------------------------------------------------------------------------ the store's rules
 
 
