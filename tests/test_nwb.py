@@ -4,6 +4,8 @@ memory stays bounded on a large store; the metadata section and validate's note.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import tracemalloc
 import uuid
@@ -426,3 +428,87 @@ def test_trace_blocks_cover_the_matrix_once_in_whole_hdf5_chunks(roi_count: int,
         np.testing.assert_array_equal(block, (np.arange(rois.start, rois.stop, dtype=np.float64)[None] * frame_count + np.arange(frames.start, frames.stop)[:, None]).astype(np.float32))
         covered[frames, rois] += 1
     assert (covered == 1).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# --movie external: the raw TIFFs linked by relative path
+# ---------------------------------------------------------------------------------------------
+
+PAGES_PER_FILE = (25, 20, 15)  # the synthetic store's 60 frames in three TIFF files
+
+
+def one_plane_tiff_store(synthetic: SyntheticStore) -> RecordingStore:
+    """The synthetic store cut to its plane 0, ingested (as its attributes say) from three real TIFFs holding its raw frames."""
+    import tifffile
+
+    store = RecordingStore(synthetic.path)
+    store.delete("plane_1")
+    raw = store.read(frames_path(0, 0))
+    tiffs = synthetic.path.parent / "tiffs"
+    (tiffs / "recording_1.tif").unlink()
+    names = [f"part_{index}.tif" for index in range(len(PAGES_PER_FILE))]
+    for name, start, count in zip(names, np.cumsum([0, *PAGES_PER_FILE[:-1]]), PAGES_PER_FILE):
+        tifffile.imwrite(tiffs / name, raw[start : start + count])
+    acquisition = {**store.attributes()["acquisition"], "plane_number": 1}
+    store.update_attributes(acquisition=acquisition, tiff_files=names, planes=store.attributes()["planes"][:1])
+    return store
+
+
+def _serious(path: Path) -> list[str]:
+    import nwbinspector
+
+    messages = nwbinspector.inspect_nwbfile(nwbfile_path=str(path))
+    return [f"{message.importance.name} {message.check_function_name}: {message.message}" for message in messages if message.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION")]
+
+
+def test_external_movie_links_the_tiffs_by_relative_path(synthetic: SyntheticStore, tmp_path: Path) -> None:
+    """TwoPhotonSeriesRawPlane0 names the three TIFFs relative to the file (in another folder), with
+    starting frames 0, 25, 45; the linked pages are the store's raw frames; nwbinspector finds nothing serious."""
+    import tifffile
+
+    pytest.importorskip("nwbinspector")
+    store = one_plane_tiff_store(synthetic)
+    folder = tmp_path / "shared" / "nwb"
+    folder.mkdir(parents=True)
+    result = runner.invoke(app, ["export", "nwb", str(store.path), str(folder / "session.nwb"), "--movie", "external", *_metadata_options()])
+    assert result.exit_code == 0, result.output
+    raw = store.read(frames_path(0, 0))
+    with _read(folder / "session.nwb") as io:
+        nwbfile = io.read()
+        series = nwbfile.acquisition["TwoPhotonSeriesRawPlane0"]
+        relative = [Path(os.path.relpath(synthetic.path.parent / "tiffs" / f"part_{index}.tif", folder)).as_posix() for index in range(3)]
+        assert list(series.external_file[:]) == relative and relative[0].startswith("../")
+        assert list(series.starting_frame) == [0, 25, 45] and series.format == "external"
+        assert series.imaging_plane is nwbfile.imaging_planes["ImagingPlanePlane0"] and list(series.dimension[:]) == [raw.shape[2], raw.shape[1]]
+        traces = nwbfile.processing["ophys"]["Fluorescence"]["RoiResponseSeriesPlane0"]
+        assert (series.rate, series.starting_time) == (traces.rate, traces.starting_time) == (30.0, 0.0)
+        pages = [tifffile.imread(folder / path) for path in series.external_file[:]]
+    assert [len(page) for page in pages] == list(PAGES_PER_FILE) and sum(PAGES_PER_FILE) == store.attributes()["frames_per_plane"] == raw.shape[0] == 60
+    np.testing.assert_array_equal(np.concatenate(pages), raw)
+    assert _serious(folder / "session.nwb") == []
+
+
+def _metadata_options() -> list[str]:
+    return [option for name, value in METADATA.items() for option in ("--set", f"metadata.{name}={json.dumps(value)}")]
+
+
+def test_external_movie_refusals_are_one_line_and_write_nothing(synthetic: SyntheticStore, tmp_path: Path) -> None:
+    start = ["--set", "metadata.session_start_time=2024-05-01T10:30:00+00:00", "--movie", "external"]
+    target = tmp_path / "out.nwb"
+
+    def refused() -> str:
+        result = runner.invoke(app, ["export", "nwb", str(synthetic.path), str(target), *start])
+        lines = _error_lines(result)
+        assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+        assert not target.exists() and not list(tmp_path.glob(".out.partial.*"))
+        return lines[0]
+
+    assert "interleave 2 plane(s) x 1 channel(s)" in refused() and "--movie registered" in refused()
+    store = one_plane_tiff_store(synthetic)
+    tiffs = synthetic.path.parent / "tiffs"
+    (tiffs / "part_1.tif").rename(tiffs / "moved.tif")
+    assert refused() == f"error: {tiffs / 'part_1.tif'}: input TIFF listed in the store's tiff_files is gone; --movie external links the original files: restore it, or export with --movie registered (movie='registered') instead"
+    store.update_attributes(tiff_files=["part_0.tif", "moved.tif"])
+    assert refused() == f"error: {tiffs}: the TIFFs hold 45 pages but the store has 60 frames (files changed since ingest); export with --movie registered (movie='registered') instead"
+    store.update_attributes(input_format="hdf5")
+    assert "input_format is 'hdf5'; --movie external links TIFF files only" in refused()
