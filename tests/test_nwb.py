@@ -512,3 +512,98 @@ def test_external_movie_refusals_are_one_line_and_write_nothing(synthetic: Synth
     assert refused() == f"error: {tiffs}: the TIFFs hold 45 pages but the store has 60 frames (files changed since ingest); export with --movie registered (movie='registered') instead"
     store.update_attributes(input_format="hdf5")
     assert "input_format is 'hdf5'; --movie external links TIFF files only" in refused()
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-recording: one file per recording, track ids as a column
+# ---------------------------------------------------------------------------------------------
+
+TRACK_DATASET = "pair"
+# per recording: (combined/rois row, track id) of its selected ROIs; rows 0-4 are plane 0's ROIs, 5-8 plane 1's
+SELECTED = {"day_1": ((0, 3), (2, -1), (5, 0), (8, 1)), "day_2": ((1, 0), (4, 3), (6, 2))}
+EXPECTED_TRACK_IDS = {"day_1": ([3, -1, -1, -1, -1], [0, -1, -1, 1]), "day_2": ([-1, 0, -1, -1, 3], [-1, 2, -1, -1])}
+
+
+@pytest.fixture()
+def tracked_pair(tmp_path: Path) -> Any:
+    """Two synthetic two-plane stores (5 + 4 ROIs) tracked together as dataset ``pair`` (`SELECTED`; tracks 0 and 3 in both)."""
+    from cindra_dask.config import MultiRecordingConfiguration, configuration_from_mapping
+
+    paths = []
+    for name, selected in SELECTED.items():
+        store = RecordingStore(write_synthetic_store(tmp_path / name, name=name).path)
+        root = f"multi_recording/{TRACK_DATASET}"
+        for phase in ("discover", "extract"):
+            started = store.mark_phase_started(f"{root}/{phase}", config_hash="synthetic")
+            store.mark_phase_complete(f"{root}/{phase}", config_hash="synthetic", started=started)
+        rows, tracks = (np.array(values, np.int64) for values in zip(*selected))
+        masks = RaggedRois.from_masks([(np.array([row]), np.array([row]), np.ones(1, np.float32)) for row in rows])
+        store.write_rois(f"{root}/rois", masks, track_id=tracks, track_confidence=np.where(tracks >= 0, 0.5 + 0.1 * tracks, np.nan).astype(np.float32), source_roi_index=rows, centroids=np.zeros((len(rows), 2), np.int32))
+        templates = RaggedRois.from_masks([(np.array([track]), np.array([track]), np.ones(1, np.float32)) for track in range(4)])
+        store.write_rois(f"{root}/templates", templates, template_track_id=np.arange(4, dtype=np.int64), track_confidence=np.full(4, 0.8, np.float32), recording_count=np.array([2, 1, 1, 2], np.int32))
+        paths.append(store.path)
+    return configuration_from_mapping(
+        {"pipeline_type": "multi-recording", "recording_io": {"recording_directories": [str(path) for path in paths], "dataset_name": TRACK_DATASET}}, source="test", model=MultiRecordingConfiguration
+    )
+
+
+def test_tracked_export_writes_one_file_per_recording_with_shared_track_ids(tracked_pair: Any, tmp_path: Path) -> None:
+    """`export nwb-tracked`: day_1.nwb and day_2.nwb; each plane's track_id column is the store's
+    assignment (−1 for ROIs in no tracked cell); tracks 0 and 3, in both recordings, name the ROIs
+    `tracked_cells` pairs; nwbinspector finds nothing serious."""
+    from cindra_dask.config import configuration_to_yaml
+    from cindra_dask.export.tracked import tracked_cells
+
+    pytest.importorskip("nwbinspector")
+    config = tmp_path / "multi.yaml"
+    config.write_text(configuration_to_yaml(tracked_pair))
+    out = tmp_path / "nwb"
+    out.mkdir()
+    result = runner.invoke(app, ["export", "nwb-tracked", str(config), str(out), *_metadata_options()])
+    assert result.exit_code == 0, result.output
+    assert _nwb_files(out) == ["day_1.nwb", "day_2.nwb"] and result.output.count("wrote ") == 2
+    cells = tracked_cells(tracked_pair)
+    columns: dict[str, np.ndarray] = {}
+    with _read(out / "day_1.nwb") as first, _read(out / "day_2.nwb") as second:
+        files = {"day_1": first.read(), "day_2": second.read()}
+        assert files["day_1"].identifier != files["day_2"].identifier
+        for name, nwbfile in files.items():
+            segmentations = nwbfile.processing["ophys"]["ImageSegmentation"]
+            per_plane = [segmentations[f"PlaneSegmentationPlane{plane}"]["track_id"][:] for plane in (0, 1)]
+            assert [values.tolist() for values in per_plane] == [list(values) for values in EXPECTED_TRACK_IDS[name]], name
+            columns[name] = np.concatenate(per_plane)  # combined/rois order: plane 0 then plane 1
+            confidence = np.concatenate([segmentations[f"PlaneSegmentationPlane{plane}"]["track_confidence"][:] for plane in (0, 1)])
+            np.testing.assert_allclose(confidence[columns[name] >= 0], 0.5 + 0.1 * columns[name][columns[name] >= 0], rtol=1e-6)
+            assert np.isnan(confidence[columns[name] < 0]).all()
+    both = np.flatnonzero((cells.roi_index >= 0).all(axis=1))
+    assert both.tolist() == [0, 3]
+    for track in both:
+        for column, name in enumerate(SELECTED):
+            assert columns[name][cells.roi_index[track, column]] == track  # the same cell carries the same id in both files
+    assert _serious(out / "day_1.nwb") == [] and _serious(out / "day_2.nwb") == []
+
+
+@pytest.mark.filterwarnings("ignore:.*not set. the NWB file gets:UserWarning")
+def test_tracked_export_refusals_write_no_file(tracked_pair: Any, tmp_path: Path) -> None:
+    from cindra_dask.export.nwb import export_tracked_nwb
+
+    out = tmp_path / "nwb"
+    start = ["metadata.session_start_time=2024-05-01T10:30:00+00:00"]
+    with pytest.raises(OutputError, match="folder does not exist"):
+        export_tracked_nwb(tracked_pair, out, overrides=start)
+    out.mkdir()
+    (out / "day_2.nwb").write_bytes(b"earlier")
+    with pytest.raises(OutputError, match=r"day_2\.nwb: exists; pass --overwrite"):
+        export_tracked_nwb(tracked_pair, out, overrides=start)
+    assert _nwb_files(out) == ["day_2.nwb"]  # day_1 was checked, not written, before day_2 was refused
+    first, second = (RecordingStore(path) for path in tracked_pair.recording_io.recording_directories)
+    with pytest.raises(ConfigurationError, match=f"{first.path}: metadata.session_start_time: not set"):  # the synthetic stores record no metadata
+        export_tracked_nwb(tracked_pair, out, overwrite=True)
+    second.write_array("combined/rois/plane_index", np.zeros(9, np.int32))  # a combine that no longer matches the planes
+    with pytest.raises(OutputError, match=f"{second.path}: combined/rois holds 9 ROIs of plane 0 but plane_0/extraction 5"):
+        export_tracked_nwb(tracked_pair, out, overrides=start, overwrite=True)
+    with pytest.raises(OutputError, match=f"{second.path}: no complete tracking of dataset 'other' \\(datasets here: pair\\)"):
+        export_nwb(second.path, out / "single.nwb", metadata=MetadataSettings(session_start_time="2024-05-01T10:30:00+00:00"), tracking_dataset="other")
+    assert _nwb_files(out) == ["day_2.nwb"] and (out / "day_2.nwb").read_bytes() == b"earlier"
+    result = runner.invoke(app, ["export", "nwb-tracked", str(tmp_path / "missing.yaml"), str(out)])
+    assert result.exit_code == 2 and len(_error_lines(result)) == 1
