@@ -1,7 +1,9 @@
 """NWB export: a recording store's results as one Neurodata Without Borders file, written with pynwb.
 
 ``export_nwb(store, "session.nwb")`` (``cindra-dask export nwb STORE OUT.nwb``) writes, for every
-plane whose extraction is complete (``k`` = the plane index):
+plane whose extraction is complete (``k`` = the plane index); ``export_tracked_nwb(configuration,
+folder)`` (``cindra-dask export nwb-tracked MULTI.yaml OUT_DIR``) writes one such file per recording
+of a tracked dataset, ``<recording>.nwb``, with the track-id columns below:
 
 ``general``
     ``identifier`` a fresh UUID4 per file (two exports never share one), ``session_start_time`` and
@@ -18,7 +20,10 @@ plane whose extraction is complete (``k`` = the plane index):
     with ``pixel_mask`` (x = column = ``xpix``, y = row = ``ypix``, weight = ``lam``), the classifier
     columns ``iscell`` (bool) and ``probability``, ``neuropil_coefficient``, ``estimated_tau_s``,
     ``colocalized``/``colocalization_probability`` (structural channel 2 only) and every per-ROI
-    statistic of ``plane_k/rois`` under its store name.
+    statistic of ``plane_k/rois`` under its store name. With ``tracking_dataset`` (the tracked export)
+    also ``track_id`` (i8: the tracked cell of the dataset the ROI belongs to, the same id in every
+    recording's file; `UNTRACKED` = −1 for an ROI in no tracked cell) and ``track_confidence`` (f4, NaN
+    for −1), from ``multi_recording/<dataset>/rois`` (`tracking_columns`).
     ``Fluorescence/RoiResponseSeriesPlane{k}`` (F, ``cell_fluorescence``),
     ``Fluorescence/NeuropilPlane{k}`` (``neuropil_fluorescence``),
     ``Fluorescence/DeconvolvedPlane{k}`` (OASIS ``spikes``) and ``DfOverF/DfOverFPlane{k}``
@@ -32,6 +37,11 @@ plane whose extraction is complete (``k`` = the plane index):
     block centres (y, x) px in the table ``NonrigidBlocksPlane{k}``.
     ``TwoPhotonSeriesRegisteredPlane{k}`` with ``movie="registered"`` only: the motion-corrected
     frames in their source integer dtype.
+``acquisition/TwoPhotonSeriesRawPlane0``
+    with ``movie="external"`` only: the raw frames as the recording's TIFF files, ``external_file`` =
+    their paths relative to the NWB file's folder, ``starting_frame`` = each file's first frame,
+    ``format`` "external", nothing copied (`raw_movie_links`; one-plane, one-channel TIFF input only,
+    since an external file holds consecutive frames of one series).
 
 Orientation: NWB orders image axes (x, y) with x the column (its ``pixel_mask`` is (x, y, weight)),
 so the movie is written (frame, x, y) and images (x, y), the transpose of the store's (t, y, x) and
