@@ -273,6 +273,41 @@ def test_napari_opens_the_registered_movie_lazily_without_a_window(stores: Store
     np.testing.assert_array_equal(np.asarray(layer.data), expected)
 
 
+# ------------------------------------------------------------------------------ NWB of a tracked pair
+
+
+def test_the_tracked_pair_exports_one_nwb_per_recording_with_its_track_ids(stores: Stores, tmp_path: Path) -> None:
+    """The pipeline's tracked pair (CNMF + sparse): each file's track_id column is the store's
+    ``multi_recording/pair/rois`` assignment (−1 elsewhere) and the ids shared by both files name the
+    ROIs `tracked_cells` pairs."""
+    pytest.importorskip("pynwb")
+    from pynwb import NWBHDF5IO
+
+    from cindra_dask.export.nwb import export_tracked_nwb
+    from cindra_dask.export.tracked import tracked_cells
+
+    tracking = configuration_from_mapping(
+        {"pipeline_type": "multi-recording", "recording_io": {"recording_directories": [str(store.path) for store in stores.sessions], "dataset_name": DATASET}},
+        source="test", model=MultiRecordingConfiguration,
+    )
+    with pytest.warns(UserWarning, match="not set: the NWB file gets"):  # the sessions record no subject or microscope
+        exported = export_tracked_nwb(tracking, tmp_path, overrides=["metadata.session_start_time=2024-05-01T10:30:00+00:00"])
+    assert [result.tracking_dataset for result in exported] == [DATASET, DATASET]
+    columns = []
+    for store, result in zip(stores.sessions, exported):
+        expected = np.full(store.array("plane_0/extraction/cell_fluorescence").shape[0], -1, np.int64)  # one plane: combined row = plane ROI
+        expected[store.read(f"multi_recording/{DATASET}/rois/source_roi_index")] = store.read(f"multi_recording/{DATASET}/rois/track_id")
+        with NWBHDF5IO(str(result.path), mode="r") as io:
+            column = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentationPlane0"]["track_id"][:]
+        np.testing.assert_array_equal(column, expected)
+        columns.append(column)
+    cells = tracked_cells(tracking)
+    shared = np.flatnonzero((cells.roi_index >= 0).all(axis=1))
+    assert len(shared) >= 1, len(shared)  # 2 of 14 cells today: the CNMF and the sparse session find few of the same ROIs
+    for track in shared:
+        assert columns[0][cells.roi_index[track, 0]] == columns[1][cells.roi_index[track, 1]] == track
+
+
 # ------------------------------------------------------------------------------ the store's rules
 
 

@@ -491,10 +491,12 @@ def raw_movie_links(store: RecordingStore, *, output_folder: Path) -> RawMovieLi
     directory, names = attributes.get("tiff_directory"), list(attributes.get("tiff_files") or [])
     if not directory or not names:
         raise OutputError(f"{store.path}: the root attributes tiff_directory / tiff_files do not name the input files (a store ingested before they were recorded); {hint}")
-    frames = store.array(frames_path(0, 0))
-    _, height, width = (int(size) for size in frames.shape)
-    (plane,) = attributes.get("planes") or [{}]
-    frames_per_plane = int(attributes.get("frames_per_plane") or frames.shape[0])
+    planes = attributes.get("planes") or [{}]
+    if len(planes) != 1 or int(planes[0].get("row_start", 0)) != 0:
+        part = f"one of {len(planes)} MROI strips" if len(planes) != 1 else f"rows from {planes[0].get('row_start')} (cropped)"
+        raise OutputError(f"{store.path}: plane 0 is {part} of the TIFF pages, and an external file must hold the series' frames whole; {hint}")
+    height, width = _frame_shape(store, 0)
+    frames_per_plane = int(attributes.get("frames_per_plane") or store.array(f"{stage_path(0, EXTRACTION)}/cell_fluorescence").shape[1])
     counts = []
     for name in names:
         path = Path(directory) / name
@@ -504,9 +506,9 @@ def raw_movie_links(store: RecordingStore, *, output_folder: Path) -> RawMovieLi
             info = inspect_tiff(path)
         except CindraError as error:
             raise OutputError(f"{error.problems[0]}; {hint}") from error
-        if tuple(info.page_shape) != (height, width) or int(plane.get("row_start", 0)) != 0:
+        if tuple(info.page_shape) != (height, width):
             raise OutputError(
-                f"{path}: pages are {info.page_shape[0]}x{info.page_shape[1]} px but the store's plane 0 is {height}x{width} px (MROI or cropped); "
+                f"{path}: pages are {info.page_shape[0]}x{info.page_shape[1]} px but the store's plane 0 is {height}x{width} px (cropped at ingest, or another file); "
                 f"an external file must hold the series' frames as they are; {hint}"
             )
         counts.append(int(info.page_count))
@@ -592,6 +594,15 @@ class _Timing(NamedTuple):
     starting_time_s: float
 
 
+def _frame_shape(store: RecordingStore, plane: int) -> tuple[int, int]:
+    """(Ly, Lx) px of a plane's frames, from its mean or reference image ((0, 0) when it has neither)."""
+    for path in (f"{stage_path(plane, DETECTION)}/mean_image", f"{stage_path(plane, REGISTRATION)}/reference_image"):
+        if path in store:
+            height, width = store.array(path).shape
+            return int(height), int(width)
+    return 0, 0
+
+
 def _plane_timing(attributes: dict[str, Any], plane: int) -> _Timing:
     acquisition = attributes.get("acquisition") or {}
     frame_rate = float(acquisition.get("frame_rate") or 0.0)
@@ -658,10 +669,7 @@ def _add_plane(
     traces = store.array(f"{extraction}/cell_fluorescence")
     roi_count, frame_count = (int(size) for size in traces.shape)
     info = next((entry for entry in attributes.get("planes") or [] if int(entry.get("index", -1)) == plane), {})
-    reference = _read_optional(store, f"{registration}/reference_image")
-    mean_image = _read_optional(store, f"{detection}/mean_image")
-    some_image = next((image for image in (mean_image, reference) if image is not None), None)
-    height, width = (int(size) for size in some_image.shape) if some_image is not None else (0, 0)
+    height, width = _frame_shape(store, plane)
     pixel_size = metadata.pixel_size_um
     spatial: dict[str, Any] = {}
     if pixel_size is not None:
