@@ -240,7 +240,7 @@ def test_refusals_are_one_line_and_leave_no_file(synthetic: SyntheticStore, tmp_
 
     result = runner.invoke(app, ["export", "nwb", str(synthetic.path), str(target), *start])
     assert result.exit_code == 0, result.output
-    assert "warning: metadata.subject_id, metadata.species" in result.output  # exported, but it says what DANDI will miss
+    assert f"warning: {synthetic.path}: metadata.subject_id, metadata.species" in result.output  # exported, but it says what DANDI will miss
     before = target.read_bytes()
     result = runner.invoke(app, ["export", "nwb", str(synthetic.path), str(target), *start])
     assert result.exit_code == 2 and _error_lines(result) == [f"error: {target}: exists; pass --overwrite (overwrite=True) to replace it"]
