@@ -277,10 +277,12 @@ def test_napari_opens_the_registered_movie_lazily_without_a_window(stores: Store
 
 
 def test_the_tracked_pair_exports_one_nwb_per_recording_with_its_track_ids(stores: Stores, tmp_path: Path) -> None:
-    """The pipeline's tracked pair (CNMF + sparse): each file's track_id column is the store's
-    ``multi_recording/pair/rois`` assignment (−1 elsewhere) and the ids shared by both files name the
-    ROIs `tracked_cells` pairs."""
+    """The pipeline's tracked pair (CNMF + sparse), with ``--movie external``: each file's track_id
+    column is the store's ``multi_recording/pair/rois`` assignment (−1 elsewhere), the ids shared by
+    both files name the ROIs `tracked_cells` pairs, and the raw series links the recording's TIFF,
+    whose pages are the store's raw frames."""
     pytest.importorskip("pynwb")
+    import tifffile
     from pynwb import NWBHDF5IO
 
     from cindra_dask.export.nwb import export_tracked_nwb
@@ -291,15 +293,22 @@ def test_the_tracked_pair_exports_one_nwb_per_recording_with_its_track_ids(store
         source="test", model=MultiRecordingConfiguration,
     )
     with pytest.warns(UserWarning, match="not set: the NWB file gets"):  # the sessions record no subject or microscope
-        exported = export_tracked_nwb(tracking, tmp_path, overrides=["metadata.session_start_time=2024-05-01T10:30:00+00:00"])
+        exported = export_tracked_nwb(tracking, tmp_path, movie="external", overrides=["metadata.session_start_time=2024-05-01T10:30:00+00:00"])
     assert [result.tracking_dataset for result in exported] == [DATASET, DATASET]
     columns = []
     for store, result in zip(stores.sessions, exported):
         expected = np.full(store.array("plane_0/extraction/cell_fluorescence").shape[0], -1, np.int64)  # one plane: combined row = plane ROI
         expected[store.read(f"multi_recording/{DATASET}/rois/source_roi_index")] = store.read(f"multi_recording/{DATASET}/rois/track_id")
         with NWBHDF5IO(str(result.path), mode="r") as io:
-            column = io.read().processing["ophys"]["ImageSegmentation"]["PlaneSegmentationPlane0"]["track_id"][:]
+            nwbfile = io.read()
+            column = nwbfile.processing["ophys"]["ImageSegmentation"]["PlaneSegmentationPlane0"]["track_id"][:]
+            raw = nwbfile.acquisition["TwoPhotonSeriesRawPlane0"]
+            links, starts = list(raw.external_file[:]), list(raw.starting_frame)
         np.testing.assert_array_equal(column, expected)
+        assert starts == [0] and len(links) == SESSIONS.file_count and not Path(links[0]).is_absolute()
+        pages = tifffile.imread(tmp_path / links[0])
+        assert len(pages) == store.attributes()["frames_per_plane"] == SESSIONS.frame_count
+        np.testing.assert_array_equal(pages, store.read("plane_0/raw/channel_0"))
         columns.append(column)
     cells = tracked_cells(tracking)
     shared = np.flatnonzero((cells.roi_index >= 0).all(axis=1))
