@@ -402,7 +402,15 @@ def export_suite2p_command(
 
 class MovieChoice(str, Enum):
     registered = "registered"
+    external = "external"
     none = "none"
+
+
+MOVIE_HELP = (
+    "registered: also write the motion-corrected movie into the file (chunked, gzip; large); "
+    "external: link the recording's raw TIFF files by path relative to the .nwb file (nothing copied; one-plane, one-channel TIFF recordings; keep the files beside it); "
+    "none: ROIs, traces, offsets and images only."
+)
 
 
 @export_app.command("nwb")
@@ -410,7 +418,7 @@ class MovieChoice(str, Enum):
 def export_nwb_command(
     store: StoreArgument,
     output: Annotated[Path, typer.Argument(help="The .nwb file to write (refused if it exists, unless --overwrite).")],
-    movie: Annotated[MovieChoice, typer.Option("--movie", help="registered: also write the motion-corrected movie (large); none: ROIs, traces, offsets and images only.")] = MovieChoice.none,
+    movie: Annotated[MovieChoice, typer.Option("--movie", help=MOVIE_HELP)] = MovieChoice.none,
     config: Annotated[Optional[Path], typer.Option("--config", help="A single-recording configuration YAML whose metadata section replaces the one recorded in the store.")] = None,
     set_values: Annotated[
         Optional[list[str]], typer.Option("--set", "-s", help="Set a metadata field: metadata.field=value (value read as YAML), e.g. metadata.subject_id=m12. Repeatable.")
@@ -422,8 +430,31 @@ def export_nwb_command(
 
     metadata = resolve_metadata(store, configuration_path=config, overrides=set_values or ())
     exported = export_nwb(store, output, metadata=metadata, movie=movie.value, overwrite=overwrite)
+    _echo_nwb_export(exported)
+
+
+def _echo_nwb_export(exported: Any) -> None:
     planes = ", ".join(f"plane {plane} ({count} ROIs)" for plane, count in zip(exported.planes, exported.roi_counts))
     typer.echo(f"wrote {exported.path}: {planes}; identifier {exported.identifier}")
+
+
+@export_app.command("nwb-tracked")
+@user_errors
+def export_tracked_nwb_command(
+    config: Annotated[Path, typer.Argument(help="The multi-recording configuration YAML (after `cindra-dask run` finished discover and extract).")],
+    output: Annotated[Path, typer.Argument(help="Existing folder to receive one <recording>.nwb per recording.")],
+    movie: Annotated[MovieChoice, typer.Option("--movie", help=MOVIE_HELP)] = MovieChoice.none,
+    set_values: Annotated[
+        Optional[list[str]], typer.Option("--set", "-s", help="Set a metadata field in every file: metadata.field=value (value read as YAML); each file starts from its recording's recorded metadata. Repeatable.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing files.")] = False,
+) -> None:
+    """One NWB file per tracked recording, as `export nwb`, whose segmentation has the track_id column (the tracked cell of each ROI, shared across the files; -1: untracked)."""
+    from cindra_dask.export.nwb import export_tracked_nwb
+
+    configuration = _multi_recording_configuration(config)
+    for exported in export_tracked_nwb(configuration, output, movie=movie.value, overrides=set_values or (), overwrite=overwrite):
+        _echo_nwb_export(exported)
 
 
 @export_app.command("tracked")
@@ -434,15 +465,22 @@ def export_tracked_command(
     trace: Annotated[str, typer.Option("--trace", help="Which traces to tabulate: subtracted_fluorescence, cell_fluorescence, neuropil_fluorescence or spikes.")] = "subtracted_fluorescence",
 ) -> None:
     """Tracked cells × recordings: track ids, confidences and every recording's traces in one table."""
-    from cindra_dask.config import MultiRecordingConfiguration, load_configuration
-    from cindra_dask.errors import ConfigurationError
     from cindra_dask.export.tracked import export_tracked_traces
 
-    configuration = load_configuration(config)
-    if not isinstance(configuration, MultiRecordingConfiguration):
-        raise ConfigurationError(f"{config}: not a multi-recording configuration (pipeline_type); tracked traces come from `cindra-dask run MULTI.yaml`")
+    configuration = _multi_recording_configuration(config)
     exported = export_tracked_traces(configuration, output_path=output, trace_name=trace)
     typer.echo(f"{exported.track_count} tracked cells: {exported.zarr_path} and {exported.csv_path}")
+
+
+def _multi_recording_configuration(path: Path) -> Any:
+    """The `MultiRecordingConfiguration` at ``path``; a single-recording one is refused in one line."""
+    from cindra_dask.config import MultiRecordingConfiguration, load_configuration
+    from cindra_dask.errors import ConfigurationError
+
+    configuration = load_configuration(path)
+    if not isinstance(configuration, MultiRecordingConfiguration):
+        raise ConfigurationError(f"{path}: not a multi-recording configuration (pipeline_type); tracked results come from `cindra-dask run MULTI.yaml`")
+    return configuration
 
 
 @app.command("import-curation")

@@ -234,6 +234,89 @@ def test_a_rerun_updates_the_pixel_size_and_gives_an_old_store_its_dimension_nam
     assert verify_store(copy.path) == []
 
 
+# ------------------------------------------------------------------------------ napari
+
+
+def test_napari_opens_the_registered_movie_lazily_without_a_window(stores: Stores, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """napari's viewer model (napari without Qt or a screen) opens ``plane_1/registered`` through the
+    napari-ome-zarr plugin as one lazy dask image layer, reading at most two of the movie's chunks
+    (its contrast-limit sample and the displayed frame), with our axes, units and scale."""
+    pytest.importorskip("napari_ome_zarr")
+    monkeypatch.setenv("NAPARI_CONFIG", str(tmp_path / "napari-settings.yaml"))  # never the user's settings
+    import dask.array as da
+    import npe2
+    from napari.components import ViewerModel
+
+    movie_path = "plane_1/registered/channel_0"  # the group's first multiscale, the one napari-ome-zarr shows
+    expected = stores.planes.read(movie_path)
+    frames_per_chunk = stores.planes.array(movie_path).chunks[0]
+    chunk_count = -(-expected.shape[0] // frames_per_chunk)
+    assert chunk_count >= 4
+    read_chunks: set[str] = set()
+    original_get = zarr.storage.LocalStore.get
+
+    async def counting_get(self: Any, key: str, *args: Any, **kwargs: Any) -> Any:
+        if key.startswith(f"{movie_path}/c/") or key.startswith("channel_0/c/"):
+            read_chunks.add(key)
+        return await original_get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", counting_get)
+    npe2.PluginManager.instance().discover()  # what napari's launcher does; a bare ViewerModel skips it
+    viewer = ViewerModel()
+    (layer,) = viewer.open(str(stores.planes.path / "plane_1/registered"), plugin="napari-ome-zarr")
+    assert layer._type_string == "image" and not layer.multiscale and isinstance(layer.data, da.Array)
+    assert layer.data.shape == expected.shape and layer.data.dtype == expected.dtype
+    assert layer.data.chunks[0][0] == frames_per_chunk  # one dask chunk per Zarr chunk
+    assert 1 <= len(read_chunks) <= 2 < chunk_count, sorted(read_chunks)  # opened, not loaded
+    assert layer.axis_labels == ("t", "y", "x") and [str(unit) for unit in layer.units] == ["second", "micrometer", "micrometer"]
+    np.testing.assert_allclose(layer.scale, (PLANES.plane_count / PLANES.frame_rate_hz, PIXEL_SIZE_UM, PIXEL_SIZE_UM), rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(layer.data), expected)
+
+
+# ------------------------------------------------------------------------------ NWB of a tracked pair
+
+
+def test_the_tracked_pair_exports_one_nwb_per_recording_with_its_track_ids(stores: Stores, tmp_path: Path) -> None:
+    """The pipeline's tracked pair (CNMF + sparse), with ``--movie external``: each file's track_id
+    column is the store's ``multi_recording/pair/rois`` assignment (−1 elsewhere), the ids shared by
+    both files name the ROIs `tracked_cells` pairs, and the raw series links the recording's TIFF,
+    whose pages are the store's raw frames."""
+    pytest.importorskip("pynwb")
+    import tifffile
+    from pynwb import NWBHDF5IO
+
+    from cindra_dask.export.nwb import export_tracked_nwb
+    from cindra_dask.export.tracked import tracked_cells
+
+    tracking = configuration_from_mapping(
+        {"pipeline_type": "multi-recording", "recording_io": {"recording_directories": [str(store.path) for store in stores.sessions], "dataset_name": DATASET}},
+        source="test", model=MultiRecordingConfiguration,
+    )
+    with pytest.warns(UserWarning, match="not set: the NWB file gets"):  # the sessions record no subject or microscope
+        exported = export_tracked_nwb(tracking, tmp_path, movie="external", overrides=["metadata.session_start_time=2024-05-01T10:30:00+00:00"])
+    assert [result.tracking_dataset for result in exported] == [DATASET, DATASET]
+    columns = []
+    for store, result in zip(stores.sessions, exported):
+        expected = np.full(store.array("plane_0/extraction/cell_fluorescence").shape[0], -1, np.int64)  # one plane: combined row = plane ROI
+        expected[store.read(f"multi_recording/{DATASET}/rois/source_roi_index")] = store.read(f"multi_recording/{DATASET}/rois/track_id")
+        with NWBHDF5IO(str(result.path), mode="r") as io:
+            nwbfile = io.read()
+            column = nwbfile.processing["ophys"]["ImageSegmentation"]["PlaneSegmentationPlane0"]["track_id"][:]
+            raw = nwbfile.acquisition["TwoPhotonSeriesRawPlane0"]
+            links, starts = list(raw.external_file[:]), list(raw.starting_frame)
+        np.testing.assert_array_equal(column, expected)
+        assert starts == [0] and len(links) == SESSIONS.file_count and not Path(links[0]).is_absolute()
+        pages = tifffile.imread(tmp_path / links[0])
+        assert len(pages) == store.attributes()["frames_per_plane"] == SESSIONS.frame_count
+        np.testing.assert_array_equal(pages, store.read("plane_0/raw/channel_0"))
+        columns.append(column)
+    cells = tracked_cells(tracking)
+    shared = np.flatnonzero((cells.roi_index >= 0).all(axis=1))
+    assert len(shared) >= 1, len(shared)  # 2 of 14 cells today: the CNMF and the sparse session find few of the same ROIs
+    for track in shared:
+        assert columns[0][cells.roi_index[track, 0]] == columns[1][cells.roi_index[track, 1]] == track
+
+
 # ------------------------------------------------------------------------------ the store's rules
 
 

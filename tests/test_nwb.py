@@ -4,6 +4,8 @@ memory stays bounded on a large store; the metadata section and validate's note.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import tracemalloc
 import uuid
@@ -238,7 +240,7 @@ def test_refusals_are_one_line_and_leave_no_file(synthetic: SyntheticStore, tmp_
 
     result = runner.invoke(app, ["export", "nwb", str(synthetic.path), str(target), *start])
     assert result.exit_code == 0, result.output
-    assert "warning: metadata.subject_id, metadata.species" in result.output  # exported, but it says what DANDI will miss
+    assert f"warning: {synthetic.path}: metadata.subject_id, metadata.species" in result.output  # exported, but it says what DANDI will miss
     before = target.read_bytes()
     result = runner.invoke(app, ["export", "nwb", str(synthetic.path), str(target), *start])
     assert result.exit_code == 2 and _error_lines(result) == [f"error: {target}: exists; pass --overwrite (overwrite=True) to replace it"]
@@ -426,3 +428,182 @@ def test_trace_blocks_cover_the_matrix_once_in_whole_hdf5_chunks(roi_count: int,
         np.testing.assert_array_equal(block, (np.arange(rois.start, rois.stop, dtype=np.float64)[None] * frame_count + np.arange(frames.start, frames.stop)[:, None]).astype(np.float32))
         covered[frames, rois] += 1
     assert (covered == 1).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# --movie external: the raw TIFFs linked by relative path
+# ---------------------------------------------------------------------------------------------
+
+PAGES_PER_FILE = (25, 20, 15)  # the synthetic store's 60 frames in three TIFF files
+
+
+def one_plane_tiff_store(synthetic: SyntheticStore) -> RecordingStore:
+    """The synthetic store cut to its plane 0, ingested (as its attributes say) from three real TIFFs holding its raw frames."""
+    import tifffile
+
+    store = RecordingStore(synthetic.path)
+    store.delete("plane_1")
+    raw = store.read(frames_path(0, 0))
+    tiffs = synthetic.path.parent / "tiffs"
+    (tiffs / "recording_1.tif").unlink()
+    names = [f"part_{index}.tif" for index in range(len(PAGES_PER_FILE))]
+    for name, start, count in zip(names, np.cumsum([0, *PAGES_PER_FILE[:-1]]), PAGES_PER_FILE):
+        tifffile.imwrite(tiffs / name, raw[start : start + count])
+    acquisition = {**store.attributes()["acquisition"], "plane_number": 1}
+    store.update_attributes(acquisition=acquisition, tiff_files=names, planes=store.attributes()["planes"][:1])
+    return store
+
+
+def _serious(path: Path) -> list[str]:
+    import nwbinspector
+
+    messages = nwbinspector.inspect_nwbfile(nwbfile_path=str(path))
+    return [f"{message.importance.name} {message.check_function_name}: {message.message}" for message in messages if message.importance.name in ("CRITICAL", "BEST_PRACTICE_VIOLATION")]
+
+
+def test_external_movie_links_the_tiffs_by_relative_path(synthetic: SyntheticStore, tmp_path: Path) -> None:
+    """TwoPhotonSeriesRawPlane0 names the three TIFFs relative to the file (in another folder), with
+    starting frames 0, 25, 45; the linked pages are the store's raw frames; nwbinspector finds nothing serious."""
+    import tifffile
+
+    pytest.importorskip("nwbinspector")
+    store = one_plane_tiff_store(synthetic)
+    folder = tmp_path / "shared" / "nwb"
+    folder.mkdir(parents=True)
+    result = runner.invoke(app, ["export", "nwb", str(store.path), str(folder / "session.nwb"), "--movie", "external", *_metadata_options()])
+    assert result.exit_code == 0, result.output
+    raw = store.read(frames_path(0, 0))
+    with _read(folder / "session.nwb") as io:
+        nwbfile = io.read()
+        series = nwbfile.acquisition["TwoPhotonSeriesRawPlane0"]
+        relative = [Path(os.path.relpath(synthetic.path.parent / "tiffs" / f"part_{index}.tif", folder)).as_posix() for index in range(3)]
+        assert list(series.external_file[:]) == relative and relative[0].startswith("../")
+        assert list(series.starting_frame) == [0, 25, 45] and series.format == "external"
+        assert series.imaging_plane is nwbfile.imaging_planes["ImagingPlanePlane0"] and list(series.dimension[:]) == [raw.shape[2], raw.shape[1]]
+        traces = nwbfile.processing["ophys"]["Fluorescence"]["RoiResponseSeriesPlane0"]
+        assert (series.rate, series.starting_time) == (traces.rate, traces.starting_time) == (30.0, 0.0)
+        pages = [tifffile.imread(folder / path) for path in series.external_file[:]]
+    assert [len(page) for page in pages] == list(PAGES_PER_FILE) and sum(PAGES_PER_FILE) == store.attributes()["frames_per_plane"] == raw.shape[0] == 60
+    np.testing.assert_array_equal(np.concatenate(pages), raw)
+    assert _serious(folder / "session.nwb") == []
+
+
+def _metadata_options() -> list[str]:
+    return [option for name, value in METADATA.items() for option in ("--set", f"metadata.{name}={json.dumps(value)}")]
+
+
+def test_external_movie_refusals_are_one_line_and_write_nothing(synthetic: SyntheticStore, tmp_path: Path) -> None:
+    start = ["--set", "metadata.session_start_time=2024-05-01T10:30:00+00:00", "--movie", "external"]
+    target = tmp_path / "out.nwb"
+
+    def refused() -> str:
+        result = runner.invoke(app, ["export", "nwb", str(synthetic.path), str(target), *start])
+        lines = _error_lines(result)
+        assert result.exit_code == 2 and len(lines) == 1 and "Traceback" not in result.output, result.output
+        assert not target.exists() and not list(tmp_path.glob(".out.partial.*"))
+        return lines[0]
+
+    assert "interleave 2 plane(s) x 1 channel(s)" in refused() and "--movie registered" in refused()
+    store = one_plane_tiff_store(synthetic)
+    tiffs = synthetic.path.parent / "tiffs"
+    (tiffs / "part_1.tif").rename(tiffs / "moved.tif")
+    assert refused() == f"error: {tiffs / 'part_1.tif'}: input TIFF listed in the store's tiff_files is gone; --movie external links the original files: restore it, or export with --movie registered (movie='registered') instead"
+    store.update_attributes(tiff_files=["part_0.tif", "moved.tif"])
+    assert refused() == f"error: {tiffs}: the TIFFs hold 45 pages but the store has 60 frames (files changed since ingest); export with --movie registered (movie='registered') instead"
+    store.update_attributes(input_format="hdf5")
+    assert "input_format is 'hdf5'; --movie external links TIFF files only" in refused()
+
+
+# ---------------------------------------------------------------------------------------------
+# multi-recording: one file per recording, track ids as a column
+# ---------------------------------------------------------------------------------------------
+
+TRACK_DATASET = "pair"
+# per recording: (combined/rois row, track id) of its selected ROIs; rows 0-4 are plane 0's ROIs, 5-8 plane 1's
+SELECTED = {"day_1": ((0, 3), (2, -1), (5, 0), (8, 1)), "day_2": ((1, 0), (4, 3), (6, 2))}
+EXPECTED_TRACK_IDS = {"day_1": ([3, -1, -1, -1, -1], [0, -1, -1, 1]), "day_2": ([-1, 0, -1, -1, 3], [-1, 2, -1, -1])}
+
+
+@pytest.fixture()
+def tracked_pair(tmp_path: Path) -> Any:
+    """Two synthetic two-plane stores (5 + 4 ROIs) tracked together as dataset ``pair`` (`SELECTED`; tracks 0 and 3 in both)."""
+    from cindra_dask.config import MultiRecordingConfiguration, configuration_from_mapping
+
+    paths = []
+    for name, selected in SELECTED.items():
+        store = RecordingStore(write_synthetic_store(tmp_path / name, name=name).path)
+        root = f"multi_recording/{TRACK_DATASET}"
+        for phase in ("discover", "extract"):
+            started = store.mark_phase_started(f"{root}/{phase}", config_hash="synthetic")
+            store.mark_phase_complete(f"{root}/{phase}", config_hash="synthetic", started=started)
+        rows, tracks = (np.array(values, np.int64) for values in zip(*selected))
+        masks = RaggedRois.from_masks([(np.array([row]), np.array([row]), np.ones(1, np.float32)) for row in rows])
+        store.write_rois(f"{root}/rois", masks, track_id=tracks, track_confidence=np.where(tracks >= 0, 0.5 + 0.1 * tracks, np.nan).astype(np.float32), source_roi_index=rows, centroids=np.zeros((len(rows), 2), np.int32))
+        templates = RaggedRois.from_masks([(np.array([track]), np.array([track]), np.ones(1, np.float32)) for track in range(4)])
+        store.write_rois(f"{root}/templates", templates, template_track_id=np.arange(4, dtype=np.int64), track_confidence=np.full(4, 0.8, np.float32), recording_count=np.array([2, 1, 1, 2], np.int32))
+        paths.append(store.path)
+    return configuration_from_mapping(
+        {"pipeline_type": "multi-recording", "recording_io": {"recording_directories": [str(path) for path in paths], "dataset_name": TRACK_DATASET}}, source="test", model=MultiRecordingConfiguration
+    )
+
+
+def test_tracked_export_writes_one_file_per_recording_with_shared_track_ids(tracked_pair: Any, tmp_path: Path) -> None:
+    """`export nwb-tracked`: day_1.nwb and day_2.nwb; each plane's track_id column is the store's
+    assignment (−1 for ROIs in no tracked cell); tracks 0 and 3, in both recordings, name the ROIs
+    `tracked_cells` pairs; nwbinspector finds nothing serious."""
+    from cindra_dask.config import configuration_to_yaml
+    from cindra_dask.export.tracked import tracked_cells
+
+    pytest.importorskip("nwbinspector")
+    config = tmp_path / "multi.yaml"
+    config.write_text(configuration_to_yaml(tracked_pair))
+    out = tmp_path / "nwb"
+    out.mkdir()
+    result = runner.invoke(app, ["export", "nwb-tracked", str(config), str(out), *_metadata_options()])
+    assert result.exit_code == 0, result.output
+    assert _nwb_files(out) == ["day_1.nwb", "day_2.nwb"] and result.output.count("wrote ") == 2
+    cells = tracked_cells(tracked_pair)
+    columns: dict[str, np.ndarray] = {}
+    with _read(out / "day_1.nwb") as first, _read(out / "day_2.nwb") as second:
+        files = {"day_1": first.read(), "day_2": second.read()}
+        assert files["day_1"].identifier != files["day_2"].identifier
+        for name, nwbfile in files.items():
+            segmentations = nwbfile.processing["ophys"]["ImageSegmentation"]
+            per_plane = [segmentations[f"PlaneSegmentationPlane{plane}"]["track_id"][:] for plane in (0, 1)]
+            assert [values.tolist() for values in per_plane] == [list(values) for values in EXPECTED_TRACK_IDS[name]], name
+            columns[name] = np.concatenate(per_plane)  # combined/rois order: plane 0 then plane 1
+            confidence = np.concatenate([segmentations[f"PlaneSegmentationPlane{plane}"]["track_confidence"][:] for plane in (0, 1)])
+            np.testing.assert_allclose(confidence[columns[name] >= 0], 0.5 + 0.1 * columns[name][columns[name] >= 0], rtol=1e-6)
+            assert np.isnan(confidence[columns[name] < 0]).all()
+    both = np.flatnonzero((cells.roi_index >= 0).all(axis=1))
+    assert both.tolist() == [0, 3]
+    for track in both:
+        for column, name in enumerate(SELECTED):
+            assert columns[name][cells.roi_index[track, column]] == track  # the same cell carries the same id in both files
+    assert _serious(out / "day_1.nwb") == [] and _serious(out / "day_2.nwb") == []
+
+
+@pytest.mark.filterwarnings("ignore:.*not set. the NWB file gets:UserWarning")
+def test_tracked_export_refusals_write_no_file(tracked_pair: Any, tmp_path: Path) -> None:
+    from cindra_dask.export.nwb import export_tracked_nwb
+
+    out = tmp_path / "nwb"
+    start = ["metadata.session_start_time=2024-05-01T10:30:00+00:00"]
+    with pytest.raises(OutputError, match="folder does not exist"):
+        export_tracked_nwb(tracked_pair, out, overrides=start)
+    out.mkdir()
+    (out / "day_2.nwb").write_bytes(b"earlier")
+    with pytest.raises(OutputError, match=r"day_2\.nwb: exists; pass --overwrite"):
+        export_tracked_nwb(tracked_pair, out, overrides=start)
+    assert _nwb_files(out) == ["day_2.nwb"]  # day_1 was checked, not written, before day_2 was refused
+    first, second = (RecordingStore(path) for path in tracked_pair.recording_io.recording_directories)
+    with pytest.raises(ConfigurationError, match=f"{first.path}: metadata.session_start_time: not set"):  # the synthetic stores record no metadata
+        export_tracked_nwb(tracked_pair, out, overwrite=True)
+    second.write_array("combined/rois/plane_index", np.zeros(9, np.int32))  # a combine that no longer matches the planes
+    with pytest.raises(OutputError, match=f"{second.path}: combined/rois holds 9 ROIs of plane 0 but plane_0/extraction 5"):
+        export_tracked_nwb(tracked_pair, out, overrides=start, overwrite=True)
+    with pytest.raises(OutputError, match=f"{second.path}: no complete tracking of dataset 'other' \\(datasets here: pair\\)"):
+        export_nwb(second.path, out / "single.nwb", metadata=MetadataSettings(session_start_time="2024-05-01T10:30:00+00:00"), tracking_dataset="other")
+    assert _nwb_files(out) == ["day_2.nwb"] and (out / "day_2.nwb").read_bytes() == b"earlier"
+    result = runner.invoke(app, ["export", "nwb-tracked", str(tmp_path / "missing.yaml"), str(out)])
+    assert result.exit_code == 2 and len(_error_lines(result)) == 1

@@ -1,7 +1,9 @@
 """NWB export: a recording store's results as one Neurodata Without Borders file, written with pynwb.
 
 ``export_nwb(store, "session.nwb")`` (``cindra-dask export nwb STORE OUT.nwb``) writes, for every
-plane whose extraction is complete (``k`` = the plane index):
+plane whose extraction is complete (``k`` = the plane index); ``export_tracked_nwb(configuration,
+folder)`` (``cindra-dask export nwb-tracked MULTI.yaml OUT_DIR``) writes one such file per recording
+of a tracked dataset, ``<recording>.nwb``, with the track-id columns below:
 
 ``general``
     ``identifier`` a fresh UUID4 per file (two exports never share one), ``session_start_time`` and
@@ -18,7 +20,10 @@ plane whose extraction is complete (``k`` = the plane index):
     with ``pixel_mask`` (x = column = ``xpix``, y = row = ``ypix``, weight = ``lam``), the classifier
     columns ``iscell`` (bool) and ``probability``, ``neuropil_coefficient``, ``estimated_tau_s``,
     ``colocalized``/``colocalization_probability`` (structural channel 2 only) and every per-ROI
-    statistic of ``plane_k/rois`` under its store name.
+    statistic of ``plane_k/rois`` under its store name. With ``tracking_dataset`` (the tracked export)
+    also ``track_id`` (i8: the tracked cell of the dataset the ROI belongs to, the same id in every
+    recording's file; `UNTRACKED` = −1 for an ROI in no tracked cell) and ``track_confidence`` (f4, NaN
+    for −1), from ``multi_recording/<dataset>/rois`` (`tracking_columns`).
     ``Fluorescence/RoiResponseSeriesPlane{k}`` (F, ``cell_fluorescence``),
     ``Fluorescence/NeuropilPlane{k}`` (``neuropil_fluorescence``),
     ``Fluorescence/DeconvolvedPlane{k}`` (OASIS ``spikes``) and ``DfOverF/DfOverFPlane{k}``
@@ -32,6 +37,11 @@ plane whose extraction is complete (``k`` = the plane index):
     block centres (y, x) px in the table ``NonrigidBlocksPlane{k}``.
     ``TwoPhotonSeriesRegisteredPlane{k}`` with ``movie="registered"`` only: the motion-corrected
     frames in their source integer dtype.
+``acquisition/TwoPhotonSeriesRawPlane0``
+    with ``movie="external"`` only: the raw frames as the recording's TIFF files, ``external_file`` =
+    their paths relative to the NWB file's folder, ``starting_frame`` = each file's first frame,
+    ``format`` "external", nothing copied (`raw_movie_links`; one-plane, one-channel TIFF input only,
+    since an external file holds consecutive frames of one series).
 
 Orientation: NWB orders image axes (x, y) with x the column (its ``pixel_mask`` is (x, y, weight)),
 so the movie is written (frame, x, y) and images (x, y), the transpose of the store's (t, y, x) and
@@ -64,9 +74,10 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from cindra_dask.config import MetadataSettings, SingleRecordingConfiguration, _describe_validation_error, load_configuration, missing_nwb_metadata, parse_overrides
-from cindra_dask.errors import ConfigurationError, OutputError
+from cindra_dask.config import MetadataSettings, MultiRecordingConfiguration, SingleRecordingConfiguration, _describe_validation_error, load_configuration, missing_nwb_metadata, parse_overrides
+from cindra_dask.errors import CindraError, ConfigurationError, OutputError
 from cindra_dask.store import (
+    COMBINED,
     DETECTION,
     EXTRACTION,
     REGISTERED,
@@ -77,6 +88,9 @@ from cindra_dask.store import (
     RecordingStore,
     arrays_under,
     frames_path,
+    input_file_attributes,
+    multi_recording_datasets,
+    multi_recording_path,
     open_existing_store,
     plane_indices,
     plane_path,
@@ -89,7 +103,8 @@ HDF5_CHUNK_BYTES = 512 * 2**10
 WRITE_BLOCK_BYTES = 2**20
 """Most bytes of one (time, roi) block handed to HDF5 (a whole number of HDF5 chunks)."""
 GZIP_LEVEL = 4
-MOVIE_CHOICES = ("registered", "none")
+EXTERNAL = "external"
+MOVIE_CHOICES = (REGISTERED, EXTERNAL, "none")
 
 TRACES = (
     # store name, container, series name, unit, description
@@ -146,8 +161,9 @@ class NwbExport(NamedTuple):
     identifier : its UUID4 ``identifier``.
     planes : the planes exported.
     roi_counts : ROIs per exported plane.
-    movie : ``"registered"`` or ``"none"``.
+    movie : ``"registered"``, ``"external"`` or ``"none"``.
     missing_metadata : ``metadata.<field>`` names an NWB file needs that were not set.
+    tracking_dataset : the multi-recording dataset whose track ids are a column, or None.
     """
 
     path: Path
@@ -156,6 +172,22 @@ class NwbExport(NamedTuple):
     roi_counts: tuple[int, ...]
     movie: str
     missing_metadata: tuple[str, ...]
+    tracking_dataset: str | None = None
+
+
+class RawMovieLinks(NamedTuple):
+    """The recording's TIFF files as NWB external links (`raw_movie_links`).
+
+    Attributes
+    ----------
+    external_file : each file's path relative to the NWB file's folder (POSIX separators), in ingest order.
+    starting_frame : (n_files,) index of each file's first frame in the plane's series (0, then cumulative page counts).
+    frame_counts : (n_files,) pages (= frames) of each file; they add up to the store's ``frames_per_plane``.
+    """
+
+    external_file: tuple[str, ...]
+    starting_frame: tuple[int, ...]
+    frame_counts: tuple[int, ...]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,6 +462,113 @@ def _functional_channel(store: RecordingStore) -> int:
     return 0 if main.get("first_channel_functional", True) else 1
 
 
+def raw_movie_links(store: RecordingStore, *, output_folder: Path) -> RawMovieLinks:
+    """The store's input TIFFs as external links of an NWB file in ``output_folder``, checked against the store.
+
+    External files hold whole, consecutive frames of one series, so only a recording whose every
+    page is a frame of its one plane qualifies: TIFF (or Bruker TIFF) input, one plane, one channel,
+    no MROI and no crop. Each file's pages are counted from its header (`inspect_tiff`).
+
+    Raises
+    ------
+    OutputError : another input format, interleaved planes or channels, an MROI or cropped plane, a
+        file missing or unreadable, or files whose frame size or total page count is not the store's.
+    """
+    from cindra_dask.io.tiff import inspect_tiff
+
+    attributes = store.attributes()
+    hint = "export with --movie registered (movie='registered') instead"
+    input_format = attributes.get("input_format") or "tiff"
+    if input_file_attributes(input_format) != "tiff":
+        raise OutputError(f"{store.path}: input_format is {input_format!r}; --movie external links TIFF files only; {hint}")
+    acquisition = attributes.get("acquisition") or {}
+    plane_number, channel_number = int(acquisition.get("plane_number") or 1), int(acquisition.get("channel_number") or 1)
+    if plane_number * channel_number != 1:
+        raise OutputError(
+            f"{store.path}: the TIFF pages interleave {plane_number} plane(s) x {channel_number} channel(s), and an NWB external file must hold "
+            f"consecutive frames of one series; --movie external needs a one-plane, one-channel recording; {hint}"
+        )
+    directory, names = attributes.get("tiff_directory"), list(attributes.get("tiff_files") or [])
+    if not directory or not names:
+        raise OutputError(f"{store.path}: the root attributes tiff_directory / tiff_files do not name the input files (a store ingested before they were recorded); {hint}")
+    planes = attributes.get("planes") or [{}]
+    if len(planes) != 1 or int(planes[0].get("row_start", 0)) != 0:
+        part = f"one of {len(planes)} MROI strips" if len(planes) != 1 else f"rows from {planes[0].get('row_start')} (cropped)"
+        raise OutputError(f"{store.path}: plane 0 is {part} of the TIFF pages, and an external file must hold the series' frames whole; {hint}")
+    height, width = _frame_shape(store, 0)
+    frames_per_plane = int(attributes.get("frames_per_plane") or store.array(f"{stage_path(0, EXTRACTION)}/cell_fluorescence").shape[1])
+    counts = []
+    for name in names:
+        path = Path(directory) / name
+        if not path.is_file():
+            raise OutputError(f"{path}: input TIFF listed in the store's tiff_files is gone; --movie external links the original files: restore it, or {hint}")
+        try:
+            info = inspect_tiff(path)
+        except CindraError as error:
+            raise OutputError(f"{error.problems[0]}; {hint}") from error
+        if tuple(info.page_shape) != (height, width):
+            raise OutputError(
+                f"{path}: pages are {info.page_shape[0]}x{info.page_shape[1]} px but the store's plane 0 is {height}x{width} px (cropped at ingest, or another file); "
+                f"an external file must hold the series' frames as they are; {hint}"
+            )
+        counts.append(int(info.page_count))
+    if sum(counts) != frames_per_plane:
+        raise OutputError(f"{directory}: the TIFFs hold {sum(counts)} pages but the store has {frames_per_plane} frames (files changed since ingest); {hint}")
+    relative = tuple(Path(os.path.relpath(Path(directory).absolute() / name, output_folder.absolute())).as_posix() for name in names)
+    return RawMovieLinks(relative, tuple(int(start) for start in np.cumsum([0, *counts[:-1]])), tuple(counts))
+
+
+UNTRACKED = -1
+"""``track_id`` of a ROI in no tracked cell of the dataset (not selected for tracking, or left in no cluster)."""
+
+
+def tracking_columns(store: RecordingStore, dataset_name: str, planes: Sequence[int]) -> dict[int, list[tuple[str, str, np.ndarray]]]:
+    """Per exported plane, the segmentation columns ``track_id`` (n,) i8 and ``track_confidence`` (n,) f4 of a dataset.
+
+    ``multi_recording/<dataset>/rois`` lists the recording's selected ROIs by their row in
+    ``combined/rois`` (``source_roi_index``), which concatenates the planes in order
+    (``combined/rois/plane_index``); a plane's ROI ``i`` is the ``i``-th row of its plane there.
+    ROIs in no tracked cell get `UNTRACKED` (−1) and confidence NaN.
+
+    Raises
+    ------
+    OutputError : the dataset's ``discover`` is not complete in this store, or ``combined/`` does not match the planes' ROIs.
+    """
+    from cindra_dask.multirecording.graph import DISCOVER, SOURCE_ROI_INDEX, TRACK_CONFIDENCE, TRACK_ID, phase_key
+
+    record = store.phase_record(phase_key(dataset_name, DISCOVER))
+    if record is None or not record.complete:
+        known = ", ".join(multi_recording_datasets(store)) or "none"
+        raise OutputError(f"{store.path}: no complete tracking of dataset {dataset_name!r} (datasets here: {known}); run `cindra-dask run` on the multi-recording configuration first")
+    root = multi_recording_path(dataset_name)
+    track_ids = store.read(f"{root}/{ROIS}/{TRACK_ID}")
+    confidence = store.read(f"{root}/{ROIS}/{TRACK_CONFIDENCE}")
+    source_rows = store.read(f"{root}/{ROIS}/{SOURCE_ROI_INDEX}")
+    plane_index = _read_optional(store, f"{COMBINED}/{ROIS}/plane_index")
+    stale = "rerun `cindra-dask run` on the recording (combine), then on the multi-recording configuration"
+    if plane_index is None or (len(source_rows) and int(source_rows.max()) >= len(plane_index)):
+        raise OutputError(f"{store.path}: combined/rois/plane_index is missing or shorter than multi_recording/{dataset_name}/rois/source_roi_index refers to; {stale}")
+    columns: dict[int, list[tuple[str, str, np.ndarray]]] = {}
+    for plane in planes:
+        roi_count = int(store.array(f"{stage_path(plane, EXTRACTION)}/cell_fluorescence").shape[0])
+        rows = np.flatnonzero(plane_index == plane)
+        if len(rows) != roi_count:
+            raise OutputError(f"{store.path}: combined/rois holds {len(rows)} ROIs of plane {plane} but plane_{plane}/extraction {roi_count}; {stale}")
+        position = np.full(len(plane_index), -1, np.int64)
+        position[rows] = np.arange(roi_count)
+        local = position[source_rows]
+        mine = local >= 0
+        plane_tracks = np.full(roi_count, UNTRACKED, np.int64)
+        plane_confidence = np.full(roi_count, np.nan, np.float32)
+        plane_tracks[local[mine]] = track_ids[mine]
+        plane_confidence[local[mine]] = np.where(track_ids[mine] >= 0, confidence[mine], np.nan)
+        columns[plane] = [
+            (TRACK_ID, f"Tracked cell of multi-recording dataset {dataset_name!r} this ROI belongs to (the same id in every recording's file); {UNTRACKED}: in no tracked cell (not selected for tracking, or not clustered). multi_recording/{dataset_name}/rois/track_id.", plane_tracks),
+            (TRACK_CONFIDENCE, f"Confidence of the ROI's tracked cell (cindra-dask tracking), NaN where track_id is {UNTRACKED}. multi_recording/{dataset_name}/rois/track_confidence.", plane_confidence),
+        ]
+    return columns
+
+
 # ---------------------------------------------------------------------------------------------
 # building the file
 # ---------------------------------------------------------------------------------------------
@@ -453,6 +592,15 @@ def _recording_name(store: RecordingStore) -> str:
 class _Timing(NamedTuple):
     rate_hz: float
     starting_time_s: float
+
+
+def _frame_shape(store: RecordingStore, plane: int) -> tuple[int, int]:
+    """(Ly, Lx) px of a plane's frames, from its mean or reference image ((0, 0) when it has neither)."""
+    for path in (f"{stage_path(plane, DETECTION)}/mean_image", f"{stage_path(plane, REGISTRATION)}/reference_image"):
+        if path in store:
+            height, width = store.array(path).shape
+            return int(height), int(width)
+    return 0, 0
 
 
 def _plane_timing(attributes: dict[str, Any], plane: int) -> _Timing:
@@ -496,8 +644,21 @@ def _session_description(metadata: MetadataSettings, store: RecordingStore, plan
     )
 
 
-def _add_plane(nwbfile: Any, ophys: Any, store: RecordingStore, plane: int, *, device: Any, metadata: MetadataSettings, attributes: dict[str, Any], timing: _Timing, movie: str) -> int:
-    """One plane's imaging plane, images, offsets, segmentation and traces; returns its ROI count."""
+def _add_plane(
+    nwbfile: Any,
+    ophys: Any,
+    store: RecordingStore,
+    plane: int,
+    *,
+    device: Any,
+    metadata: MetadataSettings,
+    attributes: dict[str, Any],
+    timing: _Timing,
+    movie: str,
+    raw_links: RawMovieLinks | None,
+    extra_columns: Sequence[tuple[str, str, np.ndarray]],
+) -> int:
+    """One plane's imaging plane, movie, images, offsets, segmentation (with ``extra_columns``) and traces; returns its ROI count."""
     from hdmf.common import DynamicTable, VectorData
     from pynwb.base import Images, TimeSeries
     from pynwb.image import GrayscaleImage
@@ -508,10 +669,7 @@ def _add_plane(nwbfile: Any, ophys: Any, store: RecordingStore, plane: int, *, d
     traces = store.array(f"{extraction}/cell_fluorescence")
     roi_count, frame_count = (int(size) for size in traces.shape)
     info = next((entry for entry in attributes.get("planes") or [] if int(entry.get("index", -1)) == plane), {})
-    reference = _read_optional(store, f"{registration}/reference_image")
-    mean_image = _read_optional(store, f"{detection}/mean_image")
-    some_image = next((image for image in (mean_image, reference) if image is not None), None)
-    height, width = (int(size) for size in some_image.shape) if some_image is not None else (0, 0)
+    height, width = _frame_shape(store, plane)
     pixel_size = metadata.pixel_size_um
     spatial: dict[str, Any] = {}
     if pixel_size is not None:
@@ -532,9 +690,27 @@ def _add_plane(nwbfile: Any, ophys: Any, store: RecordingStore, plane: int, *, d
     )
     timing_options = {"rate": timing.rate_hz, "starting_time": timing.starting_time_s}
 
+    field_of_view = [width * pixel_size * 1e-6, height * pixel_size * 1e-6] if pixel_size is not None else None
+    if movie == EXTERNAL and raw_links is not None:
+        nwbfile.add_acquisition(
+            TwoPhotonSeries(
+                name=f"TwoPhotonSeriesRaw{suffix}",
+                description=(
+                    f"Raw (not motion-corrected) frames of plane {plane}: the recording's TIFF files, linked by path relative to this file, "
+                    "one frame per page, pages (rows, columns) as the files store them; starting_frame = each file's first frame."
+                ),
+                external_file=list(raw_links.external_file),
+                starting_frame=list(raw_links.starting_frame),
+                format="external",
+                imaging_plane=imaging_plane,
+                unit="a.u.",
+                field_of_view=field_of_view,
+                dimension=[width, height],
+                **timing_options,
+            )
+        )
     if movie == REGISTERED:
         frames = store.array(frames_path(plane, _functional_channel(store), kind="registered"))
-        field_of_view = [width * pixel_size * 1e-6, height * pixel_size * 1e-6] if pixel_size is not None else None
         ophys.add(
             TwoPhotonSeries(
                 name=f"TwoPhotonSeriesRegistered{suffix}",
@@ -610,7 +786,7 @@ def _add_plane(nwbfile: Any, ophys: Any, store: RecordingStore, plane: int, *, d
     for index in range(rois.count):
         ypix, xpix, lam = rois.roi(index)
         plane_segmentation.add_roi(id=index, pixel_mask=list(zip(xpix.astype(np.uint32).tolist(), ypix.astype(np.uint32).tolist(), lam.astype(np.float32).tolist())))
-    for name, description, values in roi_columns(store, plane, roi_count):
+    for name, description, values in [*roi_columns(store, plane, roi_count), *extra_columns]:
         plane_segmentation.add_column(name=name, description=description, data=values)
     region = plane_segmentation.create_roi_table_region(region=list(range(roi_count)), description=f"Every ROI of plane {plane}.")
 
@@ -674,7 +850,8 @@ def export_nwb(
     output_path: Path | str,
     *,
     metadata: MetadataSettings | None = None,
-    movie: Literal["registered", "none"] = "none",
+    movie: Literal["registered", "external", "none"] = "none",
+    tracking_dataset: str | None = None,
     overwrite: bool = False,
 ) -> NwbExport:
     """Write a store's results as one NWB file (see the module docstring for its contents).
@@ -685,8 +862,12 @@ def export_nwb(
     output_path : the ``.nwb`` file to write (its folder must exist).
     metadata : session, subject and microscope; None reads the store's recorded configuration
         (`resolve_metadata` adds a configuration file and ``--set`` overrides).
-    movie : ``"registered"`` also writes the motion-corrected movie (chunk by chunk, gzip); ``"none"``
-        (default) keeps the file small.
+    movie : ``"registered"`` also writes the motion-corrected movie (chunk by chunk, gzip);
+        ``"external"`` links the recording's TIFF files instead (`raw_movie_links`: paths relative to
+        the NWB file, nothing copied; one-plane, one-channel TIFF recordings); ``"none"`` (default)
+        keeps the file small.
+    tracking_dataset : a multi-recording dataset this store was tracked in: adds its ``track_id`` and
+        ``track_confidence`` columns to the segmentation (`tracking_columns`); None: none.
     overwrite : replace an existing file (otherwise refused).
 
     Returns
@@ -696,10 +877,84 @@ def export_nwb(
     Raises
     ------
     OutputError : pynwb is not installed, the store is not a store, a run holds its lock or its extraction is incomplete,
-        the output exists (without ``overwrite``), is inside the store or does not end in ``.nwb``.
+        the output exists (without ``overwrite``), is inside the store or does not end in ``.nwb``, the movie
+        asked for cannot be written (`raw_movie_links`), or the store has no complete tracking of ``tracking_dataset``.
     ConfigurationError : ``metadata.session_start_time`` is not set (NWB requires it).
     Every refusal happens before anything is written; a failure while writing removes the temporary file.
     """
+    return _write_export(_plan_export(store_path, output_path, metadata=metadata, movie=movie, tracking_dataset=tracking_dataset, overwrite=overwrite))
+
+
+def export_tracked_nwb(
+    configuration: MultiRecordingConfiguration,
+    output_folder: Path | str,
+    *,
+    movie: Literal["registered", "external", "none"] = "none",
+    overrides: Sequence[str] = (),
+    overwrite: bool = False,
+) -> list[NwbExport]:
+    """One NWB file per recording of a multi-recording dataset, each segmentation with the dataset's track ids.
+
+    ``<output_folder>/<recording name>.nwb`` (names as in `cindra_dask.export.tracked`) is `export_nwb`
+    of that recording's store with ``tracking_dataset`` = the configuration's dataset: its
+    ``PlaneSegmentation`` has the column ``track_id`` (the tracked cell of each ROI, the same id in
+    every recording's file; −1 = in no tracked cell) and ``track_confidence``. Each file takes its
+    recording's recorded ``metadata`` with ``overrides`` (``metadata.field=value``) applied.
+
+    Parameters
+    ----------
+    configuration : the `MultiRecordingConfiguration` whose ``discover`` and ``extract`` are complete.
+    output_folder : an existing folder receiving the files.
+    movie, overwrite : as in `export_nwb`, for every file.
+    overrides : ``metadata.field=value`` strings applied to every recording's metadata.
+
+    Raises
+    ------
+    InputError : a recording without complete ``discover`` and ``extract``.
+    OutputError, ConfigurationError : as `export_nwb`, for any recording; every recording is checked
+        before the first file is written.
+    """
+    from cindra_dask.export.tracked import tracked_cells
+
+    cells = tracked_cells(configuration)
+    folder = Path(output_folder).expanduser().absolute()
+    if not folder.is_dir():
+        raise OutputError(f"{folder}: {'is a file' if folder.exists() else 'folder does not exist'}; give an existing folder for the NWB files (create it first)")
+    plans = [
+        _plan_export(
+            path,
+            folder / f"{name.replace('/', '_')}.nwb",
+            metadata=resolve_metadata(path, overrides=overrides),
+            movie=movie,
+            tracking_dataset=cells.dataset_name,
+            overwrite=overwrite,
+        )
+        for name, path in zip(cells.recording_names, cells.recording_paths)
+    ]
+    return [_write_export(plan) for plan in plans]
+
+
+class _ExportPlan(NamedTuple):
+    """Everything `_write_export` needs, checked by `_plan_export`."""
+
+    store: RecordingStore
+    output: Path
+    planes: list[int]
+    metadata: MetadataSettings
+    missing_metadata: tuple[str, ...]
+    attributes: dict[str, Any]
+    timings: list[_Timing]
+    frame_counts: list[int]
+    movie: str
+    raw_links: RawMovieLinks | None
+    extra_columns: dict[int, list[tuple[str, str, np.ndarray]]]
+    tracking_dataset: str | None
+
+
+def _plan_export(
+    store_path: RecordingStore | Path | str, output_path: Path | str, *, metadata: MetadataSettings | None, movie: str, tracking_dataset: str | None, overwrite: bool
+) -> _ExportPlan:
+    """Every check of `export_nwb`, before anything is written."""
     _require_pynwb()
     if movie not in MOVIE_CHOICES:
         raise OutputError(f"movie: {movie!r} is not one of {', '.join(MOVIE_CHOICES)}")
@@ -708,26 +963,34 @@ def export_nwb(
     output = Path(output_path).expanduser().absolute()
     _check_output(output, store, overwrite=overwrite)
     planes = exported_planes(store, movie=movie)
+    raw_links = raw_movie_links(store, output_folder=output.parent) if movie == EXTERNAL else None
+    extra_columns = tracking_columns(store, tracking_dataset, planes) if tracking_dataset is not None else {}
     metadata = resolve_metadata(store) if metadata is None else metadata
     if metadata.session_start_time is None:
         raise ConfigurationError(
-            "metadata.session_start_time: not set, and every NWB file needs the session's start time; add it to the configuration's metadata section "
+            f"{store.path}: metadata.session_start_time: not set, and every NWB file needs the session's start time; add it to the configuration's metadata section "
             "or pass --set metadata.session_start_time=2024-05-01T10:30:00+02:00 (with the UTC offset)"
         )
     missing = tuple(name for name in missing_nwb_metadata(metadata) if name != "metadata.session_start_time")
     if missing:
         warnings.warn(
-            f"{', '.join(missing)} not set: the NWB file gets 'unknown' / NaN or no subject in their place and will not pass nwbinspector or DANDI; "
+            f"{store.path}: {', '.join(missing)} not set: the NWB file gets 'unknown' / NaN or no subject in their place and will not pass nwbinspector or DANDI; "
             "set them in the configuration's metadata section or with --set metadata.<field>=<value>",
-            stacklevel=2,
+            stacklevel=3,
         )
     attributes = store.attributes()
     timings = [_plane_timing(attributes, plane) for plane in planes]
     frame_counts = [int(store.array(f"{stage_path(plane, EXTRACTION)}/cell_fluorescence").shape[1]) for plane in planes]
+    return _ExportPlan(store, output, planes, metadata, missing, attributes, timings, frame_counts, movie, raw_links, extra_columns, tracking_dataset)
+
+
+def _write_export(plan: _ExportPlan) -> NwbExport:
+    """Write a checked export to a hidden temporary file beside its output and rename it into place."""
     identifier = str(uuid.uuid4())
+    output = plan.output
     temporary = _reserve_temporary(output)
     try:
-        roi_counts = _write_file(temporary, store, planes, metadata=metadata, attributes=attributes, timings=timings, frame_counts=frame_counts, identifier=identifier, movie=movie)
+        roi_counts = _write_file(temporary, plan, identifier=identifier)
         os.replace(temporary, output)
     except OSError as error:
         temporary.unlink(missing_ok=True)
@@ -735,7 +998,7 @@ def export_nwb(
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return NwbExport(output, identifier, tuple(planes), tuple(roi_counts), movie, missing)
+    return NwbExport(output, identifier, tuple(plan.planes), tuple(roi_counts), plan.movie, plan.missing_metadata, plan.tracking_dataset)
 
 
 def _reserve_temporary(output: Path) -> Path:
@@ -752,20 +1015,10 @@ def _reserve_temporary(output: Path) -> Path:
     raise OutputError(f"{output.parent}: could not create a temporary file beside {output.name}")
 
 
-def _write_file(
-    path: Path,
-    store: RecordingStore,
-    planes: Sequence[int],
-    *,
-    metadata: MetadataSettings,
-    attributes: dict[str, Any],
-    timings: Sequence[_Timing],
-    frame_counts: Sequence[int],
-    identifier: str,
-    movie: str,
-) -> list[int]:
+def _write_file(path: Path, plan: _ExportPlan, *, identifier: str) -> list[int]:
     from pynwb import NWBHDF5IO, NWBFile
 
+    store, planes, metadata, attributes = plan.store, plan.planes, plan.metadata, plan.attributes
     start = metadata.session_start_time
     assert start is not None
     optional = {
@@ -776,7 +1029,7 @@ def _write_file(
         "keywords": list(metadata.keywords) or None,
     }
     nwbfile = NWBFile(
-        session_description=_session_description(metadata, store, planes, frame_counts, timings),
+        session_description=_session_description(metadata, store, planes, plan.frame_counts, plan.timings),
         identifier=identifier,
         session_start_time=start,
         file_create_date=dt.datetime.now(dt.timezone.utc),
@@ -794,7 +1047,10 @@ def _write_file(
         **({"model": model} if model is not None else {}),
     )
     ophys = nwbfile.create_processing_module(name="ophys", description="Optical physiology processed by cindra-dask: motion correction, ROIs, fluorescence, dF/F, deconvolved spikes, summary images.")
-    roi_counts = [_add_plane(nwbfile, ophys, store, plane, device=device, metadata=metadata, attributes=attributes, timing=timing, movie=movie) for plane, timing in zip(planes, timings)]
+    roi_counts = [
+        _add_plane(nwbfile, ophys, store, plane, device=device, metadata=metadata, attributes=attributes, timing=timing, movie=plan.movie, raw_links=plan.raw_links, extra_columns=plan.extra_columns.get(plane, []))
+        for plane, timing in zip(planes, plan.timings)
+    ]
     with NWBHDF5IO(str(path), mode="w") as io:
         io.write(nwbfile)
     return roi_counts
