@@ -6,7 +6,9 @@ simulated recording on a fresh LocalCluster of P worker processes × 1 thread, f
 plus each task's dependencies, output size and ``dask.order`` priority) keeps every task's compute
 time, output bytes, dependencies and worker, and which graph submission it came with; the runner's
 events give each step's end. Client time = the run's wall time not covered by any graph
-(preflight, plan building, gathers, records, manifest), counted serial and unchanged with workers.
+(preflight, plan building, gathers, records, manifest) plus each graph's lead (its submission to
+its first task computing: graph transfer, task deserialisation with the imports it triggers),
+counted serial and unchanged with workers.
 
 Model (`simulate`): graphs whose [submitted, done] intervals overlap form one segment (a persisted
 collection and the graph that reads it); each segment's DAG is list-scheduled on W single-thread
@@ -17,14 +19,20 @@ compute time plus the median gap between consecutive tasks of one worker (dispat
 wall(W) = client time + Σ segments' makespan(W). Critical path = the longest duration path of each
 segment (the makespan with unlimited workers and free transfers).
 
-Projection (`scale_graph`) to ``--project-size``² × ``--project-frames``: every task's work grows by
-D = (frames × pixels) target / measured. Task groups with one task per frame chunk of the measured movie
-(their first key index takes all n_m chunk numbers) are replicated k = n_t / n_m times (n_t: the target's
-frame chunks, from the project's own chunk planner), each copy D / k times the measured duration and
-output bytes, with dependencies between per-chunk groups kept per copy and every other task depending
-on all copies; every other task stays one task, D times longer (pessimistic for tasks whose work does not
-grow with frames, e.g. the reference image). Client time is bracketed: constant, or the part after the
-last step (manifest checksums of every stored byte) × D and the rest × frames ratio.
+Projection (`scale_graph`) to ``--project-size``² × ``--project-frames``: P = pixel ratio, F = frame
+ratio, target / measured. Task groups with one task per frame chunk of the measured movie (as many
+tasks as its n_m frame chunks, or a first key index taking all n_m values) are replicated k = n_t / n_m
+times (n_t: the target's frame chunks, from the project's own chunk planner with the default
+``max_chunk_memory``), each copy P·F / k times the measured duration and output bytes; dependencies
+between per-chunk tasks stay within a copy, every other task depends on all copies. Every other task
+stays one task, P·F^e times longer, e ∈ {0, 1} per group from a second, shorter run
+(``--growth-frames``, default half; the measured exponent rounded), except where the plan fixes it:
+0 for the reference image's task functions (`reference_sample_functions`: its 500-frame sample does
+not grow), and the registration metrics, whose frame sample the chunk planner caps by memory
+(`METRICS_GROUP`). As a bracket, the projection is also given with e = 1 for every group the plan
+does not fix (``pessimistic_graph_s``). Client time is
+bracketed: constant, or the part after the last step (manifest checksums of every stored byte) × P·F
+and the rest × F.
 
 Run from the repository root: ``.venv/bin/python benchmarks/scaling.py --size 128 --frames 1000``;
 writes ``benchmarks/results/scaling.json`` and ``scaling.md``.
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import shutil
 import json
 import statistics
@@ -47,6 +56,9 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+METRICS_GROUP = "registration_metrics"
+"""The registration metrics' task: its frame sample is planned from memory (`cindra_dask.chunking.metrics_sample_frames`),
+so its growth comes from that plan, not from the two measured lengths."""
 
 
 class Task(NamedTuple):
@@ -72,6 +84,20 @@ def graph_recorder(scheduler: Any) -> Any:
     recorder = type("GraphRecorder", (GraphRecorder, SchedulerPlugin), {})(scheduler)
     scheduler.add_plugin(recorder)
     return recorder
+
+
+def reference_sample_functions() -> set[str]:
+    """Names of the reference image's task functions: they work on its ``reference_frame_count`` sample, which does not grow with the recording."""
+    import inspect
+
+    import cindra_dask.registration.reference as reference
+
+    return {name for name, member in vars(reference).items() if inspect.isfunction(member) and member.__module__ == reference.__name__}
+
+
+def task_from_json(payload: dict[str, Any]) -> Task:
+    """A `Task` from its JSON object (lists back to tuples)."""
+    return Task(**{**payload, "dependencies": tuple(payload["dependencies"]), "priority": tuple(payload["priority"])})
 
 
 class GraphRecorder:
@@ -150,7 +176,19 @@ class Measurement(NamedTuple):
     load: str
 
 
-def measure(data: Path, tau_s: float, output: Path, *, workers: int) -> Measurement:
+class RawRun(NamedTuple):
+    """What one run recorded: its tasks, each graph submission's time, each step's end, the run's start and stop, the load."""
+
+    workers: int
+    tasks: tuple[Task, ...]
+    submitted_s: tuple[float, ...]
+    step_ends: tuple[tuple[str, float], ...]
+    started_s: float
+    stopped_s: float
+    load: str
+
+
+def measure(data: Path, tau_s: float, output: Path, *, workers: int) -> RawRun:
     """The whole single-recording run on a fresh LocalCluster of ``workers`` processes, recorded."""
     from distributed import Client, LocalCluster
 
@@ -168,31 +206,33 @@ def measure(data: Path, tau_s: float, output: Path, *, workers: int) -> Measurem
         run_single_recording(configuration, client=client, events=events)
         stopped = time.time()
         load = open("/proc/loadavg").read().split()[:3]
-    return _measurement(recorder, events, workers=workers, started_s=started, stopped_s=stopped, load=" ".join(load))
+    return RawRun(workers, tuple(recorder.tasks.values()), tuple(recorder.submitted_s), tuple(events.step_ends), started, stopped, " ".join(load))
 
 
-def _measurement(recorder: GraphRecorder, events: TimedEvents, *, workers: int, started_s: float, stopped_s: float, load: str) -> Measurement:
+def measurement(run: RawRun) -> Measurement:
+    """A recorded run cut into segments, with its client time by step and its dispatch overhead (module docstring)."""
     by_graph: dict[int, list[Task]] = defaultdict(list)
-    for task in recorder.tasks.values():
+    for task in run.tasks:
         by_graph[task.graph].append(task)
-    intervals = sorted((recorder.submitted_s[graph], max(task.stop_s for task in tasks), tasks) for graph, tasks in by_graph.items() if recorder.submitted_s[graph] >= started_s)
+    step_ends, started_s, stopped_s = run.step_ends, run.started_s, run.stopped_s
+
+    def step_at(moment: float) -> str:
+        return next((name for name, end in step_ends if moment <= end), "after the last step")
+
+    intervals = sorted((run.submitted_s[graph], max(task.stop_s for task in tasks), tasks) for graph, tasks in by_graph.items() if run.submitted_s[graph] >= started_s)
     merged: list[list[Any]] = []
     for start, stop, tasks in intervals:
         if merged and start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], stop)
             merged[-1][2] = merged[-1][2] + tasks
+            merged[-1][3] = list(dict.fromkeys([*merged[-1][3], step_at(start)]))
         else:
-            merged.append([start, stop, list(tasks)])
-    step_ends = events.step_ends
-
-    def step_at(moment: float) -> str:
-        return next((name for name, end in step_ends if moment <= end), "after the last step")
-
-    segments = tuple(Segment(step_at(start), tuple(tasks), start, stop) for start, stop, tasks in merged)
+            merged.append([start, stop, list(tasks), [step_at(start)]])
+    segments = tuple(Segment(" + ".join(steps), tuple(tasks), start, stop) for start, stop, tasks, steps in merged)
     client: dict[str, float] = defaultdict(float)
     previous = started_s
     for segment in segments:
-        client[step_at(segment.start_s)] += segment.start_s - previous
+        client[segment.step] += segment.start_s - previous + min(task.start_s for task in segment.tasks) - segment.start_s  # and its lead: submitted → first task computing
         previous = segment.stop_s
     client["after the last step"] += stopped_s - previous
     gaps = []
@@ -203,7 +243,7 @@ def _measurement(recorder: GraphRecorder, events: TimedEvents, *, workers: int, 
     for tasks in per_worker.values():
         tasks.sort(key=lambda task: task.start_s)
         gaps += [later.start_s - earlier.stop_s for earlier, later in zip(tasks, tasks[1:]) if 0 <= later.start_s - earlier.stop_s < 0.05]
-    return Measurement(workers, stopped_s - started_s, segments, dict(client), statistics.median(gaps) if gaps else 0.0, load)
+    return Measurement(run.workers, stopped_s - started_s, segments, dict(client), statistics.median(gaps) if gaps else 0.0, run.load)
 
 
 def simulate(segments: Sequence[Segment], *, workers: int, dispatch_s: float, bandwidth_bytes_s: float, latency_s: float) -> dict[str, float]:
@@ -273,12 +313,14 @@ def critical_path(segments: Sequence[Segment], *, dispatch_s: float) -> dict[str
 
 
 def per_chunk_groups(segment: Segment, *, chunks: int) -> set[str]:
-    """The task groups of ``segment`` with one task per frame chunk (their first key index takes all ``chunks`` values)."""
+    """The task groups of ``segment`` with one task per frame chunk: ``chunks`` tasks (delayed keys), or a first key index taking all ``chunks`` values."""
     seen: dict[str, set[int]] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
     for task in segment.tasks:
+        counts[task.group] += 1
         if task.chunk is not None:
             seen[task.group].add(task.chunk)
-    return {group for group, indices in seen.items() if len(indices) == chunks and chunks > 1}
+    return {group for group, count in counts.items() if chunks > 1 and (count == chunks or len(seen[group]) == chunks)}
 
 
 def other_group_seconds(segments: Sequence[Segment], *, chunks: int) -> dict[str, float]:
@@ -293,10 +335,9 @@ def other_group_seconds(segments: Sequence[Segment], *, chunks: int) -> dict[str
 
 
 def frame_exponents(long: dict[str, float], short: dict[str, float], *, frames_ratio: float) -> dict[str, float]:
-    """Per task group, e in [0, 1] with seconds ∝ frames^e, from the same groups' seconds at two lengths (absent: 1)."""
-    import math
-
-    return {group: min(1.0, max(0.0, math.log(seconds / short[group]) / math.log(frames_ratio))) if short.get(group, 0) > 0 and seconds > 0 else 1.0 for group, seconds in long.items()}
+    """Per task group, e = 1 (its seconds grow with the frames) or 0 (they do not): the measured exponent of its seconds at
+    two lengths rounded (a group absent from the short run: 1), as a noisy machine gives fractional exponents to both kinds."""
+    return {group: float(math.log(seconds / short[group]) / math.log(frames_ratio) >= 0.5) if short.get(group, 0) > 0 and seconds > 0 else 1.0 for group, seconds in long.items()}
 
 
 def scale_graph(segments: Sequence[Segment], *, measured_chunks: int, target_chunks: int, pixel_ratio: float, frames_ratio: float, exponents: dict[str, float]) -> tuple[Segment, ...]:
@@ -351,9 +392,10 @@ def main() -> None:
     parser.add_argument("--project-frames", type=int, default=50_000)
     parser.add_argument("--growth-frames", type=int, default=None, help="Length of a second run (model-from workers) that gives each non-chunked task group's growth with frames (default: half of --frames).")
     parser.add_argument("--scratch", type=Path, default=None)
+    parser.add_argument("--reuse", action="store_true", help="Model the runs measured before in --scratch instead of measuring again.")
     arguments = parser.parse_args()
 
-    from cindra_dask.chunking import ingest_chunk_frames
+    from cindra_dask.chunking import ingest_chunk_frames, metrics_sample_frames
     from cindra_dask.config import SingleRecordingConfiguration
     from cindra_dask.simulate import SimulationParameters, write_recording
 
@@ -367,26 +409,36 @@ def main() -> None:
             write_recording(parameters, data)
         return data, parameters.tau_s
 
-    def measured(frames: int, workers: int) -> Measurement:
+    def measured(frames: int, workers: int) -> RawRun:
         output = scratch / f"out_{frames}_{workers}"
         shutil.rmtree(output, ignore_errors=True)
         result = measure(*recording(frames), output, workers=workers)
-        print(json.dumps({"frames": frames, "workers": workers, "wall_s": round(result.wall_s, 2), "client_s": round(sum(result.client_s.values()), 2), "load": result.load}), flush=True)
+        print(json.dumps({"frames": frames, "workers": workers, "wall_s": round(result.stopped_s - result.started_s, 2), "load": result.load}), flush=True)
         return result
 
-    measurements = {workers: measured(arguments.frames, workers) for workers in arguments.measure_workers}
+    cache = scratch / "runs.json"
+    if arguments.reuse and cache.is_file():
+        raw = json.loads(cache.read_text())
+        runs = [
+            RawRun(run["workers"], tuple(task_from_json(task) for task in run["tasks"]), tuple(run["submitted_s"]), tuple(map(tuple, run["step_ends"])), run["started_s"], run["stopped_s"], run["load"])
+            for run in raw
+        ]
+    else:
+        runs = [measured(growth_frames, arguments.model_from)]  # first: it also imports what every run's client imports once
+        runs += [measured(arguments.frames, workers) for workers in arguments.measure_workers]
+        cache.write_text(json.dumps([run._asdict() | {"tasks": [task._asdict() for task in run.tasks]} for run in runs], default=str))
+    short = measurement(runs[0])
+    measurements = {run.workers: measurement(run) for run in runs[1:]}
     source = measurements[arguments.model_from]
-    short = measured(growth_frames, arguments.model_from)
     bandwidth, latency = arguments.bandwidth_gb_s * 1e9, arguments.latency_ms / 1e3
     client_total = sum(source.client_s.values())
     predictions = {workers: simulate(source.segments, workers=workers, dispatch_s=source.dispatch_s, bandwidth_bytes_s=bandwidth, latency_s=latency) for workers in WORKER_COUNTS}
-    validation = {
-        workers: {"measured_s": round(measured.wall_s, 2), "predicted_s": round(client_total + sum(predictions[workers].values()), 2), "load": measured.load}
-        for workers, measured in measurements.items()
-        if workers in predictions
-    }
-    for record in validation.values():
-        record["error"] = round(record["predicted_s"] / record["measured_s"] - 1, 3)
+    validation = {}
+    for graph_workers, graph in measurements.items():
+        for workers, measured in measurements.items():
+            spans = simulate(graph.segments, workers=workers, dispatch_s=graph.dispatch_s, bandwidth_bytes_s=bandwidth, latency_s=latency)
+            predicted = sum(graph.client_s.values()) + sum(spans.values())
+            validation[f"graph of W={graph_workers} -> W={workers}"] = {"measured_s": round(measured.wall_s, 2), "predicted_s": round(predicted, 2), "error": round(predicted / measured.wall_s - 1, 3), "load": measured.load}
 
     defaults = SingleRecordingConfiguration()
     chunk = lambda size: ingest_chunk_frames(frame_height=size, frame_width=size, max_chunk_bytes=defaults.runtime.max_chunk_bytes, batch_size=defaults.registration.batch_size)  # noqa: E731
@@ -397,7 +449,13 @@ def main() -> None:
     exponents = frame_exponents(
         other_group_seconds(source.segments, chunks=measured_chunks), other_group_seconds(short.segments, chunks=-(-growth_frames // chunk(arguments.size))), frames_ratio=arguments.frames / growth_frames
     )
+    sample = lambda size, frames: min(frames, metrics_sample_frames(frame_height=size, frame_width=size, max_chunk_bytes=defaults.runtime.max_chunk_bytes)) * size**2  # noqa: E731
+    planned = {METRICS_GROUP: math.log(sample(arguments.project_size, arguments.project_frames) / sample(arguments.size, arguments.frames) / pixel_ratio) / math.log(frames_ratio)}
+    planned |= {group: 0.0 for group in exponents if group.split("-")[0] in reference_sample_functions()}
+    exponents |= planned
     scaled = scale_graph(source.segments, measured_chunks=measured_chunks, target_chunks=target_chunks, pixel_ratio=pixel_ratio, frames_ratio=frames_ratio, exponents=exponents)
+    pessimistic = scale_graph(source.segments, measured_chunks=measured_chunks, target_chunks=target_chunks, pixel_ratio=pixel_ratio, frames_ratio=frames_ratio, exponents=planned)
+    pessimistic_graph_s = {workers: sum(simulate(pessimistic, workers=workers, dispatch_s=source.dispatch_s, bandwidth_bytes_s=bandwidth, latency_s=latency).values()) for workers in (1, 64)}
     projected = {workers: simulate(scaled, workers=workers, dispatch_s=source.dispatch_s, bandwidth_bytes_s=bandwidth, latency_s=latency) for workers in (1, 16, 64, 256)}
     client_scaled = source.client_s.get("after the last step", 0.0) * work + (client_total - source.client_s.get("after the last step", 0.0)) * frames_ratio
     projection = {}
@@ -421,6 +479,7 @@ def main() -> None:
         "client_s": {step: round(value, 2) for step, value in source.client_s.items()},
         "validation": validation,
         "projection": {"recording": f"{arguments.project_size}² × {arguments.project_frames} frames, 1 plane", "work_factor": round(work, 1), "measured_chunks": measured_chunks, "target_chunks": target_chunks, "client_scaled_s": round(client_scaled, 1), "by_workers": projection},
+        "pessimistic_graph_s": {"every other non-chunked group e=1": {workers: round(value, 1) for workers, value in pessimistic_graph_s.items()}, "efficiency_64": round(pessimistic_graph_s[1] / pessimistic_graph_s[64] / 64, 3)},
         "frame_exponents": {group: round(value, 2) for group, value in sorted(exponents.items(), key=lambda item: -other_group_seconds(source.segments, chunks=measured_chunks)[item[0]])},
         "projection_critical_path_s": {step: [round(length, 1), groups[:8]] for step, (length, groups) in scaled_paths.items()},
     }

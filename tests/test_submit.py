@@ -32,10 +32,11 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def scheduler() -> Any:
-    """A LocalCluster of two worker processes, started here, as a running scheduler elsewhere would be; its address."""
+    """A LocalCluster of one worker process with two threads (the run's seceded driver and its graphs share them),
+    started here as a running scheduler elsewhere would be; its address."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
 
 
