@@ -3,6 +3,9 @@ equals a plain run's, a failure shows in `status` and a resubmission resumes; ba
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -130,3 +133,14 @@ def test_bad_submissions_write_nothing(data: Path, tmp_path: Path) -> None:
     assert "submit" in runner.invoke(app, ["--help"]).output
     help_text = runner.invoke(app, ["submit", "--help"]).output
     assert "--scheduler-address" in help_text and "status" in help_text
+
+
+def test_status_of_a_submitted_run_before_its_store_and_after_its_worker_died(tmp_path: Path) -> None:
+    """Records alone (no cluster): waiting for a worker before the store exists; a "running" record whose process is gone is STOPPED."""
+    store = RecordingStore(tmp_path / "mouse.zarr")
+    record = SubmittedRunRecord("20261203T080000-abcdef", "submitted", "tcp://host:8786", "2026-12-03T08:00:00+00:00")
+    store.write_run_record(record)
+    assert store_status(store.path) == [f"store: {store.path} (not written yet)", "run 20261203T080000-abcdef (submitted 2026-12-03T08:00:00+00:00 to tcp://host:8786): waiting for a worker to start it"]
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    store.write_run_record(record._replace(state="running", started=record.submitted, host=socket.gethostname(), pid=int(gone.stdout)))
+    assert "STOPPED — its process" in store_status(store.path)[1] and store_status(store.path)[1].endswith("submit again to resume")

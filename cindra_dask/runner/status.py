@@ -135,8 +135,12 @@ def store_state(path: Path | str) -> StoreState:
 
 
 def store_status(path: Path | str) -> list[str]:
-    """Human-readable lines of `store_state`: the lock, each step's state, hash and timing, each plane's ROI
-    and cell counts and configured vs estimated indicator tau, then every array's shape."""
+    """Human-readable lines of `store_state`: the lock, the submitted runs (`run_line`), each step's state, hash and
+    timing, each plane's ROI and cell counts and configured vs estimated indicator tau, then every array's shape;
+    only the runs while a submitted run has not yet written the store."""
+    store = RecordingStore(path)
+    if not store.exists and store.run_records():  # submitted; its run has not written the store yet
+        return [f"store: {store.path} (not written yet)", *(run_line(record, steps=()) for record in store.run_records())]
     state = store_state(path)
     lines = [f"store: {state.path}"]
     if state.lock is not None:
