@@ -2,7 +2,7 @@
 
 Measure: the whole `run_single_recording` (preflight → ingest → process → combine → manifest) of a
 simulated recording on a fresh LocalCluster of P worker processes × 1 thread, for each P in
-``--measure-workers``. A scheduler plugin (`GraphRecorder`: what distributed's task stream records,
+``--measure-workers``, whose workers preload the kernels first as `cindra-dask run`'s do. A scheduler plugin (`GraphRecorder`: what distributed's task stream records,
 plus each task's dependencies, output size and ``dask.order`` priority) keeps every task's compute
 time, output bytes, dependencies and worker, and which graph submission it came with; the runner's
 events give each step's end. Client time = the run's wall time not covered by any graph
@@ -192,16 +192,18 @@ def measure(data: Path, tau_s: float, output: Path, *, workers: int) -> RawRun:
     """The whole single-recording run on a fresh LocalCluster of ``workers`` processes, recorded."""
     from distributed import Client, LocalCluster
 
+    from cindra_dask.cluster import PreloadKernels
     from cindra_dask.config import ClusterSettings, FileIOSettings, RuntimeSettings, SingleRecordingConfiguration
+    from cindra_dask.kernel_cache import load_recorded_kernels
     from cindra_dask.pipeline import run_single_recording
 
     configuration = SingleRecordingConfiguration(
         runtime=RuntimeSettings(display_progress_bars=False), main={"tau": tau_s}, file_io=FileIOSettings(data_path=data, output_path=output), cluster=ClusterSettings(workers=workers)
     )
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client:
+        client.register_plugin(PreloadKernels(load_recorded_kernels()))  # as `cindra-dask run`'s cluster: modules imported, kernels loaded
         recorder = graph_recorder(cluster.scheduler)
         events = TimedEvents()
-        client.run(lambda: None)
         started = time.time()
         run_single_recording(configuration, client=client, events=events)
         stopped = time.time()
