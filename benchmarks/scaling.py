@@ -28,7 +28,7 @@ between per-chunk tasks stay within a copy, every other task depends on all copi
 stays one task, P·F^e times longer, e ∈ {0, 1} per group from a second, shorter run
 (``--growth-frames``, default half; the measured exponent rounded), except where the plan fixes it:
 0 for the reference image's task functions (`reference_sample_functions`: its 500-frame sample does
-not grow), and the registration metrics, whose frame sample the chunk planner caps by memory
+not grow) and for `FIXED_COST_GROUPS`, and the registration metrics, whose frame sample the chunk planner caps by memory
 (`METRICS_GROUP`). As a bracket, the projection is also given with e = 1 for every group the plan
 does not fix (``pessimistic_graph_s``). Client time is
 bracketed: constant, or the part after the last step (manifest checksums of every stored byte) × P·F
@@ -56,6 +56,8 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORKER_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+FIXED_COST_GROUPS = frozenset({"load_classifier"})
+"""Task groups whose work does not depend on the recording (reading the classifier file): e = 0."""
 METRICS_GROUP = "registration_metrics"
 """The registration metrics' task: its frame sample is planned from memory (`cindra_dask.chunking.metrics_sample_frames`),
 so its growth comes from that plan, not from the two measured lengths."""
@@ -453,7 +455,7 @@ def main() -> None:
     )
     sample = lambda size, frames: min(frames, metrics_sample_frames(frame_height=size, frame_width=size, max_chunk_bytes=defaults.runtime.max_chunk_bytes)) * size**2  # noqa: E731
     planned = {METRICS_GROUP: math.log(sample(arguments.project_size, arguments.project_frames) / sample(arguments.size, arguments.frames) / pixel_ratio) / math.log(frames_ratio)}
-    planned |= {group: 0.0 for group in exponents if group.split("-")[0] in reference_sample_functions()}
+    planned |= {group: 0.0 for group in exponents if group.split("-")[0] in reference_sample_functions() | FIXED_COST_GROUPS}
     exponents |= planned
     scaled = scale_graph(source.segments, measured_chunks=measured_chunks, target_chunks=target_chunks, pixel_ratio=pixel_ratio, frames_ratio=frames_ratio, exponents=exponents)
     pessimistic = scale_graph(source.segments, measured_chunks=measured_chunks, target_chunks=target_chunks, pixel_ratio=pixel_ratio, frames_ratio=frames_ratio, exponents=planned)
