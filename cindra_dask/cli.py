@@ -1,4 +1,4 @@
-"""The ``cindra-dask`` command: configure, validate, run, simulate, status, demo, export (suite2p, NWB, tracked), report, view, mcp.
+"""The ``cindra-dask`` command: configure, validate, run, submit, simulate, status, demo, export (suite2p, NWB, tracked), report, view, mcp.
 
 Every user-facing error is printed as ``error: <file or field>: <what is wrong and what to do>``
 (one line per problem, no traceback) with exit code 2.
@@ -207,8 +207,33 @@ def run(
 
 @app.command()
 @user_errors
+def submit(
+    config: Annotated[Path, typer.Argument(help="Configuration YAML (single- or multi-recording; detected from pipeline_type).")],
+    scheduler_address: Annotated[Optional[str], typer.Option("--scheduler-address", help="The running Dask scheduler (tcp://HOST:8786; overrides cluster.scheduler_address).")] = None,
+    set_values: SetOption = None,
+) -> None:
+    """Start the whole run on a running Dask scheduler and return at once with its run id.
+
+    The run is one task on a worker that drives the pipeline's graphs on the cluster, so it goes on
+    after this command (and the machine it ran on) disconnects. The configuration and the movie files
+    are checked here first, as `run` does; the workers must see the same paths (a shared file system).
+    Follow it with `cindra-dask status STORE` (running, failed with its error, or complete; each step);
+    after a failure, submit again: complete steps are skipped.
+    """
+    from cindra_dask.config import cluster_overrides, load_configuration
+    from cindra_dask.runner.submit import submit_run
+
+    configuration = load_configuration(config, overrides=[*(set_values or []), *cluster_overrides(workers=None, scheduler_address=scheduler_address)])
+    submitted = submit_run(configuration)
+    typer.echo(f"submitted run {submitted.run_id} to {submitted.scheduler_address}")
+    for store in submitted.stores:
+        typer.echo(f"follow it with: cindra-dask status {store.path}")
+
+
+@app.command()
+@user_errors
 def status(store: Annotated[Path, typer.Argument(help="A recording store (<name>.zarr).")]) -> None:
-    """Show each phase's state, configuration hash and timing, and every array's shape."""
+    """Show each phase's state, configuration hash and timing, runs started with `submit`, and every array's shape."""
     from cindra_dask.pipeline import store_status
 
     for line in store_status(store):

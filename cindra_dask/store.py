@@ -169,7 +169,9 @@ Frictionless data package with one resource per array, path, shape, dtype, chunk
 names and a SHA-256 over the stored chunk bytes, plus the configuration, acquisition, versions,
 phase records, ``total_duration_s`` and the ``history`` of resets and cleans), and the store's lock,
 the file ``<recording_name>.zarr.lock`` next to the store (files inside a Zarr v3 hierarchy that are
-not nodes make Zarr warn). Inputs are never opened for writing.
+not nodes make Zarr warn), and, for runs started with `cindra-dask submit`, the folder
+``<recording_name>.zarr.runs/`` next to it with one ``<run_id>.json`` per submitted run (see
+:class:`SubmittedRunRecord`; each run writes only its own file). Inputs are never opened for writing.
 """
 
 from __future__ import annotations
@@ -194,6 +196,7 @@ from cindra_dask.rois import RaggedRois
 
 STORE_SUFFIX = ".zarr"
 LOCK_SUFFIX = ".lock"
+RUNS_SUFFIX = ".runs"
 FRAME_DIMENSIONS = ("t", "y", "x")
 """Dimension names of a movie: frames, rows, columns."""
 IMAGE_DIMENSIONS = ("y", "x")
@@ -401,6 +404,26 @@ class PhaseRecord(NamedTuple):
     def complete(self) -> bool:
         """True when every output of the phase was written."""
         return self.status == "complete"
+
+
+class SubmittedRunRecord(NamedTuple):
+    """What the store remembers of a run `cindra-dask submit` started (``<store>.runs/<run_id>.json``).
+
+    ``state`` is "submitted" (written by the submitting client), "running" (written by the run as it
+    starts on a worker, with that worker process's ``host`` and ``pid``), then "complete" or "failed"
+    (``error``: one line); ``outcomes`` lists "step: ran|skipped" when complete. Times are UTC ISO 8601.
+    """
+
+    run_id: str
+    state: Literal["submitted", "running", "complete", "failed"]
+    scheduler_address: str
+    submitted: str
+    started: str | None = None
+    finished: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    error: str | None = None
+    outcomes: tuple[str, ...] = ()
 
 
 class RecordingStore:
@@ -723,13 +746,13 @@ class RecordingStore:
     def mark_phase_started(self, name: str, *, config_hash: str) -> float:
         """Record that phase ``name`` is running (incomplete); returns the start time (s)."""
         started = time.time()
-        self._write_phase(name, PhaseRecord("running", config_hash, _timestamp(started), None, None, versions()))
+        self._write_phase(name, PhaseRecord("running", config_hash, utc_timestamp(started), None, None, versions()))
         return started
 
     def mark_phase_complete(self, name: str, *, config_hash: str, started: float) -> PhaseRecord:
         """Record that every output of phase ``name`` is written. Call only after the last write."""
         finished = time.time()
-        record = PhaseRecord("complete", config_hash, _timestamp(started), _timestamp(finished), round(finished - started, 3), versions())
+        record = PhaseRecord("complete", config_hash, utc_timestamp(started), utc_timestamp(finished), round(finished - started, 3), versions())
         self._write_phase(name, record)
         return record
 
@@ -737,6 +760,28 @@ class RecordingStore:
         """Drop the record of phase ``name`` (its outputs are removed by the caller)."""
         if self.exists:
             self._write_phase(name, None)
+
+    # -- submitted runs -------------------------------------------------------------------
+    @property
+    def runs_path(self) -> Path:
+        """``<store>.runs/`` beside the store: one record per submitted run."""
+        return self.path.with_name(self.path.name + RUNS_SUFFIX)
+
+    def write_run_record(self, record: SubmittedRunRecord) -> None:
+        """Write (replace atomically) the record of submitted run ``record.run_id``."""
+        self.runs_path.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(self.runs_path / f"{record.run_id}.json", record._asdict())
+
+    def run_records(self) -> list[SubmittedRunRecord]:
+        """Every submitted run's record, oldest submission first (unreadable files skipped)."""
+        records = []
+        for path in sorted(self.runs_path.glob("*.json")):
+            try:
+                payload = json.loads(path.read_text())
+                records.append(SubmittedRunRecord(**{**payload, "outcomes": tuple(payload.get("outcomes", ()))}))
+            except (OSError, ValueError, TypeError):
+                continue
+        return sorted(records, key=lambda record: record.submitted)
 
     # -- lock -----------------------------------------------------------------------------
     @property
@@ -775,7 +820,7 @@ class RecordingStore:
         self.check_unlocked()
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         self.lock_path.unlink(missing_ok=True)  # absent, or stale (check_unlocked passed)
-        payload = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": _timestamp(time.time())})
+        payload = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": utc_timestamp(time.time())})
         try:
             handle = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -929,5 +974,6 @@ def write_json_atomically(path: Path, payload: dict[str, Any], *, indent: int = 
         raise
 
 
-def _timestamp(seconds: float) -> str:
+def utc_timestamp(seconds: float) -> str:
+    """``seconds`` since the epoch as UTC ISO 8601 to the second (the times of the records)."""
     return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).isoformat(timespec="seconds")

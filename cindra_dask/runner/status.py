@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
 from cindra_dask.errors import CindraError, OutputError
 from cindra_dask.runner.single import SINGLE_RECORDING_STEPS, Step, method_steps
-from cindra_dask.store import EXTRACTION, ROIS, RecordingStore, array_shape, lock_is_stale, open_existing_store, plane_indices, plane_path, stage_path
+from cindra_dask.store import EXTRACTION, ROIS, RecordingStore, SubmittedRunRecord, array_shape, lock_is_stale, open_existing_store, plane_indices, plane_path, stage_path
 
 
 class RoiCounts(NamedTuple):
@@ -86,10 +86,11 @@ class ArrayState(NamedTuple):
 
 
 class StoreState(NamedTuple):
-    """What `store_state` read: the lock (`lock_line`), every step, every plane, every array and the damaged nodes."""
+    """What `store_state` read: the lock (`lock_line`), the submitted runs (`cindra_dask.runner.submit`), every step, every plane, every array and the damaged nodes."""
 
     path: Path
     lock: str | None
+    runs: tuple[SubmittedRunRecord, ...]
     steps: tuple[StepState, ...]
     planes: tuple[PlaneState, ...]
     arrays: tuple[ArrayState, ...]
@@ -130,16 +131,21 @@ def store_state(path: Path | str) -> StoreState:
             continue
         arrays.append(ArrayState(array_path, tuple(metadata["shape"]), str(metadata["data_type"]), tuple(metadata["chunk_grid"]["configuration"]["chunk_shape"])))
     plane_states = tuple(PlaneState(plane, plane_roi_counts(store, plane), indicator_tau_line(store, plane)) for plane in plane_indices(store))
-    return StoreState(store.path, lock_line(store), tuple(steps), plane_states, tuple(arrays), tuple(store.damaged_nodes()))
+    return StoreState(store.path, lock_line(store), tuple(store.run_records()), tuple(steps), plane_states, tuple(arrays), tuple(store.damaged_nodes()))
 
 
 def store_status(path: Path | str) -> list[str]:
-    """Human-readable lines of `store_state`: the lock, each step's state, hash and timing, each plane's ROI
-    and cell counts and configured vs estimated indicator tau, then every array's shape."""
+    """Human-readable lines of `store_state`: the lock, the submitted runs (`run_line`), each step's state, hash and
+    timing, each plane's ROI and cell counts and configured vs estimated indicator tau, then every array's shape;
+    only the runs while a submitted run has not yet written the store."""
+    store = RecordingStore(path)
+    if not store.exists and store.run_records():  # submitted; its run has not written the store yet
+        return [f"store: {store.path} (not written yet)", *(run_line(record, steps=()) for record in store.run_records())]
     state = store_state(path)
     lines = [f"store: {state.path}"]
     if state.lock is not None:
         lines.append(state.lock)
+    lines.extend(run_line(record, steps=state.steps) for record in state.runs)
     for step in state.steps:
         if step.state == "not run":
             lines.append(f"step {step.key:<24} not run")
@@ -158,6 +164,26 @@ def store_status(path: Path | str) -> list[str]:
     for node_path in state.damaged_nodes:
         lines.append(f"  {node_path:<40} DAMAGED: zarr.json is not valid JSON; `cindra-dask run` with the same configuration rebuilds it")
     return lines
+
+
+def run_line(record: SubmittedRunRecord, *, steps: Sequence[StepState]) -> str:
+    """A submitted run for people: its state and, while it runs, how many of ``steps`` are complete and
+    which is in progress; a "running" run whose worker process is gone (same host) has stopped."""
+    head = f"run {record.run_id} (submitted {record.submitted} to {record.scheduler_address})"
+    if record.state == "submitted":
+        return f"{head}: waiting for a worker to start it"
+    if record.state == "failed":
+        return f"{head}: FAILED at {record.finished}: {record.error}; finished steps are kept: fix it and submit again to resume"
+    if record.state == "complete":
+        ran = sum(line.endswith(": ran") for line in record.outcomes)
+        return f"{head}: complete at {record.finished} ({ran} steps ran, {len(record.outcomes) - ran} skipped)"
+    done = sum(step.state == "complete" for step in steps)
+    worker = f"process {record.pid} on {record.host}"
+    if lock_is_stale({"pid": record.pid, "host": record.host}):
+        return f"{head}: STOPPED — its {worker} ended before the run did (worker killed or cluster closed); {done} of {len(steps)} steps complete; submit again to resume"
+    current = [step.key for step in steps if step.state == "incomplete"]
+    now = f", now '{current[-1]}'" if current else ""
+    return f"{head}: running in {worker} since {record.started}: {done} of {len(steps)} steps complete{now}"
 
 
 class StoreSummary(NamedTuple):
