@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from cindra_dask.cnmf.evaluation import accepted_components, event_exceptionality_snr, half_sample_mode, peak_frames, significant_frames, spatial_consistency
+from cindra_dask.cnmf.evaluation import acceptance_margin, acceptance_probability, event_exceptionality_snr, half_sample_mode, peak_frames, significant_frames, spatial_consistency
 from cindra_dask.cnmf.initialization import gaussian_kernel, greedy_components
 from cindra_dask.cnmf.merging import merge_components, rank_one_merge
 from cindra_dask.cnmf.patch import fit_patch
@@ -172,11 +172,20 @@ def test_spatial_consistency_and_peak_selection() -> None:
     assert spatial_consistency(footprint=np.array([0.0, 1.0, 1.0]), mean_frame=np.ones(3)) == 0.0
 
 
-def test_acceptance_follows_caiman_rules() -> None:
-    snr = np.array([3.0, 1.0, 3.0, 0.2])
-    r_values = np.array([0.1, 0.9, -0.9, 0.9])
-    accepted = accepted_components(snr, r_values, min_SNR=2.5, rval_thr=0.8, SNR_lowest=0.5, rval_lowest=-1.0)
-    assert accepted.tolist() == [True, True, True, False]
+def test_acceptance_follows_caiman_rules_and_the_probability_is_monotone() -> None:
+    rules = {"min_SNR": 2.5, "rval_thr": 0.8, "SNR_lowest": 0.5, "rval_lowest": -1.0}
+    snr = np.array([3.0, 1.0, 3.0, 0.2, 2.5, 2.4999, 0.5, 4.5])
+    r_values = np.array([0.1, 0.9, -0.9, 0.9, np.nan, 0.0, -1.0, 1.0])
+    margin = acceptance_margin(snr, r_values, **rules)
+    assert (margin >= 0).tolist() == [True, True, True, False, True, False, False, True]
+    probability = acceptance_probability(margin)
+    assert probability[4] == 0.5 and probability[5] < 0.5  # the boundary is exact
+    assert probability[6] == pytest.approx(1 / (1 + np.exp(4.0)))  # both at their lowest bounds: margin -1
+    assert probability[7] == pytest.approx(1 / (1 + np.exp(-4.0)))  # one SNR unit (min_SNR - SNR_lowest) inside
+    grid_snr, grid_r = np.meshgrid(np.linspace(0, 6, 61), np.linspace(-1, 1, 41), indexing="ij")
+    grid = acceptance_probability(acceptance_margin(grid_snr.ravel(), grid_r.ravel(), **rules)).reshape(grid_snr.shape)
+    assert np.all(np.diff(grid, axis=0) >= 0) and np.all(np.diff(grid, axis=1) >= 0)
+    assert np.array_equal(grid >= 0.5, acceptance_margin(grid_snr.ravel(), grid_r.ravel(), **rules).reshape(grid_snr.shape) >= 0)
 
 
 # ------------------------------------------------------------------------------------------------

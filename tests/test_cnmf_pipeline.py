@@ -44,7 +44,11 @@ def test_cnmf_replaces_detection_and_the_rest_runs_unchanged(runs: Runs) -> None
     rois = runs.cnmf.read_rois("plane_0/rois")
     accepted = runs.cnmf.read("plane_0/cnmf/accepted")
     source = runs.cnmf.read("plane_0/rois/source_component")
-    assert rois.count == len(source) > 0 and accepted[source].all() and np.all(np.diff(source) > 0)
+    probability = runs.cnmf.read("plane_0/cnmf/cell_probability")
+    # every component is an ROI (less overlap removal), most probable first, labelled by its evaluation
+    assert rois.count == len(source) > accepted[source].sum() > 0 and len(np.unique(source)) == len(source) and np.all(np.diff(probability[source]) <= 0)
+    np.testing.assert_array_equal((probability >= 0.5), accepted)
+    np.testing.assert_array_equal(runs.cnmf.read("plane_0/extraction/cell_classification"), np.stack([accepted[source], probability[source]], axis=1).astype(np.float32))
     assert runs.cnmf.read("plane_0/extraction/cell_fluorescence").shape == (rois.count, SIMULATION.frame_count)
     assert runs.cnmf.read("plane_0/cnmf/temporal").shape == (len(accepted), SIMULATION.frame_count)
     assert np.all(runs.cnmf.read("plane_0/rois/footprint") == -1)

@@ -1,8 +1,9 @@
 """Plan of the CNMF step of a plane: patches as tasks, components merged on the client, the activity
-refitted over the whole field from streamed statistics, CaImAn's evaluation; then the accepted
-components are written as the plane's ROIs, as sparse detection writes them (so extraction,
-classification, deconvolution, combine, export and tracking run unchanged), and every component with
-its traces and the background under ``plane_k/cnmf/``.
+refitted over the whole field from streamed statistics, CaImAn's evaluation; then every component is
+written as one of the plane's ROIs, as sparse detection writes them (so extraction, deconvolution,
+combine, export and tracking run unchanged), most probable first, and every component with its
+scores, cell probability, traces and the background under ``plane_k/cnmf/``. The evaluation, not
+the classifier, labels the ROIs: extraction's ``cell_classification`` is [accepted, probability].
 
 With ``method: cnmf_e`` the patches are CNMF-E fits (`fit_patch_one_photon`); the field's ring
 model takes each pixel's ring weights from the patch whose centre is nearest, and the refit and the
@@ -25,7 +26,7 @@ from scipy.sparse import csr_matrix
 
 from cindra_dask.chunking import chunk_starts, patch_starts
 from cindra_dask.cnmf.components import embed_footprints, field_background, field_ring_background, footprint_masks, significant_frame_sums, stack_rows
-from cindra_dask.cnmf.evaluation import accepted_components, event_exceptionality_snr, significant_frames, spatial_consistency
+from cindra_dask.cnmf.evaluation import acceptance_margin, acceptance_probability, event_exceptionality_snr, significant_frames, spatial_consistency
 from cindra_dask.cnmf.merging import merge_components
 from cindra_dask.cnmf.one_photon import RingBackground, subtract_ring_background, whitened_footprints
 from cindra_dask.cnmf.patch import fit_patch, fit_patch_one_photon
@@ -59,6 +60,7 @@ class FieldComponents(NamedTuple):
     snr : (K,) event-exceptionality SNR of the raw traces.
     r_values : (K,) spatial consistency.
     accepted : (K,) bool CaImAn's acceptance.
+    probability : (K,) float64 cell probability of the acceptance margin (≥ 0.5 exactly when accepted).
     patch_count : patches fitted; merged_group_count : groups merged across and within patches.
     ring : the field's ring-model background (``cnmf_e``; nb = 0 then), or None.
     """
@@ -71,6 +73,7 @@ class FieldComponents(NamedTuple):
     snr: np.ndarray
     r_values: np.ndarray
     accepted: np.ndarray
+    probability: np.ndarray
     patch_count: int
     merged_group_count: int
     ring: RingBackground | None
@@ -143,7 +146,7 @@ def field_components(frames: Any, *, settings: SourceExtractionSettings, event_f
         mean_frame[pixel_lists[row]] = sum(chunk[row] for chunk in sums) / max(len(chosen[row]), 1)
         footprint = merged.spatial[row].toarray().ravel()
         r_values[row] = spatial_consistency(footprint=footprint, mean_frame=mean_frame)
-    accepted = accepted_components(snr, r_values, **settings.acceptance_options())
+    margin = acceptance_margin(snr, r_values, **settings.acceptance_options())
     return FieldComponents(
         merged.spatial,
         temporal[:component_count],
@@ -152,7 +155,8 @@ def field_components(frames: Any, *, settings: SourceExtractionSettings, event_f
         temporal[component_count:],
         snr,
         r_values,
-        accepted,
+        margin >= 0,
+        acceptance_probability(margin),
         len(origins),
         merged.merged_group_count,
         ring,
@@ -164,12 +168,13 @@ def event_run_frames(*, decay_time_s: float, frame_rate_hz: float) -> int:
     return max(1, math.ceil(frame_rate_hz * decay_time_s))
 
 
-def accepted_masks(components: FieldComponents, *, frame_shape: tuple[int, int], threshold_fraction: float) -> tuple[Any, np.ndarray]:
-    """ROI masks (in field coordinates) of the accepted components with pixels above the threshold, and their (n,) int64 component indices."""
-    accepted = np.flatnonzero(components.accepted)
-    masks = footprint_masks(components.spatial[accepted], frame_shape=frame_shape, threshold_fraction=threshold_fraction)
+def component_masks(components: FieldComponents, *, frame_shape: tuple[int, int], threshold_fraction: float) -> tuple[Any, np.ndarray]:
+    """ROI masks (in field coordinates) of the components with pixels above the threshold, most probable first (overlap removal
+    keeps the earlier of two ROIs), and their (n,) int64 component indices."""
+    order = np.argsort(-components.probability, kind="stable")
+    masks = footprint_masks(components.spatial[order], frame_shape=frame_shape, threshold_fraction=threshold_fraction)
     nonempty = np.flatnonzero(masks.pixel_counts() > 0)
-    return masks.select(nonempty), accepted[nonempty]
+    return masks.select(nonempty), order[nonempty]
 
 
 def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
@@ -177,7 +182,7 @@ def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
 
     Reads the functional channel's registered frames inside the registration's valid crop (all
     frames: CNMF models bad frames as CaImAn does) and writes ``plane_k/cnmf/*`` (every component),
-    ``plane_k/rois/*`` (the accepted ones, with sparse detection's statistics and overlap removal)
+    ``plane_k/rois/*`` (every component, most probable first, with sparse detection's statistics and overlap removal)
     and ``plane_k/detection/*`` (the images of the binned good frames, as detection writes them).
 
     Chunking: see the module docstring; the detection images are the same tree reduction of binned
@@ -194,7 +199,7 @@ def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
     event_frames = event_run_frames(decay_time_s=configuration.main.tau, frame_rate_hz=frame_rate_hz)
     components = yield from field_components(frames, settings=settings, event_frames=event_frames, label=f"plane {plane}")
     crop_shape = (y_stop - y_start, x_stop - x_start)
-    masks, source_component = accepted_masks(components, frame_shape=crop_shape, threshold_fraction=settings.footprint_threshold)
+    masks, source_component = component_masks(components, frame_shape=crop_shape, threshold_fraction=settings.footprint_threshold)
     rois = RaggedRois(masks.pixel_offsets, (masks.ypix + y_start).astype(np.int32), (masks.xpix + x_start).astype(np.int32), masks.lam)
     diameter_px = int(round(2 * float(np.mean(settings.gSig))))
     curated = curate_rois(rois, frame_shape=(height, width), diameter_px=diameter_px, centroids=None,
@@ -234,6 +239,7 @@ def _write_components(store: Any, *, plane: int, components: FieldComponents, cr
         snr=components.snr.astype(np.float32),
         r_values=components.r_values.astype(np.float32),
         accepted=components.accepted,
+        cell_probability=components.probability.astype(np.float32),
     )
     store.write_array(f"{group}/temporal", components.temporal.astype(np.float32))
     store.write_array(f"{group}/raw_traces", components.raw_traces.astype(np.float32))
