@@ -195,18 +195,38 @@ def test_acceptance_follows_caiman_rules_and_the_probability_is_monotone() -> No
 
 def _run_field(frames: np.ndarray, **overrides: object):
     import dask
-    import dask.array as da
 
     from cindra_dask.cnmf.graph import field_components
     from cindra_dask.config import SourceExtractionSettings
 
-    plan = field_components(da.from_array(frames, chunks=(150, *frames.shape[1:])), settings=SourceExtractionSettings(**{"method": "cnmf", **overrides}), event_frames=10, label="test")
+    plan = field_components(frames, crop_px=((0, frames.shape[1]), (0, frames.shape[2])), chunk_frames=150, settings=SourceExtractionSettings(**{"method": "cnmf", **overrides}), event_frames=10, label="test")
     request = next(plan)
     try:
         while True:
             request = plan.send(list(dask.compute(*request.graphs, scheduler="synchronous")))
     except StopIteration as stop:
         return stop.value
+
+
+def _frames_as_given(frames: np.ndarray) -> np.ndarray:
+    return frames
+
+
+def test_every_patch_reads_its_own_frames() -> None:
+    """Patch tasks get exactly the crop's patch frames, from read tasks that serve that patch alone (no chunk shared between patches)."""
+    import dask
+
+    from cindra_dask.cnmf.graph import patch_fits
+
+    movie = np.random.default_rng(3).normal(size=(50, 40, 44)).astype(np.float32)
+    crop, origins = ((2, 38), (3, 41)), [(0, 0), (0, 14), (16, 0), (16, 14)]  # 36 x 38 crop, 22-px patches (the last ones shorter)
+    fits = patch_fits(movie, crop_px=crop, chunk_frames=15, origins_px=origins, patch_px=22, fit=_frames_as_given, options={})
+    field = movie[:, 2:38, 3:41]
+    for (y, x), patch in zip(origins, dask.compute(*fits, scheduler="synchronous")):
+        np.testing.assert_array_equal(patch, field[:, y : y + 22, x : x + 22])
+    reads = [{key for key in fit.__dask_graph__() if isinstance(key, tuple) and str(key[0]).startswith("cnmf-patch")} for fit in fits]
+    assert all(len(keys) >= 4 for keys in reads)  # 4 chunks of 15 frames
+    assert all(not reads[first] & reads[second] for first in range(4) for second in range(first + 1, 4))
 
 
 def test_field_of_one_patch_equals_the_patch_kernel(separated_field: PlantedField) -> None:

@@ -10,7 +10,8 @@ model takes each pixel's ring weights from the patch whose centre is nearest, an
 evaluation run on the whitened data (Y − b0)(I − W)ᵀ, computed chunk by chunk, against the
 whitened footprints (`whitened_footprints`), so the background never exists as a T × pixels array.
 
-Chunking: one task per patch holds that patch's frames (T × (2·rf)² values; CaImAn holds the same);
+Chunking: one task per patch holds that patch's frames (T × (2·rf)² values; CaImAn holds the same),
+read by read tasks of its own from the store (`patch_fits`: no chunk is shared between patches);
 the field-wide refit and the evaluation stream the registered frames by their Zarr chunks, one
 task per chunk returning (K, t) projections or per-component sums of a few frames, so no task holds
 the field's movie. The field's ring weights (P × ~2π·radius entries) enter the graph once.
@@ -38,7 +39,7 @@ from cindra_dask.detection.stats import curate_rois
 from cindra_dask.rois import RaggedRois
 from cindra_dask.runner.plans import Compute, Request, StepPlan
 from cindra_dask.config import SourceExtractionMethod
-from cindra_dask.store import CNMF, stage_path
+from cindra_dask.store import CNMF, REGISTERED, frames_path, stage_path
 
 if TYPE_CHECKING:
     from cindra_dask.config import SourceExtractionSettings
@@ -86,21 +87,55 @@ def _frame_blocks(frames: Any) -> list[tuple[int, Any]]:
     return list(zip(chunk_starts(frames.chunks[0]), frames.to_delayed().ravel()))
 
 
-def field_components(frames: Any, *, settings: SourceExtractionSettings, event_frames: int, label: str) -> Generator[Request, Any, FieldComponents]:
-    """CNMF of a (T, h, w) field of registered frames (a dask array chunked along time).
+def movie_frames(movie: Any, *, crop_px: tuple[tuple[int, int], tuple[int, int]], chunk_frames: int, name: str | None) -> Any:
+    """The (T, y1 − y0, x1 − x0) crop ((y0, y1), (x0, x1)) of a (T, H, W) array-like movie (a Zarr array) as a dask array of
+    ``chunk_frames``-frame chunks; ``name`` keys its read tasks (None: from the movie's token)."""
+    import dask.array as da
+
+    (y_start, y_stop), (x_start, x_stop) = crop_px
+    return da.from_array(movie, chunks=(chunk_frames, *movie.shape[1:]), name=name)[:, y_start:y_stop, x_start:x_stop]
+
+
+def patch_fits(movie: Any, *, crop_px: tuple[tuple[int, int], tuple[int, int]], chunk_frames: int, origins_px: list[tuple[int, int]], patch_px: int,
+               fit: Any, options: dict[str, Any]) -> list[Any]:
+    """Delayed ``fit(patch frames, **options)`` of each patch (origins in crop coordinates), each patch reading its own frames.
+
+    Every patch has read tasks of its own (keys named after the patch), one per chunk, each keeping
+    only the patch's region of the chunk it decompresses, so no chunk is shared between patches and
+    none outlives the read: the cluster holds the frames of the patches being fitted, never the
+    movie, whatever dask fuses (each chunk is decompressed once per patch that covers it in time).
+    """
+    import dask
+    from dask.base import tokenize
+
+    (y_start, y_stop), (x_start, x_stop) = crop_px
+    token = tokenize(movie, crop_px, chunk_frames, patch_px)
+    fits = []
+    for y, x in origins_px:
+        region = ((y_start + y, min(y_start + y + patch_px, y_stop)), (x_start + x, min(x_start + x + patch_px, x_stop)))
+        frames = movie_frames(movie, crop_px=region, chunk_frames=chunk_frames, name=f"cnmf-patch-{y}-{x}-{token}")
+        fits.append(dask.delayed(fit, pure=True)(frames, **options))
+    return fits
+
+
+def field_components(movie: Any, *, crop_px: tuple[tuple[int, int], tuple[int, int]], chunk_frames: int, settings: SourceExtractionSettings, event_frames: int,
+                     label: str) -> Generator[Request, Any, FieldComponents]:
+    """CNMF of the (T, h, w) field ``crop_px`` ((y0, y1), (x0, x1)) of a (T, H, W) array-like movie of registered frames (a Zarr
+    array), read in ``chunk_frames``-frame chunks.
 
     Yields the runner's `Compute` requests (patches; the field-wide projections; the evaluation sums)
     and returns the `FieldComponents`. ``event_frames`` is the SNR's run length ⌈fr · decay time⌉.
     """
     import dask
 
+    frames = movie_frames(movie, crop_px=crop_px, chunk_frames=chunk_frames, name=None)
     frame_count, height, width = frames.shape
     patch_px = 2 * settings.rf
     origins = [(y, x) for y in patch_starts(length_px=height, patch_px=patch_px, overlap_px=min(settings.stride, patch_px - 1))
                for x in patch_starts(length_px=width, patch_px=patch_px, overlap_px=min(settings.stride, patch_px - 1))]
     one_photon = settings.method is SourceExtractionMethod.CNMF_E
     fit, options = (fit_patch_one_photon, settings.one_photon_patch_options()) if one_photon else (fit_patch, settings.patch_fit_options())
-    fits = [dask.delayed(fit, pure=True)(frames[:, y : y + patch_px, x : x + patch_px], **options) for y, x in origins]
+    fits = patch_fits(movie, crop_px=crop_px, chunk_frames=chunk_frames, origins_px=origins, patch_px=patch_px, fit=fit, options=options)
     patches = yield Compute(fits, f"CNMF patches ({label})")
 
     shape = (height, width)
@@ -192,12 +227,14 @@ def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
     settings = configuration.source_extraction
     store = context.store
     crop = read_functional_crop(context, plane=plane, step="CNMF")
-    registration, binned, bin_size, channel, frames = crop.registration, crop.binned, crop.bin_size, crop.channel, crop.frames
+    registration, binned, bin_size, channel = crop.registration, crop.binned, crop.bin_size, crop.channel
     (y_start, y_stop), (x_start, x_stop) = registration.valid_y_range, registration.valid_x_range
     height, width = crop.frame_shape
     frame_rate_hz = context.acquisition.plane_frame_rate_hz
     event_frames = event_run_frames(decay_time_s=configuration.main.tau, frame_rate_hz=frame_rate_hz)
-    components = yield from field_components(frames, settings=settings, event_frames=event_frames, label=f"plane {plane}")
+    registered = store.array(frames_path(plane, channel, kind=REGISTERED))
+    components = yield from field_components(registered, crop_px=((y_start, y_stop), (x_start, x_stop)), chunk_frames=registered.chunks[0], settings=settings,
+                                             event_frames=event_frames, label=f"plane {plane}")
     crop_shape = (y_stop - y_start, x_stop - x_start)
     masks, source_component = component_masks(components, frame_shape=crop_shape, threshold_fraction=settings.footprint_threshold)
     rois = RaggedRois(masks.pixel_offsets, (masks.ypix + y_start).astype(np.int32), (masks.xpix + x_start).astype(np.int32), masks.lam)
