@@ -8,8 +8,8 @@ as ``gSig`` and the same patches (``rf``, ``stride``, ``K``). Scores against the
 somata only, IoU ≥ 0.3 on footprint masks (pixels above 10 % of the footprint's maximum for both):
 recall, precision, F1 of the accepted components (CaImAn's evaluation, ours the same rules), median
 trace r (C vs the planted calcium) and spike r (S vs the planted spikes, both smoothed σ = 2 frames)
-of the matched ones; ours also after the classifier (the cells of ``extraction/cell_classification``,
-traces F − c·Fneu). Writes ``results/cnmf.md`` and ``results/cnmf.json``.
+of the matched ones; ours also as classified cells (the cells of ``extraction/cell_classification``, which
+the evaluation labels, traces F − c·Fneu). Writes ``results/cnmf.md`` and ``results/cnmf.json``.
 
 Usage::
 
