@@ -8,13 +8,13 @@ as ``gSig`` and the same patches (``rf``, ``stride``, ``K``). Scores against the
 somata only, IoU ≥ 0.3 on footprint masks (pixels above 10 % of the footprint's maximum for both):
 recall, precision, F1 of the accepted components (CaImAn's evaluation, ours the same rules), median
 trace r (C vs the planted calcium) and spike r (S vs the planted spikes, both smoothed σ = 2 frames)
-of the matched ones; ours also after the classifier (the cells of ``extraction/cell_classification``,
-traces F − c·Fneu). Writes ``results/cnmf.md`` and ``results/cnmf.json``.
+of the matched ones; ours also as classified cells (the cells of ``extraction/cell_classification``, which
+the evaluation labels, traces F − c·Fneu). Writes ``results/cnmf.md`` and ``results/cnmf.json``.
 
 Usage::
 
     bash benchmarks/setup_caiman.sh <CaImAn checkout>   # once
-    .venv/bin/python benchmarks/bench_cnmf.py [--scenarios default strong_neuropil] [--processes 2]
+    .venv/bin/python benchmarks/bench_cnmf.py [--scenarios default strong_neuropil] [--processes 2] [--without-caiman]
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def run_caiman(data: Path, out: Path, *, tau_s: float, frame_rate_hz: float, cnm
     return {"wall_s": time.time() - started, "peak_rss_mib": sampler.peak(total=True), "cpu_s": cpu_s, "other_cpu_s": other_cpu_s, "result": str(out / "caiman_result.npz")}
 
 
-def measure(name: str, *, processes: int) -> dict[str, Any]:
+def measure(name: str, *, processes: int, with_caiman: bool) -> dict[str, Any]:
     from cindra_dask.scenarios import SCENARIOS, scenario_parameters, write_scenario
     from cindra_dask.simulate import load_ground_truth
     from cindra_dask.store import RecordingStore
@@ -135,13 +135,14 @@ def measure(name: str, *, processes: int) -> dict[str, Any]:
     cnmf = {"gSig": [radius, radius], "rf": 4 * radius, "stride": 2 * radius, "K": 6}
     log_dir = SCRATCH / "logs"
     ours = run_ours(data, SCRATCH / "runs" / f"{name}-cindra", tau_s=scenario.true_tau_s, cnmf=cnmf, log_dir=log_dir)
-    peer = run_caiman(data, SCRATCH / "runs" / f"{name}-caiman", tau_s=scenario.true_tau_s, frame_rate_hz=parameters.plane_frame_rate_hz, cnmf=cnmf, processes=processes, log_dir=log_dir)
-
     store = RecordingStore(ours["store"])
     from cindra_dask.evaluate import score_recording
 
     ours["components"] = stored_component_scores(store, truth, tau_s=scenario.true_tau_s, frame_rate_hz=parameters.plane_frame_rate_hz)
     ours["classified"] = score_recording(store.path, truth)._asdict()
+    if not with_caiman:
+        return {"scenario": name, "cnmf": cnmf, "cindra": ours, "caiman": None}
+    peer = run_caiman(data, SCRATCH / "runs" / f"{name}-caiman", tau_s=scenario.true_tau_s, frame_rate_hz=parameters.plane_frame_rate_hz, cnmf=cnmf, processes=processes, log_dir=log_dir)
     with np.load(peer["result"]) as result:
         rois, accepted = _masks_from_caiman(result)
         peer["components"] = component_scores(rois, accepted, result["C"], result["S"], truth)
@@ -152,24 +153,29 @@ def main(arguments: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", nargs="+", default=["default", "strong_neuropil"])
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--without-caiman", action="store_true", help="run and score ours only")
     options = parser.parse_args(arguments)
-    if not CAIMAN_PYTHON.exists():
+    if not options.without_caiman and not CAIMAN_PYTHON.exists():
         print(f"CaImAn is not installed: run bash benchmarks/setup_caiman.sh <CaImAn checkout> (missing {CAIMAN_PYTHON})", file=sys.stderr)
         return 2
-    records = [measure(name, processes=options.processes) for name in options.scenarios]
+    records = [measure(name, processes=options.processes, with_caiman=not options.without_caiman) for name in options.scenarios]
     results = BENCHMARKS / "results"
     results.mkdir(exist_ok=True)
     (results / "cnmf.json").write_text(json.dumps({"machine": common.machine(), "code": common.code_version(), "records": records}, indent=1, default=float))
     rows = []
     for record in records:
         ours, peer = record["cindra"], record["caiman"]
-        for label, scores, run in (("CaImAn 1.12.1 (built from source)", peer["components"], peer), ("cindra-dask cnmf, accepted components", ours["components"], ours)):
+        runs = [("cindra-dask cnmf, accepted components", ours["components"], ours)]
+        if peer is not None:
+            runs.insert(0, ("CaImAn 1.12.1 (built from source)", peer["components"], peer))
+        for label, scores, run in runs:
             rows.append([record["scenario"], label, scores["accepted"], common.fmt(scores["recall"], 3), common.fmt(scores["precision"], 3), common.fmt(scores["f1"], 3),
                          common.fmt(scores["trace_r"], 3), common.fmt(scores["spike_r"], 3), common.fmt(run["wall_s"], 1), common.fmt(run["peak_rss_mib"], 0)])
         classified = ours["classified"]
         rows.append([record["scenario"], "cindra-dask cnmf, classified cells (F − c·Fneu)", "—", common.fmt(classified["detection_recall"], 3), common.fmt(classified["detection_precision"], 3),
                      common.fmt(classified["detection_f1"], 3), common.fmt(classified["trace_correlation"], 3), common.fmt(classified["spike_correlation"], 3), "", ""])
-        rows.append([record["scenario"], "wall-time ratio cindra-dask / CaImAn", "", "", "", "", "", "", common.fmt(ours["wall_s"] / peer["wall_s"], 2), common.fmt(ours["peak_rss_mib"] / peer["peak_rss_mib"], 2)])
+        if peer is not None:
+            rows.append([record["scenario"], "wall-time ratio cindra-dask / CaImAn", "", "", "", "", "", "", common.fmt(ours["wall_s"] / peer["wall_s"], 2), common.fmt(ours["peak_rss_mib"] / peer["peak_rss_mib"], 2)])
     common.write_table(results / "cnmf.md", "CNMF: cindra-dask vs CaImAn on the same simulated two-photon TIFFs",
                        ["scenario", "run", "accepted", "recall", "precision", "F1", "trace r", "spike r", "wall s", "peak RSS MiB (all processes)"], rows,
                        notes=["patches: rf = 4·gSig, stride = 2·gSig, K = 6 per patch, gSig = the planted cell radius; the true decay time to both; 2 single-threaded workers (ours) and a pool of 2 processes (CaImAn), one run, same machine",

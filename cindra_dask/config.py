@@ -503,7 +503,7 @@ class SourceExtractionSettings(Section):
         }
 
     def acceptance_options(self) -> dict[str, float]:
-        """Keyword options of `cindra_dask.cnmf.evaluation.accepted_components`."""
+        """Keyword options of `cindra_dask.cnmf.evaluation.acceptance_margin`."""
         return {"min_SNR": self.min_SNR, "rval_thr": self.rval_thr, "SNR_lowest": self.SNR_lowest, "rval_lowest": self.rval_lowest}
 
 

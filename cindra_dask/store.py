@@ -83,14 +83,15 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     ``radius_px``, ``aspect_ratio`` f4, ``pixel_count``, ``soma_pixel_count`` i8; per pixel (Σ,)
     bool: ``soma_mask``, ``overlap_mask``; ``skewness`` (n,) f4 (written by extraction). Group attrs
     ``diameter_px``, ``bin_size``, ``binned_frame_count``, ``functional_channel``,
-    ``detection_exhausted``. With ``source_extraction.method: cnmf`` the ROIs are CNMF's accepted
-    components (masks: footprint pixels above ``footprint_threshold`` of its maximum, ``lam`` the
-    footprint), ``footprint`` is −1, and ``source_component`` (n,) i8 is each ROI's row in ``cnmf/``;
+    ``detection_exhausted``. With ``source_extraction.method: cnmf`` the ROIs are CNMF's components,
+    accepted and rejected, most probable first, less those overlap removal drops (masks: footprint
+    pixels above ``footprint_threshold`` of its maximum, ``lam`` the footprint), ``footprint`` is −1, and ``source_component`` (n,) i8 is each ROI's row in ``cnmf/``;
     ``bin_size`` and ``binned_frame_count`` describe the binning of the detection images only.
 ``plane_k/cnmf/``
     written by the CNMF step only: ragged masks of every component K (the whole non-negative
     footprint; unit L2 norm), ``snr`` (K,) f4 (event exceptionality), ``r_values`` (K,) f4 (spatial
-    consistency), ``accepted`` (K,) bool, all dims (roi,) (a component is a row); ``temporal`` (K, T)
+    consistency), ``accepted`` (K,) bool, ``cell_probability`` (K,) f4 (the logistic of the acceptance
+    margin, ≥ 0.5 exactly when accepted: `cindra_dask.cnmf.evaluation`), all dims (roi,) (a component is a row); ``temporal`` (K, T)
     f4 (the activity C refitted over the field) and ``raw_traces`` (K, T) f4 (C plus each
     component's share of the residual), dims (roi, t); ``background_spatial`` (nb, Ly, Lx) f4 dims (component, y, x) (0 outside the valid crop) and
     ``background_temporal`` (nb, T) f4 dims (component, t). With ``method: cnmf_e`` nb = 0 and the
@@ -116,7 +117,8 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     constant estimated from its ``subtracted_fluorescence``, s (NaN: not estimated), with the attrs
     ``recording_tau_s`` (median over the ROIs classified as cells, s; null when none), ``cell_count``
     (ROIs in that median) and ``configured_tau_s`` (the run's ``main.tau``, s).
-    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] dims (roi, column) may carry the attr
+    ``cell_classification`` (n, 2) f4 [is_cell 0/1, probability] dims (roi, column) (with CNMF, the
+    component's [``cnmf/accepted``, ``cnmf/cell_probability``], not the classifier's) may carry the attr
     ``curation_history``: one entry per `cindra-dask import-curation` that changed it, or per change
     of labels in `cindra-dask view` (``imported`` UTC time of the change, ``source`` the file read or
     ``"cindra-dask view"``, ``rows`` changed, ``previous`` their [is_cell, probability] before; the
@@ -127,7 +129,7 @@ Layout of ``<output_path>/<recording_name>.zarr`` (Zarr v3, Blosc-zstd):
     bleed-through; then the group carries ``ome``, of this image).
 ``plane_k/miniscope/``
     written by the miniscope step (``miniscope_analysis.enabled``, ``method: cnmf_e``), one row per ROI
-    (the accepted components, ``rois/source_component``): ``footprint_background`` (n,) f4 dims (roi,)
+    (the ROIs' components, ``rois/source_component``): ``footprint_background`` (n,) f4 dims (roi,)
     b_k = a_kᵀ ``cnmf/background_mean`` (movie units); ``detrended_fluorescence`` (n, T) f4 the
     component's fluorescence b_k + ``cnmf/raw_traces`` after ``detrend_method``; ``delta_f_over_f``
     (n, T) f4 its dF/F (or dF/√F, ``df_over_f_method``; NaN where F0 ≤ 0); ``instantaneous_phase``

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from cindra_dask.cnmf.evaluation import accepted_components, event_exceptionality_snr, half_sample_mode, peak_frames, significant_frames, spatial_consistency
+from cindra_dask.cnmf.evaluation import acceptance_margin, acceptance_probability, event_exceptionality_snr, half_sample_mode, peak_frames, significant_frames, spatial_consistency
 from cindra_dask.cnmf.initialization import gaussian_kernel, greedy_components
 from cindra_dask.cnmf.merging import merge_components, rank_one_merge
 from cindra_dask.cnmf.patch import fit_patch
@@ -172,11 +172,20 @@ def test_spatial_consistency_and_peak_selection() -> None:
     assert spatial_consistency(footprint=np.array([0.0, 1.0, 1.0]), mean_frame=np.ones(3)) == 0.0
 
 
-def test_acceptance_follows_caiman_rules() -> None:
-    snr = np.array([3.0, 1.0, 3.0, 0.2])
-    r_values = np.array([0.1, 0.9, -0.9, 0.9])
-    accepted = accepted_components(snr, r_values, min_SNR=2.5, rval_thr=0.8, SNR_lowest=0.5, rval_lowest=-1.0)
-    assert accepted.tolist() == [True, True, True, False]
+def test_acceptance_follows_caiman_rules_and_the_probability_is_monotone() -> None:
+    rules = {"min_SNR": 2.5, "rval_thr": 0.8, "SNR_lowest": 0.5, "rval_lowest": -1.0}
+    snr = np.array([3.0, 1.0, 3.0, 0.2, 2.5, 2.4999, 0.5, 4.5])
+    r_values = np.array([0.1, 0.9, -0.9, 0.9, np.nan, 0.0, -1.0, 1.0])
+    margin = acceptance_margin(snr, r_values, **rules)
+    assert (margin >= 0).tolist() == [True, True, True, False, True, False, False, True]
+    probability = acceptance_probability(margin)
+    assert probability[4] == 0.5 and probability[5] < 0.5  # the boundary is exact
+    assert probability[6] == pytest.approx(1 / (1 + np.exp(4.0)))  # both at their lowest bounds: margin -1
+    assert probability[7] == pytest.approx(1 / (1 + np.exp(-4.0)))  # one SNR unit (min_SNR - SNR_lowest) inside
+    grid_snr, grid_r = np.meshgrid(np.linspace(0, 6, 61), np.linspace(-1, 1, 41), indexing="ij")
+    grid = acceptance_probability(acceptance_margin(grid_snr.ravel(), grid_r.ravel(), **rules)).reshape(grid_snr.shape)
+    assert np.all(np.diff(grid, axis=0) >= 0) and np.all(np.diff(grid, axis=1) >= 0)
+    assert np.array_equal(grid >= 0.5, acceptance_margin(grid_snr.ravel(), grid_r.ravel(), **rules).reshape(grid_snr.shape) >= 0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,18 +195,38 @@ def test_acceptance_follows_caiman_rules() -> None:
 
 def _run_field(frames: np.ndarray, **overrides: object):
     import dask
-    import dask.array as da
 
     from cindra_dask.cnmf.graph import field_components
     from cindra_dask.config import SourceExtractionSettings
 
-    plan = field_components(da.from_array(frames, chunks=(150, *frames.shape[1:])), settings=SourceExtractionSettings(**{"method": "cnmf", **overrides}), event_frames=10, label="test")
+    plan = field_components(frames, crop_px=((0, frames.shape[1]), (0, frames.shape[2])), chunk_frames=150, settings=SourceExtractionSettings(**{"method": "cnmf", **overrides}), event_frames=10, label="test")
     request = next(plan)
     try:
         while True:
             request = plan.send(list(dask.compute(*request.graphs, scheduler="synchronous")))
     except StopIteration as stop:
         return stop.value
+
+
+def _frames_as_given(frames: np.ndarray) -> np.ndarray:
+    return frames
+
+
+def test_every_patch_reads_its_own_frames() -> None:
+    """Patch tasks get exactly the crop's patch frames, from read tasks that serve that patch alone (no chunk shared between patches)."""
+    import dask
+
+    from cindra_dask.cnmf.graph import patch_fits
+
+    movie = np.random.default_rng(3).normal(size=(50, 40, 44)).astype(np.float32)
+    crop, origins = ((2, 38), (3, 41)), [(0, 0), (0, 14), (16, 0), (16, 14)]  # 36 x 38 crop, 22-px patches (the last ones shorter)
+    fits = patch_fits(movie, crop_px=crop, chunk_frames=15, origins_px=origins, patch_px=22, fit=_frames_as_given, options={})
+    field = movie[:, 2:38, 3:41]
+    for (y, x), patch in zip(origins, dask.compute(*fits, scheduler="synchronous")):
+        np.testing.assert_array_equal(patch, field[:, y : y + 22, x : x + 22])
+    reads = [{key for key in fit.__dask_graph__() if isinstance(key, tuple) and str(key[0]).startswith("cnmf-patch")} for fit in fits]
+    assert all(len(keys) >= 4 for keys in reads)  # 4 chunks of 15 frames
+    assert all(not reads[first] & reads[second] for first in range(4) for second in range(first + 1, 4))
 
 
 def test_field_of_one_patch_equals_the_patch_kernel(separated_field: PlantedField) -> None:

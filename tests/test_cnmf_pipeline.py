@@ -44,7 +44,11 @@ def test_cnmf_replaces_detection_and_the_rest_runs_unchanged(runs: Runs) -> None
     rois = runs.cnmf.read_rois("plane_0/rois")
     accepted = runs.cnmf.read("plane_0/cnmf/accepted")
     source = runs.cnmf.read("plane_0/rois/source_component")
-    assert rois.count == len(source) > 0 and accepted[source].all() and np.all(np.diff(source) > 0)
+    probability = runs.cnmf.read("plane_0/cnmf/cell_probability")
+    # every component is an ROI (less overlap removal), most probable first, labelled by its evaluation
+    assert rois.count == len(source) > accepted[source].sum() > 0 and len(np.unique(source)) == len(source) and np.all(np.diff(probability[source]) <= 0)
+    np.testing.assert_array_equal((probability >= 0.5), accepted)
+    np.testing.assert_array_equal(runs.cnmf.read("plane_0/extraction/cell_classification"), np.stack([accepted[source], probability[source]], axis=1).astype(np.float32))
     assert runs.cnmf.read("plane_0/extraction/cell_fluorescence").shape == (rois.count, SIMULATION.frame_count)
     assert runs.cnmf.read("plane_0/cnmf/temporal").shape == (len(accepted), SIMULATION.frame_count)
     assert np.all(runs.cnmf.read("plane_0/rois/footprint") == -1)
@@ -58,10 +62,12 @@ def test_cnmf_replaces_detection_and_the_rest_runs_unchanged(runs: Runs) -> None
 
 
 def test_cnmf_finds_at_least_what_sparse_detection_finds(runs: Runs) -> None:
-    """The issue's bar: CNMF's F1 on the two-photon simulator ≥ sparse detection's (measured: 0.846 vs 0.762, recall 0.846 vs 0.615)."""
+    """The issue's bar: CNMF's F1 on the two-photon simulator ≥ sparse detection's, cells as the evaluation labels them (measured: F1 0.786 vs
+    0.762, recall 0.846 vs 0.615, precision 0.733 vs 1.0: the evaluation accepts planted non-somatic sources, which the classifier removed
+    (0.846 F1 with it); every active soma matched by an accepted component is a cell: recall of all 19 ROIs 0.846 too)."""
     truth = load_ground_truth(runs.data / "ground_truth.npz")
     sparse, cnmf = score_recording(runs.sparse.path, truth), score_recording(runs.cnmf.path, truth)
-    assert cnmf.detection_f1 >= sparse.detection_f1 and cnmf.detection_f1 >= 0.8 and cnmf.detection_precision >= 0.8
+    assert cnmf.detection_f1 >= sparse.detection_f1 and cnmf.detection_f1 >= 0.78 and cnmf.detection_recall >= 0.84 and cnmf.detection_precision >= 0.7
     assert cnmf.trace_correlation >= 0.95 and cnmf.spike_correlation >= 0.9
 
 

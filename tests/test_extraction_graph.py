@@ -238,7 +238,7 @@ def test_graph_chunking_and_idempotent_rerun(client: Any, parity_store: PlaneInp
     frames = da.from_zarr(inputs.store.array(frames_path(0, 0, kind="registered")))
     assert frames.chunks[0] == (97, 97, 97, 3)
     masks = extraction_masks(inputs.rois, frame_shape=PARITY_SHAPE, roi_radii_px=inputs.roi_radii_px, signal_extraction=context.configuration.signal_extraction)
-    graph = extraction_graph(frames, masks, roi_count=inputs.rois.count, shape_features=inputs.shape_features, configuration=context.configuration, frame_rate_hz=FRAME_RATE_HZ)
+    graph = extraction_graph(frames, masks, roi_count=inputs.rois.count, shape_features=inputs.shape_features, evaluation=None, configuration=context.configuration, frame_rate_hz=FRAME_RATE_HZ)
     for array in (graph.cell_fluorescence, graph.neuropil_fluorescence, graph.subtracted_fluorescence, graph.spikes, graph.delta_f_over_f):
         assert array.chunks == ((4, 4, 3), (PARITY_FRAMES,))
     trace_tasks = [key for key in graph.spikes.__dask_graph__() if isinstance(key, tuple) and key[0].startswith("masked-traces-")]

@@ -12,6 +12,12 @@ data over them and the footprint, over the footprint's pixels, is the component'
 
 A component is accepted when its SNR ≥ ``min_SNR`` or its r ≥ ``rval_thr``, and neither is below its
 lowest bound (``SNR_lowest``, ``rval_lowest``).
+
+**Cell probability.** With the SNR measured in units of (``min_SNR`` − ``SNR_lowest``) and r in units
+of (``rval_thr`` − ``rval_lowest``) (1 where a unit is not positive), the acceptance margin is
+m = min(max(s − s_thr, r − r_thr), s − s_lowest, r − r_lowest): non-decreasing in both scores, ≥ 0
+exactly when the component is accepted, −1 at the lowest bounds. The probability is the logistic
+1 / (1 + exp(−4 m)): 0.5 on the acceptance boundary, 0.98 one unit inside it, 0.02 one unit outside.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ FRAMES_AFTER_PEAK = 10
 PEAK_THRESHOLD_FRACTION = 0.3
 OVERLAP_THRESHOLD = 0.1
 _NOISE_SCALE = 3.0
+PROBABILITY_SLOPE = 4.0
+"""Slope of the logistic of the acceptance margin (per unit of margin)."""
 
 
 def half_sample_mode(values: np.ndarray) -> float:
@@ -108,7 +116,18 @@ def spatial_consistency(*, footprint: np.ndarray, mean_frame: np.ndarray) -> flo
     return float(np.corrcoef(mean_frame[pixels], footprint[pixels])[0, 1])
 
 
-def accepted_components(snr: np.ndarray, r_values: np.ndarray, *, min_SNR: float, rval_thr: float, SNR_lowest: float, rval_lowest: float) -> np.ndarray:  # noqa: N803 - CaImAn's names
-    """(K,) bool CaImAn's acceptance: (SNR ≥ min_SNR or r ≥ rval_thr) and SNR ≥ SNR_lowest and r ≥ rval_lowest (NaN r counts as 0)."""
+def acceptance_margin(snr: np.ndarray, r_values: np.ndarray, *, min_SNR: float, rval_thr: float, SNR_lowest: float, rval_lowest: float) -> np.ndarray:  # noqa: N803 - CaImAn's names
+    """(K,) float64 signed distance of each component to CaImAn's acceptance boundary, in units of the threshold gaps
+    (see the module docstring; NaN r counts as 0): ≥ 0 exactly when CaImAn accepts it (SNR ≥ min_SNR or r ≥ rval_thr,
+    and SNR ≥ SNR_lowest and r ≥ rval_lowest). snr, r_values : (K,)."""
+    snr = np.asarray(snr, np.float64)
     r_values = np.nan_to_num(np.asarray(r_values, np.float64))
-    return ((snr >= min_SNR) | (r_values >= rval_thr)) & (snr >= SNR_lowest) & (r_values >= rval_lowest)
+    snr_unit = min_SNR - SNR_lowest if min_SNR > SNR_lowest else 1.0
+    r_unit = rval_thr - rval_lowest if rval_thr > rval_lowest else 1.0
+    either = np.maximum((snr - min_SNR) / snr_unit, (r_values - rval_thr) / r_unit)
+    return np.minimum(either, np.minimum((snr - SNR_lowest) / snr_unit, (r_values - rval_lowest) / r_unit))
+
+
+def acceptance_probability(margin: np.ndarray) -> np.ndarray:
+    """(K,) float64 cell probability 1 / (1 + exp(−4 m)) of `acceptance_margin` m (0.5 on the boundary)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * PROBABILITY_SLOPE * np.asarray(margin, np.float64)))

@@ -1,15 +1,17 @@
 """Plan of the CNMF step of a plane: patches as tasks, components merged on the client, the activity
-refitted over the whole field from streamed statistics, CaImAn's evaluation; then the accepted
-components are written as the plane's ROIs, as sparse detection writes them (so extraction,
-classification, deconvolution, combine, export and tracking run unchanged), and every component with
-its traces and the background under ``plane_k/cnmf/``.
+refitted over the whole field from streamed statistics, CaImAn's evaluation; then every component is
+written as one of the plane's ROIs, as sparse detection writes them (so extraction, deconvolution,
+combine, export and tracking run unchanged), most probable first, and every component with its
+scores, cell probability, traces and the background under ``plane_k/cnmf/``. The evaluation, not
+the classifier, labels the ROIs: extraction's ``cell_classification`` is [accepted, probability].
 
 With ``method: cnmf_e`` the patches are CNMF-E fits (`fit_patch_one_photon`); the field's ring
 model takes each pixel's ring weights from the patch whose centre is nearest, and the refit and the
 evaluation run on the whitened data (Y − b0)(I − W)ᵀ, computed chunk by chunk, against the
 whitened footprints (`whitened_footprints`), so the background never exists as a T × pixels array.
 
-Chunking: one task per patch holds that patch's frames (T × (2·rf)² values; CaImAn holds the same);
+Chunking: one task per patch holds that patch's frames (T × (2·rf)² values; CaImAn holds the same),
+read by read tasks of its own from the store (`patch_fits`: no chunk is shared between patches);
 the field-wide refit and the evaluation stream the registered frames by their Zarr chunks, one
 task per chunk returning (K, t) projections or per-component sums of a few frames, so no task holds
 the field's movie. The field's ring weights (P × ~2π·radius entries) enter the graph once.
@@ -25,7 +27,7 @@ from scipy.sparse import csr_matrix
 
 from cindra_dask.chunking import chunk_starts, patch_starts
 from cindra_dask.cnmf.components import embed_footprints, field_background, field_ring_background, footprint_masks, significant_frame_sums, stack_rows
-from cindra_dask.cnmf.evaluation import accepted_components, event_exceptionality_snr, significant_frames, spatial_consistency
+from cindra_dask.cnmf.evaluation import acceptance_margin, acceptance_probability, event_exceptionality_snr, significant_frames, spatial_consistency
 from cindra_dask.cnmf.merging import merge_components
 from cindra_dask.cnmf.one_photon import RingBackground, subtract_ring_background, whitened_footprints
 from cindra_dask.cnmf.patch import fit_patch, fit_patch_one_photon
@@ -37,7 +39,7 @@ from cindra_dask.detection.stats import curate_rois
 from cindra_dask.rois import RaggedRois
 from cindra_dask.runner.plans import Compute, Request, StepPlan
 from cindra_dask.config import SourceExtractionMethod
-from cindra_dask.store import CNMF, stage_path
+from cindra_dask.store import CNMF, REGISTERED, frames_path, stage_path
 
 if TYPE_CHECKING:
     from cindra_dask.config import SourceExtractionSettings
@@ -59,6 +61,7 @@ class FieldComponents(NamedTuple):
     snr : (K,) event-exceptionality SNR of the raw traces.
     r_values : (K,) spatial consistency.
     accepted : (K,) bool CaImAn's acceptance.
+    probability : (K,) float64 cell probability of the acceptance margin (≥ 0.5 exactly when accepted).
     patch_count : patches fitted; merged_group_count : groups merged across and within patches.
     ring : the field's ring-model background (``cnmf_e``; nb = 0 then), or None.
     """
@@ -71,6 +74,7 @@ class FieldComponents(NamedTuple):
     snr: np.ndarray
     r_values: np.ndarray
     accepted: np.ndarray
+    probability: np.ndarray
     patch_count: int
     merged_group_count: int
     ring: RingBackground | None
@@ -83,21 +87,55 @@ def _frame_blocks(frames: Any) -> list[tuple[int, Any]]:
     return list(zip(chunk_starts(frames.chunks[0]), frames.to_delayed().ravel()))
 
 
-def field_components(frames: Any, *, settings: SourceExtractionSettings, event_frames: int, label: str) -> Generator[Request, Any, FieldComponents]:
-    """CNMF of a (T, h, w) field of registered frames (a dask array chunked along time).
+def movie_frames(movie: Any, *, crop_px: tuple[tuple[int, int], tuple[int, int]], chunk_frames: int, name: str | None) -> Any:
+    """The (T, y1 − y0, x1 − x0) crop ((y0, y1), (x0, x1)) of a (T, H, W) array-like movie (a Zarr array) as a dask array of
+    ``chunk_frames``-frame chunks; ``name`` keys its read tasks (None: from the movie's token)."""
+    import dask.array as da
+
+    (y_start, y_stop), (x_start, x_stop) = crop_px
+    return da.from_array(movie, chunks=(chunk_frames, *movie.shape[1:]), name=name)[:, y_start:y_stop, x_start:x_stop]
+
+
+def patch_fits(movie: Any, *, crop_px: tuple[tuple[int, int], tuple[int, int]], chunk_frames: int, origins_px: list[tuple[int, int]], patch_px: int,
+               fit: Any, options: dict[str, Any]) -> list[Any]:
+    """Delayed ``fit(patch frames, **options)`` of each patch (origins in crop coordinates), each patch reading its own frames.
+
+    Every patch has read tasks of its own (keys named after the patch), one per chunk, each keeping
+    only the patch's region of the chunk it decompresses, so no chunk is shared between patches and
+    none outlives the read: the cluster holds the frames of the patches being fitted, never the
+    movie, whatever dask fuses (each chunk is decompressed once per patch that covers it in time).
+    """
+    import dask
+    from dask.base import tokenize
+
+    (y_start, y_stop), (x_start, x_stop) = crop_px
+    token = tokenize(movie, crop_px, chunk_frames, patch_px)
+    fits = []
+    for y, x in origins_px:
+        region = ((y_start + y, min(y_start + y + patch_px, y_stop)), (x_start + x, min(x_start + x + patch_px, x_stop)))
+        frames = movie_frames(movie, crop_px=region, chunk_frames=chunk_frames, name=f"cnmf-patch-{y}-{x}-{token}")
+        fits.append(dask.delayed(fit, pure=True)(frames, **options))
+    return fits
+
+
+def field_components(movie: Any, *, crop_px: tuple[tuple[int, int], tuple[int, int]], chunk_frames: int, settings: SourceExtractionSettings, event_frames: int,
+                     label: str) -> Generator[Request, Any, FieldComponents]:
+    """CNMF of the (T, h, w) field ``crop_px`` ((y0, y1), (x0, x1)) of a (T, H, W) array-like movie of registered frames (a Zarr
+    array), read in ``chunk_frames``-frame chunks.
 
     Yields the runner's `Compute` requests (patches; the field-wide projections; the evaluation sums)
     and returns the `FieldComponents`. ``event_frames`` is the SNR's run length ⌈fr · decay time⌉.
     """
     import dask
 
+    frames = movie_frames(movie, crop_px=crop_px, chunk_frames=chunk_frames, name=None)
     frame_count, height, width = frames.shape
     patch_px = 2 * settings.rf
     origins = [(y, x) for y in patch_starts(length_px=height, patch_px=patch_px, overlap_px=min(settings.stride, patch_px - 1))
                for x in patch_starts(length_px=width, patch_px=patch_px, overlap_px=min(settings.stride, patch_px - 1))]
     one_photon = settings.method is SourceExtractionMethod.CNMF_E
     fit, options = (fit_patch_one_photon, settings.one_photon_patch_options()) if one_photon else (fit_patch, settings.patch_fit_options())
-    fits = [dask.delayed(fit, pure=True)(frames[:, y : y + patch_px, x : x + patch_px], **options) for y, x in origins]
+    fits = patch_fits(movie, crop_px=crop_px, chunk_frames=chunk_frames, origins_px=origins, patch_px=patch_px, fit=fit, options=options)
     patches = yield Compute(fits, f"CNMF patches ({label})")
 
     shape = (height, width)
@@ -143,7 +181,7 @@ def field_components(frames: Any, *, settings: SourceExtractionSettings, event_f
         mean_frame[pixel_lists[row]] = sum(chunk[row] for chunk in sums) / max(len(chosen[row]), 1)
         footprint = merged.spatial[row].toarray().ravel()
         r_values[row] = spatial_consistency(footprint=footprint, mean_frame=mean_frame)
-    accepted = accepted_components(snr, r_values, **settings.acceptance_options())
+    margin = acceptance_margin(snr, r_values, **settings.acceptance_options())
     return FieldComponents(
         merged.spatial,
         temporal[:component_count],
@@ -152,7 +190,8 @@ def field_components(frames: Any, *, settings: SourceExtractionSettings, event_f
         temporal[component_count:],
         snr,
         r_values,
-        accepted,
+        margin >= 0,
+        acceptance_probability(margin),
         len(origins),
         merged.merged_group_count,
         ring,
@@ -164,12 +203,13 @@ def event_run_frames(*, decay_time_s: float, frame_rate_hz: float) -> int:
     return max(1, math.ceil(frame_rate_hz * decay_time_s))
 
 
-def accepted_masks(components: FieldComponents, *, frame_shape: tuple[int, int], threshold_fraction: float) -> tuple[Any, np.ndarray]:
-    """ROI masks (in field coordinates) of the accepted components with pixels above the threshold, and their (n,) int64 component indices."""
-    accepted = np.flatnonzero(components.accepted)
-    masks = footprint_masks(components.spatial[accepted], frame_shape=frame_shape, threshold_fraction=threshold_fraction)
+def component_masks(components: FieldComponents, *, frame_shape: tuple[int, int], threshold_fraction: float) -> tuple[Any, np.ndarray]:
+    """ROI masks (in field coordinates) of the components with pixels above the threshold, most probable first (overlap removal
+    keeps the earlier of two ROIs), and their (n,) int64 component indices."""
+    order = np.argsort(-components.probability, kind="stable")
+    masks = footprint_masks(components.spatial[order], frame_shape=frame_shape, threshold_fraction=threshold_fraction)
     nonempty = np.flatnonzero(masks.pixel_counts() > 0)
-    return masks.select(nonempty), accepted[nonempty]
+    return masks.select(nonempty), order[nonempty]
 
 
 def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
@@ -177,7 +217,7 @@ def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
 
     Reads the functional channel's registered frames inside the registration's valid crop (all
     frames: CNMF models bad frames as CaImAn does) and writes ``plane_k/cnmf/*`` (every component),
-    ``plane_k/rois/*`` (the accepted ones, with sparse detection's statistics and overlap removal)
+    ``plane_k/rois/*`` (every component, most probable first, with sparse detection's statistics and overlap removal)
     and ``plane_k/detection/*`` (the images of the binned good frames, as detection writes them).
 
     Chunking: see the module docstring; the detection images are the same tree reduction of binned
@@ -187,14 +227,16 @@ def plan_cnmf_step(context: RecordingContext, *, plane: int) -> StepPlan:
     settings = configuration.source_extraction
     store = context.store
     crop = read_functional_crop(context, plane=plane, step="CNMF")
-    registration, binned, bin_size, channel, frames = crop.registration, crop.binned, crop.bin_size, crop.channel, crop.frames
+    registration, binned, bin_size, channel = crop.registration, crop.binned, crop.bin_size, crop.channel
     (y_start, y_stop), (x_start, x_stop) = registration.valid_y_range, registration.valid_x_range
     height, width = crop.frame_shape
     frame_rate_hz = context.acquisition.plane_frame_rate_hz
     event_frames = event_run_frames(decay_time_s=configuration.main.tau, frame_rate_hz=frame_rate_hz)
-    components = yield from field_components(frames, settings=settings, event_frames=event_frames, label=f"plane {plane}")
+    registered = store.array(frames_path(plane, channel, kind=REGISTERED))
+    components = yield from field_components(registered, crop_px=((y_start, y_stop), (x_start, x_stop)), chunk_frames=registered.chunks[0], settings=settings,
+                                             event_frames=event_frames, label=f"plane {plane}")
     crop_shape = (y_stop - y_start, x_stop - x_start)
-    masks, source_component = accepted_masks(components, frame_shape=crop_shape, threshold_fraction=settings.footprint_threshold)
+    masks, source_component = component_masks(components, frame_shape=crop_shape, threshold_fraction=settings.footprint_threshold)
     rois = RaggedRois(masks.pixel_offsets, (masks.ypix + y_start).astype(np.int32), (masks.xpix + x_start).astype(np.int32), masks.lam)
     diameter_px = int(round(2 * float(np.mean(settings.gSig))))
     curated = curate_rois(rois, frame_shape=(height, width), diameter_px=diameter_px, centroids=None,
@@ -234,6 +276,7 @@ def _write_components(store: Any, *, plane: int, components: FieldComponents, cr
         snr=components.snr.astype(np.float32),
         r_values=components.r_values.astype(np.float32),
         accepted=components.accepted,
+        cell_probability=components.probability.astype(np.float32),
     )
     store.write_array(f"{group}/temporal", components.temporal.astype(np.float32))
     store.write_array(f"{group}/raw_traces", components.raw_traces.astype(np.float32))

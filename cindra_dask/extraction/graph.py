@@ -5,7 +5,8 @@ One plane's graph::
     plane_k/rois/* ──► ExtractionMasks (one task; a dependency every worker fetches once)
     registered frame chunks ──blockwise──► (2, n, chunk_T) [cell; neuropil] per chunk
         ──concatenate on t, rechunk once──► (1, roi_chunk, T) ──► cell_fluorescence, neuropil_fluorescence
-    ROI chunks ──► neuropil_coefficient c (n,) ──► F − c·Fneu ──► skewness (n,) ──► cell_classification (one task)
+    ROI chunks ──► neuropil_coefficient c (n,) ──► F − c·Fneu ──► skewness (n,) ──► cell_classification (one task;
+                                                          │   with CNMF the components' evaluation instead: `evaluation_classification`)
                                                           ├──► baseline subtraction ──► OASIS (spikes moved rise_time earlier) ──► subtracted_fluorescence, spikes
                                                           └──► per-ROI baseline F0 ──► (F_c − F0) / F0 ──► delta_f_over_f
                                                                               └──► decay fit ──► estimated_tau_s (n,)
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from cindra_dask.chunking import roi_chunk_size
-from cindra_dask.config import BaselineMethod, MultiRecordingConfiguration, SignalExtractionSettings, SingleRecordingConfiguration, SpikeDeconvolutionSettings
+from cindra_dask.config import BaselineMethod, MultiRecordingConfiguration, SignalExtractionSettings, SingleRecordingConfiguration, SourceExtractionMethod, SpikeDeconvolutionSettings
 from cindra_dask.detection.classify import CellClassifier, classify, load_classifier
 from cindra_dask.extraction.baseline import (
     estimate_neuropil_coefficients,
@@ -45,7 +46,7 @@ from cindra_dask.extraction.oasis import advance_spikes, deconvolve_oasis
 from cindra_dask.extraction.traces import extract_traces
 from cindra_dask.rois import RaggedRois
 from cindra_dask.runner.plans import Compute, StepPlan
-from cindra_dask.store import EXTRACTION, REGISTRATION, ROIS, frames_path, stage_path
+from cindra_dask.store import CNMF, EXTRACTION, REGISTRATION, ROIS, frames_path, stage_path
 
 if TYPE_CHECKING:
     from cindra_dask.runner.context import RecordingContext
@@ -86,7 +87,7 @@ class ExtractionGraph(NamedTuple):
     subtracted_fluorescence, spikes : (n, T), chunks (roi_chunk, T); None when spikes are not
         extracted (the stored arrays are then all zeros).
     skewness : (n,) one chunk, skewness of F − c·Fneu.
-    cell_classification : (n, 2) one chunk, [is_cell (0/1), probability].
+    cell_classification : (n, 2) one chunk, [is_cell (0/1), probability] (the classifier's, or the given evaluation).
     estimated_tau_s : (n,), chunks (roi_chunk,), each ROI's indicator decay estimated from its
         subtracted fluorescence, s (NaN: not estimated; all NaN when spikes are not extracted).
     delta_f_over_f : (n, T), chunks (roi_chunk, T), dF/F of F − c·Fneu (see `deconvolution_graph`).
@@ -339,6 +340,7 @@ def extraction_graph(
     *,
     roi_count: int,
     shape_features: dict[str, np.ndarray],
+    evaluation: np.ndarray | None,
     configuration: SingleRecordingConfiguration,
     frame_rate_hz: float,
 ) -> ExtractionGraph:
@@ -350,6 +352,8 @@ def extraction_graph(
     masks : the plane's delayed `ExtractionMasks` (`extraction_masks`), n ≥ 1 rows.
     roi_count : n.
     shape_features : (n,) ``normalized_pixel_count`` and ``compactness`` (ROI statistics).
+    evaluation : (n, 2) float32 [is_cell, probability] of the source extraction's own evaluation
+        (CNMF: `evaluation_classification`), the classification as it is; None: the fitted classifier's.
     configuration : ``signal_extraction``, ``spike_deconvolution``, ``main.tau``,
         ``main.custom_classifier_path`` and ``runtime.max_chunk_memory`` are used.
     frame_rate_hz : per-plane sampling rate.
@@ -373,23 +377,26 @@ def extraction_graph(
         frame_rate_hz=frame_rate_hz,
     )
     skewness = deconvolution.skewness.rechunk(roi_count)
-    # the fit (scikit-learn: ≈ 0.8 s in a fresh worker) depends on nothing, so with a high priority
-    # it runs beside the first frame reads instead of at the end, after every trace
-    with dask.annotate(priority=100):
-        classifier = dask.delayed(load_classifier, pure=True)(configuration.main.custom_classifier_path)
-    classification = da.blockwise(
-        _classification_block,
-        "nc",
-        skewness,
-        "n",
-        classifier,
-        None,
-        new_axes={"c": 2},
-        shape_features={name: np.asarray(shape_features[name], np.float32) for name in SHAPE_FEATURES},
-        threshold=configuration.signal_extraction.classification_threshold,
-        dtype=TRACE_DTYPE,
-        meta=_meta(2),
-    )
+    if evaluation is not None:
+        classification = da.from_array(np.asarray(evaluation, TRACE_DTYPE), chunks=(roi_count, 2))
+    else:
+        # the fit (scikit-learn: ≈ 0.8 s in a fresh worker) depends on nothing, so with a high priority
+        # it runs beside the first frame reads instead of at the end, after every trace
+        with dask.annotate(priority=100):
+            classifier = dask.delayed(load_classifier, pure=True)(configuration.main.custom_classifier_path)
+        classification = da.blockwise(
+            _classification_block,
+            "nc",
+            skewness,
+            "n",
+            classifier,
+            None,
+            new_axes={"c": 2},
+            shape_features={name: np.asarray(shape_features[name], np.float32) for name in SHAPE_FEATURES},
+            threshold=configuration.signal_extraction.classification_threshold,
+            dtype=TRACE_DTYPE,
+            meta=_meta(2),
+        )
     if deconvolution.subtracted_fluorescence is None:
         estimated_tau = da.full((roi_count,), np.nan, chunks=cell_fluorescence.chunks[:1], dtype=TRACE_DTYPE)
     else:
@@ -469,6 +476,14 @@ def structural_graph(
 # ---------------------------------------------------------------------------------------------
 
 
+def evaluation_classification(store: Any, *, plane: int) -> np.ndarray:
+    """(n, 2) float32 [accepted, cell probability] of each ROI's CNMF component (``rois/source_component`` rows of
+    ``cnmf/accepted`` and ``cnmf/cell_probability``, `cindra_dask.cnmf.evaluation.acceptance_probability`)."""
+    component = store.read(f"{stage_path(plane, ROIS)}/source_component").astype(np.int64)
+    accepted, probability = store.read(f"{stage_path(plane, CNMF)}/accepted").astype(bool), store.read(f"{stage_path(plane, CNMF)}/cell_probability")
+    return np.stack([accepted[component], probability[component]], axis=1).astype(TRACE_DTYPE)
+
+
 def plan_extraction_step(context: RecordingContext, *, plane: int) -> StepPlan:
     """Plan of the extraction step of one plane: masks, traces, skewness, classification, baseline, OASIS.
 
@@ -519,6 +534,7 @@ def plan_extraction_step(context: RecordingContext, *, plane: int) -> StepPlan:
             masks,
             roi_count=roi_count,
             shape_features={name: store.read(f"{rois_group}/{name}") for name in SHAPE_FEATURES},
+            evaluation=None if configuration.source_extraction.method is SourceExtractionMethod.SPARSE else evaluation_classification(store, plane=plane),
             configuration=configuration,
             frame_rate_hz=context.acquisition.plane_frame_rate_hz,
         )

@@ -1,5 +1,5 @@
 """Plan of the miniscope step of a plane: detrending, dF/F, events, Hilbert phase and multi-taper
-spectrogram of every accepted CNMF-E component (`cindra_dask.miniscope.traces`, `.events`, `.spectral`).
+spectrogram of every ROI's CNMF-E component (accepted or not: ``extraction/cell_classification`` says which) (`cindra_dask.miniscope.traces`, `.events`, `.spectral`).
 
 Chunking: one task per ROI chunk of the component fluorescence (roi_chunk, T), roi_chunk from
 ``runtime.max_chunk_memory`` for the larger of a trace row (T values) and a spectrogram row (W · F);
