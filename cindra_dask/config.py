@@ -363,7 +363,9 @@ class ROIDetectionSettings(Section):
             " Classified-cell F1 with the true tau, no cap -> 0.4 s: default 0.937 -> 0.962, dim_quiet 0.365 -> 0.628, strong_neuropil"
             " 0.545 -> 0.920, slow_tau_1p5 0.839 -> 0.938, fast_60hz 0.893 -> 0.943, real GCaMP6s dynamics 0.912 -> 0.943, real GCaMP6f"
             " 0.774 both; but large_cells_18px 0.936 -> 0.887 (precision 0.927 -> 0.836) and precision over all ROIs falls (default"
-            " 0.824 -> 0.574), so it is not the default."
+            " 0.824 -> 0.574), so it is not the default. A 0.7-s cap also loses there (0.909), a classifier retrained on capped bins does"
+            " not recover it (0.887 either way), and on the real Allen crop (tau 0.7 s) 0.4 s turns 2 classified cells into none"
+            " (benchmarks/accuracy/README.md, 'Capped bins x classifier')."
         ),
     )
     maximum_binned_frames: int = Field(default=5000, gt=0, le=1_000_000, description="Cap on the number of temporal bins (sets the bin size for long recordings).")
