@@ -166,20 +166,23 @@ def test_a_worker_joining_the_cluster_starts_with_the_cached_kernels_loaded(tmp_
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba_cache"))  # read by the worker processes as they start
     signature_counts = Counter(kernel.function for kernel in cheap)
 
-    def preload_state(dask_worker: Any) -> tuple[bool, list[str], dict[str, int]]:
+    def preload_state(dask_worker: Any) -> tuple[bool, list[str], dict[str, int], bool]:
+        import sys
+
+        imported = all(module in sys.modules for module in kernel_cache.LAZY_TASK_IMPORTS)  # before the loads below import anything
         loaded = {function: len(kernel_cache.kernel_dispatcher(function).signatures) for function in signature_counts}
-        return PreloadKernels.name in dask_worker.plugins, dask_worker.preloaded_kernels, loaded
+        return PreloadKernels.name in dask_worker.plugins, dask_worker.preloaded_kernels, loaded, imported
 
     settings = ClusterSettings(workers=1, threads_per_worker=1, memory_limit_per_worker="1GiB", dashboard_address=":0")
     with cluster_client(settings) as client:
         (first, cold_state), = client.run(preload_state).items()
-        assert cold_state == (True, [], dict.fromkeys(signature_counts, 0))
+        assert cold_state == (True, [], dict.fromkeys(signature_counts, 0), True)  # scikit-learn imported ahead of the classifier fit
         client.run(lambda: [kernel_cache.compile_kernel(kernel) for kernel in cheap])  # writes the cache
         client.cluster.scale(2)
         client.wait_for_workers(2, timeout=120)
         (joined,) = set(client.scheduler_info(n_workers=-1)["workers"]) - {first}
-        plugin_present, preloaded, loaded = client.run(preload_state, workers=[joined])[joined]
-    assert plugin_present and Counter(preloaded) == signature_counts and loaded == dict(signature_counts)
+        plugin_present, preloaded, loaded, imported = client.run(preload_state, workers=[joined])[joined]
+    assert plugin_present and Counter(preloaded) == signature_counts and loaded == dict(signature_counts) and imported
 
 
 def test_adaptive_scaling_is_validated_field_by_field() -> None:
