@@ -148,6 +148,15 @@ def test_an_agent_configures_validates_runs_and_reads_results(tmp_path: Path) ->
             assert exported["file_count"] == len(exported["files"]) and str(tmp_path / "suite2p" / "plane0" / "F.npy") in exported["files"]
             np.testing.assert_array_equal(np.load(tmp_path / "suite2p" / "plane0" / "F.npy"), store.read("plane_0/extraction/cell_fluorescence"))
 
+            nwb = await _call(client, "export_nwb", store="out/rec.zarr", output="rec.nwb", movie="external", metadata={"metadata.session_start_time": "2024-05-01T10:30:00+00:00"})
+            from pynwb import NWBHDF5IO
+
+            with NWBHDF5IO(nwb["path"], "r") as reader:
+                raw = reader.read().acquisition["TwoPhotonSeriesRawPlane0"]
+                assert (list(raw.external_file[:]), list(raw.starting_frame)) == ([str(path.relative_to(tmp_path)) for path in sorted(data.glob("*.tif"))], [0])
+            assert "no complete tracking of dataset 'pair'" in await _error(client, "export_nwb", store="out/rec.zarr", output="tracked.nwb", tracking_dataset="pair", metadata={"metadata.session_start_time": "2024-05-01T10:30:00+00:00"})
+            assert not (tmp_path / "tracked.nwb").exists()
+
             listed = await _call(client, "list_stores", folder=".")
             assert [(entry["path"], entry["steps_complete"]) for entry in listed["stores"]] == [(str(store_path), 5)]
 

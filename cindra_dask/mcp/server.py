@@ -460,18 +460,22 @@ def build_server(*, roots: PathRoots) -> MCPServer:
     def export_nwb(
         store: StorePath,
         output: Annotated[str, Field(description="The .nwb file to write.")],
-        movie: Literal["none", "registered"] = "none",
+        movie: Annotated[
+            Literal["none", "registered", "external"],
+            Field(description="none; registered: the motion-corrected movie written into the file; external: the raw TIFFs linked by relative path (one-plane, one-channel TIFF input)."),
+        ] = "none",
         metadata: Annotated[dict[str, Any] | None, Field(description="Metadata fields to set: {'metadata.subject_id': 'm12', ...}.")] = None,
+        tracking_dataset: Annotated[str | None, Field(description="A multi-recording dataset the store was tracked in: adds its track_id and track_confidence columns.")] = None,
         overwrite: bool = False,
     ) -> models.NwbWritten:
-        """One NWB file: imaging planes, ROI masks and classes, traces as (time, rois), motion offsets, summary images (movie: also the registered movie)."""
+        """One NWB file: imaging planes, ROI masks and classes, traces as (time, rois), motion offsets, summary images, optionally the movie and track ids."""
         from cindra_dask.export.nwb import export_nwb as export
         from cindra_dask.export.nwb import resolve_metadata
 
         opened = store_at(store)
         target = roots.writable_path(output, what="output")
         resolved = resolve_metadata(opened.path, overrides=_override_strings(metadata or {}))
-        exported = export(opened.path, target, metadata=resolved, movie=movie, overwrite=overwrite)
+        exported = export(opened.path, target, metadata=resolved, movie=movie, tracking_dataset=tracking_dataset, overwrite=overwrite)
         return models.NwbWritten(path=str(exported.path), identifier=exported.identifier, planes=list(exported.planes), roi_counts=list(exported.roi_counts))
 
     @server.tool()
